@@ -1,0 +1,82 @@
+// Command elis-sim simulates and replays LLM serving schedules (FCFS,
+// ISRTF and others) to measure what a scheduling policy does to latency.
+// Run "elis-sim --help" for the commands.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	app := newApp()
+	err := app.Run(interspersed(app, args))
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "elis-sim:", err)
+	var bad *badInput
+	if errors.As(err, &bad) {
+		return 2
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "elis-sim",
+		Usage:   "simulate and replay LLM serving schedulers: FCFS against ISRTF and friends",
+		Version: version,
+		Description: "elis-sim answers how much iterative shortest-remaining-time-first (ISRTF) scheduling helps an\n" +
+			"LLM serving engine, when, and why. \"elis-sim run\" with no arguments shows FCFS next to ISRTF\n" +
+			"on an embedded ELIS-like workload.",
+		Commands: []*cli.Command{
+			runCommand(),
+			traceCommand(),
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &badInput{err}
+		},
+		HideHelpCommand: true,
+	}
+}
+
+// badInput marks an error caused by what the user gave (a flag, a file's
+// content); the command exits with status 2 for it.
+type badInput struct{ error }
+
+func (b *badInput) Unwrap() error { return b.error }
+
+// bad wraps err as bad input; nil stays nil.
+func bad(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &badInput{err}
+}
+
+// badf formats a bad-input error.
+func badf(format string, args ...any) error { return &badInput{fmt.Errorf(format, args...)} }
+
+// usageErrors makes a subcommand's flag errors exit 2 like the app's.
+func usageErrors(c *cli.Command) *cli.Command {
+	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return &badInput{err} }
+	for _, s := range c.Subcommands {
+		usageErrors(s)
+	}
+	return c
+}

@@ -1,0 +1,10 @@
+// Package policies is the scheduler core of elis-sim and its scheduling
+// policies. The core is a deterministic state machine with no clock and no
+// I/O, after etcd-io/raft: a driver asks it for the next batch at a time it
+// names, runs the batch (on a cost model or on a device), and tells it what
+// the batch produced and when it ended. It follows vLLM v1's scheduling rules
+// (running requests first, a per-step token budget, chunked prefill, a paged
+// KV cache, preemption by recomputation) and lets a Policy order the queues
+// and pick preemption victims: FCFS, priority, SJF, oracle SJF/SRPT and
+// ISRTF with its three modes.
+package policies

@@ -1,0 +1,241 @@
+package traces
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// forEachLine calls fn with each non-blank line of a JSONL file and its
+// 1-based line number.
+func forEachLine(data []byte, name string, fn func(line int, b []byte) error) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 64<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		if err := fn(line, b); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s line %d: %w", name, line+1, err)
+	}
+	return nil
+}
+
+// field checks a required JSON number field decoded as a pointer.
+func field[T int | int64 | float64](name string, line int, key string, v *T) (T, error) {
+	if v == nil {
+		return 0, fmt.Errorf("%s line %d: missing field %q", name, line, key)
+	}
+	if *v < 0 {
+		return 0, fmt.Errorf("%s line %d: field %q: %v, want >= 0", name, line, key, *v)
+	}
+	return *v, nil
+}
+
+// importMooncake reads the Mooncake trace JSONL: timestamp (ms),
+// input_length, output_length.
+func importMooncake(data []byte, name string, _ ImportOptions) (*Trace, error) {
+	tr := &Trace{Name: "mooncake"}
+	err := forEachLine(data, name, func(line int, b []byte) error {
+		var row struct {
+			Timestamp *float64 `json:"timestamp"`
+			In        *int     `json:"input_length"`
+			Out       *int     `json:"output_length"`
+		}
+		if err := json.Unmarshal(b, &row); err != nil {
+			return fmt.Errorf("%s line %d: %w", name, line, err)
+		}
+		ts, err := field(name, line, "timestamp", row.Timestamp)
+		if err != nil {
+			return err
+		}
+		in, err := field(name, line, "input_length", row.In)
+		if err != nil {
+			return err
+		}
+		out, err := field(name, line, "output_length", row.Out)
+		if err != nil {
+			return err
+		}
+		tr.Requests = append(tr.Requests, Request{
+			ID: "mooncake-" + strconv.Itoa(len(tr.Requests)), Arrival: ts / 1000,
+			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out),
+		})
+		return nil
+	})
+	return tr, err
+}
+
+// importAPEX reads APEX's JSONL (ContextTokens, GeneratedTokens,
+// SynthesizedBody, StartTimeOffset in ns).
+func importAPEX(data []byte, name string, opt ImportOptions) (*Trace, error) {
+	tr := &Trace{Name: "apex"}
+	err := forEachLine(data, name, func(line int, b []byte) error {
+		var row struct {
+			In     *int    `json:"ContextTokens"`
+			Out    *int    `json:"GeneratedTokens"`
+			Body   string  `json:"SynthesizedBody"`
+			Offset *int64  `json:"StartTimeOffset"`
+			ID     *string `json:"RequestID"`
+		}
+		if err := json.Unmarshal(b, &row); err != nil {
+			return fmt.Errorf("%s line %d: %w", name, line, err)
+		}
+		in, err := field(name, line, "ContextTokens", row.In)
+		if err != nil {
+			return err
+		}
+		out, err := field(name, line, "GeneratedTokens", row.Out)
+		if err != nil {
+			return err
+		}
+		off, err := field(name, line, "StartTimeOffset", row.Offset)
+		if err != nil {
+			return err
+		}
+		r := Request{
+			ID: "apex-" + strconv.Itoa(len(tr.Requests)), Arrival: float64(off) / 1e9,
+			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out),
+		}
+		if opt.KeepText {
+			r.Prompt = row.Body
+		}
+		tr.Requests = append(tr.Requests, r)
+		return nil
+	})
+	return tr, err
+}
+
+// importShareGPT reads a ShareGPT conversation file (a JSON array of
+// {"conversations": [{"from": "human"|"gpt", "value": text}, ...]}) the way
+// vLLM's serving benchmark does: one request per conversation, its first turn
+// as the prompt and the second as the output.
+func importShareGPT(data []byte, name string, opt ImportOptions) (*Trace, error) {
+	if err := needTokens("sharegpt", opt); err != nil {
+		return nil, err
+	}
+	var convs []struct {
+		ID    json.RawMessage `json:"id"`
+		Turns []struct {
+			From  string `json:"from"`
+			Value string `json:"value"`
+		} `json:"conversations"`
+	}
+	if err := json.Unmarshal(data, &convs); err != nil {
+		return nil, fmt.Errorf("%s: %w (want a JSON array of {\"conversations\": [{\"from\", \"value\"}, ...]})", name, err)
+	}
+	tr := &Trace{Name: "sharegpt"}
+	for i, c := range convs {
+		if len(c.Turns) < 2 {
+			continue // nothing answered: vLLM's benchmark drops these too
+		}
+		in, err := opt.Tokens.CountTokens(c.Turns[0].Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s conversation %d: %w", name, i, err)
+		}
+		out, err := opt.Tokens.CountTokens(c.Turns[1].Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s conversation %d: %w", name, i, err)
+		}
+		r := Request{ID: "sharegpt-" + strconv.Itoa(len(tr.Requests)),
+			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out)}
+		if opt.KeepText {
+			r.Prompt = c.Turns[0].Value
+		}
+		tr.Requests = append(tr.Requests, r)
+	}
+	assignArrivals(tr, opt)
+	return tr, nil
+}
+
+// importELISPrompts reads ELIS's prompt list {"prompts": ["...", ...]}. The
+// format has no output lengths; they come from opt.OutputTokens.
+func importELISPrompts(data []byte, name string, opt ImportOptions) (*Trace, error) {
+	if err := needTokens("elis-prompts", opt); err != nil {
+		return nil, err
+	}
+	if opt.OutputTokens < 1 {
+		return nil, fmt.Errorf("format elis-prompts has no output lengths: give --output-tokens N (N >= 1)")
+	}
+	var doc struct {
+		Prompts *[]string `json:"prompts"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w (want {\"prompts\": [\"...\", ...]})", name, err)
+	}
+	if doc.Prompts == nil {
+		return nil, fmt.Errorf("%s: missing field \"prompts\"", name)
+	}
+	tr := &Trace{Name: "elis-prompts"}
+	for i, p := range *doc.Prompts {
+		n, err := opt.Tokens.CountTokens(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s prompt %d: %w", name, i, err)
+		}
+		r := Request{ID: "elis-" + strconv.Itoa(i), PromptTokens: atLeastOne(n), OutputTokens: opt.OutputTokens}
+		if opt.KeepText {
+			r.Prompt = p
+		}
+		tr.Requests = append(tr.Requests, r)
+	}
+	assignArrivals(tr, opt)
+	return tr, nil
+}
+
+// importELISTrain reads the ELIS predictor training JSONL: rows of
+// {input_prompt, output_prompt, number_of_output_tokens, remaining_tokens},
+// several per prompt (one per 50-token window). Each distinct prompt becomes
+// one request whose output length is number_of_output_tokens.
+func importELISTrain(data []byte, name string, opt ImportOptions) (*Trace, error) {
+	if err := needTokens("elis-train", opt); err != nil {
+		return nil, err
+	}
+	tr := &Trace{Name: "elis-train"}
+	seen := map[string]bool{}
+	err := forEachLine(data, name, func(line int, b []byte) error {
+		var row struct {
+			In        *string `json:"input_prompt"`
+			Out       *string `json:"output_prompt"`
+			N         *int    `json:"number_of_output_tokens"`
+			Remaining *int    `json:"remaining_tokens"`
+		}
+		if err := json.Unmarshal(b, &row); err != nil {
+			return fmt.Errorf("%s line %d: %w", name, line, err)
+		}
+		if row.In == nil {
+			return fmt.Errorf("%s line %d: missing field \"input_prompt\"", name, line)
+		}
+		n, err := field(name, line, "number_of_output_tokens", row.N)
+		if err != nil {
+			return err
+		}
+		if seen[*row.In] {
+			return nil
+		}
+		seen[*row.In] = true
+		in, err := opt.Tokens.CountTokens(*row.In)
+		if err != nil {
+			return fmt.Errorf("%s line %d: %w", name, line, err)
+		}
+		r := Request{ID: "elis-" + strconv.Itoa(len(tr.Requests)), PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(n)}
+		if opt.KeepText {
+			r.Prompt = *row.In
+		}
+		tr.Requests = append(tr.Requests, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	assignArrivals(tr, opt)
+	return tr, nil
+}

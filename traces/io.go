@@ -1,0 +1,225 @@
+package traces
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/elis-sim/elis-sim/internal/atomicfile"
+)
+
+// header is the first object of a native trace: the whole document in JSON,
+// the first line in JSONL.
+type header struct {
+	Version  *int             `json:"elis_trace"`
+	Name     string           `json:"name,omitempty"`
+	Requests *json.RawMessage `json:"requests,omitempty"`
+}
+
+// IsJSONL reports whether path names a JSONL trace (by its extension).
+func IsJSONL(path string) bool {
+	return strings.HasSuffix(path, ".jsonl")
+}
+
+// ReadFile reads a native trace; the extension .jsonl selects JSONL, any
+// other JSON. Errors name the file, the line and the field.
+func ReadFile(path string) (*Trace, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path, IsJSONL(path))
+}
+
+// Parse reads a native trace from data. name is used in error messages.
+func Parse(data []byte, name string, jsonl bool) (*Trace, error) {
+	var t *Trace
+	var err error
+	if jsonl {
+		t, err = parseJSONL(data, name)
+	} else {
+		t, err = parseJSON(data, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]int, len(t.Requests))
+	for i := range t.Requests {
+		if j, dup := seen[t.Requests[i].ID]; dup {
+			return nil, fmt.Errorf("trace %s: request %d: id %q repeats request %d", name, i, t.Requests[i].ID, j)
+		}
+		seen[t.Requests[i].ID] = i
+	}
+	t.SortByArrival()
+	return t, nil
+}
+
+func lineAt(data []byte, off int64) int {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	return bytes.Count(data[:off], []byte{'\n'}) + 1
+}
+
+func checkVersion(h *header, name string, line int) error {
+	if h.Version == nil {
+		return fmt.Errorf(`trace %s line %d: missing "elis_trace" version field (want %d); is this a trace to import with "elis-sim trace import"?`, name, line, Version)
+	}
+	if *h.Version != Version {
+		return fmt.Errorf(`trace %s line %d: field "elis_trace": version %d, this build reads version %d`, name, line, *h.Version, Version)
+	}
+	return nil
+}
+
+func parseJSON(data []byte, name string) (*Trace, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	fail := func(err error) error {
+		return fmt.Errorf("trace %s line %d: %w", name, lineAt(data, dec.InputOffset()), err)
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fail(errors.New("want a JSON object {\"elis_trace\": 1, \"requests\": [...]}"))
+	}
+	t := &Trace{}
+	var version *int
+	sawRequests := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fail(err)
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "elis_trace":
+			var v int
+			if err := dec.Decode(&v); err != nil {
+				return nil, fail(fmt.Errorf(`field "elis_trace": %w`, err))
+			}
+			version = &v
+		case "name":
+			if err := dec.Decode(&t.Name); err != nil {
+				return nil, fail(fmt.Errorf(`field "name": %w`, err))
+			}
+		case "requests":
+			sawRequests = true
+			if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+				return nil, fail(errors.New(`field "requests": want an array`))
+			}
+			for dec.More() {
+				start := dec.InputOffset()
+				if i := bytes.IndexByte(data[start:], '{'); i >= 0 {
+					start += int64(i) // skip the comma and blanks before the object
+				}
+				var r Request
+				if err := decodeRequest(dec, &r); err != nil {
+					return nil, fmt.Errorf("trace %s line %d: request %d: %w", name, lineAt(data, start), len(t.Requests), err)
+				}
+				t.Requests = append(t.Requests, r)
+			}
+			if _, err := dec.Token(); err != nil {
+				return nil, fail(err)
+			}
+		default:
+			return nil, fail(fmt.Errorf("unknown field %q (valid: elis_trace, name, requests)", key))
+		}
+	}
+	if err := checkVersion(&header{Version: version}, name, 1); err != nil {
+		return nil, err
+	}
+	if !sawRequests {
+		return nil, fmt.Errorf(`trace %s: missing field "requests"`, name)
+	}
+	return t, nil
+}
+
+func decodeRequest(dec *json.Decoder, r *Request) error {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	return unmarshalRequest(raw, r)
+}
+
+func unmarshalRequest(raw []byte, r *Request) error {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(r); err != nil {
+		return err
+	}
+	return r.Validate()
+}
+
+func parseJSONL(data []byte, name string) (*Trace, error) {
+	t := &Trace{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 64<<20)
+	line := 0
+	sawHeader := false
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		if !sawHeader {
+			var h header
+			if err := json.Unmarshal(b, &h); err != nil {
+				return nil, fmt.Errorf("trace %s line %d: header: %w", name, line, err)
+			}
+			if err := checkVersion(&h, name, line); err != nil {
+				return nil, err
+			}
+			t.Name = h.Name
+			sawHeader = true
+			continue
+		}
+		var r Request
+		if err := unmarshalRequest(b, &r); err != nil {
+			return nil, fmt.Errorf("trace %s line %d: %w", name, line, err)
+		}
+		t.Requests = append(t.Requests, r)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("trace %s line %d: %w", name, line+1, err)
+	}
+	if !sawHeader {
+		return nil, fmt.Errorf(`trace %s: empty; want a header line {"elis_trace": %d}`, name, Version)
+	}
+	return t, nil
+}
+
+// Encode writes t in the native format: JSON with one request per line, or
+// JSONL. The same trace always gives the same bytes.
+func Encode(w io.Writer, t *Trace, jsonl bool) error {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	name, _ := json.Marshal(t.Name)
+	if jsonl {
+		fmt.Fprintf(bw, "{\"elis_trace\":%d,\"name\":%s}\n", Version, name)
+	} else {
+		fmt.Fprintf(bw, "{\"elis_trace\": %d, \"name\": %s, \"requests\": [\n", Version, name)
+	}
+	for i := range t.Requests {
+		b, err := json.Marshal(&t.Requests[i])
+		if err != nil {
+			return err
+		}
+		bw.Write(b)
+		if !jsonl && i < len(t.Requests)-1 {
+			bw.WriteByte(',')
+		}
+		bw.WriteByte('\n')
+	}
+	if !jsonl {
+		bw.WriteString("]}\n")
+	}
+	return bw.Flush()
+}
+
+// WriteFile writes t to path atomically, as JSONL when path ends in .jsonl.
+func WriteFile(path string, t *Trace) error {
+	return atomicfile.Write(path, func(w io.Writer) error { return Encode(w, t, IsJSONL(path)) })
+}

@@ -1,0 +1,126 @@
+package traces
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func sample() *Trace {
+	return &Trace{Name: "t", Requests: []Request{
+		{ID: "a", Arrival: 0, PromptTokens: 10, OutputTokens: 5, Prompt: "hi \"there\"", Priority: 2,
+			Predictions: []Prediction{{0, 6}, {50, 1.5}}},
+		{ID: "b", Arrival: 0.25, PromptTokens: 1, OutputTokens: 1},
+	}}
+}
+
+func TestRoundTripJSONAndJSONL(t *testing.T) {
+	for _, jsonl := range []bool{false, true} {
+		var buf bytes.Buffer
+		if err := Encode(&buf, sample(), jsonl); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Parse(buf.Bytes(), "x", jsonl)
+		if err != nil {
+			t.Fatalf("jsonl=%v: %v\n%s", jsonl, err, buf.String())
+		}
+		var again bytes.Buffer
+		Encode(&again, got, jsonl)
+		if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+			t.Fatalf("jsonl=%v: round trip changed bytes:\n%s\n%s", jsonl, buf.String(), again.String())
+		}
+		if got.Requests[0].Predictions[1].Remaining != 1.5 || got.Name != "t" {
+			t.Fatalf("lost data: %+v", got)
+		}
+	}
+}
+
+func TestParseErrorsNameLineAndField(t *testing.T) {
+	cases := []struct {
+		name, in string
+		jsonl    bool
+		want     string
+	}{
+		{"bad output", "{\"elis_trace\": 1, \"requests\": [\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1},\n{\"id\":\"b\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":0}\n]}", false, `line 3: request 1: field "output_tokens": 0, want >= 1`},
+		{"unknown field", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival\":0,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 2: json: unknown field "arrival"`},
+		{"no version", "{\"requests\": []}", false, `missing "elis_trace"`},
+		{"wrong version", "{\"elis_trace\":7}\n", true, `version 7`},
+		{"negative arrival", "{\"elis_trace\":1}\n\n{\"id\":\"a\",\"arrival_s\":-1,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 3: field "arrival_s"`},
+		{"duplicate id", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1}\n{\"id\":\"a\",\"arrival_s\":1,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `id "a" repeats`},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.in), "f.json", c.jsonl)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "f.json") {
+			t.Errorf("%s: got %v, want it to contain %q and the file name", c.name, err, c.want)
+		}
+	}
+}
+
+func TestParseSortsByArrival(t *testing.T) {
+	in := "{\"elis_trace\":1}\n{\"id\":\"late\",\"arrival_s\":5,\"prompt_tokens\":3,\"output_tokens\":1}\n{\"id\":\"early\",\"arrival_s\":1,\"prompt_tokens\":3,\"output_tokens\":1}\n"
+	tr, err := Parse([]byte(in), "x", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Requests[0].ID != "early" {
+		t.Fatalf("not sorted: %+v", tr.Requests)
+	}
+}
+
+func TestWriteFileIsAtomicAndReadable(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a.json", "a.jsonl"} {
+		p := filepath.Join(dir, name)
+		if err := WriteFile(p, sample()); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := ReadFile(p)
+		if err != nil || len(tr.Requests) != 2 {
+			t.Fatalf("%s: %v %+v", name, err, tr)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Fatalf("temp files left: %v", entries)
+	}
+}
+
+func TestWindow(t *testing.T) {
+	tr := &Trace{}
+	for i := 0; i < 10; i++ {
+		tr.Requests = append(tr.Requests, Request{ID: string(rune('a' + i)), Arrival: 100 + float64(i), PromptTokens: 1, OutputTokens: 1})
+	}
+	tr.Window(2, 8, 0.5, 3)
+	if len(tr.Requests) != 3 || tr.Requests[0].ID != "c" || tr.Requests[0].Arrival != 0 || tr.Requests[2].Arrival != 1 {
+		t.Fatalf("window: %+v", tr.Requests)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	var buf bytes.Buffer
+	Encode(&buf, sample(), false)
+	f.Add(buf.Bytes(), false)
+	buf.Reset()
+	Encode(&buf, sample(), true)
+	f.Add(buf.Bytes(), true)
+	f.Fuzz(func(t *testing.T, data []byte, jsonl bool) {
+		tr, err := Parse(data, "fuzz", jsonl)
+		if err != nil {
+			return
+		}
+		// Whatever parses must validate and survive a round trip.
+		var out bytes.Buffer
+		if err := Encode(&out, tr, jsonl); err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse(out.Bytes(), "again", jsonl)
+		if err != nil {
+			t.Fatalf("re-parse: %v\n%s", err, out.String())
+		}
+		if len(back.Requests) != len(tr.Requests) {
+			t.Fatal("lost requests")
+		}
+	})
+}
