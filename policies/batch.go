@@ -1,0 +1,78 @@
+package policies
+
+// Item is one request's share of a step.
+type Item struct {
+	Seq     *Seq
+	Tokens  int // new tokens computed in this step (1 for a decode)
+	Context int // tokens already in the KV cache, which attention reads
+}
+
+// Batch is one scheduler step: what to compute, plus the aggregates a cost
+// model prices it by, kept as the step is built so pricing is O(1).
+type Batch struct {
+	Step  int64
+	Items []Item
+	// DecodeSeqs are items computing one token; DecodeContext sums their
+	// cached contexts (the KV bytes attention reads).
+	DecodeSeqs    int
+	DecodeContext int64
+	// PrefillTokens sums the tokens of the other items (prompt chunks and
+	// recomputation); PrefillContext sums what they read from the cache and
+	// PrefillAttn the causal attention work, sum of c*(p + (c+1)/2) over
+	// chunks of c tokens after p cached ones.
+	PrefillTokens  int
+	PrefillContext int64
+	PrefillAttn    float64
+	// Preempted counts requests preempted while building this step.
+	Preempted int
+	// Predictions are the predictor calls made since the last step (at
+	// arrivals and window boundaries), which a real predictor would run
+	// before this step; PredictionTokens sums their input lengths, each
+	// capped at PredictorInputCap.
+	Predictions      int
+	PredictionTokens int
+}
+
+// Tokens is the number of new tokens the step computes.
+func (b *Batch) Tokens() int { return b.PrefillTokens + b.DecodeSeqs }
+
+// Empty reports whether the step computes nothing.
+func (b *Batch) Empty() bool { return len(b.Items) == 0 }
+
+func (b *Batch) reset(step int64) {
+	items := b.Items[:0]
+	*b = Batch{Step: step, Items: items}
+}
+
+func (b *Batch) add(s *Seq, tokens int) {
+	b.Items = append(b.Items, Item{Seq: s, Tokens: tokens, Context: s.Computed})
+	if tokens == 1 {
+		b.DecodeSeqs++
+		b.DecodeContext += int64(s.Computed)
+		return
+	}
+	b.PrefillTokens += tokens
+	b.PrefillContext += int64(s.Computed)
+	b.PrefillAttn += float64(tokens) * (float64(s.Computed) + float64(tokens+1)/2)
+}
+
+// drop removes s's item (a victim that was already scheduled this step).
+func (b *Batch) drop(s *Seq) int {
+	for i := range b.Items {
+		it := b.Items[i]
+		if it.Seq != s {
+			continue
+		}
+		if it.Tokens == 1 {
+			b.DecodeSeqs--
+			b.DecodeContext -= int64(it.Context)
+		} else {
+			b.PrefillTokens -= it.Tokens
+			b.PrefillContext -= int64(it.Context)
+			b.PrefillAttn -= float64(it.Tokens) * (float64(it.Context) + float64(it.Tokens+1)/2)
+		}
+		b.Items = append(b.Items[:i], b.Items[i+1:]...)
+		return it.Tokens
+	}
+	return 0
+}

@@ -1,0 +1,69 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Config holds the engine limits the core schedules within. The names
+// follow vLLM's engine arguments.
+type Config struct {
+	MaxBatchedTokens int // token budget of one step (max_num_batched_tokens)
+	MaxSeqs          int // sequences in one step (max_num_seqs)
+	BlockSize        int // tokens per KV block (16 in vLLM)
+	NumBlocks        int // KV cache capacity in blocks
+	MaxModelLen      int // context length of the model
+	// LongPrefillThreshold caps one request's prefill chunk per step when
+	// > 0 (long_prefill_token_threshold).
+	LongPrefillThreshold int
+	// PredictionInterval is the ISRTF window K: a request is re-predicted
+	// every K generated tokens (VLLM_ELIS_PREDICTION_INTERVAL, default 50).
+	PredictionInterval int
+	Guard              Guard
+}
+
+// Guard is the starvation guard, usable with any policy.
+type Guard struct {
+	// AgingSteps > 0 promotes a request that has waited this many steps
+	// to the front for PromoteSteps steps (vllm-ltr used 200 and 10).
+	AgingSteps, PromoteSteps int
+	// PreemptLimit > 0 protects a request from preemption once it has
+	// generated this fraction of its initial predicted length (TRAIL's
+	// limited preemption; C = 0.8 worked best there).
+	PreemptLimit float64
+}
+
+// Validate reports the first unusable setting.
+func (c *Config) Validate() error {
+	switch {
+	case c.MaxBatchedTokens < 1:
+		return fmt.Errorf("max_num_batched_tokens %d: want >= 1", c.MaxBatchedTokens)
+	case c.MaxSeqs < 1:
+		return fmt.Errorf("max_num_seqs %d: want >= 1", c.MaxSeqs)
+	case c.BlockSize < 1:
+		return fmt.Errorf("block size %d: want >= 1", c.BlockSize)
+	case c.NumBlocks < 1:
+		return fmt.Errorf("KV blocks %d: want >= 1 (the model's weights may not fit the GPU memory)", c.NumBlocks)
+	case c.MaxModelLen < 2:
+		return fmt.Errorf("max_model_len %d: want >= 2", c.MaxModelLen)
+	case c.PredictionInterval < 1:
+		return fmt.Errorf("prediction interval %d: want >= 1", c.PredictionInterval)
+	case c.Guard.AgingSteps < 0 || c.Guard.PromoteSteps < 0 || (c.Guard.AgingSteps > 0 && c.Guard.PromoteSteps < 1):
+		return errors.New("aging: want steps >= 1 to wait and >= 1 to promote")
+	case c.Guard.PreemptLimit < 0 || math.IsNaN(c.Guard.PreemptLimit):
+		return fmt.Errorf("preempt limit %v: want a fraction >= 0", c.Guard.PreemptLimit)
+	}
+	return nil
+}
+
+// Predictor estimates a request's remaining output tokens. The core calls
+// it when a request arrives and every PredictionInterval generated tokens,
+// for predictive policies only.
+type Predictor interface {
+	Predict(s *Seq) float64
+}
+
+// PredictorInputCap is how many predictor tokens of prompt plus generated
+// text a prediction reads at most (the patch truncates to 512).
+const PredictorInputCap = 512

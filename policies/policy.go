@@ -1,0 +1,194 @@
+package policies
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Rerank says what happens when a running request crosses a prediction
+// window (every K generated tokens) under a predictive policy.
+type Rerank uint8
+
+const (
+	// RerankNone: predictions update, but running requests are never
+	// re-ranked; only the waiting queue is ordered. The public vLLM ISRTF
+	// patch behaves this way.
+	RerankNone Rerank = iota
+	// RerankPause: the ELIS paper. At a window boundary a running request
+	// is re-ranked against the waiting ones; if a waiting request now ranks
+	// better and the batch is full, the running one is paused: it returns to
+	// the waiting queue keeping its KV blocks while memory allows.
+	RerankPause
+	// RerankResubmit: ELIS's worker as built on vLLM 0.5.0. Every window
+	// ends the request; it comes back as a new request whose prompt is the
+	// prompt plus the text so far, so its KV cache is rebuilt by a prefill.
+	RerankResubmit
+)
+
+var rerankNames = map[string]Rerank{"patch": RerankNone, "paper": RerankPause, "resubmit": RerankResubmit}
+
+// ParseRerank reads an ISRTF mode name: paper, resubmit or patch.
+func ParseRerank(s string) (Rerank, error) {
+	r, ok := rerankNames[s]
+	if !ok {
+		return 0, fmt.Errorf("ISRTF mode %q: valid modes are paper, resubmit, patch", s)
+	}
+	return r, nil
+}
+
+func (r Rerank) String() string {
+	for n, v := range rerankNames {
+		if v == r {
+			return n
+		}
+	}
+	return "?"
+}
+
+// Policy orders the waiting queue and picks preemption victims.
+type Policy interface {
+	Name() string
+	// Less reports whether a is served before b from the waiting queue.
+	Less(a, b *Seq) bool
+	// Victim returns the index in running of the request to preempt when
+	// memory runs out. running is in running-list order and not empty.
+	Victim(running []*Seq) int
+	// Predictive reports whether the policy uses predicted remaining tokens,
+	// so the core calls the predictor at admission and every window.
+	Predictive() bool
+	// Rerank says how running requests are treated at window boundaries.
+	Rerank() Rerank
+}
+
+// basic is the policy all the built-in ones are made of.
+type basic struct {
+	name       string
+	key        func(a, b *Seq) int // 0 when tied: ties fall back to queue order
+	victim     func(running []*Seq) int
+	predictive bool
+	rerank     Rerank
+}
+
+func (p *basic) Name() string              { return p.name }
+func (p *basic) Victim(running []*Seq) int { return p.victim(running) }
+func (p *basic) Predictive() bool          { return p.predictive }
+func (p *basic) Rerank() Rerank            { return p.rerank }
+func (p *basic) Less(a, b *Seq) bool {
+	// The starvation guard's promoted requests come first, earliest
+	// promoted first.
+	if pa, pb := a.promoted != 0, b.promoted != 0; pa != pb {
+		return pa
+	} else if pa && a.promoted != b.promoted {
+		return a.promoted < b.promoted
+	}
+	if p.key != nil {
+		if c := p.key(a, b); c != 0 {
+			return c < 0
+		}
+	}
+	return a.order < b.order
+}
+
+// lastVictim is vLLM's FCFS rule: preempt the last request of the running
+// list.
+func lastVictim(running []*Seq) int { return len(running) - 1 }
+
+// priorityVictim is vLLM's PRIORITY rule: the running request with the
+// largest (priority, arrival), i.e. the least urgent.
+func priorityVictim(running []*Seq) int {
+	best := 0
+	for i, s := range running[1:] {
+		b := running[best]
+		if s.Priority > b.Priority || (s.Priority == b.Priority && s.Arrival > b.Arrival) {
+			best = i + 1
+		}
+	}
+	return best
+}
+
+// predictedVictim preempts the running request with the most predicted
+// remaining work: the one SRTF would serve last.
+func predictedVictim(running []*Seq) int {
+	best := 0
+	for i, s := range running[1:] {
+		if s.Predicted > running[best].Predicted {
+			best = i + 1
+		}
+	}
+	return best
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func byArrival(a, b *Seq) int { return cmpFloat(a.Arrival, b.Arrival) }
+
+// Names lists the built-in policy names.
+func Names() []string {
+	names := []string{"fcfs", "priority", "sjf", "sjf-oracle", "srpt-oracle", "isrtf"}
+	sort.Strings(names)
+	return names
+}
+
+// New returns the named built-in policy. mode applies to isrtf and
+// srpt-oracle (which is ISRTF with a perfect predictor built in).
+func New(name string, mode Rerank) (Policy, error) {
+	switch name {
+	case "fcfs":
+		// FCFS keeps queue order: arrivals at the back, preempted requests at
+		// the front (the core gives them a front position).
+		return &basic{name: name, victim: lastVictim}, nil
+	case "priority":
+		return &basic{name: name, victim: priorityVictim, key: func(a, b *Seq) int {
+			if c := cmpInt(a.Priority, b.Priority); c != 0 {
+				return c
+			}
+			return byArrival(a, b)
+		}}, nil
+	case "sjf":
+		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmpInt(a.PromptTokens, b.PromptTokens) }}, nil
+	case "sjf-oracle":
+		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmpInt(a.OutputTokens, b.OutputTokens) }}, nil
+	case "srpt-oracle":
+		// Predicted is kept equal to the true remaining tokens by the core
+		// (it has no predictor call cost for an oracle policy).
+		return &basic{name: name, victim: srtfVictim(mode), predictive: true, rerank: mode, key: byPredicted}, nil
+	case "isrtf":
+		return &basic{name: name, victim: srtfVictim(mode), predictive: true, rerank: mode, key: byPredicted}, nil
+	}
+	return nil, fmt.Errorf("unknown policy %q (valid: %s)", name, strings.Join(Names(), ", "))
+}
+
+func byPredicted(a, b *Seq) int {
+	if c := cmpFloat(a.Predicted, b.Predicted); c != 0 {
+		return c
+	}
+	return byArrival(a, b)
+}
+
+// srtfVictim: the patch keeps vLLM's FCFS victim; the ELIS modes preempt the
+// request with the most predicted work left.
+func srtfVictim(mode Rerank) func([]*Seq) int {
+	if mode == RerankNone {
+		return lastVictim
+	}
+	return predictedVictim
+}

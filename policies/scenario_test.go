@@ -1,0 +1,183 @@
+package policies
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+)
+
+// scriptPredictor returns scripted predictions: for each request, the
+// entry with the largest generated count not above the request's; without
+// one, the true remaining tokens.
+type scriptPredictor map[string][][2]float64
+
+func (p scriptPredictor) Predict(s *Seq) float64 {
+	v := float64(s.Remaining())
+	for _, e := range p[s.ID] {
+		if int(e[0]) <= s.Generated {
+			v = e[1]
+		}
+	}
+	return v
+}
+
+// TestScenarios runs the scripts in testdata/: each file is a sequence of
+// commands and the expected output of each.
+//
+//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8]
+//	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0]
+//	step [t=1]     schedule one step, print it, complete it at t+1
+//	state          print the queues and the free blocks
+func TestScenarios(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var s *Scheduler
+		preds := scriptPredictor{}
+		now := 0.0
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			args := map[string]string{}
+			for _, a := range d.CmdArgs {
+				args[a.Key] = strings.Join(a.Vals, ",")
+			}
+			num := func(k string, def int) int {
+				v, ok := args[k]
+				if !ok {
+					return def
+				}
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					d.Fatalf(t, "%s=%s: %v", k, v, err)
+				}
+				return n
+			}
+			switch d.Cmd {
+			case "config":
+				mode, err := ParseRerank(orDefault(args["mode"], "paper"))
+				if err != nil {
+					d.Fatalf(t, "%v", err)
+				}
+				pol, err := New(orDefault(args["policy"], "fcfs"), mode)
+				if err != nil {
+					d.Fatalf(t, "%v", err)
+				}
+				cfg := Config{MaxBatchedTokens: num("budget", 16), MaxSeqs: num("seqs", 4), BlockSize: num("block", 4),
+					NumBlocks: num("blocks", 8), MaxModelLen: num("maxlen", 1000), PredictionInterval: num("interval", 50),
+					LongPrefillThreshold: num("threshold", 0)}
+				if a, ok := args["aging"]; ok {
+					fmt.Sscanf(a, "%d,%d", &cfg.Guard.AgingSteps, &cfg.Guard.PromoteSteps)
+				}
+				if l, ok := args["limit"]; ok {
+					cfg.Guard.PreemptLimit, _ = strconv.ParseFloat(l, 64)
+				}
+				s, err = NewScheduler(cfg, pol, preds)
+				if err != nil {
+					return "error: " + err.Error()
+				}
+				s.KeepHistory = true
+				now = 0
+				return "ok"
+			case "add":
+				id := args["id"]
+				if p, ok := args["pred"]; ok {
+					for _, e := range strings.Split(p, ",") {
+						var g, v float64
+						fmt.Sscanf(e, "%g:%g", &g, &v)
+						preds[id] = append(preds[id], [2]float64{g, v})
+					}
+				}
+				s.Add(Request{ID: id, Arrival: now, PromptTokens: num("prompt", 1), OutputTokens: num("output", 1), Priority: num("priority", 0)}, now)
+				var out []string
+				for _, r := range s.TakeFinished() {
+					out = append(out, fmt.Sprintf("rejected %s: %s", r.ID, r.Rejected))
+				}
+				return orDefault(strings.Join(out, "\n"), "ok")
+			case "step":
+				n := num("n", 1)
+				var out []string
+				for i := 0; i < n; i++ {
+					out = append(out, step(s, &now))
+					if err := s.CheckInvariants(); err != nil {
+						d.Fatalf(t, "%v", err)
+					}
+				}
+				return strings.Join(out, "\n")
+			case "state":
+				return dumpState(s)
+			}
+			d.Fatalf(t, "unknown command %q", d.Cmd)
+			return ""
+		})
+	})
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func step(s *Scheduler, now *float64) string {
+	b := s.Schedule(*now)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "step %d:", b.Step)
+	if b.Empty() {
+		sb.WriteString(" idle")
+	}
+	for _, it := range b.Items {
+		kind := "d"
+		if it.Tokens > 1 || it.Context < it.Seq.PromptTokens {
+			kind = "p"
+		}
+		fmt.Fprintf(&sb, " %s:%s%d", it.Seq.ID, kind, it.Tokens)
+	}
+	fmt.Fprintf(&sb, " | tokens %d", b.Tokens())
+	if b.Preempted > 0 {
+		fmt.Fprintf(&sb, " | preempted %d", b.Preempted)
+	}
+	if b.Predictions > 0 {
+		fmt.Fprintf(&sb, " | predictions %d", b.Predictions)
+	}
+	*now++
+	s.Complete(*now)
+	recs := s.TakeFinished()
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	for _, r := range recs {
+		fmt.Fprintf(&sb, " | done %s", r.ID)
+	}
+	fmt.Fprintf(&sb, " | free %d", s.FreeBlocks())
+	return sb.String()
+}
+
+func dumpState(s *Scheduler) string {
+	var sb strings.Builder
+	sb.WriteString("running:")
+	for _, q := range s.running {
+		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s)", q.ID, q.Generated, q.Computed, q.blocks, predString(q))
+	}
+	sb.WriteString("\nwaiting:")
+	w := append([]*Seq(nil), s.waiting.items...)
+	sort.Slice(w, func(i, j int) bool { return s.pol.Less(w[i], w[j]) })
+	for _, q := range w {
+		extra := ""
+		if q.paused {
+			extra = " paused"
+		}
+		if q.promoted != 0 {
+			extra += " promoted"
+		}
+		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s%s)", q.ID, q.Generated, q.Computed, q.blocks, predString(q), extra)
+	}
+	fmt.Fprintf(&sb, "\nfree: %d", s.free)
+	return sb.String()
+}
+
+func predString(q *Seq) string {
+	if q.rec.Predictions == nil {
+		return ""
+	}
+	return fmt.Sprintf(" pred=%g", q.Predicted)
+}

@@ -1,0 +1,513 @@
+package policies
+
+import (
+	"fmt"
+	"math"
+)
+
+// Scheduler is the core: a deterministic state machine with no clock and no
+// I/O. A driver calls Add when a request arrives, Schedule to get the next
+// step, runs it, and Complete when it ended; TakeFinished hands back the
+// records of requests that finished or were rejected. Times are whatever the
+// driver says they are.
+type Scheduler struct {
+	cfg  Config
+	pol  Policy
+	pred Predictor
+
+	running []*Seq
+	waiting waitQueue
+	paused  []*Seq // waiting requests that kept their KV blocks
+	free    int    // free KV blocks
+
+	step       int64
+	nextOrder  int64
+	frontOrder int64
+	batch      Batch
+	finished   []Record
+
+	aging    []agingEntry // waiting requests by the step they started waiting
+	promoted []*Seq
+
+	pendingPred, pendingPredTokens int
+
+	// KeepHistory keeps every prediction in the records (for --out and the
+	// prediction log); the error statistics are kept either way.
+	KeepHistory bool
+	// OnGap, when set, is called with every inter-token gap (seconds).
+	OnGap func(gap float64)
+
+	stats Stats
+}
+
+type agingEntry struct {
+	s     *Seq
+	since int64
+}
+
+// Stats are the core's counters.
+type Stats struct {
+	Steps, Preemptions, Rejected, Finished int64
+	Predictions                            int64
+	PredAbsErr, PredSqErr                  float64 // summed over predictions against the truth
+}
+
+// NewScheduler returns a core with an empty cache. pred may be nil for
+// policies that are not predictive.
+func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
+	if cfg.PredictionInterval == 0 {
+		cfg.PredictionInterval = 50
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if pol.Predictive() && pred == nil {
+		return nil, fmt.Errorf("policy %s needs a predictor", pol.Name())
+	}
+	s := &Scheduler{cfg: cfg, pol: pol, pred: pred, free: cfg.NumBlocks}
+	s.waiting.less = pol.Less
+	return s, nil
+}
+
+// Config returns the limits the core schedules within.
+func (s *Scheduler) Config() Config { return s.cfg }
+
+// Stats returns the counters so far.
+func (s *Scheduler) Stats() Stats { return s.stats }
+
+// FreeBlocks is the number of unallocated KV blocks.
+func (s *Scheduler) FreeBlocks() int { return s.free }
+
+// Running and Waiting are the queue lengths.
+func (s *Scheduler) Running() int { return len(s.running) }
+func (s *Scheduler) Waiting() int { return s.waiting.Len() }
+
+// Idle reports whether no request is running or waiting.
+func (s *Scheduler) Idle() bool { return len(s.running) == 0 && s.waiting.Len() == 0 }
+
+func (s *Scheduler) blocksFor(tokens int) int {
+	return (tokens + s.cfg.BlockSize - 1) / s.cfg.BlockSize
+}
+
+// Add submits a request that arrived at now. A request that can never be
+// served (longer than the model's context or the whole KV cache) is
+// rejected at once and its record is ready in TakeFinished.
+func (s *Scheduler) Add(r Request, now float64) {
+	q := newSeq(r, s.nextOrder)
+	s.nextOrder++
+	total := r.PromptTokens + r.OutputTokens
+	switch {
+	case total > s.cfg.MaxModelLen:
+		s.reject(q, fmt.Sprintf("prompt+output %d tokens > max_model_len %d", total, s.cfg.MaxModelLen))
+		return
+	case s.blocksFor(total) > s.cfg.NumBlocks:
+		s.reject(q, fmt.Sprintf("needs %d KV blocks, the cache holds %d", s.blocksFor(total), s.cfg.NumBlocks))
+		return
+	}
+	if s.pol.Predictive() {
+		s.predict(q)
+		q.Initial = q.Predicted
+	}
+	s.enqueue(q, false)
+}
+
+func (s *Scheduler) reject(q *Seq, why string) {
+	q.state = stRejected
+	q.rec.Rejected = why
+	s.stats.Rejected++
+	s.finished = append(s.finished, q.rec)
+}
+
+// enqueue puts q in the waiting queue; front puts it ahead of every other
+// request of equal policy key (vLLM's place for preempted requests).
+func (s *Scheduler) enqueue(q *Seq, front bool) {
+	if front {
+		s.frontOrder--
+		q.order = s.frontOrder
+	}
+	q.state = stWaiting
+	q.waitSince = s.step
+	s.waiting.Push(q)
+	if s.cfg.Guard.AgingSteps > 0 {
+		s.aging = append(s.aging, agingEntry{q, s.step})
+	}
+}
+
+func (s *Scheduler) predict(q *Seq) {
+	p := s.pred.Predict(q)
+	if math.IsNaN(p) || p < 0 {
+		p = math.Inf(1) // a failed prediction: the patch then behaves like FCFS
+	}
+	q.Predicted = p
+	q.lastPred = q.Generated
+	s.pendingPred++
+	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
+	actual := q.Remaining()
+	if !math.IsInf(p, 0) {
+		e := p - float64(actual)
+		s.stats.Predictions++
+		s.stats.PredAbsErr += math.Abs(e)
+		s.stats.PredSqErr += e * e
+	}
+	if s.KeepHistory {
+		q.rec.Predictions = append(q.rec.Predictions, Prediction{Generated: q.Generated, Predicted: p, Actual: actual})
+	}
+}
+
+// alloc gives q blocks for tokens more tokens, reporting false when the
+// cache is short.
+func (s *Scheduler) alloc(q *Seq, tokens int) bool {
+	need := s.blocksFor(q.Computed+tokens) - q.blocks
+	if need <= 0 {
+		return true
+	}
+	if need > s.free {
+		return false
+	}
+	s.free -= need
+	q.blocks += need
+	return true
+}
+
+func (s *Scheduler) freeBlocks(q *Seq) {
+	s.free += q.blocks
+	q.blocks = 0
+	q.Computed = 0
+}
+
+// Schedule builds the next step at time now. The batch is valid until the
+// next call; an empty batch means nothing can run now.
+func (s *Scheduler) Schedule(now float64) *Batch {
+	s.step++
+	b := &s.batch
+	b.reset(s.step)
+	b.Predictions, b.PredictionTokens = s.pendingPred, s.pendingPredTokens
+	s.pendingPred, s.pendingPredTokens = 0, 0
+	if s.cfg.Guard.AgingSteps > 0 {
+		s.age()
+	}
+	if s.pol.Rerank() == RerankPause {
+		s.displace()
+	}
+	budget := s.cfg.MaxBatchedTokens
+	preempted := false
+
+	// Running requests first, in running-list order (rule 2).
+	for i := 0; i < len(s.running) && budget > 0; i++ {
+		q := s.running[i]
+		ask := s.ask(q, budget)
+		if ask <= 0 {
+			continue
+		}
+		scheduled := true
+		for !s.alloc(q, ask) {
+			if s.freePaused(nil) {
+				continue
+			}
+			vi := s.victim()
+			v := s.running[vi]
+			preempted = true
+			if v.inBatch {
+				budget += b.drop(v)
+			}
+			s.preempt(vi)
+			if vi < i {
+				i--
+			}
+			if v == q {
+				scheduled = false
+				break
+			}
+			ask = s.ask(q, budget) // the budget may have grown back
+		}
+		if !scheduled {
+			break
+		}
+		s.place(q, ask, now)
+		budget -= ask
+	}
+
+	// Then waiting requests, only if nothing was preempted (rule 5).
+	for !preempted && budget > 0 && len(s.running) < s.cfg.MaxSeqs && s.waiting.Len() > 0 {
+		q := s.waiting.Peek()
+		ask := s.ask(q, budget)
+		if !s.alloc(q, ask) && !(s.freePausedFor(q, ask)) {
+			break // head-of-line: admission stops for this step
+		}
+		s.waiting.Pop()
+		s.unpause(q)
+		q.state = stRunning
+		s.running = append(s.running, q)
+		s.place(q, ask, now)
+		budget -= ask
+	}
+	s.stats.Steps++
+	return b
+}
+
+// ask is how many tokens q computes this step, within budget.
+func (s *Scheduler) ask(q *Seq, budget int) int {
+	ask := q.Tokens() - q.Computed
+	if t := s.cfg.LongPrefillThreshold; t > 0 && ask > t {
+		ask = t
+	}
+	return min(ask, budget)
+}
+
+func (s *Scheduler) place(q *Seq, tokens int, now float64) {
+	q.inBatch = true
+	q.batchToks = tokens
+	if q.rec.FirstScheduled < 0 {
+		q.rec.FirstScheduled = now
+	}
+	s.batch.add(q, tokens)
+}
+
+// victim picks the running request to preempt, honouring the guard:
+// promoted requests and, with a preempt limit, those past it are spared
+// while another candidate exists.
+func (s *Scheduler) victim() int {
+	vi := s.pol.Victim(s.running)
+	if !s.protected(s.running[vi]) {
+		return vi
+	}
+	cands := make([]*Seq, 0, len(s.running))
+	idx := make([]int, 0, len(s.running))
+	for i, q := range s.running {
+		if !s.protected(q) {
+			cands = append(cands, q)
+			idx = append(idx, i)
+		}
+	}
+	if len(cands) == 0 {
+		return vi
+	}
+	return idx[s.pol.Victim(cands)]
+}
+
+func (s *Scheduler) protected(q *Seq) bool {
+	if q.promoted != 0 {
+		return true
+	}
+	lim := s.cfg.Guard.PreemptLimit
+	return lim > 0 && !math.IsInf(q.Initial, 0) && float64(q.Generated) >= lim*q.Initial
+}
+
+// preempt evicts running[i] by recomputation (rule 4): its blocks are
+// freed and it goes to the front of the waiting queue.
+func (s *Scheduler) preempt(i int) {
+	q := s.running[i]
+	s.running = append(s.running[:i], s.running[i+1:]...)
+	q.inBatch = false
+	s.freeBlocks(q)
+	q.Preemptions++
+	q.rec.Preemptions++
+	s.stats.Preemptions++
+	s.batch.Preempted++
+	s.enqueue(q, true)
+}
+
+// displace is the ELIS paper's re-ranking: a running request that just
+// crossed a window boundary is paused, keeping its KV, when a waiting
+// request now ranks better and the batch is full.
+func (s *Scheduler) displace() {
+	for i := 0; i < len(s.running); i++ {
+		q := s.running[i]
+		if !q.boundary {
+			continue
+		}
+		q.boundary = false
+		if len(s.running) < s.cfg.MaxSeqs || s.waiting.Len() == 0 || s.protected(q) || !s.pol.Less(s.waiting.Peek(), q) {
+			continue
+		}
+		s.running = append(s.running[:i], s.running[i+1:]...)
+		i--
+		q.paused = true
+		s.paused = append(s.paused, q)
+		s.enqueue(q, false)
+	}
+}
+
+// freePaused frees the KV blocks of the paused request that ranks worst,
+// other than keep; it reports false when there is none.
+func (s *Scheduler) freePaused(keep *Seq) bool {
+	worst := -1
+	for i, q := range s.paused {
+		if q == keep {
+			continue
+		}
+		if worst < 0 || s.pol.Less(s.paused[worst], q) {
+			worst = i
+		}
+	}
+	if worst < 0 {
+		return false
+	}
+	q := s.paused[worst]
+	s.paused = append(s.paused[:worst], s.paused[worst+1:]...)
+	q.paused = false
+	s.freeBlocks(q)
+	return true
+}
+
+// freePausedFor frees paused requests' blocks until q can get its ask.
+func (s *Scheduler) freePausedFor(q *Seq, ask int) bool {
+	for s.freePaused(q) {
+		if s.alloc(q, ask) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Scheduler) unpause(q *Seq) {
+	if !q.paused {
+		return
+	}
+	q.paused = false
+	for i, p := range s.paused {
+		if p == q {
+			s.paused = append(s.paused[:i], s.paused[i+1:]...)
+			return
+		}
+	}
+}
+
+// age runs the starvation guard's promotions and demotions.
+func (s *Scheduler) age() {
+	g := s.cfg.Guard
+	kept := s.promoted[:0]
+	for _, q := range s.promoted {
+		if q.promoted > s.step {
+			kept = append(kept, q)
+			continue
+		}
+		q.promoted = 0
+		if q.state == stWaiting {
+			s.waiting.Fix(q.heapIdx)
+			q.waitSince = s.step
+			s.aging = append(s.aging, agingEntry{q, s.step})
+		}
+	}
+	s.promoted = kept
+	n := 0
+	for ; n < len(s.aging) && s.aging[n].since <= s.step-int64(g.AgingSteps); n++ {
+		e := s.aging[n]
+		q := e.s
+		if q.state != stWaiting || q.waitSince != e.since || q.promoted != 0 {
+			continue
+		}
+		q.promoted = s.step + int64(g.PromoteSteps)
+		s.waiting.Fix(q.heapIdx)
+		s.promoted = append(s.promoted, q)
+	}
+	s.aging = append(s.aging[:0], s.aging[n:]...)
+}
+
+// Complete tells the core that the last batch ended at now: every item
+// computed its tokens and each request whose known sequence is now fully
+// computed emitted one output token.
+func (s *Scheduler) Complete(now float64) {
+	done := false
+	k := s.cfg.PredictionInterval
+	resubmit := s.pol.Rerank() == RerankResubmit
+	for _, it := range s.batch.Items {
+		q := it.Seq
+		q.inBatch = false
+		q.Computed += it.Tokens
+		if q.Computed < q.Tokens() {
+			continue // a prefill chunk: no token yet
+		}
+		q.Generated++
+		q.rec.Generated = q.Generated
+		if q.rec.FirstToken < 0 {
+			q.rec.FirstToken = now
+		} else {
+			gap := now - q.lastToken
+			q.rec.MaxGap = max(q.rec.MaxGap, gap)
+			if s.OnGap != nil {
+				s.OnGap(gap)
+			}
+		}
+		q.lastToken = now
+		if q.Generated >= q.OutputTokens {
+			q.state = stFinished
+			q.rec.Finish = now
+			s.free += q.blocks
+			q.blocks = 0
+			s.stats.Finished++
+			s.finished = append(s.finished, q.rec)
+			done = true
+			continue
+		}
+		if s.pol.Predictive() && q.Generated-q.lastPred >= k {
+			s.predict(q)
+			switch {
+			case resubmit:
+				q.state = stResubmit // leaves running; re-enqueued below
+				done = true
+			default:
+				q.boundary = true
+			}
+		}
+	}
+	if !done {
+		return
+	}
+	kept := s.running[:0]
+	for _, q := range s.running {
+		switch {
+		case q.state == stRunning:
+			kept = append(kept, q)
+		case q.state == stResubmit:
+			// ELIS resubmission: the window's text joins the prompt of a new
+			// request, whose KV is rebuilt by a prefill.
+			s.freeBlocks(q)
+			s.enqueue(q, false)
+		}
+	}
+	clear(s.running[len(kept):])
+	s.running = kept
+}
+
+// TakeFinished returns the records of requests that finished or were
+// rejected since the last call.
+func (s *Scheduler) TakeFinished() []Record {
+	out := s.finished
+	s.finished = nil
+	return out
+}
+
+// CheckInvariants verifies the core's accounting; tests and the
+// simulator's --check mode call it after every step.
+func (s *Scheduler) CheckInvariants() error {
+	held := 0
+	for _, q := range s.running {
+		if q.state != stRunning {
+			return fmt.Errorf("step %d: request %s in the running list in state %d", s.step, q.ID, q.state)
+		}
+		held += q.blocks
+		if q.blocks < s.blocksFor(q.Computed) {
+			return fmt.Errorf("step %d: request %s has %d computed tokens in %d blocks", s.step, q.ID, q.Computed, q.blocks)
+		}
+	}
+	for _, q := range s.waiting.items {
+		if q.blocks != 0 && !q.paused {
+			return fmt.Errorf("step %d: waiting request %s holds %d blocks without being paused", s.step, q.ID, q.blocks)
+		}
+		held += q.blocks
+	}
+	if held+s.free != s.cfg.NumBlocks || s.free < 0 {
+		return fmt.Errorf("step %d: %d blocks held + %d free != capacity %d", s.step, held, s.free, s.cfg.NumBlocks)
+	}
+	if len(s.running) > s.cfg.MaxSeqs {
+		return fmt.Errorf("step %d: %d running > max_num_seqs %d", s.step, len(s.running), s.cfg.MaxSeqs)
+	}
+	if n := s.batch.Tokens(); n > s.cfg.MaxBatchedTokens {
+		return fmt.Errorf("step %d: %d tokens > budget %d", s.step, n, s.cfg.MaxBatchedTokens)
+	}
+	if len(s.batch.Items) > s.cfg.MaxSeqs {
+		return fmt.Errorf("step %d: %d sequences in the step > max_num_seqs %d", s.step, len(s.batch.Items), s.cfg.MaxSeqs)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package policies
+
+import "math"
+
+// Request is what a driver submits to the core: one request of a trace.
+type Request struct {
+	ID           string
+	Index        int // the driver's index (its trace position); predictors use it
+	Arrival      float64
+	PromptTokens int
+	OutputTokens int // forced output length: the request finishes after this many tokens
+	Priority     int // lower is more urgent, as in vLLM
+}
+
+// state is where a request is in the core.
+type state uint8
+
+const (
+	stWaiting state = iota
+	stRunning
+	stFinished
+	stRejected
+	stResubmit // ending an ISRTF window in resubmit mode
+)
+
+// Seq is a request inside the core. Policies read its exported fields to
+// order queues and choose victims; only the core changes them.
+type Seq struct {
+	Request
+	Generated   int     // output tokens produced so far
+	Computed    int     // tokens whose KV entries exist
+	Predicted   float64 // predicted remaining output tokens (+Inf: no prediction)
+	Initial     float64 // the first prediction of the total output length
+	Preemptions int
+
+	state     state
+	blocks    int   // KV blocks held
+	order     int64 // queue position key: FIFO order, negative for front insertion
+	heapIdx   int   // index in the waiting heap, -1 when not queued
+	lastPred  int   // Generated at the last prediction
+	boundary  bool  // crossed a prediction window in the last step (ISRTF re-ranking)
+	paused    bool  // waiting but holding its KV blocks (ISRTF paper mode)
+	waitSince int64 // step at which it last entered the waiting queue (aging)
+	promoted  int64 // step until which aging promotes it; 0 when not promoted
+	inBatch   bool  // scheduled in the step being built
+	batchToks int   // tokens scheduled in the step being built
+	lastToken float64
+	rec       Record
+}
+
+// Tokens is the length of the request's known sequence: prompt plus
+// generated output. A preempted request must recompute all of it.
+func (s *Seq) Tokens() int { return s.PromptTokens + s.Generated }
+
+// Remaining is the true number of output tokens still to come.
+func (s *Seq) Remaining() int { return s.OutputTokens - s.Generated }
+
+// Promoted reports whether the starvation guard currently promotes s.
+func (s *Seq) Promoted() bool { return s.promoted != 0 }
+
+func newSeq(r Request, order int64) *Seq {
+	s := &Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), heapIdx: -1, order: order}
+	s.rec = Record{ID: r.ID, Index: r.Index, Arrival: r.Arrival, PromptTokens: r.PromptTokens,
+		OutputTokens: r.OutputTokens, FirstScheduled: -1, FirstToken: -1, Finish: -1}
+	return s
+}
+
+// Record is what one request experienced: the core's output for reports.
+// Times are those the driver gave; -1 means it never happened.
+type Record struct {
+	ID             string       `json:"id"`
+	Index          int          `json:"-"`
+	Arrival        float64      `json:"arrival_s"`
+	FirstScheduled float64      `json:"first_scheduled_s"`
+	FirstToken     float64      `json:"first_token_s"`
+	Finish         float64      `json:"finish_s"`
+	PromptTokens   int          `json:"prompt_tokens"`
+	OutputTokens   int          `json:"output_tokens"`
+	Generated      int          `json:"generated_tokens"`
+	Preemptions    int          `json:"preemptions"`
+	MaxGap         float64      `json:"max_itl_s"`
+	Worker         int          `json:"worker"`
+	Rejected       string       `json:"rejected,omitempty"`
+	Predictions    []Prediction `json:"predictions,omitempty"`
+}
+
+// Prediction is one prediction event: after Generated tokens the predictor
+// said Predicted remaining tokens; Actual is the truth.
+type Prediction struct {
+	Generated int     `json:"generated"`
+	Predicted float64 `json:"predicted"`
+	Actual    int     `json:"actual"`
+}
