@@ -63,4 +63,3 @@ func summarizeDist(x []float64) Dist {
 	q := func(p float64) float64 { return stat.Quantile(p, stat.Empirical, x, nil) }
 	return Dist{Mean: stat.Mean(x, nil), P50: q(0.5), P90: q(0.9), P99: q(0.99), Max: x[len(x)-1]}
 }
-

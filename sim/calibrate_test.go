@@ -1,0 +1,70 @@
+package sim
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// The presets were fitted to the measurements in ../shared; this test keeps
+// them honest when the files are there (CI has them beside the clone).
+func TestPresetsMatchMeasurements(t *testing.T) {
+	const profile = "../../shared/profiles/h200-torch-ops.csv"
+	const splitwise = "../../shared/data/splitwise/perf_model.csv"
+	if _, err := os.Stat(profile); err != nil {
+		t.Skip("no ../shared beside the checkout")
+	}
+	ms, err := ReadTorchProfile(profile, "h200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := ReadSplitwise(splitwise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := map[string]float64{"gemm": 7, "attn_prefill": 15, "attn_decode": 15, "elem": 40, "prefill_step": 20, "decode_step": 20}
+	for _, name := range []string{"h200", "a100-80g", "h100"} {
+		g, _ := LookupGPU(name)
+		var sub []Measurement
+		for _, m := range append(ms, sw...) {
+			if m.GPU == name {
+				sub = append(sub, m)
+			}
+		}
+		for _, r := range Errors(g, sub) {
+			if r.MeanAbsPct > bound[r.Class] {
+				t.Errorf("%s %s: mean error %.1f%% > %.0f%% (worst: %s)", name, r.Class, r.MeanAbsPct, bound[r.Class], r.WorstLabel)
+			}
+		}
+	}
+}
+
+func TestFitRecoversKnownEfficiencies(t *testing.T) {
+	truth, _ := LookupGPU("h100")
+	truth.Eff = Eff{GemmFLOP: 0.6, GemmBW: 0.7, GemmLaunch: 15e-6, AttnFLOP: 0.4, AttnBW: 0.8, AttnLaunch: 20e-6, ElemBW: 0.5, ElemLaunch: 10e-6}
+	var ms []Measurement
+	for _, m := range []float64{1, 8, 64, 512, 4096} {
+		ms = append(ms, Measurement{Model: "llama-3.1-8b", TP: 1, Class: "gemm", A: m, B: 6144, C: 4096},
+			Measurement{Model: "llama-3.1-8b", TP: 1, Class: "gemm", A: m, B: 4096, C: 14336},
+			Measurement{Model: "llama-3.1-8b", TP: 1, Class: "attn_decode", A: m, B: 1, C: 2048},
+			Measurement{Model: "llama-3.1-8b", TP: 1, Class: "attn_prefill", A: 1, B: m * 2, C: m * 2})
+	}
+	for i := range ms {
+		ms[i].Measured = rooflineFor(truth, &ms[i]).Predict(&ms[i])
+	}
+	start, _ := LookupGPU("h100")
+	fit := Fit(start, ms)
+	for _, r := range Errors(fit, ms) {
+		if r.MaxAbsPct > 1 {
+			t.Errorf("%s: fit misses its own synthetic data by up to %.2f%%", r.Class, r.MaxAbsPct)
+		}
+	}
+}
+
+func TestReadTorchProfileErrors(t *testing.T) {
+	p := t.TempDir() + "/p.csv"
+	os.WriteFile(p, []byte("model,op,m,n,k,batch,q_len,kv_len,ms\nllama-2-7b,qkv,x,1,1,1,,,0.1\n"), 0o644)
+	if _, err := ReadTorchProfile(p, "h200"); err == nil || !strings.Contains(err.Error(), "line 2: column m") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -1,0 +1,148 @@
+package sim
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/elis-sim/elis-sim/policies"
+)
+
+// StepCoster prices a scheduler step in seconds.
+type StepCoster interface {
+	StepTime(b *policies.Batch) float64
+}
+
+// Roofline prices a step operator by operator: each takes the longer of its
+// FLOPs at the achieved compute rate and its bytes at the achieved memory
+// rate, plus a fixed launch cost; a step adds a host overhead and, with
+// tensor parallelism, two all-reduces per layer.
+type Roofline struct {
+	Arch Arch `json:"model"`
+	GPU  GPU  `json:"gpu"`
+	TP   int  `json:"tensor_parallel"`
+}
+
+// NewRoofline builds the cost model of a model preset on a GPU preset.
+func NewRoofline(model, gpu string, tp int) (*Roofline, error) {
+	a, err := LookupArch(model)
+	if err != nil {
+		return nil, err
+	}
+	g, err := LookupGPU(gpu)
+	if err != nil {
+		return nil, err
+	}
+	if tp < 1 || a.Heads%tp != 0 || a.KVHeads%tp != 0 && tp%a.KVHeads != 0 {
+		return nil, fmt.Errorf("tensor parallelism %d: must divide the %d attention heads of %s", tp, a.Heads, model)
+	}
+	return &Roofline{Arch: a, GPU: g, TP: tp}, nil
+}
+
+// LoadRoofline reads a fitted cost model from a JSON file.
+func LoadRoofline(path string) (*Roofline, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Roofline
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("cost model %s: %w", path, err)
+	}
+	if r.TP == 0 {
+		r.TP = 1
+	}
+	if r.Arch.Layers < 1 || r.Arch.Hidden < 1 || r.Arch.Heads < 1 || r.Arch.KVHeads < 1 || r.GPU.PeakFLOPS <= 0 || r.GPU.MemBW <= 0 {
+		return nil, fmt.Errorf("cost model %s: model and gpu need layers, hidden, heads, kv_heads, peak_flops and mem_bw > 0", path)
+	}
+	if r.Arch.DtypeBytes == 0 {
+		r.Arch.DtypeBytes = 2
+	}
+	return &r, nil
+}
+
+// gemm prices an [m,k] x [k,n] product.
+func (r *Roofline) gemm(m, n, k float64) float64 {
+	if m == 0 {
+		return 0
+	}
+	e := &r.GPU.Eff
+	b := float64(r.Arch.DtypeBytes)
+	flops := 2 * m * n * k
+	bytes := (n*k + m*(n+k)) * b
+	return math.Max(flops/(r.GPU.PeakFLOPS*e.GemmFLOP), bytes/(r.GPU.MemBW*e.GemmBW)) + e.GemmLaunch
+}
+
+// elem prices an elementwise pass over bytes.
+func (r *Roofline) elem(bytes float64) float64 {
+	return bytes/(r.GPU.MemBW*r.GPU.Eff.ElemBW) + r.GPU.Eff.ElemLaunch
+}
+
+// attention prices one layer's attention: decode reads the cached KV of
+// every decode sequence; prefill does causal attention work attn
+// (sum of c*(p+(c+1)/2) over chunks).
+func (r *Roofline) attention(decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
+	a, e := &r.Arch, &r.GPU.Eff
+	tp := float64(r.TP)
+	t := 0.0
+	if decodeSeqs > 0 {
+		kvPerTok := float64(2*a.KVHeads*a.HeadDim()*a.DtypeBytes) / tp
+		flops := 4 * float64(a.Heads*a.HeadDim()) / tp * float64(decodeCtx)
+		t += math.Max(kvPerTok*float64(decodeCtx)/(r.GPU.MemBW*e.AttnBW), flops/(r.GPU.PeakFLOPS*e.AttnFLOP)) + e.AttnLaunch
+	}
+	if prefillTokens > 0 {
+		flops := 4 * float64(a.Heads*a.HeadDim()) / tp * prefillAttn
+		t += flops/(r.GPU.PeakFLOPS*e.AttnFLOP) + e.AttnLaunch
+	}
+	return t
+}
+
+// StepTime prices one scheduler step.
+func (r *Roofline) StepTime(b *policies.Batch) float64 {
+	tokens := b.Tokens()
+	if tokens == 0 {
+		return 0
+	}
+	return r.stepTime(float64(tokens), len(b.Items), b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn)
+}
+
+func (r *Roofline) stepTime(tokens float64, seqs, decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
+	a, e := &r.Arch, &r.GPU.Eff
+	tp := float64(r.TP)
+	hd := float64(a.HeadDim())
+	h := float64(a.Hidden)
+	inter := float64(a.Intermediate) / tp
+	db := float64(a.DtypeBytes)
+	up := inter
+	if a.Gated {
+		up = 2 * inter
+	}
+	layer := r.elem(2*tokens*h*db) + // input norm
+		r.gemm(tokens, float64(a.Heads+2*a.KVHeads)*hd/tp, h) +
+		r.attention(decodeSeqs, decodeCtx, prefillTokens, prefillAttn) +
+		r.gemm(tokens, h, float64(a.Heads)*hd/tp) +
+		r.elem(2*tokens*h*db) + // post-attention norm
+		r.gemm(tokens, up, h) +
+		r.elem(3*tokens*inter*db) + // activation (and gate multiply)
+		r.gemm(tokens, h, inter)
+	if r.TP > 1 {
+		// Ring all-reduce of the activations after attention and after the MLP.
+		layer += 2 * (2*(tp-1)/tp*tokens*h*db/r.GPU.LinkBW + e.CommLatency)
+	}
+	head := r.elem(2*float64(seqs)*h*db) + r.gemm(float64(seqs), float64(a.Vocab)/tp, h)
+	return float64(a.Layers)*layer + head + e.StepOverhead
+}
+
+// KVBlocks is vLLM's KV capacity on one replica: the memory it may use
+// (gpu_memory_utilization of each GPU) less the weights and an activation
+// reserve, in blocks of blockSize tokens.
+func (r *Roofline) KVBlocks(util float64, blockSize int) int {
+	const reserve = 2 << 30 // activations, CUDA graphs and workspace per GPU, bytes
+	avail := (r.GPU.MemBytes*util - reserve) * float64(r.TP)
+	avail -= r.Arch.WeightBytes()
+	if avail <= 0 {
+		return 0
+	}
+	return int(avail / (r.Arch.KVBytesPerToken() * float64(blockSize)))
+}

@@ -1,0 +1,133 @@
+package sim
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Arch is a decoder's architecture: what the cost model needs to count
+// FLOPs and bytes.
+type Arch struct {
+	Name         string `json:"name"`
+	Layers       int    `json:"layers"`
+	Hidden       int    `json:"hidden"`
+	Heads        int    `json:"heads"`
+	KVHeads      int    `json:"kv_heads"`
+	Intermediate int    `json:"intermediate"`
+	Vocab        int    `json:"vocab"`
+	// Gated MLPs (SwiGLU: Llama) have three matrices, plain ones (OPT) two.
+	Gated       bool `json:"gated"`
+	DtypeBytes  int  `json:"dtype_bytes"`
+	MaxModelLen int  `json:"max_model_len"`
+}
+
+// HeadDim is the size of one attention head.
+func (a *Arch) HeadDim() int { return a.Hidden / a.Heads }
+
+// Params counts the weights, embeddings and LM head included.
+func (a *Arch) Params() float64 {
+	hd := a.HeadDim()
+	attn := a.Hidden*(a.Heads+2*a.KVHeads)*hd + a.Heads*hd*a.Hidden
+	mlp := 2 * a.Hidden * a.Intermediate
+	if a.Gated {
+		mlp = 3 * a.Hidden * a.Intermediate
+	}
+	return float64(a.Layers)*float64(attn+mlp) + 2*float64(a.Vocab)*float64(a.Hidden)
+}
+
+// WeightBytes is the memory the weights take.
+func (a *Arch) WeightBytes() float64 { return a.Params() * float64(a.DtypeBytes) }
+
+// KVBytesPerToken is the KV cache size of one token over all layers.
+func (a *Arch) KVBytesPerToken() float64 {
+	return float64(2 * a.Layers * a.KVHeads * a.HeadDim() * a.DtypeBytes)
+}
+
+// Archs are the model presets, from the models' Hugging Face configs.
+var Archs = map[string]Arch{
+	"llama-2-7b":   {Layers: 32, Hidden: 4096, Heads: 32, KVHeads: 32, Intermediate: 11008, Vocab: 32000, Gated: true, MaxModelLen: 4096},
+	"llama-2-13b":  {Layers: 40, Hidden: 5120, Heads: 40, KVHeads: 40, Intermediate: 13824, Vocab: 32000, Gated: true, MaxModelLen: 4096},
+	"vicuna-13b":   {Layers: 40, Hidden: 5120, Heads: 40, KVHeads: 40, Intermediate: 13824, Vocab: 32000, Gated: true, MaxModelLen: 4096},
+	"opt-6.7b":     {Layers: 32, Hidden: 4096, Heads: 32, KVHeads: 32, Intermediate: 16384, Vocab: 50272, MaxModelLen: 2048},
+	"opt-13b":      {Layers: 40, Hidden: 5120, Heads: 40, KVHeads: 40, Intermediate: 20480, Vocab: 50272, MaxModelLen: 2048},
+	"llama-3.1-8b": {Layers: 32, Hidden: 4096, Heads: 32, KVHeads: 8, Intermediate: 14336, Vocab: 128256, Gated: true, MaxModelLen: 131072},
+	"solar-10.7b":  {Layers: 48, Hidden: 4096, Heads: 32, KVHeads: 8, Intermediate: 14336, Vocab: 32000, Gated: true, MaxModelLen: 4096},
+	"llama-2-70b":  {Layers: 80, Hidden: 8192, Heads: 64, KVHeads: 8, Intermediate: 28672, Vocab: 32000, Gated: true, MaxModelLen: 4096},
+}
+
+// GPU is an accelerator's peak numbers and the fractions of them a serving
+// engine achieves (fitted by calibration).
+type GPU struct {
+	Name      string  `json:"name"`
+	PeakFLOPS float64 `json:"peak_flops"`   // dense bf16, FLOP/s
+	MemBW     float64 `json:"mem_bw"`       // bytes/s
+	MemBytes  float64 `json:"mem_bytes"`    // device memory
+	LinkBW    float64 `json:"link_bw"`      // per-GPU all-reduce bandwidth for tensor parallelism, bytes/s
+	Large     bool    `json:"large_memory"` // vLLM's >= 70 GiB non-A100 class (bigger default budgets)
+	Eff       Eff     `json:"efficiency"`
+}
+
+// Eff holds achieved fractions of peak and fixed costs, per operator class.
+type Eff struct {
+	GemmFLOP     float64 `json:"gemm_flop"`
+	GemmBW       float64 `json:"gemm_bw"`
+	GemmLaunch   float64 `json:"gemm_launch_s"`
+	AttnFLOP     float64 `json:"attn_flop"` // prefill attention
+	AttnBW       float64 `json:"attn_bw"`   // decode attention reading the KV cache
+	AttnLaunch   float64 `json:"attn_launch_s"`
+	ElemBW       float64 `json:"elem_bw"` // norms, activations
+	ElemLaunch   float64 `json:"elem_launch_s"`
+	StepOverhead float64 `json:"step_overhead_s"` // scheduling, sampling, host work per step
+	CommLatency  float64 `json:"comm_latency_s"`  // per all-reduce
+}
+
+// GPUs are the accelerator presets. Peaks are the data-sheet values; the
+// efficiencies of h200 were fitted to ../shared/profiles/h200-torch-ops.csv
+// and those of a100-80g and h100 to Splitwise's perf_model.csv (see
+// "elis-sim cost check").
+var GPUs = map[string]GPU{
+	"a100-80g": {PeakFLOPS: 312e12, MemBW: 2.039e12, MemBytes: 80 * (1 << 30), LinkBW: 240e9,
+		Eff: Eff{GemmFLOP: 0.592, GemmBW: 1.0, GemmLaunch: 76.5e-6, AttnFLOP: 0.250, AttnBW: 0.183, AttnLaunch: 12e-6,
+			ElemBW: 0.5, ElemLaunch: 8e-6, StepOverhead: 0, CommLatency: 25e-6}},
+	"h100": {PeakFLOPS: 989e12, MemBW: 3.35e12, MemBytes: 80 * (1 << 30), LinkBW: 360e9, Large: true,
+		Eff: Eff{GemmFLOP: 0.522, GemmBW: 1.0, GemmLaunch: 10e-6, AttnFLOP: 0.0784, AttnBW: 0.189, AttnLaunch: 12e-6,
+			ElemBW: 0.5, ElemLaunch: 8e-6, StepOverhead: 13.5e-3, CommLatency: 20e-6}},
+	// The operator profile does not constrain the per-step host overhead:
+	// 2 ms is an assumption (vLLM v1 with CUDA graphs, small batches).
+	"h200": {PeakFLOPS: 989e12, MemBW: 4.8e12, MemBytes: 143771 * (1 << 20), LinkBW: 360e9, Large: true,
+		Eff: Eff{GemmFLOP: 0.736, GemmBW: 0.845, GemmLaunch: 18.3e-6, AttnFLOP: 0.537, AttnBW: 0.944, AttnLaunch: 27.7e-6,
+			ElemBW: 0.353, ElemLaunch: 23.3e-6, StepOverhead: 2e-3, CommLatency: 20e-6}},
+}
+
+// LookupArch returns a model preset with its name filled in.
+func LookupArch(name string) (Arch, error) {
+	a, ok := Archs[name]
+	if !ok {
+		return Arch{}, fmt.Errorf("unknown model %q (valid: %s)", name, strings.Join(keys(Archs), ", "))
+	}
+	a.Name = name
+	if a.DtypeBytes == 0 {
+		a.DtypeBytes = 2
+	}
+	return a, nil
+}
+
+// LookupGPU returns a GPU preset with its name filled in.
+func LookupGPU(name string) (GPU, error) {
+	g, ok := GPUs[name]
+	if !ok {
+		return GPU{}, fmt.Errorf("unknown GPU %q (valid: %s)", name, strings.Join(keys(GPUs), ", "))
+	}
+	g.Name = name
+	return g, nil
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,229 @@
+package sim
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/elis-sim/elis-sim/internal/hist"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// Config is one simulated run.
+type Config struct {
+	Engine    policies.Config
+	Policy    string
+	Mode      policies.Rerank // for isrtf and srpt-oracle
+	Predictor predictor.Spec
+	PredCost  predictor.Cost
+	Cost      StepCoster
+	Workers   int
+	Router    string
+	Seed      uint64 // seeds the noisy predictor
+	// Check verifies the core's invariants after every step (tests use it;
+	// it costs time).
+	Check bool
+	// KeepHistory keeps every prediction in the records.
+	KeepHistory bool
+}
+
+// Result is what a run produced.
+type Result struct {
+	Policy   string
+	Records  []policies.Record // in trace order
+	Gaps     hist.H            // every inter-token gap
+	Stats    policies.Stats    // summed over workers
+	Makespan float64           // time from the first arrival to the last finish
+	Sigma    float64           // the noisy predictor's log-normal sigma
+}
+
+// worker is one engine replica.
+type worker struct {
+	id    int
+	core  *policies.Scheduler
+	busy  bool
+	until float64
+	jobs  int     // unfinished requests routed here
+	work  float64 // predicted output tokens routed here and not finished
+}
+
+// PredictorFor builds the predictor a run uses, and the sigma of a noisy one.
+func PredictorFor(spec predictor.Spec, tr *traces.Trace, k int, seed uint64) (policies.Predictor, float64, error) {
+	switch spec.Kind {
+	case "", "oracle":
+		return predictor.Oracle{}, 0, nil
+	case "constant":
+		return predictor.Constant(spec.Value), 0, nil
+	case "noisy":
+		sigma := spec.Sigma
+		if spec.MAE > 0 {
+			jobs := make([]predictor.Job, len(tr.Requests))
+			for i, r := range tr.Requests {
+				jobs[i] = predictor.Job{Index: i, Output: r.OutputTokens}
+			}
+			sigma = predictor.SigmaForMAE(jobs, k, seed, spec.MAE)
+		}
+		return predictor.Noisy{Sigma: sigma, Seed: seed}, sigma, nil
+	case "recorded":
+		rec := make(predictor.Recorded, len(tr.Requests))
+		any := false
+		for i, r := range tr.Requests {
+			for _, p := range r.Predictions {
+				rec[i] = append(rec[i], predictor.Point{Generated: p.Generated, Remaining: p.Remaining})
+				any = true
+			}
+		}
+		if !any {
+			return nil, 0, fmt.Errorf("predictor recorded: trace %q has no recorded predictions", tr.Name)
+		}
+		return rec, 0, nil
+	}
+	return nil, 0, fmt.Errorf("unknown predictor %q", spec.Kind)
+}
+
+// Run simulates tr under cfg.
+func Run(tr *traces.Trace, cfg Config) (*Result, error) {
+	if cfg.Workers < 1 {
+		return nil, fmt.Errorf("workers %d: want >= 1", cfg.Workers)
+	}
+	if cfg.Cost == nil {
+		return nil, fmt.Errorf("no cost model")
+	}
+	if cfg.Engine.PredictionInterval == 0 {
+		cfg.Engine.PredictionInterval = 50
+	}
+	pol, err := policies.New(cfg.Policy, cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	spec, cost := cfg.Predictor, cfg.PredCost
+	if cfg.Policy == "srpt-oracle" {
+		spec, cost = predictor.Spec{Kind: "oracle"}, predictor.Cost{} // an upper bound: perfect and free
+	}
+	if !pol.Predictive() {
+		cost = predictor.Cost{}
+	}
+	pred, sigma, err := PredictorFor(spec, tr, cfg.Engine.PredictionInterval, cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	router, err := NewRouter(orDefault(cfg.Router, "least-loaded"))
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Policy: pol.Name(), Records: make([]policies.Record, len(tr.Requests)), Sigma: sigma}
+	onGap := func(g float64) { res.Gaps.Add(g) }
+	ws := make([]*worker, cfg.Workers)
+	for i := range ws {
+		var corePred policies.Predictor
+		if pol.Predictive() {
+			corePred = pred
+		}
+		core, err := policies.NewScheduler(cfg.Engine, pol, corePred)
+		if err != nil {
+			return nil, err
+		}
+		core.KeepHistory = cfg.KeepHistory
+		core.OnGap = onGap
+		ws[i] = &worker{id: i, core: core}
+	}
+	routedWork := make([]float64, len(tr.Requests))
+	var probe policies.Seq
+
+	collect := func(w *worker) {
+		for _, r := range w.core.TakeFinished() {
+			r.Worker = w.id
+			res.Records[r.Index] = r
+			w.jobs--
+			w.work -= routedWork[r.Index]
+		}
+	}
+	start := func(w *worker, now float64) error {
+		b := w.core.Schedule(now)
+		if cfg.Check {
+			if err := w.core.CheckInvariants(); err != nil {
+				return fmt.Errorf("worker %d: %w", w.id, err)
+			}
+		}
+		if b.Empty() {
+			if !w.core.Idle() {
+				return fmt.Errorf("worker %d stalled at t=%.3f with %d running and %d waiting", w.id, now, w.core.Running(), w.core.Waiting())
+			}
+			w.busy = false
+			return nil
+		}
+		w.busy = true
+		w.until = now + cfg.Cost.StepTime(b) + cost.Seconds(b.Predictions, b.PredictionTokens)
+		return nil
+	}
+
+	reqs := tr.Requests
+	next := 0
+	t0 := 0.0
+	if len(reqs) > 0 {
+		t0 = reqs[0].Arrival
+	}
+	last := t0
+	for {
+		wi, tEnd := -1, math.Inf(1)
+		for i, w := range ws {
+			if w.busy && w.until < tEnd {
+				wi, tEnd = i, w.until
+			}
+		}
+		if next < len(reqs) && reqs[next].Arrival <= tEnd {
+			// Every request arriving at this instant joins before idle
+			// workers build their next step.
+			now := reqs[next].Arrival
+			for ; next < len(reqs) && reqs[next].Arrival == now; next++ {
+				r := &reqs[next]
+				req := policies.Request{ID: r.ID, Index: next, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority}
+				probe = policies.Seq{Request: req}
+				routedWork[next] = pred.Predict(&probe)
+				w := ws[router.Route(routedWork[next], ws)]
+				w.jobs++
+				w.work += routedWork[next]
+				w.core.Add(req, now)
+				collect(w) // rejections are final at once
+			}
+			for _, w := range ws {
+				if !w.busy && !w.core.Idle() {
+					if err := start(w, now); err != nil {
+						return nil, err
+					}
+				}
+			}
+			continue
+		}
+		if wi < 0 {
+			break
+		}
+		w := ws[wi]
+		w.core.Complete(tEnd)
+		last = math.Max(last, tEnd)
+		collect(w)
+		if err := start(w, tEnd); err != nil {
+			return nil, err
+		}
+	}
+	res.Makespan = last - t0
+	for _, w := range ws {
+		s := w.core.Stats()
+		res.Stats.Steps += s.Steps
+		res.Stats.Preemptions += s.Preemptions
+		res.Stats.Rejected += s.Rejected
+		res.Stats.Finished += s.Finished
+		res.Stats.Predictions += s.Predictions
+		res.Stats.PredAbsErr += s.PredAbsErr
+		res.Stats.PredSqErr += s.PredSqErr
+	}
+	return res, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
