@@ -31,8 +31,8 @@ type Scheduler struct {
 
 	pendingPred, pendingPredTokens int
 
-	// KeepHistory keeps every prediction in the records (for --out and the
-	// prediction log); the error statistics are kept either way.
+	// KeepHistory keeps every prediction in the records, for the
+	// predictor's accuracy, --out and the prediction log.
 	KeepHistory bool
 	// OnGap, when set, is called with every inter-token gap (seconds).
 	OnGap func(gap float64)
@@ -48,8 +48,7 @@ type agingEntry struct {
 // Stats are the core's counters.
 type Stats struct {
 	Steps, Preemptions, Rejected, Finished int64
-	Predictions                            int64
-	PredAbsErr, PredSqErr                  float64 // summed over predictions against the truth
+	Predictions                            int64 // predictor calls
 }
 
 // NewScheduler returns a core with an empty cache. pred may be nil for
@@ -142,15 +141,9 @@ func (s *Scheduler) predict(q *Seq) {
 	q.lastPred = q.Generated
 	s.pendingPred++
 	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
-	actual := q.Remaining()
-	if !math.IsInf(p, 0) {
-		e := p - float64(actual)
-		s.stats.Predictions++
-		s.stats.PredAbsErr += math.Abs(e)
-		s.stats.PredSqErr += e * e
-	}
+	s.stats.Predictions++
 	if s.KeepHistory {
-		q.rec.Predictions = append(q.rec.Predictions, Prediction{Generated: q.Generated, Predicted: p, Actual: actual})
+		q.rec.Predictions = append(q.rec.Predictions, Prediction{Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
 	}
 }
 
@@ -322,6 +315,11 @@ func (s *Scheduler) displace() {
 		}
 		s.running = append(s.running[:i], s.running[i+1:]...)
 		i--
+		// A pause is a preemption that keeps the KV cache; it does not stop
+		// admission, since admitting the better request is its point.
+		q.Preemptions++
+		q.rec.Preemptions++
+		s.stats.Preemptions++
 		q.paused = true
 		s.paused = append(s.paused, q)
 		s.enqueue(q, false)

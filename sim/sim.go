@@ -215,8 +215,6 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		res.Stats.Rejected += s.Rejected
 		res.Stats.Finished += s.Finished
 		res.Stats.Predictions += s.Predictions
-		res.Stats.PredAbsErr += s.PredAbsErr
-		res.Stats.PredSqErr += s.PredSqErr
 	}
 	return res, nil
 }

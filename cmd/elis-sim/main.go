@@ -49,7 +49,7 @@ func newApp() *cli.App {
 			traceCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &badInput{err}
+			return &badInput{fmt.Errorf("%w (see elis-sim --help for the valid commands and flags)", err)}
 		},
 		HideHelpCommand: true,
 	}
@@ -72,11 +72,18 @@ func bad(err error) error {
 // badf formats a bad-input error.
 func badf(format string, args ...any) error { return &badInput{fmt.Errorf(format, args...)} }
 
-// usageErrors makes a subcommand's flag errors exit 2 like the app's.
+// usageErrors makes a command's flag errors exit 2 like the app's, naming
+// the help to read.
 func usageErrors(c *cli.Command) *cli.Command {
-	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return &badInput{err} }
-	for _, s := range c.Subcommands {
-		usageErrors(s)
-	}
+	setUsageErrors(c, c.Name)
 	return c
+}
+
+func setUsageErrors(c *cli.Command, path string) {
+	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return &badInput{fmt.Errorf("%w (see elis-sim %s --help for the valid flags)", err, path)}
+	}
+	for _, s := range c.Subcommands {
+		setUsageErrors(s, path+" "+s.Name)
+	}
 }

@@ -1,7 +1,266 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/sim"
+	"github.com/elis-sim/elis-sim/traces"
+)
 
 func runCommand() *cli.Command {
-	return usageErrors(&cli.Command{Name: "run", Usage: "simulate a trace under scheduling policies", Action: func(*cli.Context) error { return nil }})
+	return usageErrors(&cli.Command{
+		Name:      "run",
+		Usage:     "simulate a trace under one or more scheduling policies",
+		ArgsUsage: "[TRACE]",
+		Description: "Simulates TRACE (a native trace, .json or .jsonl) on vLLM-like engines under each policy and prints\n" +
+			"their metrics side by side. Without TRACE it runs the embedded ELIS-like workload.",
+		UsageText: "elis-sim run trace.json --policy fcfs,isrtf --model llama-2-13b --gpu a100-80g --max-num-seqs 4",
+		Flags:     simFlags(),
+		Action:    runAction,
+	})
 }
+
+// simFlags are the flags that set up a simulated run (shared with sweep).
+func simFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "policy", Value: "fcfs,isrtf", Usage: "comma-separated policies: " + strings.Join(policies.Names(), ", ")},
+		&cli.StringFlag{Name: "isrtf-mode", Value: "paper", Usage: "ISRTF mode: paper (re-rank at window boundaries, pause keeping KV), resubmit (each window a new request), patch (order the waiting queue only)"},
+		&cli.StringFlag{Name: "predictor", Value: "noisy:mae=19.9", Usage: "oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded (from the trace) or constant:TOKENS"},
+		&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "re-predict every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
+		&cli.Float64Flag{Name: "predictor-cost-ms", Value: predictor.DefaultCost.PerBatch * 1e3, Usage: "fixed cost of one batched predictor call, ms (added to the step it precedes)"},
+		&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(sortedKeys(sim.Archs), ", "), EnvVars: []string{"ELIS_SIM_MODEL"}},
+		&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(sortedKeys(sim.GPUs), ", "), EnvVars: []string{"ELIS_SIM_GPU"}},
+		&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism (GPUs per worker)"},
+		&cli.StringFlag{Name: "cost-model", Usage: "fitted cost model JSON (overrides --model, --gpu and --tp)"},
+		&cli.IntFlag{Name: "workers", Value: 1, Usage: "engine replicas"},
+		&cli.StringFlag{Name: "router", Value: "least-loaded", Usage: "router across workers: least-loaded, round-robin, least-predicted-work"},
+		&cli.IntFlag{Name: "max-num-seqs", Usage: "sequences per step (0: vLLM's default for the GPU)"},
+		&cli.IntFlag{Name: "max-num-batched-tokens", Usage: "token budget per step (0: vLLM's default for the GPU)"},
+		&cli.Float64Flag{Name: "gpu-memory-utilization", Value: 0.9, Usage: "fraction of GPU memory vLLM may use"},
+		&cli.IntFlag{Name: "kv-blocks", Usage: "KV cache capacity in blocks (0: from GPU memory)"},
+		&cli.IntFlag{Name: "block-size", Value: 16, Usage: "tokens per KV block"},
+		&cli.IntFlag{Name: "max-model-len", Usage: "context length (0: the model's)"},
+		&cli.IntFlag{Name: "long-prefill-token-threshold", Usage: "cap one request's prefill chunk per step (0: off)"},
+		&cli.StringFlag{Name: "aging", Usage: "starvation guard N,M: a request waiting N steps is promoted for M steps"},
+		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
+		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noisy predictor and the embedded workload", EnvVars: []string{"ELIS_SIM_SEED"}},
+		&cli.BoolFlag{Name: "json", Usage: "print the summaries as JSON"},
+		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write run files with per-request records: a .json file for one policy, a directory for several"},
+		&cli.BoolFlag{Name: "check", Usage: "verify the scheduler's invariants after every step (slower)"},
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sortStrings(out)
+	return out
+}
+
+// loadTrace reads TRACE, or builds the embedded workload.
+func loadTrace(c *cli.Context) (*traces.Trace, string, error) {
+	if c.NArg() > 1 {
+		return nil, "", badf("want at most one TRACE, got %d arguments", c.NArg())
+	}
+	if c.NArg() == 1 {
+		t, err := traces.ReadFile(c.Args().First())
+		if err != nil {
+			return nil, "", bad(err)
+		}
+		s := traces.Summarize(t)
+		return t, fmt.Sprintf("%s: %d requests over %.0f s (%.3g req/s)", c.Args().First(), s.Requests, s.Duration, s.Rate), nil
+	}
+	t, desc := defaultWorkload(c.Uint64("seed"))
+	return t, desc, nil
+}
+
+func runAction(c *cli.Context) error {
+	tr, desc, err := loadTrace(c)
+	if err != nil {
+		return err
+	}
+	setup, err := parseSimSetup(c)
+	if err != nil {
+		return err
+	}
+	if c.NArg() == 0 && !c.IsSet("max-num-seqs") {
+		setup.base.Engine.MaxSeqs = 4 // the paper's batch of 4
+	}
+	runs, err := setup.runAll(tr, desc)
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := writeRuns(out, runs); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(runs)
+	}
+	fmt.Println(runs[0].Setup["summary"])
+	return report.SideBySide(os.Stdout, runs)
+}
+
+// simSetup is a parsed set of simulation flags.
+type simSetup struct {
+	base     sim.Config
+	policies []string
+	engine   string // "model on gpu (tpN)" for the setup line
+}
+
+func parseSimSetup(c *cli.Context) (*simSetup, error) {
+	s := &simSetup{}
+	for _, p := range strings.Split(c.String("policy"), ",") {
+		p = strings.TrimSpace(p)
+		if _, err := policies.New(p, policies.RerankPause); err != nil {
+			return nil, badf("--policy: %w", err)
+		}
+		s.policies = append(s.policies, p)
+	}
+	mode, err := policies.ParseRerank(c.String("isrtf-mode"))
+	if err != nil {
+		return nil, badf("--isrtf-mode: %w", err)
+	}
+	spec, err := predictor.ParseSpec(c.String("predictor"))
+	if err != nil {
+		return nil, badf("--predictor: %w", err)
+	}
+	var cost *sim.Roofline
+	if f := c.String("cost-model"); f != "" {
+		if cost, err = sim.LoadRoofline(f); err != nil {
+			return nil, bad(fmt.Errorf("--cost-model: %w", err))
+		}
+	} else if cost, err = sim.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp")); err != nil {
+		return nil, badf("--model/--gpu/--tp: %w", err)
+	}
+	util := c.Float64("gpu-memory-utilization")
+	if util <= 0 || util > 1 {
+		return nil, badf("--gpu-memory-utilization %v: want a fraction in (0, 1]", util)
+	}
+	eng := sim.EngineDefaults(cost, util)
+	for flag, dst := range map[string]*int{"max-num-seqs": &eng.MaxSeqs, "max-num-batched-tokens": &eng.MaxBatchedTokens,
+		"kv-blocks": &eng.NumBlocks, "max-model-len": &eng.MaxModelLen, "long-prefill-token-threshold": &eng.LongPrefillThreshold} {
+		if c.IsSet(flag) {
+			*dst = c.Int(flag)
+		}
+	}
+	eng.BlockSize = c.Int("block-size")
+	if !c.IsSet("kv-blocks") && eng.BlockSize != 16 {
+		eng.NumBlocks = cost.KVBlocks(util, eng.BlockSize)
+	}
+	eng.PredictionInterval = c.Int("prediction-interval")
+	if a := c.String("aging"); a != "" {
+		if _, err := fmt.Sscanf(a, "%d,%d", &eng.Guard.AgingSteps, &eng.Guard.PromoteSteps); err != nil {
+			return nil, badf("--aging %q: want N,M (steps waited, steps promoted)", a)
+		}
+	}
+	eng.Guard.PreemptLimit = c.Float64("preempt-limit")
+	if err := eng.Validate(); err != nil {
+		return nil, badf("engine settings: %w", err)
+	}
+	if c.Int("workers") < 1 {
+		return nil, badf("--workers %d: want >= 1", c.Int("workers"))
+	}
+	if _, err := sim.NewRouter(c.String("router")); err != nil {
+		return nil, badf("--router: %w", err)
+	}
+	if c.Float64("predictor-cost-ms") < 0 {
+		return nil, badf("--predictor-cost-ms: want >= 0")
+	}
+	pc := predictor.DefaultCost
+	pc.PerBatch = c.Float64("predictor-cost-ms") / 1e3
+	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: cost,
+		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"), KeepHistory: true}
+	s.engine = fmt.Sprintf("%s on %s", cost.Arch.Name, cost.GPU.Name)
+	if cost.TP > 1 {
+		s.engine += fmt.Sprintf(" x%d (TP)", cost.TP)
+	}
+	return s, nil
+}
+
+// label names a policy's run in tables and plots.
+func (s *simSetup) label(policy string) string {
+	if (policy == "isrtf" || policy == "srpt-oracle") && s.base.Mode != policies.RerankPause {
+		return policy + "/" + s.base.Mode.String()
+	}
+	return policy
+}
+
+func (s *simSetup) runAll(tr *traces.Trace, desc string) ([]*report.Run, error) {
+	var runs []*report.Run
+	for _, p := range s.policies {
+		cfg := s.base
+		cfg.Policy = p
+		res, err := sim.Run(tr, cfg)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, s.toRun(p, desc, res))
+	}
+	return runs, nil
+}
+
+func (s *simSetup) toRun(policy, desc string, res *sim.Result) *report.Run {
+	e := s.base.Engine
+	pred := s.base.Predictor.String()
+	if res.Sigma > 0 {
+		pred += fmt.Sprintf(" (sigma %.3f)", res.Sigma)
+	}
+	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s, K=%d, ISRTF mode %s",
+		desc, s.engine, s.base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, pred, e.PredictionInterval, s.base.Mode)
+	return &report.Run{
+		Label: s.label(policy),
+		Setup: map[string]string{
+			"summary": summary, "policy": policy, "workload": desc, "engine": s.engine, "predictor": pred,
+			"isrtf_mode": s.base.Mode.String(), "workers": fmt.Sprint(s.base.Workers), "router": s.base.Router,
+			"max_num_seqs": fmt.Sprint(e.MaxSeqs), "max_num_batched_tokens": fmt.Sprint(e.MaxBatchedTokens),
+			"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
+			"seed": fmt.Sprint(s.base.Seed),
+		},
+		Summary: report.Summarize(res.Records, &res.Gaps),
+		Records: res.Records,
+	}
+}
+
+func writeRuns(out string, runs []*report.Run) error {
+	if len(runs) == 1 && strings.HasSuffix(out, ".json") {
+		return report.WriteRun(out, runs[0])
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	for _, r := range runs {
+		if err := report.WriteRun(filepath.Join(out, strings.ReplaceAll(r.Label, "/", "-")+".json"), r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printJSON(runs []*report.Run) error {
+	type brief struct {
+		Label   string            `json:"label"`
+		Setup   map[string]string `json:"setup"`
+		Summary report.Summary    `json:"summary"`
+	}
+	out := make([]brief, len(runs))
+	for i, r := range runs {
+		out[i] = brief{r.Label, r.Setup, r.Summary}
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+

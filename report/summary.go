@@ -1,0 +1,157 @@
+package report
+
+import (
+	"math"
+	"sort"
+
+	"gonum.org/v1/gonum/stat"
+
+	"github.com/elis-sim/elis-sim/internal/hist"
+	"github.com/elis-sim/elis-sim/policies"
+)
+
+// Dist summarises one latency metric over requests, in seconds.
+type Dist struct {
+	N    int     `json:"n"`
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+}
+
+// Accuracy is how well the predictor did, over every prediction made.
+type Accuracy struct {
+	N    int     `json:"n"`
+	MAE  float64 `json:"mae_tokens"`
+	RMSE float64 `json:"rmse_tokens"`
+	R2   float64 `json:"r2"`
+}
+
+// Summary is what a run's requests experienced. Latencies are per request:
+// TTFT (arrival to first token), TPOT (time per output token after the
+// first), JCT (arrival to last token: end-to-end latency, job completion
+// time), queueing delay (arrival to first scheduled), normalized latency
+// (JCT per output token); ITL is over every inter-token gap.
+type Summary struct {
+	Requests    int      `json:"requests"`
+	Finished    int      `json:"finished"`
+	Rejected    int      `json:"rejected"`
+	TTFT        Dist     `json:"ttft_s"`
+	TPOT        Dist     `json:"tpot_s"`
+	ITL         Dist     `json:"itl_s"`
+	JCT         Dist     `json:"jct_s"`
+	Queue       Dist     `json:"queue_s"`
+	NormLatency Dist     `json:"normalized_latency_s_per_token"`
+	Makespan    float64  `json:"makespan_s"`
+	RPS         float64  `json:"throughput_rps"`
+	TPS         float64  `json:"throughput_tokens_per_s"`
+	Preemptions int      `json:"preemptions"`
+	MaxWait     float64  `json:"max_queue_s"`
+	JainJCT     float64  `json:"jain_normalized_latency"` // Jain's fairness index of normalized latency
+	Predictor   Accuracy `json:"predictor"`
+}
+
+// Summarize computes a summary from per-request records, whatever produced
+// them. gaps, when not nil, holds every inter-token gap (the simulator
+// keeps them); otherwise ITL is left empty.
+func Summarize(recs []policies.Record, gaps *hist.H) Summary {
+	s := Summary{Requests: len(recs)}
+	var ttft, tpot, jct, queue, norm []float64
+	first, last := math.Inf(1), math.Inf(-1)
+	tokens := 0
+	var errs, actual []float64
+	for i := range recs {
+		r := &recs[i]
+		first = math.Min(first, r.Arrival)
+		for _, p := range r.Predictions {
+			if !math.IsInf(p.Predicted, 0) {
+				errs = append(errs, p.Predicted-float64(p.Actual))
+				actual = append(actual, float64(p.Actual))
+			}
+		}
+		if r.Rejected != "" {
+			s.Rejected++
+			continue
+		}
+		if r.Finish < 0 {
+			continue
+		}
+		s.Finished++
+		s.Preemptions += r.Preemptions
+		tokens += r.Generated
+		last = math.Max(last, r.Finish)
+		ttft = append(ttft, r.FirstToken-r.Arrival)
+		jct = append(jct, r.Finish-r.Arrival)
+		queue = append(queue, r.FirstScheduled-r.Arrival)
+		norm = append(norm, (r.Finish-r.Arrival)/float64(r.Generated))
+		if r.Generated > 1 {
+			tpot = append(tpot, (r.Finish-r.FirstToken)/float64(r.Generated-1))
+		}
+	}
+	s.TTFT, s.TPOT, s.JCT, s.Queue, s.NormLatency = dist(ttft), dist(tpot), dist(jct), dist(queue), dist(norm)
+	s.MaxWait = s.Queue.Max
+	s.JainJCT = jain(norm)
+	if gaps != nil && gaps.N() > 0 {
+		s.ITL = Dist{N: int(gaps.N()), Mean: gaps.Mean(), P50: gaps.Quantile(0.5), P90: gaps.Quantile(0.9),
+			P95: gaps.Quantile(0.95), P99: gaps.Quantile(0.99), Max: gaps.Max()}
+	}
+	if s.Finished > 0 {
+		s.Makespan = last - first
+		if s.Makespan > 0 {
+			s.RPS = float64(s.Finished) / s.Makespan
+			s.TPS = float64(tokens) / s.Makespan
+		}
+	}
+	s.Predictor = accuracy(errs, actual)
+	return s
+}
+
+func dist(x []float64) Dist {
+	if len(x) == 0 {
+		return Dist{}
+	}
+	sort.Float64s(x)
+	q := func(p float64) float64 { return stat.Quantile(p, stat.Empirical, x, nil) }
+	return Dist{N: len(x), Mean: stat.Mean(x, nil), P50: q(0.5), P90: q(0.9), P95: q(0.95), P99: q(0.99), Max: x[len(x)-1]}
+}
+
+// jain is Jain's fairness index (sum x)^2 / (n sum x^2): 1 when all equal.
+func jain(x []float64) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	s, sq := 0.0, 0.0
+	for _, v := range x {
+		s += v
+		sq += v * v
+	}
+	if sq == 0 {
+		return 1
+	}
+	return s * s / (float64(len(x)) * sq)
+}
+
+func accuracy(errs, actual []float64) Accuracy {
+	if len(errs) == 0 {
+		return Accuracy{}
+	}
+	a := Accuracy{N: len(errs)}
+	sse := 0.0
+	for _, e := range errs {
+		a.MAE += math.Abs(e)
+		sse += e * e
+	}
+	a.MAE /= float64(len(errs))
+	a.RMSE = math.Sqrt(sse / float64(len(errs)))
+	mean := stat.Mean(actual, nil)
+	sst := 0.0
+	for _, v := range actual {
+		sst += (v - mean) * (v - mean)
+	}
+	if sst > 0 {
+		a.R2 = 1 - sse/sst
+	}
+	return a
+}

@@ -1,0 +1,122 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// metricRow is one line of the side-by-side table.
+type metricRow struct {
+	name string
+	unit string
+	get  func(*Summary) float64
+}
+
+func distRows(name string, d func(*Summary) *Dist, unit string, scale float64) []metricRow {
+	return []metricRow{
+		{name + " mean", unit, func(s *Summary) float64 { return d(s).Mean * scale }},
+		{name + " p50", unit, func(s *Summary) float64 { return d(s).P50 * scale }},
+		{name + " p90", unit, func(s *Summary) float64 { return d(s).P90 * scale }},
+		{name + " p95", unit, func(s *Summary) float64 { return d(s).P95 * scale }},
+		{name + " p99", unit, func(s *Summary) float64 { return d(s).P99 * scale }},
+	}
+}
+
+func tableRows() []metricRow {
+	var rows []metricRow
+	rows = append(rows, distRows("JCT (end-to-end)", func(s *Summary) *Dist { return &s.JCT }, "s", 1)...)
+	rows = append(rows, distRows("queueing delay", func(s *Summary) *Dist { return &s.Queue }, "s", 1)...)
+	rows = append(rows, distRows("TTFT", func(s *Summary) *Dist { return &s.TTFT }, "s", 1)...)
+	rows = append(rows, distRows("TPOT", func(s *Summary) *Dist { return &s.TPOT }, "ms", 1e3)...)
+	rows = append(rows, distRows("inter-token gap", func(s *Summary) *Dist { return &s.ITL }, "ms", 1e3)...)
+	rows = append(rows,
+		metricRow{"throughput", "req/s", func(s *Summary) float64 { return s.RPS }},
+		metricRow{"throughput", "tok/s", func(s *Summary) float64 { return s.TPS }},
+		metricRow{"preemptions", "", func(s *Summary) float64 { return float64(s.Preemptions) }},
+		metricRow{"rejected", "", func(s *Summary) float64 { return float64(s.Rejected) }},
+		metricRow{"worst queueing delay", "s", func(s *Summary) float64 { return s.MaxWait }},
+		metricRow{"Jain fairness (norm. latency)", "", func(s *Summary) float64 { return s.JainJCT }},
+		metricRow{"predictor MAE", "tokens", func(s *Summary) float64 { return nanIfZero(s.Predictor.N, s.Predictor.MAE) }},
+		metricRow{"predictor R^2", "", func(s *Summary) float64 { return nanIfZero(s.Predictor.N, s.Predictor.R2) }},
+	)
+	return rows
+}
+
+func nanIfZero(n int, v float64) float64 {
+	if n == 0 {
+		return math.NaN()
+	}
+	return v
+}
+
+// SideBySide writes one column per run and, for each run after the first
+// (the baseline), its change against the baseline in percent.
+func SideBySide(w io.Writer, runs []*Run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	const first = 32
+	width := 12
+	for _, r := range runs {
+		width = max(width, len(r.Label)+2)
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-*s", first, "metric")
+	for _, r := range runs {
+		fmt.Fprintf(&sb, "%*s", width, r.Label)
+	}
+	for _, r := range runs[1:] {
+		fmt.Fprintf(&sb, "%*s", width+2, "Δ"+r.Label)
+	}
+	sb.WriteByte('\n')
+	for _, row := range tableRows() {
+		name := row.name
+		if row.unit != "" {
+			name += " (" + row.unit + ")"
+		}
+		vals := make([]float64, len(runs))
+		allNaN := true
+		for i, r := range runs {
+			vals[i] = row.get(&r.Summary)
+			allNaN = allNaN && math.IsNaN(vals[i])
+		}
+		if allNaN {
+			continue
+		}
+		fmt.Fprintf(&sb, "%-*s", first, name)
+		for _, v := range vals {
+			fmt.Fprintf(&sb, "%*s", width, formatNum(v))
+		}
+		for _, v := range vals[1:] {
+			fmt.Fprintf(&sb, "%*s", width+1, change(vals[0], v))
+		}
+		sb.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+func change(base, v float64) string {
+	if math.IsNaN(base) || math.IsNaN(v) || base == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.1f%%", (v-base)/base*100)
+}
+
+func formatNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case v == 0:
+		return "0"
+	case math.Abs(v) >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case math.Abs(v) >= 0.1:
+		return fmt.Sprintf("%.3f", v)
+	}
+	return fmt.Sprintf("%.4f", v)
+}

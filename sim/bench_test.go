@@ -1,0 +1,44 @@
+package sim
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// BenchmarkSimulate is the performance target: llama-3.1-8b on an
+// H100, Poisson 10 req/s, prompts and outputs around 512 tokens; report
+// 10k, 100k and 1M requests (go test -bench Simulate -benchtime 1x).
+func BenchmarkSimulate(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		for _, pol := range []string{"fcfs", "isrtf"} {
+			b.Run(fmt.Sprintf("%s/n=%d", pol, n), func(b *testing.B) {
+				if testing.Short() && n > 10_000 {
+					b.Skip("short")
+				}
+				tr, err := traces.Generate(traces.GenConfig{N: n, Seed: 1, Arrivals: traces.Poisson{Rate: 10},
+					Prompt: traces.Uniform{Min: 384, Max: 640}, Output: traces.Uniform{Min: 384, Max: 640}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				r, _ := NewRoofline("llama-3.1-8b", "h100", 1)
+				cfg := Config{Engine: EngineDefaults(r, 0.9), Policy: pol, Mode: policies.RerankPause,
+					Predictor: predictor.Spec{Kind: "noisy", Sigma: 0.3}, PredCost: predictor.DefaultCost, Cost: r, Workers: 1, Seed: 1}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					res, err := Run(tr, cfg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res.Stats.Finished != int64(n) {
+						b.Fatalf("finished %d of %d", res.Stats.Finished, n)
+					}
+				}
+			})
+		}
+	}
+}
