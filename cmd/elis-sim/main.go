@@ -47,6 +47,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			traceCommand(),
+			costCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &badInput{fmt.Errorf("%w (see elis-sim --help for the valid commands and flags)", err)}

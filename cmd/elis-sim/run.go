@@ -263,4 +263,3 @@ func printJSON(runs []*report.Run) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
-

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/elis-sim/elis-sim/sim"
+)
+
+func costCommand() *cli.Command {
+	return usageErrors(&cli.Command{
+		Name:  "cost",
+		Usage: "inspect the simulator's cost model",
+		Subcommands: []*cli.Command{{
+			Name:  "check",
+			Usage: "compare the GPU presets with measured timings",
+			UsageText: "elis-sim cost check --profile ../shared/profiles/h200-torch-ops.csv " +
+				"--splitwise ../shared/data/splitwise/perf_model.csv [--fit]",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "profile", Usage: "operator profile CSV (model,op,m,n,k,batch,q_len,kv_len,ms) measured on --profile-gpu"},
+				&cli.StringFlag{Name: "profile-gpu", Value: "h200", Usage: "the GPU preset the profile was measured on"},
+				&cli.StringFlag{Name: "splitwise", Usage: "Splitwise perf_model.csv (A100 and H100 step times)"},
+				&cli.BoolFlag{Name: "fit", Usage: "also fit the efficiencies to the measurements and print them as JSON"},
+			},
+			Action: costCheck,
+		}},
+	})
+}
+
+func costCheck(c *cli.Context) error {
+	var ms []sim.Measurement
+	if p := c.String("profile"); p != "" {
+		if _, err := sim.LookupGPU(c.String("profile-gpu")); err != nil {
+			return badf("--profile-gpu: %w", err)
+		}
+		m, err := sim.ReadTorchProfile(p, c.String("profile-gpu"))
+		if err != nil {
+			return bad(err)
+		}
+		ms = append(ms, m...)
+	}
+	if p := c.String("splitwise"); p != "" {
+		m, err := sim.ReadSplitwise(p)
+		if err != nil {
+			return bad(err)
+		}
+		ms = append(ms, m...)
+	}
+	if len(ms) == 0 {
+		return badf("give --profile and/or --splitwise")
+	}
+	byGPU := map[string][]sim.Measurement{}
+	var order []string
+	for _, m := range ms {
+		if _, ok := byGPU[m.GPU]; !ok {
+			order = append(order, m.GPU)
+		}
+		byGPU[m.GPU] = append(byGPU[m.GPU], m)
+	}
+	fmt.Printf("%-9s %-13s %5s %10s %10s %10s  %s\n", "gpu", "class", "n", "mean|err|", "median", "max", "worst case")
+	for _, name := range order {
+		g, _ := sim.LookupGPU(name)
+		for _, r := range sim.Errors(g, byGPU[name]) {
+			fmt.Printf("%-9s %-13s %5d %9.1f%% %9.1f%% %9.1f%%  %s\n", r.GPU, r.Class, r.N, r.MeanAbsPct, r.MedianPct, r.MaxAbsPct, r.WorstLabel)
+		}
+		if c.Bool("fit") {
+			f := sim.Fit(g, byGPU[name])
+			b, _ := json.MarshalIndent(f.Eff, "", "  ")
+			fmt.Fprintf(os.Stdout, "fitted efficiencies for %s:\n%s\n", name, b)
+		}
+	}
+	return nil
+}

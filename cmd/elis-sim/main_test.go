@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/elis-sim/elis-sim/report"
+)
+
+// elis runs the CLI in-process and returns its exit code and stdout.
+func elis(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = w, w
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); done <- b }()
+	code := run(append([]string{"elis-sim"}, args...))
+	w.Close()
+	os.Stdout, os.Stderr = stdout, stderr
+	return code, string(<-done)
+}
+
+func TestDefaultRunShowsFCFSNextToISRTF(t *testing.T) {
+	code, out := elis(t, "run")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	lines := strings.Split(out, "\n")
+	if !strings.HasPrefix(lines[0], "setup: embedded ELIS-like workload") || !strings.Contains(lines[1], "fcfs") || !strings.Contains(lines[1], "isrtf") {
+		t.Fatalf("unexpected output:\n%s", out)
+	}
+}
+
+func TestTraceGenSameSeedSameBytes(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.jsonl")
+	for _, p := range []string{a, b} {
+		if code, out := elis(t, "trace", "gen", "--arrivals", "gamma:0.73:10.41", "--rate-multiplier", "3", "--n", "50", "--seed", "4", "-o", p); code != 0 {
+			t.Fatalf("exit %d: %s", code, out)
+		}
+	}
+	code, out := elis(t, "trace", "stats", "--json", b)
+	if code != 0 || !strings.Contains(out, `"requests": 50`) {
+		t.Fatalf("stats: %d %s", code, out)
+	}
+	again := filepath.Join(dir, "c.json")
+	elis(t, "trace", "gen", "--seed", "4", "--n", "50", "--arrivals", "gamma:0.73:10.41", "--rate-multiplier", "3", "-o", again)
+	x, _ := os.ReadFile(a)
+	y, _ := os.ReadFile(again)
+	if !bytes.Equal(x, y) {
+		t.Fatal("same seed gave different bytes")
+	}
+}
+
+func TestBadInputExits2WithoutOutput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,12,3\n2023-11-16 18:15:47.1,x,3\n"), 0o644)
+	out := filepath.Join(dir, "out.json")
+	cases := [][]string{
+		{"trace", "import", "--format", "azure", bad, "-o", out},
+		{"trace", "import", "--format", "parquet", bad, "-o", out},
+		{"trace", "gen", "--arrivals", "weibull:2", "-o", out},
+		{"trace", "gen", "--n", "0", "-o", out},
+		{"run", "--policy", "lifo", "--out", out},
+		{"run", "--isrtf-mode", "sometimes"},
+		{"run", "--predictor", "psychic"},
+		{"run", "--gpu", "tpu-v5"},
+		{"run", "--bogus-flag"},
+		{"run", bad},
+		{"cost", "check"},
+	}
+	for _, args := range cases {
+		code, msg := elis(t, args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, msg)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%v left %s behind", args, out)
+		}
+	}
+	_, msg := elis(t, "trace", "import", "--format", "azure", bad, "-o", out)
+	if !strings.Contains(msg, bad+" line 3: column ContextTokens") {
+		t.Errorf("message does not name file, line and field: %s", msg)
+	}
+	_, msg = elis(t, "run", "--policy", "lifo")
+	if !strings.Contains(msg, "valid: fcfs") {
+		t.Errorf("message does not list valid policies: %s", msg)
+	}
+}
+
+func TestRunOutWritesRunFiles(t *testing.T) {
+	dir := t.TempDir()
+	tr := filepath.Join(dir, "t.json")
+	elis(t, "trace", "gen", "--n", "40", "--arrivals", "poisson:5", "--prompt", "fixed:100", "--output", "uniform:10:300", "-o", tr)
+	outDir := filepath.Join(dir, "res")
+	if code, msg := elis(t, "run", tr, "--policy", "fcfs,isrtf", "--isrtf-mode", "resubmit", "--out", outDir, "--check"); code != 0 {
+		t.Fatalf("exit %d: %s", code, msg)
+	}
+	for _, name := range []string{"fcfs.json", "isrtf-resubmit.json"} {
+		r, err := report.ReadRun(filepath.Join(outDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Records) != 40 || r.Summary.Finished != 40 {
+			t.Fatalf("%s: %d records, %d finished", name, len(r.Records), r.Summary.Finished)
+		}
+	}
+}
