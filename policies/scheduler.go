@@ -104,7 +104,7 @@ func (s *Scheduler) Add(r Request, now float64) {
 		return
 	}
 	if s.pol.Predictive() {
-		s.predict(q)
+		s.predict(q, now)
 		q.Initial = q.Predicted
 	}
 	s.enqueue(q, false)
@@ -132,7 +132,7 @@ func (s *Scheduler) enqueue(q *Seq, front bool) {
 	}
 }
 
-func (s *Scheduler) predict(q *Seq) {
+func (s *Scheduler) predict(q *Seq, now float64) {
 	p := s.pred.Predict(q)
 	if math.IsNaN(p) || p < 0 {
 		p = math.Inf(1) // a failed prediction: the patch then behaves like FCFS
@@ -143,7 +143,7 @@ func (s *Scheduler) predict(q *Seq) {
 	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
 	s.stats.Predictions++
 	if s.KeepHistory {
-		q.rec.Predictions = append(q.rec.Predictions, Prediction{Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
+		q.rec.Predictions = append(q.rec.Predictions, Prediction{At: now, Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
 	}
 }
 
@@ -439,7 +439,7 @@ func (s *Scheduler) Complete(now float64) {
 			continue
 		}
 		if s.pol.Predictive() && q.Generated-q.lastPred >= k {
-			s.predict(q)
+			s.predict(q, now)
 			switch {
 			case resubmit:
 				q.state = stResubmit // leaves running; re-enqueued below

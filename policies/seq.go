@@ -87,6 +87,7 @@ type Record struct {
 // Prediction is one prediction event: after Generated tokens the predictor
 // said Predicted remaining tokens; Actual is the truth.
 type Prediction struct {
+	At        float64 `json:"at_s"`
 	Generated int     `json:"generated"`
 	Predicted float64 `json:"predicted"`
 	Actual    int     `json:"actual"`

@@ -21,7 +21,10 @@ type Run struct {
 	Label   string            `json:"label"`
 	Setup   map[string]string `json:"setup"`
 	Summary Summary           `json:"summary"`
-	Records []policies.Record `json:"records,omitempty"`
+	// ITLQuantiles are the inter-token gaps at quantiles 0, 0.005, ...,
+	// 1 (seconds), for CDF plots: every gap is too many to keep.
+	ITLQuantiles []float64         `json:"itl_quantiles_s,omitempty"`
+	Records      []policies.Record `json:"records,omitempty"`
 }
 
 // WriteRun writes r as indented JSON, atomically.

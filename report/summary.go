@@ -51,6 +51,7 @@ type Summary struct {
 	MaxWait     float64  `json:"max_queue_s"`
 	JainJCT     float64  `json:"jain_normalized_latency"` // Jain's fairness index of normalized latency
 	Predictor   Accuracy `json:"predictor"`
+	Goodput     *Goodput `json:"goodput,omitempty"`
 }
 
 // Summarize computes a summary from per-request records, whatever produced

@@ -34,6 +34,18 @@ func tableRows() []metricRow {
 	rows = append(rows,
 		metricRow{"throughput", "req/s", func(s *Summary) float64 { return s.RPS }},
 		metricRow{"throughput", "tok/s", func(s *Summary) float64 { return s.TPS }},
+		metricRow{"goodput", "req/s", func(s *Summary) float64 {
+			if s.Goodput == nil {
+				return math.NaN()
+			}
+			return s.Goodput.RPS
+		}},
+		metricRow{"requests meeting the SLO", "%", func(s *Summary) float64 {
+			if s.Goodput == nil {
+				return math.NaN()
+			}
+			return s.Goodput.Fraction * 100
+		}},
 		metricRow{"preemptions", "", func(s *Summary) float64 { return float64(s.Preemptions) }},
 		metricRow{"rejected", "", func(s *Summary) float64 { return float64(s.Rejected) }},
 		metricRow{"worst queueing delay", "s", func(s *Summary) float64 { return s.MaxWait }},

@@ -98,9 +98,21 @@ func ParseArrivals(spec string) (Arrivals, error) {
 	return nil, bad()
 }
 
-// ParseLengths reads a length distribution: "fixed:N", "uniform:MIN:MAX" or
-// "lognormal:MEAN:SIGMA[:MAX]".
+// ParseLengths reads a length distribution: "fixed:N", "uniform:MIN:MAX",
+// "lognormal:MEAN:SIGMA[:MAX]", or an equal mixture of them joined by "+"
+// ("uniform:50:100+uniform:100:300+uniform:300:500").
 func ParseLengths(spec string) (Lengths, error) {
+	if strings.Contains(spec, "+") {
+		var m Mixture
+		for _, part := range strings.Split(spec, "+") {
+			l, err := ParseLengths(part)
+			if err != nil {
+				return nil, err
+			}
+			m = append(m, l)
+		}
+		return m, nil
+	}
 	name, args, err := splitSpec(spec)
 	if err != nil {
 		return nil, err
@@ -192,3 +204,10 @@ func Generate(c GenConfig) (*Trace, error) {
 	}
 	return t, nil
 }
+
+// Mixture draws from one of its distributions, chosen uniformly: the ISRTF
+// test guide's mix of short, medium and long outputs.
+type Mixture []Lengths
+
+// Draw picks a component, then draws from it.
+func (m Mixture) Draw(rng *rand.Rand) int { return m[rng.IntN(len(m))].Draw(rng) }

@@ -74,6 +74,27 @@ func TestParseSpecsRejectNonsense(t *testing.T) {
 	}
 }
 
+func TestMixture(t *testing.T) {
+	l, err := ParseLengths("uniform:50:100+uniform:300:500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := Generate(GenConfig{N: 2000, Arrivals: Poisson{1}, Prompt: Fixed(1), Output: l})
+	short := 0
+	for _, r := range tr.Requests {
+		switch {
+		case r.OutputTokens >= 50 && r.OutputTokens <= 100:
+			short++
+		case r.OutputTokens >= 300 && r.OutputTokens <= 500:
+		default:
+			t.Fatalf("length %d outside both components", r.OutputTokens)
+		}
+	}
+	if short < 900 || short > 1100 {
+		t.Fatalf("%d of 2000 short, want about half", short)
+	}
+}
+
 func TestResample(t *testing.T) {
 	src := []Request{{ID: "x", PromptTokens: 3, OutputTokens: 7}, {ID: "y", PromptTokens: 11, OutputTokens: 13}}
 	tr, err := Generate(GenConfig{N: 100, Arrivals: Poisson{1}, Resample: src})

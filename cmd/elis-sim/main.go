@@ -47,6 +47,9 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			traceCommand(),
+			compareCommand(),
+			plotCommand(),
+			sweepCommand(),
 			costCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

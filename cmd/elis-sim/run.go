@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/report"
@@ -24,7 +26,7 @@ func runCommand() *cli.Command {
 		Description: "Simulates TRACE (a native trace, .json or .jsonl) on vLLM-like engines under each policy and prints\n" +
 			"their metrics side by side. Without TRACE it runs the embedded ELIS-like workload.",
 		UsageText: "elis-sim run trace.json --policy fcfs,isrtf --model llama-2-13b --gpu a100-80g --max-num-seqs 4",
-		Flags:     simFlags(),
+		Flags:     runFlags(),
 		Action:    runAction,
 	})
 }
@@ -53,10 +55,21 @@ func simFlags() []cli.Flag {
 		&cli.StringFlag{Name: "aging", Usage: "starvation guard N,M: a request waiting N steps is promoted for M steps"},
 		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noisy predictor and the embedded workload", EnvVars: []string{"ELIS_SIM_SEED"}},
+		&cli.BoolFlag{Name: "check", Usage: "verify the scheduler's invariants after every step (slower)"},
+		&cli.StringFlag{Name: "slo", Usage: "goodput objectives, e.g. ttft=2s,tpot=100ms,jct=60s"},
+	}
+}
+
+// runFlags are run's own output flags.
+func runFlags() []cli.Flag {
+	return append(simFlags(),
 		&cli.BoolFlag{Name: "json", Usage: "print the summaries as JSON"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write run files with per-request records: a .json file for one policy, a directory for several"},
-		&cli.BoolFlag{Name: "check", Usage: "verify the scheduler's invariants after every step (slower)"},
-	}
+		&cli.StringFlag{Name: "plot", Usage: "write a CDF plot of the policies to this .png, .svg or .pdf file"},
+		&cli.StringFlag{Name: "plot-metric", Value: "jct", Usage: "metric of --plot: " + strings.Join(report.PlotMetricNames(), ", ")},
+		&cli.BoolFlag{Name: "log-x", Usage: "log-scale x axis in --plot"},
+		&cli.StringFlag{Name: "log-predictions", Usage: "write every prediction event to this file and print the predictor's accuracy by tokens generated"},
+	)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -90,12 +103,9 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	setup, err := parseSimSetup(c)
+	setup, err := parseSimSetup(c, c.NArg() == 0)
 	if err != nil {
 		return err
-	}
-	if c.NArg() == 0 && !c.IsSet("max-num-seqs") {
-		setup.base.Engine.MaxSeqs = 4 // the paper's batch of 4
 	}
 	runs, err := setup.runAll(tr, desc)
 	if err != nil {
@@ -106,11 +116,79 @@ func runAction(c *cli.Context) error {
 			return err
 		}
 	}
+	if p := c.String("plot"); p != "" {
+		if err := plotRuns(runs, c.String("plot-metric"), c.Bool("log-x"), p); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		return printJSON(runs)
 	}
 	fmt.Println(runs[0].Setup["summary"])
-	return report.SideBySide(os.Stdout, runs)
+	if err := report.SideBySide(os.Stdout, runs); err != nil {
+		return err
+	}
+	if p := c.String("log-predictions"); p != "" {
+		return logPredictions(p, runs)
+	}
+	return nil
+}
+
+// logPredictions writes the prediction log of the predictive runs and
+// prints their accuracy by tokens generated so far.
+func logPredictions(path string, runs []*report.Run) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
+		for _, r := range runs {
+			acc := report.AccuracyByProgress(r.Records, 8)
+			if len(acc) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "# %s\n", r.Label)
+			if err := report.WritePredictionLog(w, r.Records); err != nil {
+				return err
+			}
+			fmt.Printf("\npredictor accuracy of %s by tokens generated so far:\n", r.Label)
+			if err := report.WriteAccuracy(os.Stdout, acc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// plotRuns draws one CDF line per run.
+func plotRuns(runs []*report.Run, metric string, logX bool, path string) error {
+	xlabel, ok := report.PlotMetrics[metric]
+	if !ok {
+		return badf("--plot-metric %q: valid are %s", metric, strings.Join(report.PlotMetricNames(), ", "))
+	}
+	var series []report.Series
+	for _, r := range runs {
+		v, err := report.Values(r, metric)
+		if err != nil {
+			return bad(err)
+		}
+		series = append(series, report.Series{Label: r.Label, Values: v})
+	}
+	title := "CDF of " + strings.SplitN(xlabel, " (", 2)[0]
+	if len(runs) > 0 && runs[0].Setup["workload"] != "" {
+		title += "\n" + shorten(runs[0].Setup["engine"]+", "+runs[0].Setup["workload"], 90)
+	}
+	p, err := report.CDF(title, xlabel, logX, series)
+	if err != nil {
+		return err
+	}
+	if err := report.Save(p, path); err != nil {
+		return bad(err)
+	}
+	return nil
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }
 
 // simSetup is a parsed set of simulation flags.
@@ -118,9 +196,13 @@ type simSetup struct {
 	base     sim.Config
 	policies []string
 	engine   string // "model on gpu (tpN)" for the setup line
+	slo      report.SLO
 }
 
-func parseSimSetup(c *cli.Context) (*simSetup, error) {
+// parseSimSetup reads the simulation flags. paperBatch (the embedded
+// workloads) caps the batch at the ELIS paper's 4 requests unless
+// --max-num-seqs says otherwise.
+func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	s := &simSetup{}
 	for _, p := range strings.Split(c.String("policy"), ",") {
 		p = strings.TrimSpace(p)
@@ -156,6 +238,9 @@ func parseSimSetup(c *cli.Context) (*simSetup, error) {
 			*dst = c.Int(flag)
 		}
 	}
+	if paperBatch && !c.IsSet("max-num-seqs") {
+		eng.MaxSeqs = 4
+	}
 	eng.BlockSize = c.Int("block-size")
 	if !c.IsSet("kv-blocks") && eng.BlockSize != 16 {
 		eng.NumBlocks = cost.KVBlocks(util, eng.BlockSize)
@@ -175,6 +260,9 @@ func parseSimSetup(c *cli.Context) (*simSetup, error) {
 	}
 	if _, err := sim.NewRouter(c.String("router")); err != nil {
 		return nil, badf("--router: %w", err)
+	}
+	if s.slo, err = report.ParseSLO(c.String("slo")); err != nil {
+		return nil, badf("--slo: %w", err)
 	}
 	if c.Float64("predictor-cost-ms") < 0 {
 		return nil, badf("--predictor-cost-ms: want >= 0")
@@ -220,6 +308,17 @@ func (s *simSetup) toRun(policy, desc string, res *sim.Result) *report.Run {
 	}
 	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s, K=%d, ISRTF mode %s",
 		desc, s.engine, s.base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, pred, e.PredictionInterval, s.base.Mode)
+	sum := report.Summarize(res.Records, &res.Gaps)
+	if s.slo != (report.SLO{}) {
+		g := report.ComputeGoodput(res.Records, s.slo, sum.Makespan)
+		sum.Goodput = &g
+	}
+	itl := make([]float64, 0, 201)
+	if res.Gaps.N() > 0 {
+		for i := 0; i <= 200; i++ {
+			itl = append(itl, res.Gaps.Quantile(float64(i)/200))
+		}
+	}
 	return &report.Run{
 		Label: s.label(policy),
 		Setup: map[string]string{
@@ -229,8 +328,9 @@ func (s *simSetup) toRun(policy, desc string, res *sim.Result) *report.Run {
 			"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
 			"seed": fmt.Sprint(s.base.Seed),
 		},
-		Summary: report.Summarize(res.Records, &res.Gaps),
-		Records: res.Records,
+		Summary:      sum,
+		ITLQuantiles: itl,
+		Records:      res.Records,
 	}
 }
 

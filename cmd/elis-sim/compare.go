@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/elis-sim/elis-sim/report"
+)
+
+func compareCommand() *cli.Command {
+	return usageErrors(&cli.Command{
+		Name:      "compare",
+		Usage:     "compare run files: one row per run, change against the first",
+		ArgsUsage: "RUN.json ...",
+		Description: "Reads run files written by \"elis-sim run --out\". Runs with the same label (several seeds) form\n" +
+			"one row, their metrics averaged with 95% confidence intervals. The first row is the baseline.",
+		UsageText: "elis-sim compare results/fcfs.json results/isrtf.json",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			runs, err := readRuns(c)
+			if err != nil {
+				return err
+			}
+			rows := report.Compare(runs)
+			if c.Bool("json") {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			return report.WriteCompare(os.Stdout, rows)
+		},
+	})
+}
+
+func readRuns(c *cli.Context) ([]*report.Run, error) {
+	if c.NArg() == 0 {
+		return nil, badf("want at least one run file (written by elis-sim run --out)")
+	}
+	var runs []*report.Run
+	for _, p := range c.Args().Slice() {
+		r, err := report.ReadRun(p)
+		if err != nil {
+			return nil, bad(err)
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
+
+func plotCommand() *cli.Command {
+	return usageErrors(&cli.Command{
+		Name:      "plot",
+		Usage:     "draw empirical CDFs of a metric, one line per run file",
+		ArgsUsage: "RUN.json ...",
+		UsageText: "elis-sim plot results/fcfs.json results/isrtf.json --metric ttft --log-x -o ttft.png",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output file: .png, .svg or .pdf"},
+			&cli.StringFlag{Name: "metric", Value: "jct", Usage: "jct, ttft, tpot, itl, queue or norm"},
+			&cli.BoolFlag{Name: "log-x", Usage: "log-scale x axis"},
+		},
+		Action: func(c *cli.Context) error {
+			runs, err := readRuns(c)
+			if err != nil {
+				return err
+			}
+			return plotRuns(runs, c.String("metric"), c.Bool("log-x"), c.String("out"))
+		},
+	})
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSweepWritesTablesAndPlots(t *testing.T) {
+	dir := t.TempDir()
+	code, out := elis(t, "sweep", "--scenario", "long-output", "--loads", "1,4", "--seeds", "2", "--n", "60", "-o", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, f := range []string{"results.csv", "summary.txt", "load.png", "cdf-1x.png", "cdf-4x.png", "predictions.log"} {
+		if st, err := os.Stat(filepath.Join(dir, "long-output", f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	csv, _ := os.ReadFile(filepath.Join(dir, "long-output", "results.csv"))
+	if n := strings.Count(string(csv), "\n"); n != 1+3*2*2 {
+		t.Errorf("results.csv has %d lines, want header + 12 runs", n)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "long-output", "predictions.log"))
+	if !strings.Contains(string(log), "initial prediction") || !strings.Contains(string(log), "prediction updated") {
+		t.Errorf("prediction log lacks events:\n%.300s", log)
+	}
+}
+
+// BenchmarkSweep is the target: 3 policies x 5 loads x 5 seeds
+// over 2,000-request traces in under a minute on the 2-core machine.
+func BenchmarkSweep(b *testing.B) {
+	dir := b.TempDir()
+	devnull, _ := os.Open(os.DevNull)
+	stdout := os.Stdout
+	os.Stdout = devnull
+	defer func() { os.Stdout = stdout }()
+	for b.Loop() {
+		if code := run([]string{"elis-sim", "sweep", "--scenario", "fcfs-vs-isrtf", "--seeds", "5", "--n", "2000", "-o", dir}); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// Metric is one column of a comparison: a number read off a summary.
+type Metric struct {
+	Name string `json:"name"`
+	Unit string `json:"unit"`
+	get  func(*Summary) float64
+}
+
+// CompareMetrics are the columns of "elis-sim compare".
+var CompareMetrics = []Metric{
+	{"jct_mean", "s", func(s *Summary) float64 { return s.JCT.Mean }},
+	{"jct_p99", "s", func(s *Summary) float64 { return s.JCT.P99 }},
+	{"ttft_mean", "s", func(s *Summary) float64 { return s.TTFT.Mean }},
+	{"ttft_p99", "s", func(s *Summary) float64 { return s.TTFT.P99 }},
+	{"tpot_mean", "ms", func(s *Summary) float64 { return s.TPOT.Mean * 1e3 }},
+	{"queue_mean", "s", func(s *Summary) float64 { return s.Queue.Mean }},
+	{"throughput", "req/s", func(s *Summary) float64 { return s.RPS }},
+	{"goodput", "req/s", func(s *Summary) float64 {
+		if s.Goodput == nil {
+			return math.NaN()
+		}
+		return s.Goodput.RPS
+	}},
+	{"preemptions", "", func(s *Summary) float64 { return float64(s.Preemptions) }},
+}
+
+// Row is one run (or one label's runs over several seeds) in a comparison.
+type Row struct {
+	Label  string              `json:"label"`
+	Runs   int                 `json:"runs"`
+	Values map[string]Estimate `json:"values"`
+	// Change is the relative change of each metric's mean against the
+	// first row, in percent.
+	Change map[string]float64 `json:"change_pct"`
+}
+
+// Compare groups runs by label, in order of first appearance, and
+// estimates each metric's mean over a group's runs (its seeds).
+func Compare(runs []*Run) []Row {
+	var rows []Row
+	index := map[string]int{}
+	var groups [][]*Run
+	for _, r := range runs {
+		i, ok := index[r.Label]
+		if !ok {
+			i = len(groups)
+			index[r.Label] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	for _, g := range groups {
+		row := Row{Label: g[0].Label, Runs: len(g), Values: map[string]Estimate{}, Change: map[string]float64{}}
+		for _, m := range CompareMetrics {
+			x := make([]float64, 0, len(g))
+			for _, r := range g {
+				if v := m.get(&r.Summary); !math.IsNaN(v) {
+					x = append(x, v)
+				}
+			}
+			if len(x) > 0 {
+				row.Values[m.Name] = MeanCI(x)
+			}
+		}
+		rows = append(rows, row)
+	}
+	for i := range rows {
+		for name, e := range rows[i].Values {
+			if base, ok := rows[0].Values[name]; ok && base.Mean != 0 {
+				rows[i].Change[name] = (e.Mean - base.Mean) / base.Mean * 100
+			}
+		}
+	}
+	return rows
+}
+
+// WriteCompare writes rows as a table: one row per run, each metric as
+// mean (± 95% CI when there are seeds), then its change against the first
+// row.
+func WriteCompare(w io.Writer, rows []Row) error {
+	var cols []Metric
+	for _, m := range CompareMetrics {
+		for _, r := range rows {
+			if _, ok := r.Values[m.Name]; ok {
+				cols = append(cols, m)
+				break
+			}
+		}
+	}
+	labelW := 8
+	for _, r := range rows {
+		labelW = max(labelW, len(r.Label)+2)
+	}
+	cells := make([][]string, len(rows))
+	widths := make([]int, len(cols))
+	heads := make([]string, len(cols))
+	for j, m := range cols {
+		heads[j] = m.Name
+		if m.Unit != "" {
+			heads[j] += " (" + m.Unit + ")"
+		}
+		widths[j] = len(heads[j])
+	}
+	for i, r := range rows {
+		cells[i] = make([]string, len(cols))
+		for j, m := range cols {
+			e, ok := r.Values[m.Name]
+			s := "-"
+			if ok {
+				s = formatNum(e.Mean)
+				if !math.IsNaN(e.CI95) {
+					s += " ±" + formatNum(e.CI95)
+				}
+				if i > 0 {
+					s += " (" + change(rows[0].Values[m.Name].Mean, e.Mean) + ")"
+				}
+			}
+			cells[i][j] = s
+			widths[j] = max(widths[j], len(s))
+		}
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-*s%6s", labelW, "run", "seeds")
+	for j := range cols {
+		fmt.Fprintf(&sb, "  %*s", widths[j], heads[j])
+	}
+	sb.WriteByte('\n')
+	for i, r := range rows {
+		fmt.Fprintf(&sb, "%-*s%6d", labelW, r.Label, r.Runs)
+		for j := range cols {
+			fmt.Fprintf(&sb, "  %*s", widths[j], cells[i][j])
+		}
+		sb.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}

@@ -1,0 +1,260 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/elis-sim/elis-sim/internal/atomicfile"
+)
+
+// PlotMetrics are the metrics a CDF can show, with their axis labels.
+var PlotMetrics = map[string]string{
+	"jct":   "job completion time, arrival to last token (s)",
+	"ttft":  "time to first token (s)",
+	"tpot":  "time per output token after the first (ms)",
+	"itl":   "inter-token gap (ms)",
+	"queue": "queueing delay, arrival to first scheduled (s)",
+	"norm":  "normalized latency, JCT per output token (s)",
+}
+
+// PlotMetricNames lists PlotMetrics' keys, sorted.
+func PlotMetricNames() []string {
+	var out []string
+	for k := range PlotMetrics {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Values returns one sample per request of metric (per token gap
+// quantiles for itl) from a run, in the unit of its axis label.
+func Values(r *Run, metric string) ([]float64, error) {
+	if _, ok := PlotMetrics[metric]; !ok {
+		return nil, fmt.Errorf("unknown metric %q (valid: %s)", metric, strings.Join(PlotMetricNames(), ", "))
+	}
+	if metric == "itl" {
+		if len(r.ITLQuantiles) == 0 {
+			return nil, fmt.Errorf("run %q has no inter-token gaps recorded", r.Label)
+		}
+		out := make([]float64, len(r.ITLQuantiles))
+		for i, v := range r.ITLQuantiles {
+			out[i] = v * 1e3
+		}
+		return out, nil
+	}
+	if len(r.Records) == 0 {
+		return nil, fmt.Errorf("run %q has no per-request records (write it with --out)", r.Label)
+	}
+	var out []float64
+	for _, rec := range r.Records {
+		if rec.Finish < 0 || rec.Rejected != "" {
+			continue
+		}
+		switch metric {
+		case "jct":
+			out = append(out, rec.Finish-rec.Arrival)
+		case "ttft":
+			out = append(out, rec.FirstToken-rec.Arrival)
+		case "queue":
+			out = append(out, rec.FirstScheduled-rec.Arrival)
+		case "norm":
+			out = append(out, (rec.Finish-rec.Arrival)/float64(rec.Generated))
+		case "tpot":
+			if rec.Generated > 1 {
+				out = append(out, (rec.Finish-rec.FirstToken)/float64(rec.Generated-1)*1e3)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Series is a named sample.
+type Series struct {
+	Label  string
+	Values []float64
+}
+
+// ecdf is a sample drawn as an empirical CDF: it implements plotter.XYer.
+type ecdf struct{ x []float64 }
+
+func (e ecdf) Len() int                    { return len(e.x) }
+func (e ecdf) XY(i int) (float64, float64) { return e.x[i], float64(i+1) / float64(len(e.x)) }
+
+func newPlot(title, xlabel, ylabel string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.Title.TextStyle.Font.Size = vg.Points(15)
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	for _, a := range []*plot.Axis{&p.X, &p.Y} {
+		a.Label.TextStyle.Font.Size = vg.Points(13)
+		a.Tick.Label.Font.Size = vg.Points(11)
+	}
+	p.Legend.TextStyle.Font.Size = vg.Points(12)
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// CDF draws one empirical CDF per series.
+func CDF(title, xlabel string, logX bool, series []Series) (*plot.Plot, error) {
+	p := newPlot(title, xlabel, "fraction of requests at or below x")
+	p.Y.Min, p.Y.Max = 0, 1
+	p.Legend.Top = false
+	p.Legend.Left = false
+	for i, s := range series {
+		x := append([]float64(nil), s.Values...)
+		sort.Float64s(x)
+		if len(x) == 0 {
+			return nil, fmt.Errorf("series %q is empty", s.Label)
+		}
+		if logX {
+			clampPositive(x)
+		}
+		l, err := plotter.NewLine(ecdf{x})
+		if err != nil {
+			return nil, err
+		}
+		l.StepStyle = plotter.PostStep
+		l.Color = plotutil.Color(i)
+		l.Dashes = plotutil.Dashes(i)
+		l.Width = vg.Points(2)
+		p.Add(l)
+		p.Legend.Add(fmt.Sprintf("%s (n=%d)", s.Label, len(x)), l)
+	}
+	if logX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = ticks125{}
+		p.X.Label.Text += ", log scale"
+	}
+	return p, nil
+}
+
+// clampPositive replaces values <= 0 (a zero queueing delay) with half the
+// smallest positive one, so a log axis can show them.
+func clampPositive(sorted []float64) {
+	lo := math.Inf(1)
+	for _, v := range sorted {
+		if v > 0 {
+			lo = v
+			break
+		}
+	}
+	if math.IsInf(lo, 1) {
+		lo = 1e-6
+	}
+	for i, v := range sorted {
+		if v <= 0 {
+			sorted[i] = lo / 2
+		}
+	}
+}
+
+// LoadPoint is one policy's result at one offered load.
+type LoadPoint struct {
+	Load      float64
+	Mean, P99 Estimate
+}
+
+// LoadCurves draws mean (solid) and P99 (dashed) JCT against offered load,
+// one colour per policy, with 95% confidence bars when seeds allow.
+func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*plot.Plot, error) {
+	p := newPlot(title, "offered load (x the trace's arrival rate)", "job completion time (s), log scale")
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = ticks125{}
+	for i, name := range order {
+		pts := curves[name]
+		for k, which := range []string{"mean", "P99"} {
+			xy := make(plotter.XYs, len(pts))
+			errs := make(plotter.YErrors, len(pts))
+			for j, pt := range pts {
+				e := pt.Mean
+				if k == 1 {
+					e = pt.P99
+				}
+				xy[j].X, xy[j].Y = pt.Load, e.Mean
+				ci := e.CI95
+				if math.IsNaN(ci) {
+					ci = 0
+				}
+				// On the log axis a bar may not reach zero or below.
+				errs[j].Low, errs[j].High = math.Min(ci, 0.99*e.Mean), ci
+			}
+			l, s, err := plotter.NewLinePoints(xy)
+			if err != nil {
+				return nil, err
+			}
+			l.Color, s.Color = plotutil.Color(i), plotutil.Color(i)
+			l.Width = vg.Points(2)
+			s.Shape = draw.CircleGlyph{}
+			if k == 1 {
+				l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+				s.Shape = draw.TriangleGlyph{}
+			}
+			eb, err := plotter.NewYErrorBars(struct {
+				plotter.XYs
+				plotter.YErrors
+			}{xy, errs})
+			if err != nil {
+				return nil, err
+			}
+			eb.Color = plotutil.Color(i)
+			p.Add(l, s, eb)
+			p.Legend.Add(name+" "+which, l, s)
+		}
+	}
+	return p, nil
+}
+
+// Save writes p to path as PNG, SVG or PDF by the extension, atomically.
+func Save(p *plot.Plot, path string) error {
+	ext := strings.ToLower(strings.TrimPrefix(filepath.Ext(path), "."))
+	switch ext {
+	case "png", "svg", "pdf":
+	default:
+		return fmt.Errorf("plot file %s: want a .png, .svg or .pdf name", path)
+	}
+	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, ext)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, func(w io.Writer) error { _, err := wt.WriteTo(w); return err })
+}
+
+// ticks125 labels a log axis at 1, 2 and 5 times powers of ten, so short
+// ranges still get readable labels.
+type ticks125 struct{}
+
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	if lo <= 0 {
+		lo = hi / 1e6
+	}
+	var ts []plot.Tick
+	for e := math.Floor(math.Log10(lo)); e <= math.Ceil(math.Log10(hi)); e++ {
+		for m := 1; m < 10; m++ {
+			v := float64(m) * math.Pow(10, e)
+			if v < lo || v > hi {
+				continue
+			}
+			label := ""
+			if m == 1 || m == 2 || m == 5 {
+				label = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+			ts = append(ts, plot.Tick{Value: v, Label: label})
+		}
+	}
+	return ts
+}

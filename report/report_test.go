@@ -1,0 +1,151 @@
+package report
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/elis-sim/elis-sim/policies"
+)
+
+// fixture: three requests whose metrics are easy to compute by hand.
+//
+//	a: arrives 0, scheduled 1, first token 2, finish 6, 5 tokens -> TTFT 2, JCT 6, queue 1, TPOT 1
+//	b: arrives 1, scheduled 1, first token 1.5, finish 3.5, 3 tokens -> TTFT 0.5, JCT 2.5, queue 0, TPOT 1
+//	c: arrives 2, scheduled 4, first token 5, finish 5, 1 token -> TTFT 3, JCT 3, queue 2
+func fixture() []policies.Record {
+	return []policies.Record{
+		{ID: "a", Arrival: 0, FirstScheduled: 1, FirstToken: 2, Finish: 6, Generated: 5, OutputTokens: 5, Preemptions: 1,
+			Predictions: []policies.Prediction{{At: 0, Generated: 0, Predicted: 7, Actual: 5}, {At: 4, Generated: 2, Predicted: 2, Actual: 3}}},
+		{ID: "b", Arrival: 1, FirstScheduled: 1, FirstToken: 1.5, Finish: 3.5, Generated: 3, OutputTokens: 3,
+			Predictions: []policies.Prediction{{At: 1, Generated: 0, Predicted: 2, Actual: 3}}},
+		{ID: "c", Arrival: 2, FirstScheduled: 4, FirstToken: 5, Finish: 5, Generated: 1, OutputTokens: 1},
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+func TestSummarizeByHand(t *testing.T) {
+	s := Summarize(fixture(), nil)
+	if s.Finished != 3 || s.Preemptions != 1 {
+		t.Fatalf("counts: %+v", s)
+	}
+	checks := []struct {
+		name      string
+		got, want float64
+	}{
+		{"jct mean", s.JCT.Mean, (6 + 2.5 + 3) / 3.0},
+		{"jct p50", s.JCT.P50, 3},
+		{"jct max", s.JCT.Max, 6},
+		{"ttft mean", s.TTFT.Mean, (2 + 0.5 + 3) / 3.0},
+		{"queue mean", s.Queue.Mean, 1},
+		{"tpot mean", s.TPOT.Mean, 1}, // c has one token: no TPOT
+		{"makespan", s.Makespan, 6},
+		{"rps", s.RPS, 0.5},
+		{"tps", s.TPS, 9.0 / 6},
+		// errors: +2, -1, -1 -> MAE 4/3, RMSE sqrt(2); actual mean 11/3, SST = 2/9+4/9+4/9 = 10/9... computed below
+		{"mae", s.Predictor.MAE, 4.0 / 3},
+		{"rmse", s.Predictor.RMSE, math.Sqrt(2)},
+		{"r2", s.Predictor.R2, 1 - 6/((5-11.0/3)*(5-11.0/3)+2*(3-11.0/3)*(3-11.0/3))},
+		// normalized latency 6/5, 2.5/3, 3/1: Jain = (sum)^2 / (3 * sum of squares)
+		{"jain", s.JainJCT, math.Pow(1.2+2.5/3+3, 2) / (3 * (1.44 + 6.25/9 + 9))},
+	}
+	for _, c := range checks {
+		if !near(c.got, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestGoodputByHand(t *testing.T) {
+	slo, err := ParseSLO("ttft=2s,tpot=1500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := ComputeGoodput(fixture(), slo, 6)
+	// a: TTFT 2 <= 2 ok, TPOT 1 ok; b ok; c: TTFT 3 > 2 fails.
+	if !near(g.Fraction, 2.0/3) || !near(g.RPS, 2.0/6) {
+		t.Fatalf("goodput %+v", g)
+	}
+	for _, bad := range []string{"ttft", "ttft=fast", "latency=2s", "ttft=-1s"} {
+		if _, err := ParseSLO(bad); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestCompareByHand(t *testing.T) {
+	mk := func(label string, jct float64) *Run {
+		return &Run{Label: label, Summary: Summary{JCT: Dist{Mean: jct, P99: 2 * jct}}}
+	}
+	rows := Compare([]*Run{mk("fcfs", 10), mk("isrtf", 7), mk("isrtf", 9), mk("fcfs", 12)})
+	if len(rows) != 2 || rows[0].Label != "fcfs" || rows[0].Runs != 2 {
+		t.Fatalf("rows %+v", rows)
+	}
+	f, i := rows[0].Values["jct_mean"], rows[1].Values["jct_mean"]
+	// means 11 and 8; sd of {10,12} = sqrt(2), t(0.975, 1) = 12.706
+	if !near(f.Mean, 11) || !near(i.Mean, 8) || math.Abs(f.CI95-12.7062*math.Sqrt(2)/math.Sqrt(2)) > 1e-3 {
+		t.Fatalf("estimates %+v %+v", f, i)
+	}
+	if !near(rows[1].Change["jct_mean"], (8.0-11)/11*100) {
+		t.Fatalf("change %v", rows[1].Change["jct_mean"])
+	}
+	var buf bytes.Buffer
+	WriteCompare(&buf, rows)
+	if !strings.Contains(buf.String(), "8.000 ±") || !strings.Contains(buf.String(), "(-27.3%)") {
+		t.Fatalf("table:\n%s", buf.String())
+	}
+}
+
+func TestPredictionLogAndAccuracy(t *testing.T) {
+	var buf bytes.Buffer
+	WritePredictionLog(&buf, fixture())
+	want := "t=0.000s request a initial prediction: 7.0 tokens (actual 5)\n" +
+		"t=1.000s request b initial prediction: 2.0 tokens (actual 3)\n" +
+		"t=4.000s request a prediction updated: 7.0 -> 2.0 (at 2 tokens, actual 3)\n"
+	if buf.String() != want {
+		t.Fatalf("log:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	acc := AccuracyByProgress(fixture(), 10)
+	if len(acc) != 2 || acc[0].Generated != 0 || acc[0].N != 2 || !near(acc[0].MAE, 1.5) || acc[1].N != 1 {
+		t.Fatalf("accuracy %+v", acc)
+	}
+}
+
+func TestPlotsWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	run := &Run{Label: "fcfs", Records: fixture(), ITLQuantiles: []float64{0.01, 0.02, 0.03}}
+	for _, m := range PlotMetricNames() {
+		v, err := Values(run, m)
+		if err != nil || len(v) == 0 {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	v, _ := Values(run, "queue")
+	p, err := CDF("queueing delay", PlotMetrics["queue"], true, []Series{{"fcfs", v}, {"other", []float64{1, 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.png", "a.svg", "a.pdf"} {
+		path := filepath.Join(dir, name)
+		if err := Save(p, path); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(path); err != nil || st.Size() < 1000 {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if err := Save(p, filepath.Join(dir, "a.gif")); err == nil {
+		t.Fatal("accepted .gif")
+	}
+	lp, err := LoadCurves("load", map[string][]LoadPoint{"fcfs": {{Load: 1, Mean: MeanCI([]float64{1, 2}), P99: MeanCI([]float64{3})}}}, []string{"fcfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Save(lp, filepath.Join(dir, "load.png")); err != nil {
+		t.Fatal(err)
+	}
+}

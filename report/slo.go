@@ -1,0 +1,99 @@
+package report
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/elis-sim/elis-sim/policies"
+)
+
+// SLO holds latency objectives; a zero field is not checked.
+type SLO struct {
+	TTFT, TPOT, JCT float64 // seconds
+}
+
+// ParseSLO reads "ttft=2s,tpot=100ms,jct=30s" (Go durations).
+func ParseSLO(s string) (SLO, error) {
+	var slo SLO
+	if s == "" {
+		return slo, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		d, err := time.ParseDuration(v)
+		if !ok || err != nil || d <= 0 {
+			return SLO{}, fmt.Errorf("SLO %q: want KEY=DURATION pairs such as ttft=2s,tpot=100ms,jct=30s", part)
+		}
+		switch k {
+		case "ttft":
+			slo.TTFT = d.Seconds()
+		case "tpot":
+			slo.TPOT = d.Seconds()
+		case "jct", "e2e":
+			slo.JCT = d.Seconds()
+		default:
+			return SLO{}, fmt.Errorf("SLO %q: unknown metric %q (valid: ttft, tpot, jct)", part, k)
+		}
+	}
+	return slo, nil
+}
+
+func (s SLO) String() string {
+	var parts []string
+	for _, kv := range []struct {
+		k string
+		v float64
+	}{{"ttft", s.TTFT}, {"tpot", s.TPOT}, {"jct", s.JCT}} {
+		if kv.v > 0 {
+			parts = append(parts, kv.k+"="+time.Duration(kv.v*float64(time.Second)).String())
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// Met reports whether a finished request met every objective.
+func (s SLO) Met(r *policies.Record) bool {
+	if r.Finish < 0 || r.Rejected != "" {
+		return false
+	}
+	if s.TTFT > 0 && r.FirstToken-r.Arrival > s.TTFT {
+		return false
+	}
+	if s.JCT > 0 && r.Finish-r.Arrival > s.JCT {
+		return false
+	}
+	if s.TPOT > 0 && r.Generated > 1 && (r.Finish-r.FirstToken)/float64(r.Generated-1) > s.TPOT {
+		return false
+	}
+	return true
+}
+
+// Goodput is the rate of requests that met the SLO over the run's
+// makespan, and their fraction of all requests.
+type Goodput struct {
+	SLO      string  `json:"slo"`
+	RPS      float64 `json:"rps"`
+	Fraction float64 `json:"fraction"`
+}
+
+// ComputeGoodput applies slo to the records of a run whose makespan is
+// given.
+func ComputeGoodput(recs []policies.Record, slo SLO, makespan float64) Goodput {
+	met := 0
+	for i := range recs {
+		if slo.Met(&recs[i]) {
+			met++
+		}
+	}
+	g := Goodput{SLO: slo.String()}
+	if len(recs) > 0 {
+		g.Fraction = float64(met) / float64(len(recs))
+	}
+	if makespan > 0 {
+		g.RPS = float64(met) / makespan
+	}
+	return g
+}
