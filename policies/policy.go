@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -119,27 +120,7 @@ func predictedVictim(running []*Seq) int {
 	return best
 }
 
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func byArrival(a, b *Seq) int { return cmpFloat(a.Arrival, b.Arrival) }
+func byArrival(a, b *Seq) int { return cmp.Compare(a.Arrival, b.Arrival) }
 
 // Names lists the built-in policy names.
 func Names() []string {
@@ -158,15 +139,15 @@ func New(name string, mode Rerank) (Policy, error) {
 		return &basic{name: name, victim: lastVictim}, nil
 	case "priority":
 		return &basic{name: name, victim: priorityVictim, key: func(a, b *Seq) int {
-			if c := cmpInt(a.Priority, b.Priority); c != 0 {
+			if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
 				return c
 			}
 			return byArrival(a, b)
 		}}, nil
 	case "sjf":
-		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmpInt(a.PromptTokens, b.PromptTokens) }}, nil
+		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmp.Compare(a.PromptTokens, b.PromptTokens) }}, nil
 	case "sjf-oracle":
-		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmpInt(a.OutputTokens, b.OutputTokens) }}, nil
+		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmp.Compare(a.OutputTokens, b.OutputTokens) }}, nil
 	case "srpt-oracle":
 		// Predicted is kept equal to the true remaining tokens by the core
 		// (it has no predictor call cost for an oracle policy).
@@ -178,7 +159,7 @@ func New(name string, mode Rerank) (Policy, error) {
 }
 
 func byPredicted(a, b *Seq) int {
-	if c := cmpFloat(a.Predicted, b.Predicted); c != 0 {
+	if c := cmp.Compare(a.Predicted, b.Predicted); c != 0 {
 		return c
 	}
 	return byArrival(a, b)

@@ -17,9 +17,8 @@ func SigmaForMAE(jobs []Job, k int, seed uint64, mae float64) float64 {
 		sum, cnt := 0.0, 0
 		for _, j := range jobs {
 			for g := 0; g < j.Output; g += k {
-				rem := float64(j.Output - g)
-				z := normal(seed, uint64(j.Index), uint64(g))
-				sum += math.Abs(rem*math.Exp(n.Sigma*z) - rem)
+				rem := j.Output - g
+				sum += math.Abs(n.value(j.Index, g, rem) - float64(rem))
 				cnt++
 			}
 		}

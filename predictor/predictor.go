@@ -54,7 +54,11 @@ type Noisy struct {
 
 // Predict returns a noisy estimate.
 func (n Noisy) Predict(s *policies.Seq) float64 {
-	return float64(s.Remaining()) * math.Exp(n.Sigma*normal(n.Seed, uint64(s.Index), uint64(s.Generated)))
+	return n.value(s.Index, s.Generated, s.Remaining())
+}
+
+func (n Noisy) value(index, generated, remaining int) float64 {
+	return float64(remaining) * math.Exp(n.Sigma*normal(n.Seed, uint64(index), uint64(generated)))
 }
 
 // Recorded replays predictions stored in a trace: for request i, the entry

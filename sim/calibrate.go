@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -304,7 +305,7 @@ func maxOf(x []float64) float64 {
 
 func median(x []float64) float64 {
 	c := append([]float64(nil), x...)
-	sortFloats(c)
+	sort.Float64s(c)
 	n := len(c)
 	if n%2 == 1 {
 		return c[n/2]

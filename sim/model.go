@@ -123,6 +123,10 @@ func LookupGPU(name string) (GPU, error) {
 	return g, nil
 }
 
+// ArchNames and GPUNames list the presets, sorted.
+func ArchNames() []string { return keys(Archs) }
+func GPUNames() []string  { return keys(GPUs) }
+
 func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -28,16 +28,21 @@ func NewRouter(name string) (Router, error) {
 	return f(), nil
 }
 
-type leastLoaded struct{}
-
-func (leastLoaded) Route(_ float64, ws []*worker) int {
+// argmin returns the first worker with the smallest key.
+func argmin(ws []*worker, key func(*worker) float64) int {
 	best := 0
 	for i, w := range ws {
-		if w.jobs < ws[best].jobs {
+		if key(w) < key(ws[best]) {
 			best = i
 		}
 	}
 	return best
+}
+
+type leastLoaded struct{}
+
+func (leastLoaded) Route(_ float64, ws []*worker) int {
+	return argmin(ws, func(w *worker) float64 { return float64(w.jobs) })
 }
 
 type roundRobin struct{ next int }
@@ -51,11 +56,5 @@ func (r *roundRobin) Route(_ float64, ws []*worker) int {
 type leastWork struct{}
 
 func (leastWork) Route(_ float64, ws []*worker) int {
-	best := 0
-	for i, w := range ws {
-		if w.work < ws[best].work {
-			best = i
-		}
-	}
-	return best
+	return argmin(ws, func(w *worker) float64 { return w.work })
 }

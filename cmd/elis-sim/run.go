@@ -39,8 +39,8 @@ func simFlags() []cli.Flag {
 		&cli.StringFlag{Name: "predictor", Value: "noisy:mae=19.9", Usage: "oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded (from the trace) or constant:TOKENS"},
 		&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "re-predict every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
 		&cli.Float64Flag{Name: "predictor-cost-ms", Value: predictor.DefaultCost.PerBatch * 1e3, Usage: "fixed cost of one batched predictor call, ms (added to the step it precedes)"},
-		&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(sortedKeys(sim.Archs), ", "), EnvVars: []string{"ELIS_SIM_MODEL"}},
-		&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(sortedKeys(sim.GPUs), ", "), EnvVars: []string{"ELIS_SIM_GPU"}},
+		&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(sim.ArchNames(), ", "), EnvVars: []string{"ELIS_SIM_MODEL"}},
+		&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(sim.GPUNames(), ", "), EnvVars: []string{"ELIS_SIM_GPU"}},
 		&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism (GPUs per worker)"},
 		&cli.StringFlag{Name: "cost-model", Usage: "fitted cost model JSON (overrides --model, --gpu and --tp)"},
 		&cli.IntFlag{Name: "workers", Value: 1, Usage: "engine replicas"},
@@ -70,15 +70,6 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "log-x", Usage: "log-scale x axis in --plot"},
 		&cli.StringFlag{Name: "log-predictions", Usage: "write every prediction event to this file and print the predictor's accuracy by tokens generated"},
 	)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sortStrings(out)
-	return out
 }
 
 // loadTrace reads TRACE, or builds the embedded workload.
