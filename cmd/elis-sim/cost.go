@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,6 +16,27 @@ func costCommand() *cli.Command {
 		Name:  "cost",
 		Usage: "inspect the simulator's cost model",
 		Subcommands: []*cli.Command{{
+			Name:      "show",
+			Usage:     "print a preset cost model as JSON, to edit and load with run --cost-model",
+			UsageText: "elis-sim cost show --model llama-3.1-8b --gpu h200 > cost.json",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(sim.ArchNames(), ", ")},
+				&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(sim.GPUNames(), ", ")},
+				&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism"},
+			},
+			Action: func(c *cli.Context) error {
+				r, err := sim.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
+				if err != nil {
+					return bad(err)
+				}
+				b, err := json.MarshalIndent(r, "", "  ")
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Println(string(b))
+				return err
+			},
+		}, {
 			Name:  "check",
 			Usage: "compare the GPU presets with measured timings",
 			UsageText: "elis-sim cost check --profile ../shared/profiles/h200-torch-ops.csv " +

@@ -115,3 +115,20 @@ func TestRunOutWritesRunFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestCostShowRoundTripsThroughRun(t *testing.T) {
+	code, out := elis(t, "cost", "show", "--model", "llama-3.1-8b", "--gpu", "h200")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	p := filepath.Join(t.TempDir(), "cost.json")
+	os.WriteFile(p, []byte(out), 0o644)
+	code, out = elis(t, "run", "--cost-model", p, "--policy", "fcfs")
+	if code != 0 || !strings.Contains(out, "llama-3.1-8b on h200") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	os.WriteFile(p, []byte(`{"model": {}}`), 0o644)
+	if code, _ := elis(t, "run", "--cost-model", p); code != 2 {
+		t.Fatalf("broken cost model: exit %d", code)
+	}
+}
