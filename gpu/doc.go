@@ -1,4 +1,9 @@
-// Package gpu executes the served model's forward passes and the ELIS
-// predictor network on a device: pure Go on the CPU, CUDA behind the "cuda"
-// build tag. Not built yet: see the open issue "gpu/".
+// Package gpu executes the served model's forward passes on a device, one
+// scheduler step at a time: a mixed batch of prefill chunks and decode
+// tokens over a paged KV cache, returning each sequence's next token. The
+// CPU executor is pure Go and in the default build; a CUDA executor is to
+// come behind the "cuda" build tag. Models are Llama-family decoders
+// (Llama 2, Llama 3 with rope scaling, Qwen2 with QKV bias) configured
+// from a Hugging Face config.json or a preset, with weights from
+// safetensors (fp32, fp16, bf16; sharded) or seeded random values.
 package gpu
