@@ -1,6 +1,7 @@
 package traces
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -183,5 +184,43 @@ func BenchmarkImportAzureConv(b *testing.B) {
 		if err != nil || len(tr.Requests) != 19366 {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The bge tokenizer through sugarme/tokenizer gives Hugging Face's ids on
+// the golden texts, accented ones included (../shared, when present).
+func TestBGETokenizerMatchesReference(t *testing.T) {
+	const tok = "../../shared/data/tokenizers/bge-tokenizer.json"
+	const ref = "../../shared/golden/bge-tokenizer-golden.json"
+	data, err := os.ReadFile(ref)
+	if err != nil {
+		t.Skip("no ../shared beside the checkout")
+	}
+	var g struct {
+		Texts []string `json:"texts"`
+		IDs   [][]int  `json:"ids"`
+	}
+	if err := json.Unmarshal(data, &g); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := LoadTokenCounter(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tc.(HFTokenizer)
+	for i, text := range g.Texts {
+		ids, err := h.Encode(text, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(g.IDs[i]) {
+			t.Errorf("text %q: ids %v, reference %v", text, ids, g.IDs[i])
+		}
+	}
+}
+
+func TestStripAccents(t *testing.T) {
+	if got := stripAccents("Résumé naïve café — déjà vu!"); got != "Resume naive cafe — deja vu!" {
+		t.Fatalf("got %q", got)
 	}
 }

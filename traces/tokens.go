@@ -1,8 +1,16 @@
 package traces
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
+	"unicode"
+
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/sugarme/tokenizer"
 	"github.com/sugarme/tokenizer/pretrained"
@@ -21,17 +29,63 @@ type Words struct{}
 // CountTokens returns the number of words in text.
 func (Words) CountTokens(text string) (int, error) { return len(strings.Fields(text)), nil }
 
-// HFTokenizer counts tokens with a Hugging Face tokenizer.json, without the
-// special tokens a model adds around a sequence.
-type HFTokenizer struct{ tk *tokenizer.Tokenizer }
+// HFTokenizer encodes text with a Hugging Face tokenizer.json.
+type HFTokenizer struct {
+	tk *tokenizer.Tokenizer
+	// stripAccents: sugarme/tokenizer v0.3.0's BERT normaliser keeps
+	// accents where Hugging Face's strips them ("Résumé" -> "resume"), so
+	// they are stripped here first (NFD, then drop combining marks).
+	stripAccents bool
+}
 
-// CountTokens encodes text and returns its length.
+// CountTokens returns the length of text's encoding without the special
+// tokens a model adds around a sequence.
 func (h HFTokenizer) CountTokens(text string) (int, error) {
-	enc, err := h.tk.EncodeSingle(text, false)
-	if err != nil {
-		return 0, err
+	ids, err := h.Encode(text, false)
+	return len(ids), err
+}
+
+// Encode returns text's token ids, with the special tokens ([CLS] ...
+// [SEP]) when special is set.
+func (h HFTokenizer) Encode(text string, special bool) ([]int, error) {
+	if h.stripAccents {
+		text = stripAccents(text)
 	}
-	return len(enc.Ids), nil
+	enc, err := h.tk.EncodeSingle(text, special)
+	if err != nil {
+		return nil, err
+	}
+	return enc.Ids, nil
+}
+
+var accentStripper = transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+
+func stripAccents(s string) string {
+	out, _, err := transform.String(accentStripper, s)
+	if err != nil {
+		return s
+	}
+	return out
+}
+
+// bertStripsAccents reads whether a tokenizer.json's BERT normaliser
+// strips accents: strip_accents true, or unset with lowercase true.
+func bertStripsAccents(data []byte) bool {
+	var doc struct {
+		Normalizer *struct {
+			Type         string `json:"type"`
+			Lowercase    bool   `json:"lowercase"`
+			StripAccents *bool  `json:"strip_accents"`
+		} `json:"normalizer"`
+	}
+	if json.Unmarshal(data, &doc) != nil || doc.Normalizer == nil || doc.Normalizer.Type != "BertNormalizer" {
+		return false
+	}
+	n := doc.Normalizer
+	if n.StripAccents != nil {
+		return *n.StripAccents
+	}
+	return n.Lowercase
 }
 
 // LoadTokenCounter returns the counter named by spec: "words", or the path of
@@ -40,9 +94,13 @@ func LoadTokenCounter(spec string) (TokenCounter, error) {
 	if spec == "words" {
 		return Words{}, nil
 	}
-	tk, err := pretrained.FromFile(spec)
+	data, err := os.ReadFile(spec)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w (want a Hugging Face tokenizer.json or \"words\")", spec, err)
 	}
-	return HFTokenizer{tk: tk}, nil
+	tk, err := pretrained.FromReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer %s: %w (want a Hugging Face tokenizer.json or \"words\")", spec, err)
+	}
+	return HFTokenizer{tk: tk, stripAccents: bertStripsAccents(data)}, nil
 }
