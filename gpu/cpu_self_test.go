@@ -267,6 +267,9 @@ func FuzzParseSafetensors(f *testing.F) {
 	writeSafetensors(f, p, "BF16", map[string]*Tensor{"a": {Shape: []int{3}, Data: []float32{1, 2, 3}}})
 	seed, _ := os.ReadFile(p)
 	f.Add(seed)
+	// A shape whose byte size overflows to 0 must be refused, not allocated.
+	huge := []byte(`{"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}}`)
+	f.Add(append(binary.LittleEndian.AppendUint64(nil, uint64(len(huge))), huge...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ts, err := ParseSafetensors(data, "fuzz")
 		if err != nil {

@@ -70,13 +70,21 @@ func ParseSafetensors(data []byte, name string) (map[string]*Tensor, error) {
 			return nil, fmt.Errorf("safetensors %s: tensor %q: %w", name, k, err)
 		}
 		t := &Tensor{Shape: info.Shape}
-		numel := t.Numel()
 		size := map[string]int{"F32": 4, "F16": 2, "BF16": 2}[info.Dtype]
 		if size == 0 {
 			return nil, fmt.Errorf("safetensors %s: tensor %q: dtype %s (valid: F32, F16, BF16)", name, k, info.Dtype)
 		}
+		// Count elements without overflow: no tensor holds more values than
+		// the file has bytes.
+		numel := 1
+		for _, d := range info.Shape {
+			if d < 0 || (d > 0 && numel > len(body)/d) {
+				return nil, fmt.Errorf("safetensors %s: tensor %q: shape %v does not fit the file", name, k, info.Shape)
+			}
+			numel *= d
+		}
 		lo, hi := info.Offsets[0], info.Offsets[1]
-		if numel < 0 || lo < 0 || hi > int64(len(body)) || hi-lo != int64(numel*size) {
+		if lo < 0 || lo > hi || hi > int64(len(body)) || hi-lo != int64(numel)*int64(size) {
 			return nil, fmt.Errorf("safetensors %s: tensor %q: offsets %v do not hold %v %s", name, k, info.Offsets, info.Shape, info.Dtype)
 		}
 		raw := body[lo:hi]
