@@ -154,22 +154,8 @@ func tensorData(t *pytorch.Tensor) ([]float32, error) {
 
 // predictorFromState maps ELIS's state-dict names onto the predictor.
 func predictorFromState(cfg BertConfig, sd map[string]*Tensor, name string) (*Predictor, error) {
-	var err error
-	get := func(key string, shape ...int) []float32 {
-		if err != nil {
-			return nil
-		}
-		t, ok := sd[key]
-		if !ok {
-			err = fmt.Errorf("checkpoint %s: missing %q", name, key)
-			return nil
-		}
-		if fmt.Sprint(t.Shape) != fmt.Sprint(shape) {
-			err = fmt.Errorf("checkpoint %s: %q has shape %v, want %v", name, key, t.Shape, shape)
-			return nil
-		}
-		return t.Data
-	}
+	set := &tensorSet{ts: sd, from: "checkpoint " + name}
+	get := set.get
 	H, I := cfg.Hidden, cfg.Intermediate
 	lin := func(prefix string, out, in int) linear {
 		return linear{get(prefix+".weight", out, in), get(prefix+".bias", out)}
@@ -196,8 +182,8 @@ func predictorFromState(cfg BertConfig, sd map[string]*Tensor, name string) (*Pr
 		}
 	}
 	sort.Ints(idx)
-	if len(idx) == 0 && err == nil {
-		err = fmt.Errorf("checkpoint %s: no predictor.N.weight layers", name)
+	if len(idx) == 0 {
+		return nil, fmt.Errorf("checkpoint %s: no predictor.N.weight layers", name)
 	}
 	in := H
 	for _, n := range idx {
@@ -208,8 +194,8 @@ func predictorFromState(cfg BertConfig, sd map[string]*Tensor, name string) (*Pr
 		p.head = append(p.head, lin(fmt.Sprintf("predictor.%d", n), w.Shape[0], in))
 		in = w.Shape[0]
 	}
-	if err != nil {
-		return nil, err
+	if set.err != nil {
+		return nil, set.err
 	}
 	return p, nil
 }

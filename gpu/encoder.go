@@ -46,21 +46,8 @@ type Predictor struct {
 // is RandomPredictor(BgeBase, []int{1024, 1024, 1024, 1024, 1024, 1024, 1024, 1}, seed).
 func RandomPredictor(cfg BertConfig, head []int, seed uint64) *Predictor {
 	rng := rand.New(rand.NewPCG(seed, 0x656c6973))
-	mat := func(out, in int) []float32 {
-		m := make([]float32, out*in)
-		s := 1 / math.Sqrt(float64(in))
-		for i := range m {
-			m[i] = float32(rng.NormFloat64() * s)
-		}
-		return m
-	}
-	vec := func(n int, v float32) []float32 {
-		out := make([]float32, n)
-		for i := range out {
-			out[i] = v
-		}
-		return out
-	}
+	mat := func(out, in int) []float32 { return randMatrix(rng, out, in) }
+	vec := filled
 	H := cfg.Hidden
 	p := &Predictor{Cfg: cfg, word: mat(cfg.Vocab, H), pos: mat(cfg.MaxPositions, H), typ: mat(cfg.TypeVocab, H),
 		embLNW: vec(H, 1), embLNB: vec(H, 0)}

@@ -2,7 +2,6 @@ package gpu
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 )
 
@@ -36,21 +35,8 @@ func LoadWeights(dir string) (*Weights, error) {
 		return nil, err
 	}
 	w := &Weights{Cfg: cfg}
-	get := func(name string, shape ...int) []float32 {
-		if err != nil {
-			return nil
-		}
-		t, ok := ts[name]
-		if !ok {
-			err = fmt.Errorf("model %s: missing tensor %q", dir, name)
-			return nil
-		}
-		if fmt.Sprint(t.Shape) != fmt.Sprint(shape) {
-			err = fmt.Errorf("model %s: tensor %q has shape %v, config wants %v", dir, name, t.Shape, shape)
-			return nil
-		}
-		return t.Data
-	}
+	set := &tensorSet{ts: ts, from: "model " + dir}
+	get := set.get
 	c := &cfg
 	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	w.Embed = get("model.embed_tokens.weight", c.Vocab, c.Hidden)
@@ -78,8 +64,8 @@ func LoadWeights(dir string) (*Weights, error) {
 		}
 		w.Layers = append(w.Layers, l)
 	}
-	if err != nil {
-		return nil, err
+	if set.err != nil {
+		return nil, set.err
 	}
 	return w, nil
 }
@@ -92,21 +78,8 @@ func RandomWeights(cfg Config, seed uint64) (*Weights, error) {
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x6770752d72616e64))
-	mat := func(out, in int) []float32 {
-		m := make([]float32, out*in)
-		s := 1 / math.Sqrt(float64(in))
-		for i := range m {
-			m[i] = float32(rng.NormFloat64() * s)
-		}
-		return m
-	}
-	ones := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = 1
-		}
-		return v
-	}
+	mat := func(out, in int) []float32 { return randMatrix(rng, out, in) }
+	ones := func(n int) []float32 { return filled(n, 1) }
 	c := &cfg
 	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	w := &Weights{Cfg: cfg, Embed: mat(c.Vocab, c.Hidden), Norm: ones(c.Hidden)}

@@ -128,6 +128,8 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		core.OnGap = onGap
 		ws[i] = &worker{id: i, core: core}
 	}
+	// Only the least-predicted-work router needs a prediction at routing.
+	_, byWork := router.(leastWork)
 	routedWork := make([]float64, len(tr.Requests))
 	var probe policies.Seq
 
@@ -179,8 +181,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			for ; next < len(reqs) && reqs[next].Arrival == now; next++ {
 				r := &reqs[next]
 				req := policies.Request{ID: r.ID, Index: next, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority}
-				probe = policies.Seq{Request: req}
-				routedWork[next] = pred.Predict(&probe)
+				if byWork {
+					probe = policies.Seq{Request: req}
+					routedWork[next] = pred.Predict(&probe)
+				}
 				w := ws[router.Route(routedWork[next], ws)]
 				w.jobs++
 				w.work += routedWork[next]
