@@ -86,6 +86,7 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 		{"3-workers-rr", func(c *Config) { tight(c); c.Workers = 3; c.Router = "round-robin" }},
 		{"3-workers-work", func(c *Config) { tight(c); c.Workers = 3; c.Router = "least-predicted-work" }},
 	}
+	exercised := map[string]int64{} // preemptions and rejections per variant, to know the checks saw them
 	for seed := uint64(1); seed <= 3; seed++ {
 		tr := genTrace(t, 150, seed, "poisson:20", traces.LogNormal{Mean: 150, Sigma: 1, Max: 1500})
 		tr.Requests[7].PromptTokens = 5000 // longer than the cache in tight runs: rejected, not hung
@@ -105,12 +106,19 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 						t.Fatalf("%s: %v", name, err)
 					}
 					checkRun(t, name, tr, a)
+					exercised[v.name+" preemptions"] += a.Stats.Preemptions
+					exercised[v.name+" rejections"] += a.Stats.Rejected
 					b, _ := Run(tr, cfg)
 					if !bytes.Equal(resultBytes(t, a), resultBytes(t, b)) {
 						t.Fatalf("%s: same seed, different records", name)
 					}
 				}
 			}
+		}
+	}
+	for _, k := range []string{"tight-memory preemptions", "aging preemptions", "tight-memory rejections"} {
+		if exercised[k] == 0 {
+			t.Errorf("no %s happened: the workload does not exercise them", k)
 		}
 	}
 }
