@@ -6,5 +6,6 @@
 // (running requests first, a per-step token budget, chunked prefill, a paged
 // KV cache, preemption by recomputation) and lets a Policy order the queues
 // and pick preemption victims: FCFS, priority, SJF, oracle SJF/SRPT and
-// ISRTF with its three modes.
+// ISRTF with its three modes. Routers, the policies that spread requests
+// over engine replicas, live here too.
 package policies

@@ -55,6 +55,11 @@ func (s *Seq) Tokens() int { return s.PromptTokens + s.Generated }
 // Remaining is the true number of output tokens still to come.
 func (s *Seq) Remaining() int { return s.OutputTokens - s.Generated }
 
+// Blocks is the number of KV blocks s holds. A driver with a real cache
+// maps them to physical blocks: they grow while s computes and drop to 0
+// when s is preempted, paused out of memory, or finished.
+func (s *Seq) Blocks() int { return s.blocks }
+
 // Promoted reports whether the starvation guard currently promotes s.
 func (s *Seq) Promoted() bool { return s.promoted != 0 }
 

@@ -44,8 +44,6 @@ type worker struct {
 	core  *policies.Scheduler
 	busy  bool
 	until float64
-	jobs  int     // unfinished requests routed here
-	work  float64 // predicted output tokens routed here and not finished
 }
 
 // PredictorFor builds the predictor a run uses, and the sigma of a noisy one.
@@ -108,7 +106,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	router, err := NewRouter(orDefault(cfg.Router, "least-loaded"))
+	router, err := policies.NewRouter(orDefault(cfg.Router, "least-loaded"))
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +126,8 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		core.OnGap = onGap
 		ws[i] = &worker{id: i, core: core}
 	}
-	// Only the least-predicted-work router needs a prediction at routing.
-	_, byWork := router.(leastWork)
+	loads := make([]policies.Load, cfg.Workers)
+	byWork := router.NeedsWork()
 	routedWork := make([]float64, len(tr.Requests))
 	var probe policies.Seq
 
@@ -137,8 +135,8 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		for _, r := range w.core.TakeFinished() {
 			r.Worker = w.id
 			res.Records[r.Index] = r
-			w.jobs--
-			w.work -= routedWork[r.Index]
+			loads[w.id].Jobs--
+			loads[w.id].Work -= routedWork[r.Index]
 		}
 	}
 	start := func(w *worker, now float64) error {
@@ -185,9 +183,9 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 					probe = policies.Seq{Request: req}
 					routedWork[next] = pred.Predict(&probe)
 				}
-				w := ws[router.Route(routedWork[next], ws)]
-				w.jobs++
-				w.work += routedWork[next]
+				w := ws[router.Route(loads)]
+				loads[w.id].Jobs++
+				loads[w.id].Work += routedWork[next]
 				w.core.Add(req, now)
 				collect(w) // rejections are final at once
 			}

@@ -249,7 +249,7 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if c.Int("workers") < 1 {
 		return nil, badf("--workers %d: want >= 1", c.Int("workers"))
 	}
-	if _, err := sim.NewRouter(c.String("router")); err != nil {
+	if _, err := policies.NewRouter(c.String("router")); err != nil {
 		return nil, badf("--router: %w", err)
 	}
 	if s.slo, err = report.ParseSLO(c.String("slo")); err != nil {
