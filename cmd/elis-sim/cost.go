@@ -29,7 +29,7 @@ func costCommand() *cli.Command {
 				if err != nil {
 					return bad(err)
 				}
-				b, err := json.MarshalIndent(r, "", "  ")
+				b, err := json.MarshalIndent(sim.CostFile{Kind: "roofline", Model: r.Arch.Name, Device: r.GPU.Name, Roofline: r}, "", "  ")
 				if err != nil {
 					return err
 				}

@@ -210,19 +210,41 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if err != nil {
 		return nil, badf("--predictor: %w", err)
 	}
-	var cost *sim.Roofline
-	if f := c.String("cost-model"); f != "" {
-		if cost, err = sim.LoadRoofline(f); err != nil {
-			return nil, bad(fmt.Errorf("--cost-model: %w", err))
-		}
-	} else if cost, err = sim.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp")); err != nil {
-		return nil, badf("--model/--gpu/--tp: %w", err)
-	}
 	util := c.Float64("gpu-memory-utilization")
 	if util <= 0 || util > 1 {
 		return nil, badf("--gpu-memory-utilization %v: want a fraction in (0, 1]", util)
 	}
-	eng := sim.EngineDefaults(cost, util)
+	var coster sim.StepCoster
+	var roof *sim.Roofline
+	var eng policies.Config
+	var fileCost *predictor.Cost
+	if f := c.String("cost-model"); f != "" {
+		cf, err := sim.LoadCostFile(f)
+		if err != nil {
+			return nil, bad(fmt.Errorf("--cost-model: %w", err))
+		}
+		coster, roof, fileCost = cf.Coster(), cf.Roofline, cf.Predictor
+		if roof != nil {
+			eng = sim.EngineDefaults(roof, util)
+			s.engine = fmt.Sprintf("%s on %s", roof.Arch.Name, roof.GPU.Name)
+		} else {
+			s.engine = fmt.Sprintf("%s on %s (linear cost model %s)", cf.Model, cf.Device, f)
+		}
+		if cf.Engine != nil {
+			eng = *cf.Engine
+		}
+	} else {
+		r, err := sim.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
+		if err != nil {
+			return nil, badf("--model/--gpu/--tp: %w", err)
+		}
+		coster, roof = r, r
+		eng = sim.EngineDefaults(r, util)
+		s.engine = fmt.Sprintf("%s on %s", r.Arch.Name, r.GPU.Name)
+	}
+	if roof != nil && roof.TP > 1 {
+		s.engine += fmt.Sprintf(" x%d (TP)", roof.TP)
+	}
 	for flag, dst := range map[string]*int{"max-num-seqs": &eng.MaxSeqs, "max-num-batched-tokens": &eng.MaxBatchedTokens,
 		"kv-blocks": &eng.NumBlocks, "max-model-len": &eng.MaxModelLen, "long-prefill-token-threshold": &eng.LongPrefillThreshold} {
 		if c.IsSet(flag) {
@@ -232,9 +254,11 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if paperBatch && !c.IsSet("max-num-seqs") {
 		eng.MaxSeqs = 4
 	}
-	eng.BlockSize = c.Int("block-size")
-	if !c.IsSet("kv-blocks") && eng.BlockSize != 16 {
-		eng.NumBlocks = cost.KVBlocks(util, eng.BlockSize)
+	if c.IsSet("block-size") || eng.BlockSize == 0 {
+		eng.BlockSize = c.Int("block-size")
+		if !c.IsSet("kv-blocks") && roof != nil {
+			eng.NumBlocks = roof.KVBlocks(util, eng.BlockSize)
+		}
 	}
 	eng.PredictionInterval = c.Int("prediction-interval")
 	if a := c.String("aging"); a != "" {
@@ -259,13 +283,14 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 		return nil, badf("--predictor-cost-ms: want >= 0")
 	}
 	pc := predictor.DefaultCost
-	pc.PerBatch = c.Float64("predictor-cost-ms") / 1e3
-	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: cost,
-		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"), KeepHistory: true}
-	s.engine = fmt.Sprintf("%s on %s", cost.Arch.Name, cost.GPU.Name)
-	if cost.TP > 1 {
-		s.engine += fmt.Sprintf(" x%d (TP)", cost.TP)
+	if fileCost != nil {
+		pc = *fileCost
 	}
+	if c.IsSet("predictor-cost-ms") || fileCost == nil {
+		pc.PerBatch = c.Float64("predictor-cost-ms") / 1e3
+	}
+	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster,
+		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"), KeepHistory: true}
 	return s, nil
 }
 
