@@ -154,7 +154,8 @@ var Presets = map[string]Config{
 	"llama-2-13b":  {Hidden: 5120, Intermediate: 13824, Layers: 40, Heads: 40, KVHeads: 40, HeadDim: 128, Vocab: 32000, RMSEps: 1e-5, MaxPositions: 4096, Rope: Rope{Theta: 1e4}, EOS: 2},
 	"llama-3.1-8b": {Hidden: 4096, Intermediate: 14336, Layers: 32, Heads: 32, KVHeads: 8, HeadDim: 128, Vocab: 128256, RMSEps: 1e-5, MaxPositions: 131072, EOS: 128001, Rope: Rope{Theta: 5e5, Type: "llama3", Factor: 8, LowFreq: 1, HighFreq: 4, OrigPositions: 8192}},
 	"solar-10.7b":  {Hidden: 4096, Intermediate: 14336, Layers: 48, Heads: 32, KVHeads: 8, HeadDim: 128, Vocab: 32000, RMSEps: 1e-5, MaxPositions: 4096, Rope: Rope{Theta: 1e4}, EOS: 2},
-	// tiny shapes for tests
+	// small and tiny shapes for CPU runs and tests
+	"small":    {Hidden: 256, Intermediate: 688, Layers: 4, Heads: 8, KVHeads: 4, HeadDim: 32, Vocab: 2048, RMSEps: 1e-5, MaxPositions: 2048, Rope: Rope{Theta: 1e4}, EOS: 2},
 	"tiny":     {Hidden: 64, Intermediate: 172, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 512, RMSEps: 1e-5, MaxPositions: 256, Rope: Rope{Theta: 1e4}, EOS: 2},
 	"tiny-gqa": {Hidden: 96, Intermediate: 200, Layers: 3, Heads: 6, KVHeads: 2, HeadDim: 16, Vocab: 300, RMSEps: 1e-5, MaxPositions: 512, QKVBias: true, Rope: Rope{Theta: 5e5, Type: "llama3", Factor: 8, LowFreq: 1, HighFreq: 4, OrigPositions: 64}, EOS: 2},
 }

@@ -296,7 +296,7 @@ func matmul(out, x, W, b []float32, T, I, O int) {
 		}
 	}
 	n := runtime.GOMAXPROCS(0)
-	if T*I*O < 1<<20 || n == 1 {
+	if T*I*O < 1<<16 || n == 1 {
 		work(0, O)
 		return
 	}

@@ -17,6 +17,9 @@ type Cost struct {
 	PerBatch float64 `json:"per_batch_s"`
 	PerCall  float64 `json:"per_call_s"`
 	PerToken float64 `json:"per_token_s"`
+	// PerTokenSq prices attention, quadratic in each input's length: it is
+	// charged on tokens^2/calls, the sum of squares of equal-length inputs.
+	PerTokenSq float64 `json:"per_token_sq_s,omitempty"`
 }
 
 // DefaultCost approximates the ELIS predictor in PyTorch eager, fp16, on
@@ -28,7 +31,8 @@ func (c Cost) Seconds(calls, tokens int) float64 {
 	if calls == 0 {
 		return 0
 	}
-	return c.PerBatch + c.PerCall*float64(calls) + c.PerToken*float64(tokens)
+	t := float64(tokens)
+	return c.PerBatch + c.PerCall*float64(calls) + c.PerToken*t + c.PerTokenSq*t*t/float64(calls)
 }
 
 // Oracle predicts the true remaining tokens.

@@ -48,17 +48,23 @@ func Compare(runs []*Run) []Row {
 	var rows []Row
 	index := map[string]int{}
 	var groups [][]*Run
+	key := func(r *Run) string {
+		if r.Setup["source"] == "replay" { // replayed and simulated runs of a policy stay apart
+			return r.Label + " (replay)"
+		}
+		return r.Label
+	}
 	for _, r := range runs {
-		i, ok := index[r.Label]
+		i, ok := index[key(r)]
 		if !ok {
 			i = len(groups)
-			index[r.Label] = i
+			index[key(r)] = i
 			groups = append(groups, nil)
 		}
 		groups[i] = append(groups[i], r)
 	}
 	for _, g := range groups {
-		row := Row{Label: g[0].Label, Runs: len(g), Values: map[string]Estimate{}, Change: map[string]float64{}}
+		row := Row{Label: key(g[0]), Runs: len(g), Values: map[string]Estimate{}, Change: map[string]float64{}}
 		for _, m := range CompareMetrics {
 			x := make([]float64, 0, len(g))
 			for _, r := range g {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -14,8 +15,10 @@ func compareCommand() *cli.Command {
 		Name:      "compare",
 		Usage:     "compare run files: one row per run, change against the first",
 		ArgsUsage: "RUN.json ...",
-		Description: "Reads run files written by \"elis-sim run --out\". Runs with the same label (several seeds) form\n" +
-			"one row, their metrics averaged with 95% confidence intervals. The first row is the baseline.",
+		Description: "Reads run files written by \"elis-sim run --out\" or \"elis-sim replay --out\". Runs with the same label\n" +
+			"and source (several seeds) form one row, their metrics averaged with 95% confidence intervals; the\n" +
+			"first row is the baseline. Given replay and simulated runs of the same policies, it also prints the\n" +
+			"simulator's error per metric and in the change between policies.",
 		UsageText: "elis-sim compare results/fcfs.json results/isrtf.json",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
@@ -24,12 +27,23 @@ func compareCommand() *cli.Command {
 				return err
 			}
 			rows := report.Compare(runs)
+			fid := report.CheckFidelity(runs)
 			if c.Bool("json") {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return enc.Encode(struct {
+					Rows     []report.Row     `json:"rows"`
+					Fidelity *report.Fidelity `json:"fidelity,omitempty"`
+				}{rows, fid})
 			}
-			return report.WriteCompare(os.Stdout, rows)
+			if err := report.WriteCompare(os.Stdout, rows); err != nil {
+				return err
+			}
+			if fid != nil {
+				fmt.Println()
+				return report.WriteFidelity(os.Stdout, fid)
+			}
+			return nil
 		},
 	})
 }

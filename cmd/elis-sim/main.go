@@ -50,6 +50,9 @@ func newApp() *cli.App {
 			compareCommand(),
 			plotCommand(),
 			sweepCommand(),
+			replayCommand(),
+			profileCommand(),
+			calibrateCommand(),
 			costCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
+	"github.com/elis-sim/elis-sim/internal/hist"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/report"
@@ -245,12 +246,7 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if roof != nil && roof.TP > 1 {
 		s.engine += fmt.Sprintf(" x%d (TP)", roof.TP)
 	}
-	for flag, dst := range map[string]*int{"max-num-seqs": &eng.MaxSeqs, "max-num-batched-tokens": &eng.MaxBatchedTokens,
-		"kv-blocks": &eng.NumBlocks, "max-model-len": &eng.MaxModelLen, "long-prefill-token-threshold": &eng.LongPrefillThreshold} {
-		if c.IsSet(flag) {
-			*dst = c.Int(flag)
-		}
-	}
+	applyEngineFlags(c, &eng)
 	if paperBatch && !c.IsSet("max-num-seqs") {
 		eng.MaxSeqs = 4
 	}
@@ -260,15 +256,8 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 			eng.NumBlocks = roof.KVBlocks(util, eng.BlockSize)
 		}
 	}
-	eng.PredictionInterval = c.Int("prediction-interval")
-	if a := c.String("aging"); a != "" {
-		if _, err := fmt.Sscanf(a, "%d,%d", &eng.Guard.AgingSteps, &eng.Guard.PromoteSteps); err != nil {
-			return nil, badf("--aging %q: want N,M (steps waited, steps promoted)", a)
-		}
-	}
-	eng.Guard.PreemptLimit = c.Float64("preempt-limit")
-	if err := eng.Validate(); err != nil {
-		return nil, badf("engine settings: %w", err)
+	if err := applyPolicyFlags(c, &eng); err != nil {
+		return nil, err
 	}
 	if c.Int("workers") < 1 {
 		return nil, badf("--workers %d: want >= 1", c.Int("workers"))
@@ -324,30 +313,30 @@ func (s *simSetup) toRun(policy, desc string, res *sim.Result) *report.Run {
 	}
 	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s, K=%d, ISRTF mode %s",
 		desc, s.engine, s.base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, pred, e.PredictionInterval, s.base.Mode)
-	sum := report.Summarize(res.Records, &res.Gaps)
-	if s.slo != (report.SLO{}) {
-		g := report.ComputeGoodput(res.Records, s.slo, sum.Makespan)
+	setup := map[string]string{
+		"source": "sim", "summary": summary, "policy": policy, "workload": desc, "engine": s.engine, "predictor": pred,
+		"isrtf_mode": s.base.Mode.String(), "workers": fmt.Sprint(s.base.Workers), "router": s.base.Router,
+		"max_num_seqs": fmt.Sprint(e.MaxSeqs), "max_num_batched_tokens": fmt.Sprint(e.MaxBatchedTokens),
+		"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
+		"seed": fmt.Sprint(s.base.Seed),
+	}
+	return makeRun(s.label(policy), setup, res.Records, &res.Gaps, s.slo)
+}
+
+// makeRun summarises records into a run file's contents.
+func makeRun(label string, setup map[string]string, recs []policies.Record, gaps *hist.H, slo report.SLO) *report.Run {
+	sum := report.Summarize(recs, gaps)
+	if slo != (report.SLO{}) {
+		g := report.ComputeGoodput(recs, slo, sum.Makespan)
 		sum.Goodput = &g
 	}
-	itl := make([]float64, 0, 201)
-	if res.Gaps.N() > 0 {
+	var itl []float64
+	if gaps.N() > 0 {
 		for i := 0; i <= 200; i++ {
-			itl = append(itl, res.Gaps.Quantile(float64(i)/200))
+			itl = append(itl, gaps.Quantile(float64(i)/200))
 		}
 	}
-	return &report.Run{
-		Label: s.label(policy),
-		Setup: map[string]string{
-			"summary": summary, "policy": policy, "workload": desc, "engine": s.engine, "predictor": pred,
-			"isrtf_mode": s.base.Mode.String(), "workers": fmt.Sprint(s.base.Workers), "router": s.base.Router,
-			"max_num_seqs": fmt.Sprint(e.MaxSeqs), "max_num_batched_tokens": fmt.Sprint(e.MaxBatchedTokens),
-			"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
-			"seed": fmt.Sprint(s.base.Seed),
-		},
-		Summary:      sum,
-		ITLQuantiles: itl,
-		Records:      res.Records,
-	}
+	return &report.Run{Label: label, Setup: setup, Summary: sum, ITLQuantiles: itl, Records: recs}
 }
 
 func writeRuns(out string, runs []*report.Run) error {
@@ -378,4 +367,30 @@ func printJSON(runs []*report.Run) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// applyEngineFlags overrides eng's limits with the flags the user set.
+func applyEngineFlags(c *cli.Context, eng *policies.Config) {
+	for flag, dst := range map[string]*int{"max-num-seqs": &eng.MaxSeqs, "max-num-batched-tokens": &eng.MaxBatchedTokens,
+		"kv-blocks": &eng.NumBlocks, "max-model-len": &eng.MaxModelLen, "long-prefill-token-threshold": &eng.LongPrefillThreshold} {
+		if c.IsSet(flag) {
+			*dst = c.Int(flag)
+		}
+	}
+}
+
+// applyPolicyFlags sets the prediction interval and the starvation guard,
+// then validates eng.
+func applyPolicyFlags(c *cli.Context, eng *policies.Config) error {
+	eng.PredictionInterval = c.Int("prediction-interval")
+	if a := c.String("aging"); a != "" {
+		if _, err := fmt.Sscanf(a, "%d,%d", &eng.Guard.AgingSteps, &eng.Guard.PromoteSteps); err != nil {
+			return badf("--aging %q: want N,M (steps waited, steps promoted)", a)
+		}
+	}
+	eng.Guard.PreemptLimit = c.Float64("preempt-limit")
+	if err := eng.Validate(); err != nil {
+		return badf("engine settings: %w", err)
+	}
+	return nil
 }

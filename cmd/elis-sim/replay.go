@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/replay"
+	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/sim"
+)
+
+// flagsExcept drops the named flags from a list shared with another command.
+func flagsExcept(flags []cli.Flag, names ...string) []cli.Flag {
+	var out []cli.Flag
+	for _, f := range flags {
+		keep := true
+		for _, n := range names {
+			if f.Names()[0] == n {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// deviceFlags select the model and the executor (replay and profile).
+func deviceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "model", Value: "tiny", Usage: "served model: a preset (random weights; " + presetNames() + ") or a Hugging Face model folder", EnvVars: []string{"ELIS_SIM_MODEL"}},
+		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "executor: " + strings.Join(gpu.Devices(), ", ")},
+		&cli.StringFlag{Name: "predictor-model", Value: "tiny", Usage: "predictor network run at prediction points: tiny, bge-base, an ELIS checkpoint .pt, or none"},
+		&cli.Float64Flag{Name: "device-memory-gib", Usage: "memory budget of one worker (0: 90% of the machine's available memory on cpu)"},
+	}
+}
+
+func presetNames() string {
+	var out []string
+	for n := range gpu.Presets {
+		out = append(out, n)
+	}
+	return strings.Join(sortedStrings(out), ", ")
+}
+
+func replayCommand() *cli.Command {
+	flags := flagsExcept(runFlags(), "model", "gpu", "tp", "cost-model", "workers", "gpu-memory-utilization", "predictor-cost-ms", "check", "log-predictions")
+	flags = append(flags, deviceFlags()...)
+	flags = append(flags,
+		&cli.IntFlag{Name: "gpus", Value: 1, Usage: "devices: one worker each"},
+		&cli.IntFlag{Name: "workers-per-gpu", Value: 1, Usage: "workers placed on each device (for testing)"},
+		&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply arrival times (0.5 replays twice as fast)"},
+	)
+	return usageErrors(&cli.Command{
+		Name:      "replay",
+		Usage:     "run a trace for real: the scheduler core driving model forward passes on a device",
+		ArgsUsage: "TRACE",
+		Description: "Replays TRACE on the wall clock with the same scheduler core and policies as run, executing\n" +
+			"every step with the served model (random weights for presets) and running the predictor network\n" +
+			"at every prediction point. Output lengths are forced to the trace's. Records have run's format,\n" +
+			"so compare and plot take them. Ctrl-C stops arrivals and finishes what is in flight; a second\n" +
+			"Ctrl-C abandons it; either way what completed is written.",
+		UsageText: "elis-sim replay trace.json --device cpu --model tiny --policy fcfs,isrtf --out replay/",
+		Flags:     flags,
+		Action:    replayAction,
+	})
+}
+
+// replayEngine is the engine a replay or profile runs: CPU-sized defaults
+// unless flags say otherwise.
+func replayEngine(c *cli.Context, w *gpu.Weights) policies.Config {
+	eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 512, MaxModelLen: w.Cfg.MaxPositions, PredictionInterval: 50}
+	if c.IsSet("block-size") {
+		eng.BlockSize = c.Int("block-size")
+	}
+	applyEngineFlags(c, &eng)
+	return eng
+}
+
+// checkMemory refuses a setup that would not fit the device, naming the
+// budget's parts and what to change.
+func checkMemory(c *cli.Context, w *gpu.Weights, eng policies.Config) error {
+	budget := c.Float64("device-memory-gib") * (1 << 30)
+	if budget == 0 {
+		budget = availableMemory() * 0.9
+	}
+	weights, kv, act := w.Bytes(eng.BlockSize, eng.NumBlocks, eng.MaxBatchedTokens)
+	if budget > 0 && weights+kv+act > budget {
+		return badf("device out of memory: weights %.2f GiB + KV cache %.2f GiB (%d blocks of %d tokens) + activations %.2f GiB (%d-token steps) > budget %.2f GiB; lower --kv-blocks or --max-num-batched-tokens, or pick a smaller --model",
+			weights/(1<<30), kv/(1<<30), eng.NumBlocks, eng.BlockSize, act/(1<<30), eng.MaxBatchedTokens, budget/(1<<30))
+	}
+	return nil
+}
+
+func replayAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return badf("replay wants one TRACE, got %d arguments", c.NArg())
+	}
+	tr, desc, err := loadTrace(c)
+	if err != nil {
+		return err
+	}
+	w, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
+	if err != nil {
+		return badf("--model: %w", err)
+	}
+	eng := replayEngine(c, w)
+	if err := applyPolicyFlags(c, &eng); err != nil {
+		return err
+	}
+	if err := checkMemory(c, w, eng); err != nil {
+		return err
+	}
+	var net *gpu.Predictor
+	if pm := c.String("predictor-model"); pm != "none" {
+		if net, err = gpu.LoadPredictorNet(pm, c.Uint64("seed")); err != nil {
+			return badf("--predictor-model: %w", err)
+		}
+	}
+	mode, err := policies.ParseRerank(c.String("isrtf-mode"))
+	if err != nil {
+		return badf("--isrtf-mode: %w", err)
+	}
+	spec, err := predictor.ParseSpec(c.String("predictor"))
+	if err != nil {
+		return badf("--predictor: %w", err)
+	}
+	slo, err := report.ParseSLO(c.String("slo"))
+	if err != nil {
+		return badf("--slo: %w", err)
+	}
+	workers := c.Int("gpus") * c.Int("workers-per-gpu")
+	if workers < 1 {
+		return badf("--gpus and --workers-per-gpu: want >= 1")
+	}
+	if _, err := policies.NewRouter(c.String("router")); err != nil {
+		return badf("--router: %w", err)
+	}
+	if _, err := gpu.NewExecutor(c.String("device"), w, 1, 1, 0); err != nil {
+		return bad(err)
+	}
+	// First Ctrl-C: stop arrivals; second: abandon what is in flight.
+	stop, stopCancel := context.WithCancel(context.Background())
+	abandon, abandonCancel := context.WithCancel(context.Background())
+	defer stopCancel()
+	defer abandonCancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "elis-sim: stopping arrivals; Ctrl-C again to abandon requests in flight")
+		stopCancel()
+		<-sigs
+		abandonCancel()
+	}()
+
+	var runs []*report.Run
+	for _, pol := range strings.Split(c.String("policy"), ",") {
+		pol = strings.TrimSpace(pol)
+		if _, err := policies.New(pol, mode); err != nil {
+			return badf("--policy: %w", err)
+		}
+		vals, sigma, err := sim.PredictorFor(spec, tr, eng.PredictionInterval, c.Uint64("seed"))
+		if err != nil {
+			return bad(err)
+		}
+		if pol == "srpt-oracle" {
+			vals = predictor.Oracle{}
+		}
+		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, Net: net, Workers: workers,
+			Router: c.String("router"), TimeScale: c.Float64("time-scale"), Vocab: w.Cfg.Vocab, Seed: c.Uint64("seed"), KeepHistory: true,
+			NewExecutor: func(int) (gpu.Executor, error) {
+				return gpu.NewExecutor(c.String("device"), w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
+			}}
+		res, err := replay.Run(stop, abandon, tr, cfg)
+		if err != nil {
+			return err
+		}
+		predDesc := spec.String()
+		if sigma > 0 {
+			predDesc += fmt.Sprintf(" (sigma %.3f)", sigma)
+		}
+		engine := fmt.Sprintf("%s on %s", c.String("model"), c.String("device"))
+		summary := fmt.Sprintf("setup: %s | replay: %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s (network %s), K=%d, ISRTF mode %s, time scale %g",
+			desc, engine, workers, eng.MaxSeqs, eng.MaxBatchedTokens, eng.NumBlocks, predDesc, c.String("predictor-model"), eng.PredictionInterval, mode, c.Float64("time-scale"))
+		label := pol
+		if (pol == "isrtf" || pol == "srpt-oracle") && mode != policies.RerankPause {
+			label += "/" + mode.String()
+		}
+		setup := map[string]string{"source": "replay", "summary": summary, "policy": pol, "workload": desc, "engine": engine,
+			"predictor": predDesc, "isrtf_mode": mode.String(), "workers": fmt.Sprint(workers), "router": c.String("router"),
+			"max_num_seqs": fmt.Sprint(eng.MaxSeqs), "max_num_batched_tokens": fmt.Sprint(eng.MaxBatchedTokens),
+			"kv_blocks": fmt.Sprint(eng.NumBlocks), "prediction_interval": fmt.Sprint(eng.PredictionInterval),
+			"time_scale": fmt.Sprint(c.Float64("time-scale")), "seed": fmt.Sprint(c.Uint64("seed"))}
+		if res.Interrupted {
+			setup["interrupted"] = fmt.Sprintf("%d of %d requests arrived, %d completed", res.Arrived, len(tr.Requests), len(res.Records))
+		}
+		runs = append(runs, makeRun(label, setup, res.Records, &res.Gaps, slo))
+		if res.Interrupted {
+			break
+		}
+	}
+	if out := c.String("out"); out != "" {
+		if err := writeRuns(out, runs); err != nil {
+			return err
+		}
+	}
+	if p := c.String("plot"); p != "" {
+		if err := plotRuns(runs, c.String("plot-metric"), c.Bool("log-x"), p); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(runs)
+	}
+	fmt.Println(runs[0].Setup["summary"])
+	if msg := runs[len(runs)-1].Setup["interrupted"]; msg != "" {
+		fmt.Println("interrupted:", msg)
+	}
+	return report.SideBySide(os.Stdout, runs)
+}

@@ -1,0 +1,147 @@
+package replay
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/sim"
+)
+
+// Shapes are the step shapes a profile times.
+type Shapes struct {
+	Prefill  []int // prompt chunk sizes, one sequence, empty cache
+	Batches  []int // decode batch sizes
+	Contexts []int // cached tokens per decode sequence
+	Reps     int   // timed repetitions per shape (the median is kept)
+}
+
+// DefaultShapes suit a small model on the CPU; a GPU profile wants larger
+// prefills and batches.
+var DefaultShapes = Shapes{Prefill: []int{16, 32, 64, 128, 256}, Batches: []int{1, 2, 4, 8, 16}, Contexts: []int{32, 128, 384}, Reps: 5}
+
+// Profile times exec over shapes: prefills alone, decodes alone and
+// prefills mixed with decodes. Shapes that do not fit the cache are
+// skipped.
+func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) {
+	bs := exec.BlockSize()
+	blocksFor := func(n int) int { return (n + bs - 1) / bs }
+	tokens := func(n, seed int) []int32 {
+		t := make([]int32, n)
+		for i := range t {
+			t[i] = int32((seed*7919 + i*104729) % vocab)
+		}
+		return t
+	}
+	time1 := func(steps []gpu.SeqStep) (float64, error) {
+		next := make([]int32, len(steps))
+		t0 := time.Now()
+		err := exec.Step(steps, next)
+		return time.Since(t0).Seconds(), err
+	}
+	median := func(x []float64) float64 { sort.Float64s(x); return x[len(x)/2] }
+	var out []sim.StepSample
+	for _, p := range sh.Prefill {
+		if blocksFor(p) > exec.NumBlocks() {
+			continue
+		}
+		table := seqBlocks(0, blocksFor(p))
+		var ts []float64
+		for r := 0; r < sh.Reps+1; r++ { // the first run warms up
+			t, err := time1([]gpu.SeqStep{{Tokens: tokens(p, r), BlockTable: table, Sample: true}})
+			if err != nil {
+				return nil, err
+			}
+			if r > 0 {
+				ts = append(ts, t)
+			}
+		}
+		out = append(out, sim.StepSample{PrefillTokens: p, PrefillAttn: float64(p) * float64(p+1) / 2, Seconds: median(ts)})
+	}
+	for _, b := range sh.Batches {
+		for _, c := range sh.Contexts {
+			mixed := sh.Prefill[len(sh.Prefill)/2]
+			per := blocksFor(c + sh.Reps + 2)
+			if b*per+blocksFor(mixed) > exec.NumBlocks() {
+				continue
+			}
+			// Fill b sequences with c cached tokens (untimed).
+			seqs := make([]gpu.SeqStep, b)
+			for i := range seqs {
+				seqs[i] = gpu.SeqStep{Tokens: tokens(c, i), BlockTable: seqBlocks(i*per, per), Sample: true}
+			}
+			if _, err := time1(seqs); err != nil {
+				return nil, err
+			}
+			var dec, mix []float64
+			for r := 0; r < sh.Reps; r++ {
+				for i := range seqs {
+					seqs[i].Tokens, seqs[i].Pos = tokens(1, r+i), c+r
+				}
+				t, err := time1(seqs)
+				if err != nil {
+					return nil, err
+				}
+				dec = append(dec, t)
+			}
+			// The same decodes (recomputing their last position) beside a
+			// prefill chunk.
+			pre := gpu.SeqStep{Tokens: tokens(mixed, 99), BlockTable: seqBlocks(b*per, blocksFor(mixed)), Sample: true}
+			for r := 0; r < sh.Reps; r++ {
+				t, err := time1(append(append([]gpu.SeqStep(nil), seqs...), pre))
+				if err != nil {
+					return nil, err
+				}
+				mix = append(mix, t)
+			}
+			ctx := int64(b) * int64(c+sh.Reps)
+			out = append(out,
+				sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, Seconds: median(dec)},
+				sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, PrefillTokens: mixed, PrefillAttn: float64(mixed) * float64(mixed+1) / 2, Seconds: median(mix)})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no profile shape fits a cache of %d blocks of %d tokens", exec.NumBlocks(), bs)
+	}
+	return out, nil
+}
+
+func seqBlocks(first, n int) []int32 {
+	t := make([]int32, n)
+	for i := range t {
+		t[i] = int32(first + i)
+	}
+	return t
+}
+
+// ProfilePredictor times the predictor network over batch sizes and
+// sequence lengths (median of reps).
+func ProfilePredictor(net *gpu.Predictor, batches, lengths []int, reps int) ([]sim.PredictorCall, error) {
+	var out []sim.PredictorCall
+	for _, b := range batches {
+		for _, n := range lengths {
+			n = min(n, net.Cfg.MaxPositions)
+			ids := make([][]int32, b)
+			for i := range ids {
+				ids[i] = make([]int32, n)
+				for j := range ids[i] {
+					ids[i][j] = int32((i*31 + j*17) % net.Cfg.Vocab)
+				}
+			}
+			var ts []float64
+			for r := 0; r <= reps; r++ {
+				t0 := time.Now()
+				if _, err := net.Predict(ids, nil); err != nil {
+					return nil, err
+				}
+				if r > 0 {
+					ts = append(ts, time.Since(t0).Seconds())
+				}
+			}
+			sort.Float64s(ts)
+			out = append(out, sim.PredictorCall{Calls: b, Tokens: b * n, Seconds: ts[len(ts)/2]})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,226 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/internal/hist"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// Config is one replay.
+type Config struct {
+	Engine policies.Config
+	Policy string
+	Mode   policies.Rerank
+	// Predictor gives the predicted values (oracle, noisy or recorded);
+	// nil for non-predictive policies.
+	Predictor policies.Predictor
+	// Net, when set, is the predictor network, run on the worker at every
+	// step that follows predictions, batched over them, so its cost is real.
+	Net     *gpu.Predictor
+	Workers int
+	Router  string
+	// TimeScale multiplies the trace's arrival times (0.5 doubles the rate).
+	TimeScale float64
+	// NewExecutor builds worker i's executor; its cache must have
+	// Engine.NumBlocks blocks of Engine.BlockSize tokens.
+	NewExecutor func(worker int) (gpu.Executor, error)
+	Vocab       int // the served model's vocabulary, for synthetic prompts
+	Seed        uint64
+	KeepHistory bool
+}
+
+// Result is what a replay measured. Records holds the requests that
+// finished (or were rejected), in trace order; times are wall-clock seconds
+// from the start.
+type Result struct {
+	Records     []policies.Record
+	Gaps        hist.H
+	Stats       policies.Stats
+	Makespan    float64
+	Arrived     int
+	Interrupted bool // stopped early: Records holds what completed
+}
+
+// Run replays tr. Cancelling stop ends arrivals and lets the requests in
+// flight finish; cancelling abandon returns at once with what completed.
+func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
+	if cfg.Workers < 1 {
+		return nil, fmt.Errorf("workers %d: want >= 1", cfg.Workers)
+	}
+	if cfg.TimeScale <= 0 {
+		cfg.TimeScale = 1
+	}
+	pol, err := policies.New(cfg.Policy, cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	if pol.Predictive() && cfg.Predictor == nil {
+		return nil, fmt.Errorf("policy %s needs a predictor", cfg.Policy)
+	}
+	router, err := policies.NewRouter(cfg.Router)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	res := &Result{}
+	var mu sync.Mutex // guards res, loads
+	loads := make([]policies.Load, cfg.Workers)
+	work := make([]float64, len(tr.Requests))
+	ws := make([]*worker, cfg.Workers)
+	inbox := make([]chan policies.Request, cfg.Workers)
+	for i := range ws {
+		var pred policies.Predictor
+		if pol.Predictive() {
+			pred = cfg.Predictor
+		}
+		core, err := policies.NewScheduler(cfg.Engine, pol, pred)
+		if err != nil {
+			return nil, err
+		}
+		core.KeepHistory = cfg.KeepHistory
+		core.OnGap = func(g float64) { mu.Lock(); res.Gaps.Add(g); mu.Unlock() }
+		exec, err := cfg.NewExecutor(i)
+		if err != nil {
+			return nil, err
+		}
+		defer exec.Close()
+		if exec.NumBlocks() != cfg.Engine.NumBlocks || exec.BlockSize() != cfg.Engine.BlockSize {
+			return nil, fmt.Errorf("worker %d: executor cache %dx%d, engine expects %dx%d blocks", i, exec.NumBlocks(), exec.BlockSize(), cfg.Engine.NumBlocks, cfg.Engine.BlockSize)
+		}
+		ws[i] = newWorker(i, core, exec, cfg.Vocab, cfg.Seed, start)
+		ws[i].net = cfg.Net
+		inbox[i] = make(chan policies.Request, len(tr.Requests))
+	}
+
+	// Arrivals: sleep until each request's time, route it, hand it over.
+	go func() {
+		defer func() {
+			for _, ch := range inbox {
+				close(ch)
+			}
+		}()
+		for i := range tr.Requests {
+			r := &tr.Requests[i]
+			at := start.Add(time.Duration(r.Arrival * cfg.TimeScale * float64(time.Second)))
+			select {
+			case <-stop.Done():
+				return
+			case <-time.After(time.Until(at)):
+			}
+			req := policies.Request{ID: r.ID, Index: i, Arrival: r.Arrival * cfg.TimeScale, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority}
+			mu.Lock()
+			if router.NeedsWork() && cfg.Predictor != nil {
+				probe := policies.Seq{Request: req}
+				work[i] = cfg.Predictor.Predict(&probe)
+			}
+			w := router.Route(loads)
+			loads[w].Jobs++
+			loads[w].Work += work[i]
+			res.Arrived++
+			mu.Unlock()
+			inbox[w] <- req
+		}
+	}()
+
+	errs := make(chan error, len(ws))
+	for i, w := range ws {
+		go func() {
+			errs <- w.loop(inbox[i], abandon, func(recs []policies.Record) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, r := range recs {
+					r.Worker = w.id
+					res.Records = append(res.Records, r)
+					loads[w.id].Jobs--
+					loads[w.id].Work -= work[r.Index]
+				}
+			})
+		}()
+	}
+	var first error
+	for range ws {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	sort.Slice(res.Records, func(i, j int) bool { return res.Records[i].Index < res.Records[j].Index })
+	for _, w := range ws {
+		s := w.core.Stats()
+		res.Stats.Steps += s.Steps
+		res.Stats.Preemptions += s.Preemptions
+		res.Stats.Rejected += s.Rejected
+		res.Stats.Finished += s.Finished
+		res.Stats.Predictions += s.Predictions
+	}
+	res.Makespan = time.Since(start).Seconds()
+	res.Interrupted = stop.Err() != nil || abandon.Err() != nil
+	return res, nil
+}
+
+// loop serves the worker's inbox until it is closed and every request is
+// done, or abandon is cancelled.
+func (w *worker) loop(in <-chan policies.Request, abandon context.Context, done func([]policies.Record)) error {
+	collect := func() {
+		recs := w.core.TakeFinished()
+		for _, r := range recs {
+			w.finished(r.Index)
+		}
+		if len(recs) > 0 {
+			done(recs)
+		}
+	}
+	for {
+		// Take every request that has arrived.
+	drain:
+		for in != nil {
+			select {
+			case r, ok := <-in:
+				if !ok {
+					in = nil
+					break drain
+				}
+				w.add(r)
+			default:
+				break drain
+			}
+		}
+		collect()
+		if abandon.Err() != nil {
+			return nil
+		}
+		if w.core.Idle() {
+			if in == nil {
+				return nil
+			}
+			select {
+			case r, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				w.add(r)
+			case <-abandon.Done():
+				return nil
+			}
+			continue
+		}
+		ran, err := w.step()
+		if err != nil {
+			return err
+		}
+		if !ran {
+			return fmt.Errorf("worker %d stalled with %d running and %d waiting", w.id, w.core.Running(), w.core.Waiting())
+		}
+		collect()
+	}
+}

@@ -1,0 +1,72 @@
+package replay
+
+import (
+	"context"
+	"testing"
+
+	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+func tinySetup(t *testing.T, policy string, blocks int) (*traces.Trace, Config) {
+	t.Helper()
+	tr, err := traces.Generate(traces.GenConfig{N: 24, Seed: 3, Arrivals: traces.Poisson{Rate: 400},
+		Prompt: traces.Uniform{Min: 4, Max: 40}, Output: traces.Uniform{Min: 2, Max: 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, _ := gpu.Preset("tiny")
+	w, err := gpu.RandomWeights(mc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: blocks, MaxModelLen: 256, PredictionInterval: 8}
+	net := gpu.RandomPredictor(gpu.BertConfig{Hidden: 32, Intermediate: 64, Layers: 1, Heads: 4, Vocab: 1000, MaxPositions: 512, TypeVocab: 2, LNEps: 1e-12}, []int{32, 1}, 2)
+	return tr, Config{Engine: eng, Policy: policy, Mode: policies.RerankPause, Predictor: predictor.Noisy{Sigma: 0.5, Seed: 1},
+		Net: net, Workers: 2, Router: "least-loaded", TimeScale: 1, Vocab: mc.Vocab, Seed: 1, KeepHistory: true,
+		NewExecutor: func(int) (gpu.Executor, error) { return gpu.NewCPU(w, 4, blocks, 0) }}
+}
+
+// Every request of a small trace completes with the right number of
+// tokens, under FCFS and ISRTF, with memory tight enough to preempt.
+func TestReplayCompletesEveryRequest(t *testing.T) {
+	for _, pol := range []string{"fcfs", "isrtf"} {
+		for _, blocks := range []int{200, 16} {
+			tr, cfg := tinySetup(t, pol, blocks)
+			res, err := Run(context.Background(), context.Background(), tr, cfg)
+			if err != nil {
+				t.Fatalf("%s/%d: %v", pol, blocks, err)
+			}
+			if len(res.Records) != len(tr.Requests) || res.Interrupted {
+				t.Fatalf("%s/%d: %d records of %d", pol, blocks, len(res.Records), len(tr.Requests))
+			}
+			for i, r := range res.Records {
+				if r.Rejected == "" && (r.Generated != tr.Requests[i].OutputTokens || r.Finish < r.FirstToken || r.FirstToken < r.Arrival) {
+					t.Fatalf("%s/%d: record %+v", pol, blocks, r)
+				}
+			}
+			if blocks == 16 && res.Stats.Preemptions == 0 {
+				t.Errorf("%s: 16 blocks did not preempt anything", pol)
+			}
+		}
+	}
+}
+
+// Stopping arrivals finishes what is in flight and reports it.
+func TestReplayStop(t *testing.T) {
+	tr, cfg := tinySetup(t, "fcfs", 200)
+	for i := range tr.Requests {
+		tr.Requests[i].Arrival = float64(i) // one a second: most never arrive
+	}
+	stop, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := Run(stop, context.Background(), tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || len(res.Records) != res.Arrived || res.Arrived >= len(tr.Requests) {
+		t.Fatalf("interrupted %v, %d records, %d arrived of %d", res.Interrupted, len(res.Records), res.Arrived, len(tr.Requests))
+	}
+}

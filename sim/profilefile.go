@@ -1,0 +1,112 @@
+package sim
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// DeviceProfile is what "elis-sim profile" measures on a device: timed
+// scheduler steps and predictor calls, with the setup they were taken in
+// ("device", "model", engine settings) as key=value metadata.
+type DeviceProfile struct {
+	Meta      map[string]string
+	Steps     []StepSample
+	Predictor []PredictorCall
+}
+
+// PredictorCall is one timed batched predictor call.
+type PredictorCall struct {
+	Calls, Tokens int
+	Seconds       float64
+}
+
+var profileHeader = []string{"kind", "prefill_tokens", "prefill_context", "prefill_attn", "decode_seqs", "decode_context", "calls", "tokens", "ms"}
+
+// WriteDeviceProfile writes p as CSV: "# key=value" lines, a header, then a
+// row per timing (kind "step" or "predictor").
+func WriteDeviceProfile(w io.Writer, p *DeviceProfile) error {
+	bw := bufio.NewWriter(w)
+	keys := make([]string, 0, len(p.Meta))
+	for k := range p.Meta {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(bw, "# %s=%s\n", k, p.Meta[k])
+	}
+	cw := csv.NewWriter(bw)
+	cw.Write(profileHeader)
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
+	for _, s := range p.Steps {
+		cw.Write([]string{"step", strconv.Itoa(s.PrefillTokens), strconv.FormatInt(s.PrefillContext, 10), f(s.PrefillAttn),
+			strconv.Itoa(s.DecodeSeqs), strconv.FormatInt(s.DecodeContext, 10), "0", "0", f(s.Seconds * 1e3)})
+	}
+	for _, c := range p.Predictor {
+		cw.Write([]string{"predictor", "0", "0", "0", "0", "0", strconv.Itoa(c.Calls), strconv.Itoa(c.Tokens), f(c.Seconds * 1e3)})
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// ReadDeviceProfile reads a device profile CSV.
+func ReadDeviceProfile(path string) (*DeviceProfile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &DeviceProfile{Meta: map[string]string{}}
+	var body bytes.Buffer
+	lines := 0
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# "); ok {
+			k, v, _ := strings.Cut(strings.TrimSpace(rest), "=")
+			p.Meta[k] = v
+			lines++
+			continue
+		}
+		body.WriteString(line)
+	}
+	r := csv.NewReader(&body)
+	head, err := r.Read()
+	if err != nil || strings.Join(head, ",") != strings.Join(profileHeader, ",") {
+		return nil, fmt.Errorf("profile %s line %d: want the header %s (a file from elis-sim profile)", path, lines+1, strings.Join(profileHeader, ","))
+	}
+	for row := lines + 2; ; row++ {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", path, err)
+		}
+		var v [8]float64
+		for i := range v {
+			if v[i], err = strconv.ParseFloat(rec[i+1], 64); err != nil || v[i] < 0 {
+				return nil, fmt.Errorf("profile %s line %d: column %s: %q is not a number >= 0", path, row, profileHeader[i+1], rec[i+1])
+			}
+		}
+		switch rec[0] {
+		case "step":
+			p.Steps = append(p.Steps, StepSample{PrefillTokens: int(v[0]), PrefillContext: int64(v[1]), PrefillAttn: v[2],
+				DecodeSeqs: int(v[3]), DecodeContext: int64(v[4]), Seconds: v[7] / 1e3})
+		case "predictor":
+			p.Predictor = append(p.Predictor, PredictorCall{Calls: int(v[5]), Tokens: int(v[6]), Seconds: v[7] / 1e3})
+		default:
+			return nil, fmt.Errorf("profile %s line %d: kind %q (valid: step, predictor)", path, row, rec[0])
+		}
+	}
+	if len(p.Steps) == 0 {
+		return nil, fmt.Errorf("profile %s: no step timings", path)
+	}
+	return p, nil
+}
