@@ -169,7 +169,10 @@ func (s *Scheduler) freeBlocks(q *Seq) {
 }
 
 // Schedule builds the next step at time now. The batch is valid until the
-// next call; an empty batch means nothing can run now.
+// next call. An empty batch means nothing can run now, except when the
+// running pass stopped at a request that preempted itself (vLLM's rule 3)
+// with others behind it: then the next call schedules them, so a driver
+// whose core is not Idle calls Schedule once more.
 func (s *Scheduler) Schedule(now float64) *Batch {
 	s.step++
 	b := &s.batch

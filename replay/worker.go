@@ -60,6 +60,11 @@ func (w *worker) add(r policies.Request) {
 // core had nothing to run.
 func (w *worker) step() (bool, error) {
 	b := w.core.Schedule(w.now())
+	if b.Empty() && !w.core.Idle() {
+		// The running pass stopped at a request that preempted itself
+		// (vLLM's rule 3): the next pass schedules the others.
+		b = w.core.Schedule(w.now())
+	}
 	w.syncBlocks(b)
 	if b.Empty() {
 		return false, nil

@@ -141,6 +141,11 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	}
 	start := func(w *worker, now float64) error {
 		b := w.core.Schedule(now)
+		if b.Empty() && !w.core.Idle() {
+			// The running pass stopped at a request that preempted itself
+			// (vLLM's rule 3): the next pass schedules the others.
+			b = w.core.Schedule(now)
+		}
 		if cfg.Check {
 			if err := w.core.CheckInvariants(); err != nil {
 				return fmt.Errorf("worker %d: %w", w.id, err)
