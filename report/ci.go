@@ -11,13 +11,13 @@ import (
 // its 95% confidence interval (Student's t); CI is NaN for a single run.
 type Estimate struct {
 	Mean float64 `json:"mean"`
-	CI95 float64 `json:"ci95"`
+	CI95 Num     `json:"ci95"`
 	N    int     `json:"n"`
 }
 
 // MeanCI estimates the mean of x with a 95% confidence interval.
 func MeanCI(x []float64) Estimate {
-	e := Estimate{N: len(x), CI95: math.NaN(), Mean: math.NaN()}
+	e := Estimate{N: len(x), CI95: Num(math.NaN()), Mean: math.NaN()}
 	if len(x) == 0 {
 		return e
 	}
@@ -25,7 +25,7 @@ func MeanCI(x []float64) Estimate {
 	e.Mean = mean
 	if len(x) > 1 {
 		t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(len(x) - 1)}.Quantile(0.975)
-		e.CI95 = t * std / math.Sqrt(float64(len(x)))
+		e.CI95 = Num(t * std / math.Sqrt(float64(len(x))))
 	}
 	return e
 }

@@ -39,7 +39,7 @@ type Row struct {
 	Values map[string]Estimate `json:"values"`
 	// Change is the relative change of each metric's mean against the
 	// first row, in percent.
-	Change map[string]float64 `json:"change_pct"`
+	Change map[string]Num `json:"change_pct"`
 }
 
 // Compare groups runs by label, in order of first appearance, and
@@ -64,7 +64,7 @@ func Compare(runs []*Run) []Row {
 		groups[i] = append(groups[i], r)
 	}
 	for _, g := range groups {
-		row := Row{Label: key(g[0]), Runs: len(g), Values: map[string]Estimate{}, Change: map[string]float64{}}
+		row := Row{Label: key(g[0]), Runs: len(g), Values: map[string]Estimate{}, Change: map[string]Num{}}
 		for _, m := range CompareMetrics {
 			x := make([]float64, 0, len(g))
 			for _, r := range g {
@@ -81,7 +81,7 @@ func Compare(runs []*Run) []Row {
 	for i := range rows {
 		for name, e := range rows[i].Values {
 			if base, ok := rows[0].Values[name]; ok && base.Mean != 0 {
-				rows[i].Change[name] = (e.Mean - base.Mean) / base.Mean * 100
+				rows[i].Change[name] = Num((e.Mean - base.Mean) / base.Mean * 100)
 			}
 		}
 	}
@@ -122,8 +122,8 @@ func WriteCompare(w io.Writer, rows []Row) error {
 			s := "-"
 			if ok {
 				s = formatNum(e.Mean)
-				if !math.IsNaN(e.CI95) {
-					s += " ±" + formatNum(e.CI95)
+				if ci := float64(e.CI95); !math.IsNaN(ci) {
+					s += " ±" + formatNum(ci)
 				}
 				if i > 0 {
 					s += " (" + change(rows[0].Values[m.Name].Mean, e.Mean) + ")"

@@ -14,7 +14,7 @@ type FidelityRow struct {
 	Metric   string  `json:"metric"`
 	Replay   float64 `json:"replay"`
 	Sim      float64 `json:"sim"`
-	ErrorPct float64 `json:"error_pct"`
+	ErrorPct Num     `json:"error_pct"`
 }
 
 // Fidelity is the simulator checked against replay.
@@ -23,7 +23,7 @@ type Fidelity struct {
 	// ChangeError is, for each policy after the baseline, the simulated
 	// change of mean JCT against the baseline minus the replayed one, in
 	// percentage points.
-	ChangeError map[string]float64 `json:"jct_change_error_pp,omitempty"`
+	ChangeError map[string]Num `json:"jct_change_error_pp,omitempty"`
 	Baseline    string             `json:"baseline,omitempty"`
 }
 
@@ -62,7 +62,7 @@ func CheckFidelity(runs []*Run) *Fidelity {
 			sim[r.Label] = r
 		}
 	}
-	f := &Fidelity{ChangeError: map[string]float64{}}
+	f := &Fidelity{ChangeError: map[string]Num{}}
 	var paired []string
 	for _, l := range order {
 		s, ok := sim[l]
@@ -72,7 +72,7 @@ func CheckFidelity(runs []*Run) *Fidelity {
 		paired = append(paired, l)
 		for _, m := range fidelityMetrics {
 			rv, sv := m.get(&rep[l].Summary), m.get(&s.Summary)
-			f.Rows = append(f.Rows, FidelityRow{Label: l, Metric: m.name, Replay: rv, Sim: sv, ErrorPct: pct(sv, rv)})
+			f.Rows = append(f.Rows, FidelityRow{Label: l, Metric: m.name, Replay: rv, Sim: sv, ErrorPct: Num(pct(sv, rv))})
 		}
 	}
 	if len(paired) == 0 {
@@ -84,7 +84,7 @@ func CheckFidelity(runs []*Run) *Fidelity {
 		for _, l := range paired[1:] {
 			dr := pct(rep[l].Summary.JCT.Mean, rep[b].Summary.JCT.Mean)
 			ds := pct(sim[l].Summary.JCT.Mean, sim[b].Summary.JCT.Mean)
-			f.ChangeError[l] = ds - dr
+			f.ChangeError[l] = Num(ds - dr)
 		}
 	}
 	return f
@@ -120,7 +120,7 @@ func WriteFidelity(w io.Writer, f *Fidelity) error {
 		for _, l := range labels {
 			for _, r := range f.Rows {
 				if r.Label == l && r.Metric == m.name {
-					fmt.Fprintf(&sb, "%14s %10s %8.1f%%", formatNum(r.Replay), formatNum(r.Sim), r.ErrorPct)
+					fmt.Fprintf(&sb, "%14s %10s %8.1f%%", formatNum(r.Replay), formatNum(r.Sim), float64(r.ErrorPct))
 				}
 			}
 		}
@@ -128,7 +128,7 @@ func WriteFidelity(w io.Writer, f *Fidelity) error {
 	}
 	for _, l := range labels {
 		if e, ok := f.ChangeError[l]; ok {
-			fmt.Fprintf(&sb, "change of mean JCT, %s against %s: simulated minus replayed = %+.1f percentage points\n", l, f.Baseline, e)
+			fmt.Fprintf(&sb, "change of mean JCT, %s against %s: simulated minus replayed = %+.1f percentage points\n", l, f.Baseline, float64(e))
 		}
 	}
 	_, err := io.WriteString(w, sb.String())

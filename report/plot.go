@@ -186,7 +186,7 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 					e = pt.P99
 				}
 				xy[j].X, xy[j].Y = pt.Load, e.Mean
-				ci := e.CI95
+				ci := float64(e.CI95)
 				if math.IsNaN(ci) {
 					ci = 0
 				}

@@ -87,10 +87,10 @@ func TestCompareByHand(t *testing.T) {
 	}
 	f, i := rows[0].Values["jct_mean"], rows[1].Values["jct_mean"]
 	// means 11 and 8; sd of {10,12} = sqrt(2), t(0.975, 1) = 12.706
-	if !near(f.Mean, 11) || !near(i.Mean, 8) || math.Abs(f.CI95-12.7062*math.Sqrt(2)/math.Sqrt(2)) > 1e-3 {
+	if !near(f.Mean, 11) || !near(i.Mean, 8) || math.Abs(float64(f.CI95)-12.7062*math.Sqrt(2)/math.Sqrt(2)) > 1e-3 {
 		t.Fatalf("estimates %+v %+v", f, i)
 	}
-	if !near(rows[1].Change["jct_mean"], (8.0-11)/11*100) {
+	if !near(float64(rows[1].Change["jct_mean"]), (8.0-11)/11*100) {
 		t.Fatalf("change %v", rows[1].Change["jct_mean"])
 	}
 	var buf bytes.Buffer

@@ -132,3 +132,14 @@ func TestCostShowRoundTripsThroughRun(t *testing.T) {
 		t.Fatalf("broken cost model: exit %d", code)
 	}
 }
+
+func TestCompareJSONWithSingleRuns(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := elis(t, "run", "--policy", "fcfs,isrtf", "--out", dir); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	code, out := elis(t, "compare", "--json", filepath.Join(dir, "fcfs.json"), filepath.Join(dir, "isrtf.json"))
+	if code != 0 || !strings.Contains(out, `"ci95": null`) {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}
