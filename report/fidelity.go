@@ -24,7 +24,7 @@ type Fidelity struct {
 	// change of mean JCT against the baseline minus the replayed one, in
 	// percentage points.
 	ChangeError map[string]Num `json:"jct_change_error_pp,omitempty"`
-	Baseline    string             `json:"baseline,omitempty"`
+	Baseline    string         `json:"baseline,omitempty"`
 }
 
 var fidelityMetrics = []struct {
