@@ -512,7 +512,9 @@ func (e *CUDA) run(seqs []SeqStep, next []int32, wantLogits bool) ([][]float32, 
 			l := &e.layers[li]
 			kc, vc := e.kc[li], e.vc[li]
 			steps = append(steps,
-				func() error { return e.launch("rmsnorm", T, 1, 256, e.h, e.x, l.attnNorm, cu.DevicePtr(0), int64(H), eps) },
+				func() error {
+					return e.launch("rmsnorm", T, 1, 256, e.h, e.x, l.attnNorm, cu.DevicePtr(0), int64(H), eps)
+				},
 				func() error { return e.blas.linear(uintptr(e.qkv), uintptr(e.h), uintptr(l.wqkv), T, q+2*kv, H) },
 				func() error {
 					if l.bqkv == 0 {
@@ -532,7 +534,9 @@ func (e *CUDA) run(seqs []SeqStep, next []int32, wantLogits bool) ([][]float32, 
 				},
 				func() error { return e.blas.linear(uintptr(e.tmp), uintptr(e.att), uintptr(l.wo), T, H, q) },
 				func() error { return e.launch("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
-				func() error { return e.launch("rmsnorm", T, 1, 256, e.h, e.x, l.mlpNorm, cu.DevicePtr(0), int64(H), eps) },
+				func() error {
+					return e.launch("rmsnorm", T, 1, 256, e.h, e.x, l.mlpNorm, cu.DevicePtr(0), int64(H), eps)
+				},
 				func() error { return e.blas.linear(uintptr(e.gu), uintptr(e.h), uintptr(l.wgu), T, 2*I, H) },
 				func() error { return e.launch("silu_mul", 1024, 1, 256, e.act, e.gu, int64(T), int64(I)) },
 				func() error { return e.blas.linear(uintptr(e.tmp), uintptr(e.act), uintptr(l.wdown), T, H, I) },
