@@ -17,8 +17,8 @@ import (
 var decoderSource string
 
 func init() {
-	newCUDA = func(w *Weights, blockSize, numBlocks int, seed uint64) (Executor, error) {
-		return NewCUDA(w, blockSize, numBlocks)
+	newCUDA = func(w *Weights, ordinal, blockSize, numBlocks int) (Executor, error) {
+		return NewCUDAOn(ordinal, w, blockSize, numBlocks)
 	}
 }
 
@@ -102,7 +102,12 @@ type CUDA struct {
 // NewCUDA uploads w to GPU 0 and allocates a KV cache of numBlocks blocks
 // of blockSize tokens.
 func NewCUDA(w *Weights, blockSize, numBlocks int) (*CUDA, error) {
-	e, err := newCUDAShell(w.Cfg, blockSize, numBlocks)
+	return NewCUDAOn(0, w, blockSize, numBlocks)
+}
+
+// NewCUDAOn is NewCUDA on GPU ordinal.
+func NewCUDAOn(ordinal int, w *Weights, blockSize, numBlocks int) (*CUDA, error) {
+	e, err := newCUDAShell(ordinal, w.Cfg, blockSize, numBlocks)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +123,7 @@ func NewCUDA(w *Weights, blockSize, numBlocks int) (*CUDA, error) {
 // generated on the GPU: timing runs of 8B-parameter models need no host
 // copy.
 func NewCUDARandom(cfg Config, blockSize, numBlocks int, seed uint64) (*CUDA, error) {
-	e, err := newCUDAShell(cfg, blockSize, numBlocks)
+	e, err := newCUDAShell(0, cfg, blockSize, numBlocks)
 	if err != nil {
 		return nil, err
 	}
@@ -130,14 +135,14 @@ func NewCUDARandom(cfg Config, blockSize, numBlocks int, seed uint64) (*CUDA, er
 	return e, nil
 }
 
-func newCUDAShell(cfg Config, blockSize, numBlocks int) (*CUDA, error) {
+func newCUDAShell(ordinal int, cfg Config, blockSize, numBlocks int) (*CUDA, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.HeadDim > 256 {
 		return nil, fmt.Errorf("head_dim %d: the attention kernel supports up to 256", cfg.HeadDim)
 	}
-	dev, err := newDeviceThread(0)
+	dev, err := newDeviceThread(ordinal)
 	if err != nil {
 		return nil, err
 	}

@@ -50,10 +50,11 @@ func Devices() []string {
 }
 
 // newCUDA is set by the cuda build.
-var newCUDA func(w *Weights, blockSize, numBlocks int, seed uint64) (Executor, error)
+var newCUDA func(w *Weights, ordinal, blockSize, numBlocks int) (Executor, error)
 
-// NewExecutor builds an executor for device "cpu" or "cuda".
-func NewExecutor(device string, w *Weights, blockSize, numBlocks int, seed uint64) (Executor, error) {
+// NewExecutor builds an executor for device "cpu" or "cuda" (on GPU
+// ordinal; the CPU executor ignores it).
+func NewExecutor(device string, ordinal int, w *Weights, blockSize, numBlocks int, seed uint64) (Executor, error) {
 	switch device {
 	case "cpu":
 		return NewCPU(w, blockSize, numBlocks, seed)
@@ -61,7 +62,7 @@ func NewExecutor(device string, w *Weights, blockSize, numBlocks int, seed uint6
 		if newCUDA == nil {
 			return nil, fmt.Errorf("device cuda: this binary was built without CUDA (build with -tags cuda and the kit in ../shared/cuda; see the README)")
 		}
-		return newCUDA(w, blockSize, numBlocks, seed)
+		return newCUDA(w, ordinal, blockSize, numBlocks)
 	}
 	return nil, fmt.Errorf("device %q: valid are %s", device, strings.Join(Devices(), ", "))
 }

@@ -77,6 +77,9 @@ func TestBadInputExits2WithoutOutput(t *testing.T) {
 		{"run", "--bogus-flag"},
 		{"run", bad},
 		{"cost", "check"},
+		{"replay"},
+		{"replay", bad, "--model", "gpt-9"},
+		{"calibrate", bad},
 	}
 	for _, args := range cases {
 		code, msg := elis(t, args...)
@@ -141,5 +144,15 @@ func TestCompareJSONWithSingleRuns(t *testing.T) {
 	code, out := elis(t, "compare", "--json", filepath.Join(dir, "fcfs.json"), filepath.Join(dir, "isrtf.json"))
 	if code != 0 || !strings.Contains(out, `"ci95": null`) {
 		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+func TestReplayWithoutCUDABuildSaysHow(t *testing.T) {
+	dir := t.TempDir()
+	tr := filepath.Join(dir, "t.json")
+	elis(t, "trace", "gen", "--n", "3", "-o", tr)
+	code, msg := elis(t, "replay", tr, "--device", "cuda")
+	if code != 2 || !strings.Contains(msg, "-tags cuda") {
+		t.Fatalf("exit %d: %s", code, msg)
 	}
 }

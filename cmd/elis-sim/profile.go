@@ -79,7 +79,7 @@ func profileAction(c *cli.Context) error {
 	if sh.Reps < 1 {
 		return badf("--reps: want >= 1")
 	}
-	exec, err := gpu.NewExecutor(c.String("device"), w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
+	exec, err := gpu.NewExecutor(c.String("device"), 0, w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
 	if err != nil {
 		return bad(err)
 	}

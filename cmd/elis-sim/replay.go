@@ -145,9 +145,14 @@ func replayAction(c *cli.Context) error {
 	if _, err := policies.NewRouter(c.String("router")); err != nil {
 		return badf("--router: %w", err)
 	}
-	if _, err := gpu.NewExecutor(c.String("device"), w, 1, 1, 0); err != nil {
+	if c.String("device") != "cpu" && c.String("device") != "cuda" {
+		return badf("--device %q: valid are %s", c.String("device"), strings.Join(gpu.Devices(), ", "))
+	}
+	if c.String("device") == "cuda" && len(gpu.Devices()) == 1 {
+		_, err := gpu.NewExecutor("cuda", 0, w, 1, 1, 0)
 		return bad(err)
 	}
+	perGPU := c.Int("workers-per-gpu")
 	// First Ctrl-C: stop arrivals; second: abandon what is in flight.
 	stop, stopCancel := context.WithCancel(context.Background())
 	abandon, abandonCancel := context.WithCancel(context.Background())
@@ -179,8 +184,8 @@ func replayAction(c *cli.Context) error {
 		}
 		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, Net: net, Workers: workers,
 			Router: c.String("router"), TimeScale: c.Float64("time-scale"), Vocab: w.Cfg.Vocab, Seed: c.Uint64("seed"), KeepHistory: true,
-			NewExecutor: func(int) (gpu.Executor, error) {
-				return gpu.NewExecutor(c.String("device"), w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
+			NewExecutor: func(worker int) (gpu.Executor, error) {
+				return gpu.NewExecutor(c.String("device"), worker/perGPU, w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
 			}}
 		res, err := replay.Run(stop, abandon, tr, cfg)
 		if err != nil {
