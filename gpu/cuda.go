@@ -16,6 +16,13 @@ import (
 //go:embed kernels/decoder.cu
 var decoderSource string
 
+//go:embed kernels/encoder.cu
+var encoderSource string
+
+// kernelNames are the kernels both sources define.
+var kernelNames = []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rmsnorm", "add_bias", "residual_add", "rope",
+	"cache_write", "paged_attention", "silu_mul", "argmax", "bert_embed", "layernorm", "bias_act", "bert_attention", "mean_pool"}
+
 func init() {
 	newCUDA = func(w *Weights, ordinal, blockSize, numBlocks int) (Executor, error) {
 		return NewCUDAOn(ordinal, w, blockSize, numBlocks)
@@ -69,23 +76,52 @@ type cudaLayer struct {
 	wgu, wdown        cu.DevicePtr
 }
 
+// cudaBase is what every model on a GPU needs: its device thread, stream,
+// cuBLAS handle, kernels and allocations.
+type cudaBase struct {
+	dev    *deviceThread
+	blas   *cublas
+	stream cu.Stream
+	fn     map[string]cu.Function
+	allocs []cu.DevicePtr
+}
+
+// start opens GPU ordinal, compiles the kernels and creates the stream and
+// the cuBLAS handle.
+func (e *cudaBase) start(ordinal int) error {
+	dev, err := newDeviceThread(ordinal)
+	if err != nil {
+		return err
+	}
+	e.dev, e.fn = dev, map[string]cu.Function{}
+	return dev.do(func() error {
+		if err := e.compile(); err != nil {
+			return err
+		}
+		var err error
+		if e.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
+			return err
+		}
+		if e.blas, err = newCublas(); err != nil {
+			return err
+		}
+		return e.blas.setStream(uintptr(unsafe.Pointer(e.stream.C())))
+	})
+}
+
 // CUDA executes a Llama-family decoder on an NVIDIA GPU: bf16 weights and
 // KV cache, fp32 activations and accumulation, GEMMs through cuBLAS
 // (GemmEx), the rest in the project's kernels compiled by NVRTC.
 type CUDA struct {
+	cudaBase
 	cfg       Config
 	bs, nb    int
-	dev       *deviceThread
-	blas      *cublas
-	stream    cu.Stream
-	fn        map[string]cu.Function
 	embed     cu.DevicePtr
 	lmHead    cu.DevicePtr
 	norm      cu.DevicePtr
 	invFreq   cu.DevicePtr
 	layers    []cudaLayer
 	kc, vc    []cu.DevicePtr
-	allocs    []cu.DevicePtr
 	capT      int
 	capS      int
 	x, qkv    cu.DevicePtr // fp32 [T, H], [T, q+2kv]
@@ -142,25 +178,13 @@ func newCUDAShell(ordinal int, cfg Config, blockSize, numBlocks int) (*CUDA, err
 	if cfg.HeadDim > 256 {
 		return nil, fmt.Errorf("head_dim %d: the attention kernel supports up to 256", cfg.HeadDim)
 	}
-	dev, err := newDeviceThread(ordinal)
-	if err != nil {
+	e := &CUDA{cfg: cfg, bs: blockSize, nb: numBlocks}
+	if err := e.start(ordinal); err != nil {
+		e.Close()
 		return nil, err
 	}
-	e := &CUDA{cfg: cfg, bs: blockSize, nb: numBlocks, dev: dev, fn: map[string]cu.Function{}}
-	err = dev.do(func() error {
-		if err := e.compile(); err != nil {
-			return err
-		}
+	err := e.dev.do(func() error {
 		var err error
-		if e.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
-			return err
-		}
-		if e.blas, err = newCublas(); err != nil {
-			return err
-		}
-		if err := e.blas.setStream(uintptr(unsafe.Pointer(e.stream.C()))); err != nil {
-			return err
-		}
 		kvw := int64(numBlocks) * int64(blockSize) * int64(cfg.KVHeads*cfg.HeadDim) * 2
 		for range cfg.Layers {
 			k, err := e.alloc(kvw)
@@ -190,12 +214,12 @@ func newCUDAShell(ordinal int, cfg Config, blockSize, numBlocks int) (*CUDA, err
 	return e, nil
 }
 
-func (e *CUDA) oom(err error, what string, bytes int64) error {
+func (e *cudaBase) oom(err error, what string, bytes int64) error {
 	return fmt.Errorf("device out of memory allocating the %s (%.2f GiB): %w; lower --kv-blocks or --max-num-batched-tokens, or pick a smaller --model", what, float64(bytes)/(1<<30), err)
 }
 
-func (e *CUDA) compile() error {
-	prog, err := nvrtc.CreateProgram(decoderSource, "decoder.cu")
+func (e *cudaBase) compile() error {
+	prog, err := nvrtc.CreateProgram(decoderSource+"\n"+encoderSource, "elis-sim.cu")
 	if err != nil {
 		return fmt.Errorf("nvrtc: %w", err)
 	}
@@ -212,7 +236,7 @@ func (e *CUDA) compile() error {
 	if err != nil {
 		return fmt.Errorf("loading kernels: %w", err)
 	}
-	for _, name := range []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rmsnorm", "add_bias", "residual_add", "rope", "cache_write", "paged_attention", "silu_mul", "argmax"} {
+	for _, name := range kernelNames {
 		if e.fn[name], err = mod.Function(name); err != nil {
 			return fmt.Errorf("kernel %s: %w", name, err)
 		}
@@ -220,7 +244,7 @@ func (e *CUDA) compile() error {
 	return nil
 }
 
-func (e *CUDA) alloc(bytes int64) (cu.DevicePtr, error) {
+func (e *cudaBase) alloc(bytes int64) (cu.DevicePtr, error) {
 	p, err := cu.MemAlloc(max(bytes, 4))
 	if err != nil {
 		return 0, err
@@ -231,7 +255,7 @@ func (e *CUDA) alloc(bytes int64) (cu.DevicePtr, error) {
 
 // launch runs a kernel on the stream; args are device pointers, integers
 // (passed as int64) and float32s (in an 8-byte slot).
-func (e *CUDA) launch(name string, gx, gy, block int, args ...any) error {
+func (e *cudaBase) launch(name string, gx, gy, block int, args ...any) error {
 	slots := make([]uint64, len(args))
 	params := make([]unsafe.Pointer, len(args))
 	for i, a := range args {
@@ -272,7 +296,7 @@ func toBF16(x []float32) []uint16 {
 }
 
 // put uploads the concatenation of parts as bf16.
-func (e *CUDA) put(parts ...[]float32) (cu.DevicePtr, error) {
+func (e *cudaBase) put(parts ...[]float32) (cu.DevicePtr, error) {
 	var all []float32
 	for _, p := range parts {
 		all = append(all, p...)
@@ -410,7 +434,7 @@ func (e *CUDA) scratch(T, S int) error {
 	return nil
 }
 
-func (e *CUDA) free(p cu.DevicePtr) {
+func (e *cudaBase) free(p cu.DevicePtr) {
 	cu.MemFree(p)
 	for i, a := range e.allocs {
 		if a == p {
@@ -424,7 +448,7 @@ func (e *CUDA) BlockSize() int { return e.bs }
 func (e *CUDA) NumBlocks() int { return e.nb }
 
 // Close frees the device memory and ends the device thread.
-func (e *CUDA) Close() error {
+func (e *cudaBase) Close() error {
 	if e.dev == nil {
 		return nil
 	}

@@ -83,3 +83,30 @@ func (w *Weights) Bytes(blockSize, numBlocks, maxTokens int) (weights, kv, act f
 	act += float64(maxTokens) * float64(c.Vocab) * 4
 	return weights, kv, act
 }
+
+// PredictorNet is the predictor network on some device.
+type PredictorNet interface {
+	Predict(ids [][]int32, mask [][]int32) ([]float32, error)
+	Config() BertConfig
+}
+
+// Config returns the encoder's shape.
+func (p *Predictor) Config() BertConfig { return p.Cfg }
+
+// newCUDAPredictor is set by the cuda build.
+var newCUDAPredictor func(p *Predictor) (PredictorNet, error)
+
+// OnDevice places the predictor network on device "cpu" (p itself) or
+// "cuda".
+func OnDevice(device string, p *Predictor) (PredictorNet, error) {
+	switch device {
+	case "cpu":
+		return p, nil
+	case "cuda":
+		if newCUDAPredictor == nil {
+			return nil, fmt.Errorf("device cuda: this binary was built without CUDA (build with -tags cuda)")
+		}
+		return newCUDAPredictor(p)
+	}
+	return nil, fmt.Errorf("device %q: valid are %s", device, strings.Join(Devices(), ", "))
+}

@@ -117,16 +117,17 @@ func seqBlocks(first, n int) []int32 {
 
 // ProfilePredictor times the predictor network over batch sizes and
 // sequence lengths (median of reps).
-func ProfilePredictor(net *gpu.Predictor, batches, lengths []int, reps int) ([]sim.PredictorCall, error) {
+func ProfilePredictor(net gpu.PredictorNet, batches, lengths []int, reps int) ([]sim.PredictorCall, error) {
 	var out []sim.PredictorCall
 	for _, b := range batches {
 		for _, n := range lengths {
-			n = min(n, net.Cfg.MaxPositions)
+			cfg := net.Config()
+			n = min(n, cfg.MaxPositions)
 			ids := make([][]int32, b)
 			for i := range ids {
 				ids[i] = make([]int32, n)
 				for j := range ids[i] {
-					ids[i][j] = int32((i*31 + j*17) % net.Cfg.Vocab)
+					ids[i][j] = int32((i*31 + j*17) % cfg.Vocab)
 				}
 			}
 			var ts []float64

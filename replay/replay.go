@@ -23,7 +23,7 @@ type Config struct {
 	Predictor policies.Predictor
 	// Net, when set, is the predictor network, run on the worker at every
 	// step that follows predictions, batched over them, so its cost is real.
-	Net     *gpu.Predictor
+	Net     gpu.PredictorNet
 	Workers int
 	Router  string
 	// TimeScale multiplies the trace's arrival times (0.5 doubles the rate).

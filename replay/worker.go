@@ -23,7 +23,7 @@ type worker struct {
 	id    int
 	core  *policies.Scheduler
 	exec  gpu.Executor
-	net   *gpu.Predictor // run for its cost at prediction points; nil: none
+	net   gpu.PredictorNet // run for its cost at prediction points; nil: none
 	vocab int
 	seed  uint64
 	free  []int32
@@ -139,12 +139,13 @@ func (w *worker) finished(index int) { delete(w.seqs, index) }
 // runPredictor runs the predictor network on calls sequences totalling
 // tokens tokens (each at most 512), for its cost.
 func (w *worker) runPredictor(calls, tokens int) error {
-	n := min(max(tokens/calls, 2), w.net.Cfg.MaxPositions)
+	cfg := w.net.Config()
+	n := min(max(tokens/calls, 2), cfg.MaxPositions)
 	ids := make([][]int32, calls)
 	for i := range ids {
 		ids[i] = make([]int32, n)
 		for j := range ids[i] {
-			ids[i][j] = int32((i*7919 + j*104729) % w.net.Cfg.Vocab)
+			ids[i][j] = int32((i*7919 + j*104729) % cfg.Vocab)
 		}
 	}
 	_, err := w.net.Predict(ids, nil)

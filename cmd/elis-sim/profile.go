@@ -95,9 +95,13 @@ func profileAction(c *cli.Context) error {
 		"long_prefill_token_threshold": strconv.Itoa(eng.LongPrefillThreshold), "predictor_model": c.String("predictor-model"),
 	}}
 	if pm := c.String("predictor-model"); pm != "none" {
-		net, err := gpu.LoadPredictorNet(pm, c.Uint64("seed"))
+		host, err := gpu.LoadPredictorNet(pm, c.Uint64("seed"))
 		if err != nil {
 			return badf("--predictor-model: %w", err)
+		}
+		net, err := gpu.OnDevice(c.String("device"), host)
+		if err != nil {
+			return bad(err)
 		}
 		if p.Predictor, err = replay.ProfilePredictor(net, []int{1, 4, 16}, []int{32, 128, 512}, sh.Reps); err != nil {
 			return err

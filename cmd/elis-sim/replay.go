@@ -120,10 +120,14 @@ func replayAction(c *cli.Context) error {
 	if err := checkMemory(c, w, eng); err != nil {
 		return err
 	}
-	var net *gpu.Predictor
+	var net gpu.PredictorNet
 	if pm := c.String("predictor-model"); pm != "none" {
-		if net, err = gpu.LoadPredictorNet(pm, c.Uint64("seed")); err != nil {
+		host, err := gpu.LoadPredictorNet(pm, c.Uint64("seed"))
+		if err != nil {
 			return badf("--predictor-model: %w", err)
+		}
+		if net, err = gpu.OnDevice(c.String("device"), host); err != nil {
+			return bad(err)
 		}
 	}
 	mode, err := policies.ParseRerank(c.String("isrtf-mode"))
