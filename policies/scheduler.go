@@ -51,6 +51,15 @@ type Stats struct {
 	Predictions                            int64 // predictor calls
 }
 
+// Add sums o into s (the counters of several workers).
+func (s *Stats) Add(o Stats) {
+	s.Steps += o.Steps
+	s.Preemptions += o.Preemptions
+	s.Rejected += o.Rejected
+	s.Finished += o.Finished
+	s.Predictions += o.Predictions
+}
+
 // NewScheduler returns a core with an empty cache. pred may be nil for
 // policies that are not predictive.
 func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {

@@ -155,12 +155,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	}
 	sort.Slice(res.Records, func(i, j int) bool { return res.Records[i].Index < res.Records[j].Index })
 	for _, w := range ws {
-		s := w.core.Stats()
-		res.Stats.Steps += s.Steps
-		res.Stats.Preemptions += s.Preemptions
-		res.Stats.Rejected += s.Rejected
-		res.Stats.Finished += s.Finished
-		res.Stats.Predictions += s.Predictions
+		res.Stats.Add(w.core.Stats())
 	}
 	res.Makespan = time.Since(start).Seconds()
 	res.Interrupted = stop.Err() != nil || abandon.Err() != nil

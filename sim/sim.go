@@ -216,12 +216,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	}
 	res.Makespan = last - t0
 	for _, w := range ws {
-		s := w.core.Stats()
-		res.Stats.Steps += s.Steps
-		res.Stats.Preemptions += s.Preemptions
-		res.Stats.Rejected += s.Rejected
-		res.Stats.Finished += s.Finished
-		res.Stats.Predictions += s.Predictions
+		res.Stats.Add(w.core.Stats())
 	}
 	return res, nil
 }

@@ -219,22 +219,5 @@ func replayAction(c *cli.Context) error {
 			break
 		}
 	}
-	if out := c.String("out"); out != "" {
-		if err := writeRuns(out, runs); err != nil {
-			return err
-		}
-	}
-	if p := c.String("plot"); p != "" {
-		if err := plotRuns(runs, c.String("plot-metric"), c.Bool("log-x"), p); err != nil {
-			return err
-		}
-	}
-	if c.Bool("json") {
-		return printJSON(runs)
-	}
-	fmt.Println(runs[0].Setup["summary"])
-	if msg := runs[len(runs)-1].Setup["interrupted"]; msg != "" {
-		fmt.Println("interrupted:", msg)
-	}
-	return report.SideBySide(os.Stdout, runs)
+	return emitRuns(c, runs)
 }

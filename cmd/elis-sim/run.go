@@ -103,6 +103,18 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := emitRuns(c, runs); err != nil {
+		return err
+	}
+	if p := c.String("log-predictions"); p != "" && !c.Bool("json") {
+		return logPredictions(p, runs)
+	}
+	return nil
+}
+
+// emitRuns does what run and replay both do with their results: --out
+// files, --plot, then JSON or the setup line and the side-by-side table.
+func emitRuns(c *cli.Context, runs []*report.Run) error {
 	if out := c.String("out"); out != "" {
 		if err := writeRuns(out, runs); err != nil {
 			return err
@@ -117,13 +129,10 @@ func runAction(c *cli.Context) error {
 		return printJSON(runs)
 	}
 	fmt.Println(runs[0].Setup["summary"])
-	if err := report.SideBySide(os.Stdout, runs); err != nil {
-		return err
+	if msg := runs[len(runs)-1].Setup["interrupted"]; msg != "" {
+		fmt.Println("interrupted:", msg)
 	}
-	if p := c.String("log-predictions"); p != "" {
-		return logPredictions(p, runs)
-	}
-	return nil
+	return report.SideBySide(os.Stdout, runs)
 }
 
 // logPredictions writes the prediction log of the predictive runs and

@@ -109,6 +109,32 @@ extern "C" __global__ void cache_write(bf16* kc, bf16* vc, const float* qkv, con
     }
 }
 
+// merge_warps combines the online-softmax partials (m, l, acc) of the 4
+// warps of an attention block and writes the normalised output row.
+__device__ __forceinline__ void merge_warps(float m, float l, const float* acc, int per, long long d, bf16* out_row) {
+    __shared__ float sm[4], sl[4], sacc[4][256];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { sm[warp] = m; sl[warp] = l; }
+    for (int j = 0; j < per; j++) {
+        long long i = lane + 32 * j;
+        if (i < d) sacc[warp][i] = acc[j];
+    }
+    __syncthreads();
+    if (warp == 0) {
+        float M = fmaxf(fmaxf(sm[0], sm[1]), fmaxf(sm[2], sm[3]));
+        float L = 0.f, c[4];
+        for (int w = 0; w < 4; w++) { c[w] = __expf(sm[w] - M); L += sl[w] * c[w]; }
+        for (int j = 0; j < per; j++) {
+            long long i = lane + 32 * j;
+            if (i < d) {
+                float o = 0.f;
+                for (int w = 0; w < 4; w++) o += sacc[w][i] * c[w];
+                out_row[i] = f2bf(o / L);
+            }
+        }
+    }
+}
+
 // Paged causal attention, one block (4 warps) per (token, head): token t
 // attends to positions 0..pos[t] of its sequence, found through its block
 // table (tables + table_off[t]). Each warp takes every 4th position with an
@@ -117,7 +143,6 @@ extern "C" __global__ void cache_write(bf16* kc, bf16* vc, const float* qkv, con
 extern "C" __global__ void paged_attention(bf16* out, const float* qkv, const bf16* kc, const bf16* vc,
                                            const int* pos, const int* tables, const int* table_off,
                                            long long heads, long long kv_heads, long long d, long long block_size, float scale) {
-    __shared__ float sm[4], sl[4], sacc[4][256];
     long long t = blockIdx.x, h = blockIdx.y;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     long long width = (heads + 2 * kv_heads) * d, kvw = kv_heads * d;
@@ -152,25 +177,7 @@ extern "C" __global__ void paged_attention(bf16* out, const float* qkv, const bf
         }
         m = mn;
     }
-    if (lane == 0) { sm[warp] = m; sl[warp] = l; }
-    for (int j = 0; j < per; j++) {
-        long long i = lane + 32 * j;
-        if (i < d) sacc[warp][i] = acc[j];
-    }
-    __syncthreads();
-    if (warp == 0) {
-        float M = fmaxf(fmaxf(sm[0], sm[1]), fmaxf(sm[2], sm[3]));
-        float L = 0.f, c[4];
-        for (int w = 0; w < 4; w++) { c[w] = __expf(sm[w] - M); L += sl[w] * c[w]; }
-        for (int j = 0; j < per; j++) {
-            long long i = lane + 32 * j;
-            if (i < d) {
-                float o = 0.f;
-                for (int w = 0; w < 4; w++) o += sacc[w][i] * c[w];
-                out[t * heads * d + h * d + i] = f2bf(o / L);
-            }
-        }
-    }
+    merge_warps(m, l, acc, per, d, out + t * heads * d + h * d);
 }
 
 // act[t, i] = bf16(silu(gu[t, i]) * gu[t, inter + i]) for gu = [gate | up].

@@ -47,7 +47,6 @@ extern "C" __global__ void bias_act(float* y, const bf16* b, const float* res, b
 // [T, 3H]), one block of 4 warps per (token, head), online softmax.
 extern "C" __global__ void bert_attention(bf16* out, const float* qkv, const int* seq_start, const int* seq_len,
                                           long long heads, long long d, float scale) {
-    __shared__ float sm[4], sl[4], sacc[4][256];
     long long t = blockIdx.x, h = blockIdx.y;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     long long H = heads * d, width = 3 * H;
@@ -78,25 +77,7 @@ extern "C" __global__ void bert_attention(bf16* out, const float* qkv, const int
         }
         m = mn;
     }
-    if (lane == 0) { sm[warp] = m; sl[warp] = l; }
-    for (int j = 0; j < per; j++) {
-        long long i = lane + 32 * j;
-        if (i < d) sacc[warp][i] = acc[j];
-    }
-    __syncthreads();
-    if (warp == 0) {
-        float M = fmaxf(fmaxf(sm[0], sm[1]), fmaxf(sm[2], sm[3]));
-        float L = 0.f, c[4];
-        for (int w = 0; w < 4; w++) { c[w] = __expf(sm[w] - M); L += sl[w] * c[w]; }
-        for (int j = 0; j < per; j++) {
-            long long i = lane + 32 * j;
-            if (i < d) {
-                float o = 0.f;
-                for (int w = 0; w < 4; w++) o += sacc[w][i] * c[w];
-                out[t * H + h * d + i] = f2bf(o / L);
-            }
-        }
-    }
+    merge_warps(m, l, acc, per, d, out + t * H + h * d);
 }
 
 // pooled[s] = mean of x over sequence s's tokens, as bf16.
