@@ -154,11 +154,15 @@ type point struct {
 }
 
 func (p point) label() string {
-	if p.mae > 0 && p.policy != "fcfs" {
+	if p.mae > 0 && usesPredictor(p.policy) {
 		return fmt.Sprintf("%s mae=%g", p.policy, p.mae)
 	}
 	return p.policy
 }
+
+// usesPredictor tells the policies whose results depend on the predictor's
+// error (srpt-oracle has a perfect one built in).
+func usesPredictor(policy string) bool { return policy == "isrtf" }
 
 func (sw *sweep) run(sc scenario, base *traces.Trace) error {
 	var pts []point
@@ -179,7 +183,7 @@ func (sw *sweep) run(sc scenario, base *traces.Trace) error {
 			tr = scaled(tr, load)
 			for _, pol := range sw.setup.policies {
 				for _, mae := range maes {
-					if mae > 0 && (pol == "fcfs" || pol == "srpt-oracle" || pol == "sjf-oracle") && mae != maes[0] {
+					if mae > 0 && !usesPredictor(pol) && mae != maes[0] {
 						continue // the predictor does not matter to these
 					}
 					cfg := sw.setup.base
