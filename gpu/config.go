@@ -58,6 +58,11 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig decodes a Hugging Face config.json; path is used in errors.
+func ParseConfig(data []byte, path string) (Config, error) {
 	var h hfConfig
 	if err := json.Unmarshal(data, &h); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
@@ -115,6 +120,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("num_attention_heads %d must be a multiple of num_key_value_heads %d", c.Heads, c.KVHeads)
 	case c.HeadDim < 2 || c.HeadDim%2 != 0:
 		return fmt.Errorf("head_dim %d must be even", c.HeadDim)
+	case !(c.Rope.Theta > 0) || math.IsInf(c.Rope.Theta, 0):
+		return fmt.Errorf("rope_theta %v must be a positive number", c.Rope.Theta)
 	case c.Rope.Type == "llama3" && (c.Rope.Factor <= 0 || c.Rope.OrigPositions <= 0 || c.Rope.HighFreq <= c.Rope.LowFreq):
 		return fmt.Errorf("llama3 rope scaling needs factor, original_max_position_embeddings and high_freq_factor > low_freq_factor")
 	}

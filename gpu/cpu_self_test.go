@@ -282,3 +282,22 @@ func FuzzParseSafetensors(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}}`))
+	f.Add([]byte(`{"model_type": "qwen2", "hidden_size": 96, "intermediate_size": 200, "num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2, "vocab_size": 300, "eos_token_id": [2, 3], "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data, "fuzz")
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted an invalid config: %v", err)
+		}
+		for _, f := range c.InvFreq() {
+			if math.IsNaN(f) || f < 0 {
+				t.Fatalf("inverse frequency %v", f)
+			}
+		}
+	})
+}

@@ -149,3 +149,19 @@ func TestPlotsWriteFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func FuzzParseSLO(f *testing.F) {
+	f.Add("ttft=2s,tpot=100ms,jct=30s")
+	f.Fuzz(func(t *testing.T, s string) {
+		slo, err := ParseSLO(s)
+		if err != nil {
+			return
+		}
+		if slo.TTFT < 0 || slo.TPOT < 0 || slo.JCT < 0 {
+			t.Fatalf("%q: negative objective %+v", s, slo)
+		}
+		if again, err := ParseSLO(slo.String()); err != nil || again != slo {
+			t.Fatalf("%q -> %q -> %+v, %v", s, slo.String(), again, err)
+		}
+	})
+}

@@ -64,6 +64,11 @@ func ReadDeviceProfile(path string) (*DeviceProfile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseDeviceProfile(data, path)
+}
+
+// ParseDeviceProfile decodes a device profile; path is used in errors.
+func ParseDeviceProfile(data []byte, path string) (*DeviceProfile, error) {
 	p := &DeviceProfile{Meta: map[string]string{}}
 	var body bytes.Buffer
 	lines := 0
@@ -88,6 +93,9 @@ func ReadDeviceProfile(path string) (*DeviceProfile, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", path, err)
+		}
+		if len(rec) != len(profileHeader) {
+			return nil, fmt.Errorf("profile %s line %d: %d columns, want %d", path, row, len(rec), len(profileHeader))
 		}
 		var v [8]float64
 		for i := range v {

@@ -3,6 +3,7 @@ package traces
 import (
 	"bytes"
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -106,4 +107,22 @@ func TestResample(t *testing.T) {
 			t.Fatalf("pair not from source: %+v", r)
 		}
 	}
+}
+
+func FuzzParseSpecs(f *testing.F) {
+	for _, s := range []string{"poisson:1", "gamma:0.73:10.41", "constant:2", "fixed:3", "uniform:1:9", "lognormal:70:1:2048", "uniform:1:2+fixed:5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if a, err := ParseArrivals(s); err == nil {
+			if g := a.Gap(rand.New(rand.NewPCG(1, 2))); !(g >= 0) {
+				t.Fatalf("%q gave gap %v", s, g)
+			}
+		}
+		if l, err := ParseLengths(s); err == nil {
+			if n := l.Draw(rand.New(rand.NewPCG(1, 2))); n < 1 {
+				t.Fatalf("%q drew %d", s, n)
+			}
+		}
+	})
 }
