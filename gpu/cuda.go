@@ -224,7 +224,9 @@ func (e *cudaBase) compile() error {
 		return fmt.Errorf("nvrtc: %w", err)
 	}
 	defer prog.Destroy()
-	if err := prog.Compile("--use_fast_math", "-default-device", "--std=c++14"); err != nil {
+	// No --use_fast_math: rotary angles reach 1e5 radians, where the fast
+	// sine and cosine are far off.
+	if err := prog.Compile("-default-device", "--std=c++14"); err != nil {
 		log, _ := prog.GetLog()
 		return fmt.Errorf("nvrtc compile: %w\n%s", err, log)
 	}
