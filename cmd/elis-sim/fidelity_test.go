@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/sim"
 )
 
 // TestFidelityLoopOnCPU runs the whole profile -> calibrate -> simulate
@@ -32,6 +33,12 @@ func TestFidelityLoopOnCPU(t *testing.T) {
 		{"replay", p("t.json"), "--model", "small", "--policy", "fcfs,isrtf", "--max-num-seqs", "4", "--out", p("replay")},
 		{"run", p("t.json"), "--cost-model", p("cost.json"), "--policy", "fcfs,isrtf", "--max-num-seqs", "4", "--out", p("sim")},
 	}
+	// Warm up first: go test starts this package while others still run.
+	warm := append(append([]string(nil), steps[1][:len(steps[1])-1]...), p("warmup.csv"))
+	warm[4] = "1" // --reps 1
+	if code, out := elis(t, warm...); code != 0 {
+		t.Fatalf("warm-up profile: exit %d\n%s", code, out)
+	}
 	for _, args := range steps {
 		if code, out := elis(t, args...); code != 0 {
 			t.Fatalf("%v: exit %d\n%s", args, code, out)
@@ -44,8 +51,17 @@ func TestFidelityLoopOnCPU(t *testing.T) {
 	var res struct {
 		Fidelity *report.Fidelity `json:"fidelity"`
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Fidelity == nil {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Fidelity == nil || len(res.Fidelity.Rows) != 24 {
 		t.Fatalf("compare --json: %v\n%s", err, out)
+	}
+	// The bounds only mean something on a machine whose speed held still:
+	// go test runs other packages beside this one. Profile again and skip
+	// the bounds if the two profiles disagree by more than 8%.
+	if code, out := elis(t, append(steps[1][:len(steps[1])-1], p("profile2.csv"))...); code != 0 {
+		t.Fatalf("second profile: exit %d\n%s", code, out)
+	}
+	if drift := profileDrift(t, p("profile.csv"), p("profile2.csv")); drift > 0.08 {
+		t.Skipf("the machine's speed drifted %.0f%% during the test (other tests running beside it?): bounds not checked", drift*100)
 	}
 	bounds := map[string]float64{"jct mean": 25, "jct p99": 30, "ttft mean": 40, "tpot mean": 25}
 	for _, r := range res.Fidelity.Rows {
@@ -59,4 +75,25 @@ func TestFidelityLoopOnCPU(t *testing.T) {
 	if e := float64(res.Fidelity.ChangeError["isrtf"]); !(math.Abs(e) <= 20) {
 		t.Errorf("FCFS-to-ISRTF change: simulated minus replayed %.1f points, beyond 20", e)
 	}
+}
+
+// profileDrift is the relative difference of the total step time of two
+// profiles of the same shapes.
+func profileDrift(t *testing.T, a, b string) float64 {
+	pa, err := sim.ReadDeviceProfile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := sim.ReadDeviceProfile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ta, tb float64
+	for i := range pa.Steps {
+		if i < len(pb.Steps) {
+			ta += pa.Steps[i].Seconds
+			tb += pb.Steps[i].Seconds
+		}
+	}
+	return math.Abs(tb/ta - 1)
 }
