@@ -109,19 +109,20 @@ func normal(seed, a, b uint64) float64 {
 
 // Spec describes a predictor on the command line.
 type Spec struct {
-	Kind  string  // oracle, noisy, recorded, constant
+	Kind  string  // oracle, noisy, recorded, constant, network
 	Sigma float64 // noisy: log-normal sigma
 	MAE   float64 // noisy: target mean absolute error in tokens (instead of Sigma)
 	Value float64 // constant
 }
 
 // ParseSpec reads "oracle", "noisy:sigma=0.3", "noisy:mae=19.9",
-// "recorded" or "constant:100".
+// "recorded", "constant:100" or "network" (replay only: the predictor
+// network's own outputs).
 func ParseSpec(s string) (Spec, error) {
 	kind, arg, _ := strings.Cut(s, ":")
-	bad := fmt.Errorf("predictor %q: valid are oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded, constant:TOKENS", s)
+	bad := fmt.Errorf("predictor %q: valid are oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded, constant:TOKENS, network (replay)", s)
 	switch kind {
-	case "oracle", "recorded":
+	case "oracle", "recorded", "network":
 		if arg != "" {
 			return Spec{}, bad
 		}

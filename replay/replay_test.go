@@ -70,3 +70,27 @@ func TestReplayStop(t *testing.T) {
 		t.Fatalf("interrupted %v, %d records, %d arrived of %d", res.Interrupted, len(res.Records), res.Arrived, len(tr.Requests))
 	}
 }
+
+// With --predictor network the network's outputs order ISRTF: finite,
+// non-negative, shrinking as tokens are generated.
+func TestNetworkPredictor(t *testing.T) {
+	net := gpu.RandomPredictor(gpu.BertConfig{Hidden: 32, Intermediate: 64, Layers: 1, Heads: 4, Vocab: 100, MaxPositions: 8, TypeVocab: 2, LNEps: 1e-12}, []int{16, 1}, 4)
+	long := []int32{101, 1, 2, 3, 4, 5, 6, 7, 8, 9, 102}
+	np, err := NewNetworkPredictor(net, [][]int32{{101, 5, 102}, long})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(np.Inputs[1]); n != 8 || np.Inputs[1][7] != 102 {
+		t.Fatalf("long input not cut to 8 positions ending in [SEP]: %v", np.Inputs[1])
+	}
+	s := &policies.Seq{Request: policies.Request{Index: 0, OutputTokens: 50}}
+	v0 := np.Predict(s)
+	s.Generated = 3
+	v3 := np.Predict(s)
+	if v0 < 0 || v3 < 0 || v3 > v0 || v0 != v0 {
+		t.Fatalf("predictions %v then %v", v0, v3)
+	}
+	if _, err := NewNetworkPredictor(net, [][]int32{nil}); err == nil {
+		t.Fatal("accepted an empty input")
+	}
+}

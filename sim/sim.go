@@ -76,6 +76,8 @@ func PredictorFor(spec predictor.Spec, tr *traces.Trace, k int, seed uint64) (po
 			return nil, 0, fmt.Errorf("predictor recorded: trace %q has no recorded predictions", tr.Name)
 		}
 		return rec, 0, nil
+	case "network":
+		return nil, 0, fmt.Errorf("predictor network: the network's own predictions need real execution (elis-sim replay); the simulator takes oracle, noisy, recorded or constant")
 	}
 	return nil, 0, fmt.Errorf("unknown predictor %q", spec.Kind)
 }

@@ -80,6 +80,7 @@ func TestBadInputExits2WithoutOutput(t *testing.T) {
 		{"replay"},
 		{"replay", bad, "--model", "gpt-9"},
 		{"calibrate", bad},
+		{"run", "--predictor", "network"},
 	}
 	for _, args := range cases {
 		code, msg := elis(t, args...)

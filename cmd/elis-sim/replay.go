@@ -15,6 +15,7 @@ import (
 	"github.com/elis-sim/elis-sim/replay"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/sim"
+	"github.com/elis-sim/elis-sim/traces"
 )
 
 // flagsExcept drops the named flags from a list shared with another command.
@@ -59,6 +60,7 @@ func replayCommand() *cli.Command {
 		&cli.IntFlag{Name: "gpus", Value: 1, Usage: "devices: one worker each"},
 		&cli.IntFlag{Name: "workers-per-gpu", Value: 1, Usage: "workers placed on each device (for testing)"},
 		&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply arrival times (0.5 replays twice as fast)"},
+		&cli.StringFlag{Name: "tokenizer", Usage: "the predictor network's tokenizer.json, for --predictor network", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
 	)
 	return usageErrors(&cli.Command{
 		Name:      "replay",
@@ -179,14 +181,21 @@ func replayAction(c *cli.Context) error {
 		if _, err := policies.New(pol, mode); err != nil {
 			return badf("--policy: %w", err)
 		}
-		vals, sigma, err := sim.PredictorFor(spec, tr, eng.PredictionInterval, c.Uint64("seed"))
-		if err != nil {
+		var vals policies.Predictor
+		var sigma float64
+		cfgNet := net
+		if spec.Kind == "network" {
+			if vals, err = networkPredictor(c, net, tr); err != nil {
+				return err
+			}
+			cfgNet = nil // its calls are already real; no separate cost run
+		} else if vals, sigma, err = sim.PredictorFor(spec, tr, eng.PredictionInterval, c.Uint64("seed")); err != nil {
 			return bad(err)
 		}
 		if pol == "srpt-oracle" {
 			vals = predictor.Oracle{}
 		}
-		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, Net: net, Workers: workers,
+		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, Net: cfgNet, Workers: workers,
 			Router: c.String("router"), TimeScale: c.Float64("time-scale"), Vocab: w.Cfg.Vocab, Seed: c.Uint64("seed"), KeepHistory: true,
 			NewExecutor: func(worker int) (gpu.Executor, error) {
 				return gpu.NewExecutor(c.String("device"), worker/perGPU, w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
@@ -220,4 +229,41 @@ func replayAction(c *cli.Context) error {
 		}
 	}
 	return emitRuns(c, runs)
+}
+
+// networkPredictor builds --predictor network: the predictor network's
+// outputs on each request's prompt text, tokenized with --tokenizer.
+func networkPredictor(c *cli.Context, net gpu.PredictorNet, tr *traces.Trace) (policies.Predictor, error) {
+	if net == nil {
+		return nil, badf("--predictor network needs a --predictor-model (an ELIS checkpoint .pt for meaningful values)")
+	}
+	if c.String("tokenizer") == "" {
+		return nil, badf("--predictor network needs --tokenizer (the network's tokenizer.json, e.g. the bge one)")
+	}
+	tc, err := traces.LoadTokenCounter(c.String("tokenizer"))
+	if err != nil {
+		return nil, badf("--tokenizer: %w", err)
+	}
+	tok, ok := tc.(traces.HFTokenizer)
+	if !ok {
+		return nil, badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
+	}
+	inputs := make([][]int32, len(tr.Requests))
+	for i, r := range tr.Requests {
+		if r.Prompt == "" {
+			return nil, badf("--predictor network: request %s has no prompt text (import a trace that carries it, such as apex or sharegpt)", r.ID)
+		}
+		ids, err := tok.Encode(r.Prompt, true)
+		if err != nil {
+			return nil, bad(fmt.Errorf("request %s: %w", r.ID, err))
+		}
+		for _, id := range ids {
+			inputs[i] = append(inputs[i], int32(id))
+		}
+	}
+	np, err := replay.NewNetworkPredictor(net, inputs)
+	if err != nil {
+		return nil, bad(err)
+	}
+	return np, nil
 }

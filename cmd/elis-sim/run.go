@@ -220,6 +220,9 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if err != nil {
 		return nil, badf("--predictor: %w", err)
 	}
+	if spec.Kind == "network" {
+		return nil, badf("--predictor network: the network's own predictions need real execution (elis-sim replay); simulate with oracle, noisy, recorded or constant")
+	}
 	util := c.Float64("gpu-memory-utilization")
 	if util <= 0 || util > 1 {
 		return nil, badf("--gpu-memory-utilization %v: want a fraction in (0, 1]", util)
