@@ -24,7 +24,10 @@ var kernelNames = []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rms
 	"cache_write", "paged_attention", "silu_mul", "argmax", "bert_embed", "layernorm", "bias_act", "bert_attention", "mean_pool"}
 
 func init() {
-	newCUDA = func(w *Weights, ordinal, blockSize, numBlocks int) (Executor, error) {
+	newCUDA = func(cfg Config, w *Weights, ordinal, blockSize, numBlocks int, seed uint64) (Executor, error) {
+		if w == nil {
+			return NewCUDARandomOn(ordinal, cfg, blockSize, numBlocks, seed)
+		}
 		return NewCUDAOn(ordinal, w, blockSize, numBlocks)
 	}
 }
@@ -159,7 +162,12 @@ func NewCUDAOn(ordinal int, w *Weights, blockSize, numBlocks int) (*CUDA, error)
 // generated on the GPU: timing runs of 8B-parameter models need no host
 // copy.
 func NewCUDARandom(cfg Config, blockSize, numBlocks int, seed uint64) (*CUDA, error) {
-	e, err := newCUDAShell(0, cfg, blockSize, numBlocks)
+	return NewCUDARandomOn(0, cfg, blockSize, numBlocks, seed)
+}
+
+// NewCUDARandomOn is NewCUDARandom on GPU ordinal.
+func NewCUDARandomOn(ordinal int, cfg Config, blockSize, numBlocks int, seed uint64) (*CUDA, error) {
+	e, err := newCUDAShell(ordinal, cfg, blockSize, numBlocks)
 	if err != nil {
 		return nil, err
 	}

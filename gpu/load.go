@@ -6,17 +6,42 @@ import (
 	"strings"
 )
 
-// LoadModel returns a decoder: a preset name gives seeded random weights
-// (timing runs), a Hugging Face model folder gives its config and weights.
-func LoadModel(spec string, seed uint64) (*Weights, error) {
+// Model is a decoder to execute: its shape, and its weights on the host
+// (nil for a preset with random weights, which each executor makes itself:
+// the CUDA one on the GPU, so an 8B-parameter timing run needs no host copy).
+type Model struct {
+	Cfg     Config
+	Weights *Weights
+	Seed    uint64
+}
+
+// LoadModel returns a decoder: a preset name gives seeded random weights,
+// a Hugging Face model folder its config and weights.
+func LoadModel(spec string, seed uint64) (*Model, error) {
 	if st, err := os.Stat(spec); err == nil && st.IsDir() {
-		return LoadWeights(spec)
+		w, err := LoadWeights(spec)
+		if err != nil {
+			return nil, err
+		}
+		return &Model{Cfg: w.Cfg, Weights: w, Seed: seed}, nil
 	}
 	cfg, err := Preset(spec)
 	if err != nil {
 		return nil, err
 	}
-	return RandomWeights(cfg, seed)
+	return &Model{Cfg: cfg, Seed: seed}, nil
+}
+
+// hostWeights returns m's weights, generating random ones on the host once.
+func (m *Model) hostWeights() (*Weights, error) {
+	if m.Weights == nil {
+		w, err := RandomWeights(m.Cfg, m.Seed)
+		if err != nil {
+			return nil, err
+		}
+		m.Weights = w
+	}
+	return m.Weights, nil
 }
 
 // TinyBert is a small BERT shape for tests and CPU runs.
@@ -49,37 +74,43 @@ func Devices() []string {
 	return []string{"cpu"}
 }
 
-// newCUDA is set by the cuda build.
-var newCUDA func(w *Weights, ordinal, blockSize, numBlocks int) (Executor, error)
+// newCUDA is set by the cuda build; w nil means random weights made on
+// the GPU.
+var newCUDA func(cfg Config, w *Weights, ordinal, blockSize, numBlocks int, seed uint64) (Executor, error)
 
-// NewExecutor builds an executor for device "cpu" or "cuda" (on GPU
+// NewExecutor builds an executor of m for device "cpu" or "cuda" (on GPU
 // ordinal; the CPU executor ignores it).
-func NewExecutor(device string, ordinal int, w *Weights, blockSize, numBlocks int, seed uint64) (Executor, error) {
+func NewExecutor(device string, ordinal int, m *Model, blockSize, numBlocks int) (Executor, error) {
 	switch device {
 	case "cpu":
-		return NewCPU(w, blockSize, numBlocks, seed)
+		w, err := m.hostWeights()
+		if err != nil {
+			return nil, err
+		}
+		return NewCPU(w, blockSize, numBlocks, m.Seed)
 	case "cuda":
 		if newCUDA == nil {
 			return nil, fmt.Errorf("device cuda: this binary was built without CUDA (build with -tags cuda and the kit in ../shared/cuda; see the README)")
 		}
-		return newCUDA(w, ordinal, blockSize, numBlocks)
+		return newCUDA(m.Cfg, m.Weights, ordinal, blockSize, numBlocks, m.Seed)
 	}
 	return nil, fmt.Errorf("device %q: valid are %s", device, strings.Join(Devices(), ", "))
 }
 
-// Bytes estimates what a decoder needs on a device: its weights, a KV
-// cache of numBlocks blocks, and the activations of a step of maxTokens.
-func (w *Weights) Bytes(blockSize, numBlocks, maxTokens int) (weights, kv, act float64) {
-	c := &w.Cfg
-	for _, l := range w.Layers {
-		weights += float64(len(l.Wq)+len(l.Wk)+len(l.Wv)+len(l.Wo)+len(l.Wgate)+len(l.Wup)+len(l.Wdown)) * 4
+// Bytes estimates what a decoder of shape c needs on a device with
+// bytesPer-byte values: its weights, a KV cache of numBlocks blocks, and
+// the activations of a step of maxTokens.
+func (c *Config) Bytes(bytesPer, blockSize, numBlocks, maxTokens int) (weights, kv, act float64) {
+	q, kvw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	perLayer := float64(c.Hidden*(q+2*kvw) + q*c.Hidden + 3*c.Hidden*c.Intermediate)
+	weights = float64(c.Layers) * perLayer
+	weights += float64(c.Vocab * c.Hidden)
+	if !c.TiedEmbed {
+		weights += float64(c.Vocab * c.Hidden)
 	}
-	weights += float64(len(w.Embed)) * 4
-	if &w.LMHead[0] != &w.Embed[0] {
-		weights += float64(len(w.LMHead)) * 4
-	}
-	kv = float64(c.Layers) * 2 * float64(numBlocks*blockSize*c.KVHeads*c.HeadDim) * 4
-	act = float64(maxTokens) * float64(4*c.Hidden+2*c.Intermediate+c.Heads*c.HeadDim+2*c.KVHeads*c.HeadDim) * 4
+	weights *= float64(bytesPer)
+	kv = float64(c.Layers) * 2 * float64(numBlocks*blockSize*kvw) * float64(bytesPer)
+	act = float64(maxTokens) * float64(4*c.Hidden+2*c.Intermediate+q+2*kvw) * 4
 	act += float64(maxTokens) * float64(c.Vocab) * 4
 	return weights, kv, act
 }

@@ -59,12 +59,12 @@ func parseInts(flag, s string) ([]int, error) {
 }
 
 func profileAction(c *cli.Context) error {
-	w, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
+	m, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
 	if err != nil {
 		return badf("--model: %w", err)
 	}
-	eng := replayEngine(c, w)
-	if err := checkMemory(c, w, eng); err != nil {
+	eng := replayEngine(c, m)
+	if err := checkMemory(c, m, eng); err != nil {
 		return err
 	}
 	sh := replay.Shapes{Reps: c.Int("reps")}
@@ -79,12 +79,12 @@ func profileAction(c *cli.Context) error {
 	if sh.Reps < 1 {
 		return badf("--reps: want >= 1")
 	}
-	exec, err := gpu.NewExecutor(c.String("device"), 0, w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
+	exec, err := gpu.NewExecutor(c.String("device"), 0, m, eng.BlockSize, eng.NumBlocks)
 	if err != nil {
 		return bad(err)
 	}
 	defer exec.Close()
-	steps, err := replay.Profile(exec, w.Cfg.Vocab, sh)
+	steps, err := replay.Profile(exec, m.Cfg.Vocab, sh)
 	if err != nil {
 		return err
 	}

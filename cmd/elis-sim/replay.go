@@ -79,8 +79,8 @@ func replayCommand() *cli.Command {
 
 // replayEngine is the engine a replay or profile runs: CPU-sized defaults
 // unless flags say otherwise.
-func replayEngine(c *cli.Context, w *gpu.Weights) policies.Config {
-	eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 512, MaxModelLen: w.Cfg.MaxPositions, PredictionInterval: 50}
+func replayEngine(c *cli.Context, m *gpu.Model) policies.Config {
+	eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 512, MaxModelLen: m.Cfg.MaxPositions, PredictionInterval: 50}
 	if c.IsSet("block-size") {
 		eng.BlockSize = c.Int("block-size")
 	}
@@ -90,12 +90,16 @@ func replayEngine(c *cli.Context, w *gpu.Weights) policies.Config {
 
 // checkMemory refuses a setup that would not fit the device, naming the
 // budget's parts and what to change.
-func checkMemory(c *cli.Context, w *gpu.Weights, eng policies.Config) error {
+func checkMemory(c *cli.Context, m *gpu.Model, eng policies.Config) error {
 	budget := c.Float64("device-memory-gib") * (1 << 30)
-	if budget == 0 {
-		budget = availableMemory() * 0.9
+	bytesPer := 2 // bf16 on a GPU
+	if c.String("device") == "cpu" {
+		bytesPer = 4
+		if budget == 0 {
+			budget = availableMemory() * 0.9
+		}
 	}
-	weights, kv, act := w.Bytes(eng.BlockSize, eng.NumBlocks, eng.MaxBatchedTokens)
+	weights, kv, act := m.Cfg.Bytes(bytesPer, eng.BlockSize, eng.NumBlocks, eng.MaxBatchedTokens)
 	if budget > 0 && weights+kv+act > budget {
 		return badf("device out of memory: weights %.2f GiB + KV cache %.2f GiB (%d blocks of %d tokens) + activations %.2f GiB (%d-token steps) > budget %.2f GiB; lower --kv-blocks or --max-num-batched-tokens, or pick a smaller --model",
 			weights/(1<<30), kv/(1<<30), eng.NumBlocks, eng.BlockSize, act/(1<<30), eng.MaxBatchedTokens, budget/(1<<30))
@@ -111,15 +115,15 @@ func replayAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	w, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
+	m, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
 	if err != nil {
 		return badf("--model: %w", err)
 	}
-	eng := replayEngine(c, w)
+	eng := replayEngine(c, m)
 	if err := applyPolicyFlags(c, &eng); err != nil {
 		return err
 	}
-	if err := checkMemory(c, w, eng); err != nil {
+	if err := checkMemory(c, m, eng); err != nil {
 		return err
 	}
 	var net gpu.PredictorNet
@@ -155,7 +159,7 @@ func replayAction(c *cli.Context) error {
 		return badf("--device %q: valid are %s", c.String("device"), strings.Join(gpu.Devices(), ", "))
 	}
 	if c.String("device") == "cuda" && len(gpu.Devices()) == 1 {
-		_, err := gpu.NewExecutor("cuda", 0, w, 1, 1, 0)
+		_, err := gpu.NewExecutor("cuda", 0, m, 1, 1)
 		return bad(err)
 	}
 	perGPU := c.Int("workers-per-gpu")
@@ -196,9 +200,9 @@ func replayAction(c *cli.Context) error {
 			vals = predictor.Oracle{}
 		}
 		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, Net: cfgNet, Workers: workers,
-			Router: c.String("router"), TimeScale: c.Float64("time-scale"), Vocab: w.Cfg.Vocab, Seed: c.Uint64("seed"), KeepHistory: true,
+			Router: c.String("router"), TimeScale: c.Float64("time-scale"), Vocab: m.Cfg.Vocab, Seed: c.Uint64("seed"), KeepHistory: true,
 			NewExecutor: func(worker int) (gpu.Executor, error) {
-				return gpu.NewExecutor(c.String("device"), worker/perGPU, w, eng.BlockSize, eng.NumBlocks, c.Uint64("seed"))
+				return gpu.NewExecutor(c.String("device"), worker/perGPU, m, eng.BlockSize, eng.NumBlocks)
 			}}
 		res, err := replay.Run(stop, abandon, tr, cfg)
 		if err != nil {
