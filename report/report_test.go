@@ -165,3 +165,27 @@ func FuzzParseSLO(f *testing.F) {
 		}
 	})
 }
+
+func TestSweepAggregates(t *testing.T) {
+	mk := func(label string, jct float64) *Run {
+		return &Run{Label: label, Records: fixture(), Summary: Summary{Requests: 3, JCT: Dist{Mean: jct, P99: 2 * jct}}}
+	}
+	runs := []SweepRun{
+		{Run: mk("fcfs", 10), Policy: "fcfs", Load: 1, Seed: 1}, {Run: mk("fcfs", 12), Policy: "fcfs", Load: 1, Seed: 2},
+		{Run: mk("isrtf", 8), Policy: "isrtf", Load: 1, Seed: 1}, {Run: mk("fcfs", 20), Policy: "fcfs", Load: 3, Seed: 1},
+	}
+	loads, curves, order := Sweep(runs, []float64{1, 3})
+	if len(loads) != 2 || len(order) != 2 || order[0] != "fcfs" {
+		t.Fatalf("loads %+v order %v", loads, order)
+	}
+	if c := curves["fcfs"]; len(c) != 2 || c[0].Mean.Mean != 11 || c[1].Mean.Mean != 20 || c[0].P99.Mean != 22 {
+		t.Fatalf("fcfs curve %+v", c)
+	}
+	if n := len(loads[0].JCTs[0].Values); n != 6 { // two seeds x three requests
+		t.Fatalf("%d JCT samples at load 1, want 6", n)
+	}
+	var buf bytes.Buffer
+	if err := WriteSweepCSV(&buf, runs); err != nil || strings.Count(buf.String(), "\n") != 5 {
+		t.Fatalf("csv: %v\n%s", err, buf.String())
+	}
+}

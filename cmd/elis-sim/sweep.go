@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/csv"
 	"fmt"
 	"io"
 	"os"
@@ -216,81 +215,29 @@ func (sw *sweep) run(sc scenario, base *traces.Trace) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	runs := make([]*report.Run, len(results))
+	runs := make([]report.SweepRun, len(results))
 	for i, res := range results {
 		desc := fmt.Sprintf("%s, %gx load, seed %d", sc.about, pts[i].load, pts[i].seed)
-		runs[i] = sw.setup.toRun(pts[i].policy, desc, res)
-		runs[i].Label = pts[i].label()
+		r := sw.setup.toRun(pts[i].policy, desc, res)
+		r.Label = pts[i].label()
+		runs[i] = report.SweepRun{Run: r, Policy: pts[i].policy, Load: pts[i].load, Seed: pts[i].seed, MAE: pts[i].mae}
 	}
-	if err := writeSweepCSV(filepath.Join(dir, "results.csv"), pts, runs); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "results.csv"), func(w io.Writer) error { return report.WriteSweepCSV(w, runs) }); err != nil {
 		return err
 	}
-	return sw.report(sc, dir, pts, runs)
+	return sw.report(sc, dir, runs)
 }
 
-// scaled returns tr with its arrival rate multiplied by load.
-func scaled(tr *traces.Trace, load float64) *traces.Trace {
-	out := &traces.Trace{Name: tr.Name, Requests: append([]traces.Request(nil), tr.Requests...)}
-	for i := range out.Requests {
-		out.Requests[i].Arrival /= load
-	}
-	return out
-}
-
-func writeSweepCSV(path string, pts []point, runs []*report.Run) error {
-	return atomicfile.Write(path, func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"label", "policy", "load", "seed", "predictor_mae_target", "requests", "jct_mean_s", "jct_p50_s", "jct_p99_s",
-			"ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "queue_mean_s", "throughput_rps", "preemptions", "predictor_mae", "predictor_r2"})
-		f := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
-		for i, r := range runs {
-			s := &r.Summary
-			cw.Write([]string{r.Label, pts[i].policy, f(pts[i].load), strconv.FormatUint(pts[i].seed, 10), f(pts[i].mae), strconv.Itoa(s.Requests),
-				f(s.JCT.Mean), f(s.JCT.P50), f(s.JCT.P99), f(s.TTFT.Mean), f(s.TTFT.P99), f(s.TPOT.Mean), f(s.Queue.Mean), f(s.RPS),
-				strconv.Itoa(s.Preemptions), f(s.Predictor.MAE), f(s.Predictor.R2)})
-		}
-		cw.Flush()
-		return cw.Error()
-	})
-}
-
-func (sw *sweep) report(sc scenario, dir string, pts []point, runs []*report.Run) error {
-	curves := map[string][]report.LoadPoint{}
-	var order []string
-	var summary strings.Builder
-	fmt.Fprintf(&summary, "scenario %s: %s\n%s\n", sc.name, sc.about, runs[0].Setup["summary"])
-	for _, load := range sw.loads {
-		var atLoad []*report.Run
-		for i, r := range runs {
-			if pts[i].load == load {
-				atLoad = append(atLoad, r)
-			}
-		}
-		rows := report.Compare(atLoad)
-		fmt.Fprintf(&summary, "\nload %gx\n", load)
-		report.WriteCompare(&summary, rows)
-		var series []report.Series
-		for _, row := range rows {
-			if _, ok := curves[row.Label]; !ok {
-				order = append(order, row.Label)
-			}
-			var means, p99s, all []float64
-			for _, r := range atLoad {
-				if r.Label == row.Label {
-					means = append(means, r.Summary.JCT.Mean)
-					p99s = append(p99s, r.Summary.JCT.P99)
-					v, _ := report.Values(r, "jct")
-					all = append(all, v...)
-				}
-			}
-			curves[row.Label] = append(curves[row.Label], report.LoadPoint{Load: load, Mean: report.MeanCI(means), P99: report.MeanCI(p99s)})
-			series = append(series, report.Series{Label: row.Label, Values: all})
-		}
-		p, err := report.CDF(fmt.Sprintf("CDF of job completion time, %s at %gx load (all seeds)", sc.name, load), report.PlotMetrics["jct"], true, series)
+// report writes the sweep's summary, its plots and, for scenarios that ask
+// for it, the prediction log.
+func (sw *sweep) report(sc scenario, dir string, runs []report.SweepRun) error {
+	loads, curves, order := report.Sweep(runs, sw.loads)
+	for _, l := range loads {
+		p, err := report.CDF(fmt.Sprintf("CDF of job completion time, %s at %gx load (all seeds)", sc.name, l.Load), report.PlotMetrics["jct"], true, l.JCTs)
 		if err != nil {
 			return err
 		}
-		if err := report.Save(p, filepath.Join(dir, fmt.Sprintf("cdf-%gx.png", load))); err != nil {
+		if err := report.Save(p, filepath.Join(dir, fmt.Sprintf("cdf-%gx.png", l.Load))); err != nil {
 			return err
 		}
 	}
@@ -302,29 +249,41 @@ func (sw *sweep) report(sc scenario, dir string, pts []point, runs []*report.Run
 		return err
 	}
 	if sc.logPreds {
-		if err := sw.writePredictionLog(dir, pts, runs); err != nil {
+		if err := sw.writePredictionLog(dir, runs); err != nil {
 			return err
 		}
 	}
-	if err := atomicfile.Write(filepath.Join(dir, "summary.txt"), func(w io.Writer) error { _, err := io.WriteString(w, summary.String()); return err }); err != nil {
+	head := fmt.Sprintf("scenario %s: %s\n%s\n", sc.name, sc.about, runs[0].Run.Setup["summary"])
+	if err := atomicfile.Write(filepath.Join(dir, "summary.txt"), func(w io.Writer) error { return report.WriteSweepSummary(w, head, loads) }); err != nil {
 		return err
 	}
-	fmt.Print(summary.String())
+	if err := report.WriteSweepSummary(os.Stdout, head, loads); err != nil {
+		return err
+	}
 	fmt.Printf("\nwrote %s/{results.csv,summary.txt,load.png,cdf-*.png}\n\n", dir)
 	return nil
 }
 
+// scaled returns tr with its arrival rate multiplied by load.
+func scaled(tr *traces.Trace, load float64) *traces.Trace {
+	out := &traces.Trace{Name: tr.Name, Requests: append([]traces.Request(nil), tr.Requests...)}
+	for i := range out.Requests {
+		out.Requests[i].Arrival /= load
+	}
+	return out
+}
+
 // writePredictionLog logs ISRTF's predictions at the highest load, seed 1.
-func (sw *sweep) writePredictionLog(dir string, pts []point, runs []*report.Run) error {
+func (sw *sweep) writePredictionLog(dir string, runs []report.SweepRun) error {
 	top := sw.loads[len(sw.loads)-1]
-	for i, r := range runs {
-		if pts[i].policy == "isrtf" && pts[i].load == top && pts[i].seed == 1 {
+	for _, sr := range runs {
+		if sr.Policy == "isrtf" && sr.Load == top && sr.Seed == 1 {
 			return atomicfile.Write(filepath.Join(dir, "predictions.log"), func(w io.Writer) error {
-				if err := report.WritePredictionLog(w, r.Records); err != nil {
+				if err := report.WritePredictionLog(w, sr.Run.Records); err != nil {
 					return err
 				}
 				fmt.Fprintf(w, "\n# accuracy by tokens generated so far\n")
-				return report.WriteAccuracy(w, report.AccuracyByProgress(r.Records, 0))
+				return report.WriteAccuracy(w, report.AccuracyByProgress(sr.Run.Records, 0))
 			})
 		}
 	}

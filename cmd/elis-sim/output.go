@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/elis-sim/elis-sim/internal/atomicfile"
+	"github.com/elis-sim/elis-sim/internal/hist"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/report"
+)
+
+// emitRuns does what run and replay both do with their results: --out
+// files, --plot, then JSON or the setup line and the side-by-side table.
+func emitRuns(c *cli.Context, runs []*report.Run) error {
+	if out := c.String("out"); out != "" {
+		if err := writeRuns(out, runs); err != nil {
+			return err
+		}
+	}
+	if p := c.String("plot"); p != "" {
+		if err := plotRuns(runs, c.String("plot-metric"), c.Bool("log-x"), p); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(runs)
+	}
+	fmt.Println(runs[0].Setup["summary"])
+	if msg := runs[len(runs)-1].Setup["interrupted"]; msg != "" {
+		fmt.Println("interrupted:", msg)
+	}
+	return report.SideBySide(os.Stdout, runs)
+}
+
+// logPredictions writes the prediction log of the predictive runs and
+// prints their accuracy by tokens generated so far.
+func logPredictions(path string, runs []*report.Run) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
+		for _, r := range runs {
+			acc := report.AccuracyByProgress(r.Records, 8)
+			if len(acc) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "# %s\n", r.Label)
+			if err := report.WritePredictionLog(w, r.Records); err != nil {
+				return err
+			}
+			fmt.Printf("\npredictor accuracy of %s by tokens generated so far:\n", r.Label)
+			if err := report.WriteAccuracy(os.Stdout, acc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// plotRuns draws one CDF line per run.
+func plotRuns(runs []*report.Run, metric string, logX bool, path string) error {
+	xlabel, ok := report.PlotMetrics[metric]
+	if !ok {
+		return badf("--plot-metric %q: valid are %s", metric, strings.Join(report.PlotMetricNames(), ", "))
+	}
+	var series []report.Series
+	for _, r := range runs {
+		v, err := report.Values(r, metric)
+		if err != nil {
+			return bad(err)
+		}
+		series = append(series, report.Series{Label: r.Label, Values: v})
+	}
+	title := "CDF of " + strings.SplitN(xlabel, " (", 2)[0]
+	if len(runs) > 0 && runs[0].Setup["workload"] != "" {
+		title += "\n" + shorten(runs[0].Setup["engine"]+", "+runs[0].Setup["workload"], 90)
+	}
+	p, err := report.CDF(title, xlabel, logX, series)
+	if err != nil {
+		return err
+	}
+	if err := report.Save(p, path); err != nil {
+		return bad(err)
+	}
+	return nil
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// makeRun summarises records into a run file's contents.
+func makeRun(label string, setup map[string]string, recs []policies.Record, gaps *hist.H, slo report.SLO) *report.Run {
+	sum := report.Summarize(recs, gaps)
+	if slo != (report.SLO{}) {
+		g := report.ComputeGoodput(recs, slo, sum.Makespan)
+		sum.Goodput = &g
+	}
+	var itl []float64
+	if gaps.N() > 0 {
+		for i := 0; i <= 200; i++ {
+			itl = append(itl, gaps.Quantile(float64(i)/200))
+		}
+	}
+	return &report.Run{Label: label, Setup: setup, Summary: sum, ITLQuantiles: itl, Records: recs}
+}
+
+func writeRuns(out string, runs []*report.Run) error {
+	if len(runs) == 1 && strings.HasSuffix(out, ".json") {
+		return report.WriteRun(out, runs[0])
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	for _, r := range runs {
+		if err := report.WriteRun(filepath.Join(out, strings.ReplaceAll(r.Label, "/", "-")+".json"), r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printJSON(runs []*report.Run) error {
+	type brief struct {
+		Label   string            `json:"label"`
+		Setup   map[string]string `json:"setup"`
+		Summary report.Summary    `json:"summary"`
+	}
+	out := make([]brief, len(runs))
+	for i, r := range runs {
+		out[i] = brief{r.Label, r.Setup, r.Summary}
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/sim"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// simFlags are the flags that set up a simulated run (shared with sweep).
+func simFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "policy", Value: "fcfs,isrtf", Usage: "comma-separated policies: " + strings.Join(policies.Names(), ", ")},
+		&cli.StringFlag{Name: "isrtf-mode", Value: "paper", Usage: "ISRTF mode: paper (re-rank at window boundaries, pause keeping KV), resubmit (each window a new request), patch (order the waiting queue only)"},
+		&cli.StringFlag{Name: "predictor", Value: "noisy:mae=19.9", Usage: "oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded (from the trace) or constant:TOKENS"},
+		&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "re-predict every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
+		&cli.Float64Flag{Name: "predictor-cost-ms", Value: predictor.DefaultCost.PerBatch * 1e3, Usage: "fixed cost of one batched predictor call, ms (added to the step it precedes)"},
+		&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(sim.ArchNames(), ", "), EnvVars: []string{"ELIS_SIM_MODEL"}},
+		&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(sim.GPUNames(), ", "), EnvVars: []string{"ELIS_SIM_GPU"}},
+		&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism (GPUs per worker)"},
+		&cli.StringFlag{Name: "cost-model", Usage: "fitted cost model JSON (overrides --model, --gpu and --tp)"},
+		&cli.IntFlag{Name: "workers", Value: 1, Usage: "engine replicas"},
+		&cli.StringFlag{Name: "router", Value: "least-loaded", Usage: "router across workers: least-loaded, round-robin, least-predicted-work"},
+		&cli.IntFlag{Name: "max-num-seqs", Usage: "sequences per step (0: vLLM's default for the GPU)"},
+		&cli.IntFlag{Name: "max-num-batched-tokens", Usage: "token budget per step (0: vLLM's default for the GPU)"},
+		&cli.Float64Flag{Name: "gpu-memory-utilization", Value: 0.9, Usage: "fraction of GPU memory vLLM may use"},
+		&cli.IntFlag{Name: "kv-blocks", Usage: "KV cache capacity in blocks (0: from GPU memory)"},
+		&cli.IntFlag{Name: "block-size", Value: 16, Usage: "tokens per KV block"},
+		&cli.IntFlag{Name: "max-model-len", Usage: "context length (0: the model's)"},
+		&cli.IntFlag{Name: "long-prefill-token-threshold", Usage: "cap one request's prefill chunk per step (0: off)"},
+		&cli.StringFlag{Name: "aging", Usage: "starvation guard N,M: a request waiting N steps is promoted for M steps"},
+		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
+		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noisy predictor and the embedded workload", EnvVars: []string{"ELIS_SIM_SEED"}},
+		&cli.BoolFlag{Name: "check", Usage: "verify the scheduler's invariants after every step (slower)"},
+		&cli.StringFlag{Name: "slo", Usage: "goodput objectives, e.g. ttft=2s,tpot=100ms,jct=60s"},
+	}
+}
+
+// simSetup is a parsed set of simulation flags.
+type simSetup struct {
+	base     sim.Config
+	policies []string
+	engine   string // "model on gpu (tpN)" for the setup line
+	slo      report.SLO
+}
+
+// parseSimSetup reads the simulation flags. paperBatch (the embedded
+// workloads) caps the batch at the ELIS paper's 4 requests unless
+// --max-num-seqs says otherwise.
+func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
+	s := &simSetup{}
+	for _, p := range strings.Split(c.String("policy"), ",") {
+		p = strings.TrimSpace(p)
+		if _, err := policies.New(p, policies.RerankPause); err != nil {
+			return nil, badf("--policy: %w", err)
+		}
+		s.policies = append(s.policies, p)
+	}
+	mode, err := policies.ParseRerank(c.String("isrtf-mode"))
+	if err != nil {
+		return nil, badf("--isrtf-mode: %w", err)
+	}
+	spec, err := predictor.ParseSpec(c.String("predictor"))
+	if err != nil {
+		return nil, badf("--predictor: %w", err)
+	}
+	if spec.Kind == "network" {
+		return nil, badf("--predictor network: the network's own predictions need real execution (elis-sim replay); simulate with oracle, noisy, recorded or constant")
+	}
+	util := c.Float64("gpu-memory-utilization")
+	if util <= 0 || util > 1 {
+		return nil, badf("--gpu-memory-utilization %v: want a fraction in (0, 1]", util)
+	}
+	var coster sim.StepCoster
+	var roof *sim.Roofline
+	var eng policies.Config
+	var fileCost *predictor.Cost
+	if f := c.String("cost-model"); f != "" {
+		cf, err := sim.LoadCostFile(f)
+		if err != nil {
+			return nil, bad(fmt.Errorf("--cost-model: %w", err))
+		}
+		coster, roof, fileCost = cf.Coster(), cf.Roofline, cf.Predictor
+		if roof != nil {
+			eng = sim.EngineDefaults(roof, util)
+			s.engine = fmt.Sprintf("%s on %s", roof.Arch.Name, roof.GPU.Name)
+		} else {
+			s.engine = fmt.Sprintf("%s on %s (linear cost model %s)", cf.Model, cf.Device, f)
+		}
+		if cf.Engine != nil {
+			eng = *cf.Engine
+		}
+	} else {
+		r, err := sim.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
+		if err != nil {
+			return nil, badf("--model/--gpu/--tp: %w", err)
+		}
+		coster, roof = r, r
+		eng = sim.EngineDefaults(r, util)
+		s.engine = fmt.Sprintf("%s on %s", r.Arch.Name, r.GPU.Name)
+	}
+	if roof != nil && roof.TP > 1 {
+		s.engine += fmt.Sprintf(" x%d (TP)", roof.TP)
+	}
+	applyEngineFlags(c, &eng)
+	if paperBatch && !c.IsSet("max-num-seqs") {
+		eng.MaxSeqs = 4
+	}
+	if c.IsSet("block-size") || eng.BlockSize == 0 {
+		eng.BlockSize = c.Int("block-size")
+		if !c.IsSet("kv-blocks") && roof != nil {
+			eng.NumBlocks = roof.KVBlocks(util, eng.BlockSize)
+		}
+	}
+	if err := applyPolicyFlags(c, &eng); err != nil {
+		return nil, err
+	}
+	if c.Int("workers") < 1 {
+		return nil, badf("--workers %d: want >= 1", c.Int("workers"))
+	}
+	if _, err := policies.NewRouter(c.String("router")); err != nil {
+		return nil, badf("--router: %w", err)
+	}
+	if s.slo, err = report.ParseSLO(c.String("slo")); err != nil {
+		return nil, badf("--slo: %w", err)
+	}
+	if c.Float64("predictor-cost-ms") < 0 {
+		return nil, badf("--predictor-cost-ms: want >= 0")
+	}
+	pc := predictor.DefaultCost
+	if fileCost != nil {
+		pc = *fileCost
+	}
+	if c.IsSet("predictor-cost-ms") || fileCost == nil {
+		pc.PerBatch = c.Float64("predictor-cost-ms") / 1e3
+	}
+	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster,
+		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"), KeepHistory: true}
+	return s, nil
+}
+
+// label names a policy's run in tables and plots.
+func (s *simSetup) label(policy string) string {
+	if (policy == "isrtf" || policy == "srpt-oracle") && s.base.Mode != policies.RerankPause {
+		return policy + "/" + s.base.Mode.String()
+	}
+	return policy
+}
+
+func (s *simSetup) runAll(tr *traces.Trace, desc string) ([]*report.Run, error) {
+	var runs []*report.Run
+	for _, p := range s.policies {
+		cfg := s.base
+		cfg.Policy = p
+		res, err := sim.Run(tr, cfg)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, s.toRun(p, desc, res))
+	}
+	return runs, nil
+}
+
+func (s *simSetup) toRun(policy, desc string, res *sim.Result) *report.Run {
+	e := s.base.Engine
+	pred := s.base.Predictor.String()
+	if res.Sigma > 0 {
+		pred += fmt.Sprintf(" (sigma %.3f)", res.Sigma)
+	}
+	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s, K=%d, ISRTF mode %s",
+		desc, s.engine, s.base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, pred, e.PredictionInterval, s.base.Mode)
+	setup := map[string]string{
+		"source": "sim", "summary": summary, "policy": policy, "workload": desc, "engine": s.engine, "predictor": pred,
+		"isrtf_mode": s.base.Mode.String(), "workers": fmt.Sprint(s.base.Workers), "router": s.base.Router,
+		"max_num_seqs": fmt.Sprint(e.MaxSeqs), "max_num_batched_tokens": fmt.Sprint(e.MaxBatchedTokens),
+		"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
+		"seed": fmt.Sprint(s.base.Seed),
+	}
+	return makeRun(s.label(policy), setup, res.Records, &res.Gaps, s.slo)
+}
+
+// applyEngineFlags overrides eng's limits with the flags the user set.
+func applyEngineFlags(c *cli.Context, eng *policies.Config) {
+	for flag, dst := range map[string]*int{"max-num-seqs": &eng.MaxSeqs, "max-num-batched-tokens": &eng.MaxBatchedTokens,
+		"kv-blocks": &eng.NumBlocks, "max-model-len": &eng.MaxModelLen, "long-prefill-token-threshold": &eng.LongPrefillThreshold} {
+		if c.IsSet(flag) {
+			*dst = c.Int(flag)
+		}
+	}
+}
+
+// applyPolicyFlags sets the prediction interval and the starvation guard,
+// then validates eng.
+func applyPolicyFlags(c *cli.Context, eng *policies.Config) error {
+	eng.PredictionInterval = c.Int("prediction-interval")
+	if a := c.String("aging"); a != "" {
+		if _, err := fmt.Sscanf(a, "%d,%d", &eng.Guard.AgingSteps, &eng.Guard.PromoteSteps); err != nil {
+			return badf("--aging %q: want N,M (steps waited, steps promoted)", a)
+		}
+	}
+	eng.Guard.PreemptLimit = c.Float64("preempt-limit")
+	if err := eng.Validate(); err != nil {
+		return badf("engine settings: %w", err)
+	}
+	return nil
+}
