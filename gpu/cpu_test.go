@@ -1,14 +1,9 @@
 package gpu
 
 import (
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 )
-
-const golden = "../../shared/golden"
 
 // generate prefills prompt, then decodes n greedy tokens, one step each,
 // in blocks given by table.
@@ -44,26 +39,9 @@ func seqTable(n int) []int32 {
 // TestGoldenDecoders checks the CPU decoder against the outputs Hugging
 // Face transformers computed for the tiny models in ../shared/golden.
 func TestGoldenDecoders(t *testing.T) {
-	for _, name := range []string{"tiny-llama2", "tiny-llama3", "tiny-qwen2"} {
-		dir := filepath.Join(golden, name)
-		if _, err := os.Stat(dir); err != nil {
-			t.Skip("no ../shared/golden beside the checkout")
-		}
+	for _, name := range goldenDecoders {
 		t.Run(name, func(t *testing.T) {
-			w, err := LoadWeights(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var g struct {
-				Prompts [][]int32   `json:"prompts"`
-				Greedy  [][]int32   `json:"greedy"`
-				First8  [][]float64 `json:"last_logits_first8"`
-				Sum     []float64   `json:"prompt_logits_sum"`
-			}
-			data, _ := os.ReadFile(filepath.Join(dir, "golden.json"))
-			if err := json.Unmarshal(data, &g); err != nil {
-				t.Fatal(err)
-			}
+			w, g := loadDecoderGolden(t, name)
 			for i, prompt := range g.Prompts {
 				e, _ := NewCPU(w, 16, 8, 0)
 				toks, logits := generate(t, e, prompt, 16, seqTable(8))

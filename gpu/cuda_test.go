@@ -3,10 +3,7 @@
 package gpu
 
 import (
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -86,22 +83,8 @@ func TestCUDAMatchesCPU(t *testing.T) {
 // error of the reference, and the greedy tokens until bf16 rounding first
 // flips an argmax.
 func TestCUDAGolden(t *testing.T) {
-	for _, name := range []string{"tiny-llama2", "tiny-llama3", "tiny-qwen2"} {
-		dir := filepath.Join(golden, name)
-		if _, err := os.Stat(dir); err != nil {
-			t.Skip("no ../shared/golden")
-		}
-		w, err := LoadWeights(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var g struct {
-			Prompts [][]int32   `json:"prompts"`
-			Greedy  [][]int32   `json:"greedy"`
-			First8  [][]float64 `json:"last_logits_first8"`
-		}
-		data, _ := os.ReadFile(filepath.Join(dir, "golden.json"))
-		json.Unmarshal(data, &g)
+	for _, name := range goldenDecoders {
+		w, g := loadDecoderGolden(t, name)
 		for i, p := range g.Prompts {
 			e, err := NewCUDA(w, 16, 8)
 			if err != nil {
@@ -208,21 +191,7 @@ func TestCUDAPredictorMatchesCPU(t *testing.T) {
 			t.Errorf("input %d: GPU %v, CPU %v", i, got[i], want[i])
 		}
 	}
-	dir := filepath.Join(golden, "elis-tiny")
-	if _, err := os.Stat(dir); err != nil {
-		return
-	}
-	p, err := LoadELISCheckpoint(filepath.Join(dir, "latest_model.pt"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g struct {
-		IDs   [][]int32 `json:"input_ids"`
-		Mask  [][]int32 `json:"attention_mask"`
-		Preds []float64 `json:"predictions"`
-	}
-	data, _ := os.ReadFile(filepath.Join(dir, "golden.json"))
-	json.Unmarshal(data, &g)
+	p, g := loadELISGolden(t)
 	gd, err := NewCUDAPredictor(p)
 	if err != nil {
 		t.Fatal(err)

@@ -1,38 +1,14 @@
 package gpu
 
 import (
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
 // TestGoldenELISPredictor loads the ELIS-format checkpoint and checks its
 // predictions against the PyTorch reference.
 func TestGoldenELISPredictor(t *testing.T) {
-	dir := filepath.Join(golden, "elis-tiny")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skip("no ../shared/golden beside the checkout")
-	}
-	p, err := LoadELISCheckpoint(filepath.Join(dir, "latest_model.pt"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g struct {
-		IDs   [][]int32 `json:"input_ids"`
-		Mask  [][]int32 `json:"attention_mask"`
-		Preds []float64 `json:"predictions"`
-	}
-	data, _ := os.ReadFile(filepath.Join(dir, "golden.json"))
-	if err := json.Unmarshal(data, &g); err != nil {
-		t.Fatal(err)
-	}
-	if len(g.Preds) == 0 {
-		var raw map[string]json.RawMessage
-		json.Unmarshal(data, &raw)
-		t.Fatalf("golden.json keys: %v", keysOf(raw))
-	}
+	p, g := loadELISGolden(t)
 	got, err := p.Predict(g.IDs, g.Mask)
 	if err != nil {
 		t.Fatal(err)
@@ -42,14 +18,6 @@ func TestGoldenELISPredictor(t *testing.T) {
 			t.Errorf("text %d: predicted %v, reference %v", i, got[i], want)
 		}
 	}
-}
-
-func keysOf(m map[string]json.RawMessage) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // Padding must not change a prediction: the same text alone and padded
