@@ -77,9 +77,6 @@ func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
 	return s, nil
 }
 
-// Config returns the limits the core schedules within.
-func (s *Scheduler) Config() Config { return s.cfg }
-
 // Stats returns the counters so far.
 func (s *Scheduler) Stats() Stats { return s.stats }
 
@@ -261,7 +258,6 @@ func (s *Scheduler) ask(q *Seq, budget int) int {
 
 func (s *Scheduler) place(q *Seq, tokens int, now float64) {
 	q.inBatch = true
-	q.batchToks = tokens
 	if q.rec.FirstScheduled < 0 {
 		q.rec.FirstScheduled = now
 	}

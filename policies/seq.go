@@ -43,7 +43,6 @@ type Seq struct {
 	waitSince int64 // step at which it last entered the waiting queue (aging)
 	promoted  int64 // step until which aging promotes it; 0 when not promoted
 	inBatch   bool  // scheduled in the step being built
-	batchToks int   // tokens scheduled in the step being built
 	lastToken float64
 	rec       Record
 }
@@ -59,9 +58,6 @@ func (s *Seq) Remaining() int { return s.OutputTokens - s.Generated }
 // maps them to physical blocks: they grow while s computes and drop to 0
 // when s is preempted, paused out of memory, or finished.
 func (s *Seq) Blocks() int { return s.blocks }
-
-// Promoted reports whether the starvation guard currently promotes s.
-func (s *Seq) Promoted() bool { return s.promoted != 0 }
 
 func newSeq(r Request, order int64) *Seq {
 	s := &Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), heapIdx: -1, order: order}

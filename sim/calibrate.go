@@ -278,8 +278,10 @@ func Fit(gpu GPU, ms []Measurement) GPU {
 		}
 		return sum
 	}
-	res, err := optimize.Minimize(optimize.Problem{Func: loss}, x0, &optimize.Settings{FuncEvaluations: 20000}, &optimize.NelderMead{})
-	if err == nil || res != nil {
+	// Minimize returns its best point even when it stops on the
+	// evaluation limit, so res is what counts, not err.
+	res, _ := optimize.Minimize(optimize.Problem{Func: loss}, x0, &optimize.Settings{FuncEvaluations: 20000}, &optimize.NelderMead{})
+	if res != nil {
 		set(res.X)
 	} else {
 		set(x0)

@@ -16,9 +16,8 @@ import (
 // header is the first object of a native trace: the whole document in JSON,
 // the first line in JSONL.
 type header struct {
-	Version  *int             `json:"elis_trace"`
-	Name     string           `json:"name,omitempty"`
-	Requests *json.RawMessage `json:"requests,omitempty"`
+	Version *int   `json:"elis_trace"`
+	Name    string `json:"name,omitempty"`
 }
 
 // IsJSONL reports whether path names a JSONL trace (by its extension).

@@ -37,22 +37,6 @@ func (h *H) Add(v float64) {
 	h.max = math.Max(h.max, v)
 }
 
-// Merge adds o's samples to h.
-func (h *H) Merge(o *H) {
-	if o.n == 0 {
-		return
-	}
-	if h.counts == nil {
-		h.counts = make([]uint64, perDecade*maxDecades)
-	}
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	h.n += o.n
-	h.sum += o.sum
-	h.max = math.Max(h.max, o.max)
-}
-
 // N, Mean and Max describe the samples exactly.
 func (h *H) N() uint64 { return h.n }
 func (h *H) Mean() float64 {

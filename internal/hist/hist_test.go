@@ -24,9 +24,4 @@ func TestQuantilesCloseToExact(t *testing.T) {
 	if h.N() != 10000 || h.Max() != xs[len(xs)-1] {
 		t.Fatal("count or max")
 	}
-	var m H
-	m.Merge(&h)
-	if m.Quantile(0.5) != h.Quantile(0.5) {
-		t.Fatal("merge")
-	}
 }
