@@ -3,9 +3,10 @@ package gpu
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -167,16 +168,14 @@ var Presets = map[string]Config{
 	"tiny-gqa": {Hidden: 96, Intermediate: 200, Layers: 3, Heads: 6, KVHeads: 2, HeadDim: 16, Vocab: 300, RMSEps: 1e-5, MaxPositions: 512, QKVBias: true, Rope: Rope{Theta: 5e5, Type: "llama3", Factor: 8, LowFreq: 1, HighFreq: 4, OrigPositions: 64}, EOS: 2},
 }
 
+// PresetNames lists the presets, sorted.
+func PresetNames() []string { return slices.Sorted(maps.Keys(Presets)) }
+
 // Preset returns a named decoder shape.
 func Preset(name string) (Config, error) {
 	c, ok := Presets[name]
 	if !ok {
-		names := make([]string, 0, len(Presets))
-		for n := range Presets {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return Config{}, fmt.Errorf("unknown model preset %q (valid: %s, or a Hugging Face model folder)", name, strings.Join(names, ", "))
+		return Config{}, fmt.Errorf("unknown model preset %q (valid: %s, or a Hugging Face model folder)", name, strings.Join(PresetNames(), ", "))
 	}
 	return c, nil
 }

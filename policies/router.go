@@ -2,7 +2,8 @@ package policies
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -34,12 +35,7 @@ var Routers = map[string]func() Router{
 func NewRouter(name string) (Router, error) {
 	f, ok := Routers[name]
 	if !ok {
-		names := make([]string, 0, len(Routers))
-		for n := range Routers {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return nil, fmt.Errorf("unknown router %q (valid: %s)", name, strings.Join(names, ", "))
+		return nil, fmt.Errorf("unknown router %q (valid: %s)", name, strings.Join(slices.Sorted(maps.Keys(Routers)), ", "))
 	}
 	return f(), nil
 }

@@ -3,8 +3,10 @@ package report
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,14 +31,7 @@ var PlotMetrics = map[string]string{
 }
 
 // PlotMetricNames lists PlotMetrics' keys, sorted.
-func PlotMetricNames() []string {
-	var out []string
-	for k := range PlotMetrics {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func PlotMetricNames() []string { return slices.Sorted(maps.Keys(PlotMetrics)) }
 
 // Values returns one sample per request of metric (per token gap
 // quantiles for itl) from a run, in the unit of its axis label.

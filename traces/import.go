@@ -2,9 +2,10 @@ package traces
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -41,14 +42,7 @@ var importers = map[string]Importer{
 }
 
 // Formats lists the importable formats, sorted.
-func Formats() []string {
-	names := make([]string, 0, len(importers))
-	for n := range importers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func Formats() []string { return slices.Sorted(maps.Keys(importers)) }
 
 // Import reads the file at path in the named format.
 func Import(format, path string, opt ImportOptions) (*Trace, error) {

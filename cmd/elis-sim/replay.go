@@ -45,13 +45,7 @@ func deviceFlags() []cli.Flag {
 	}
 }
 
-func presetNames() string {
-	var out []string
-	for n := range gpu.Presets {
-		out = append(out, n)
-	}
-	return strings.Join(sortedStrings(out), ", ")
-}
+func presetNames() string { return strings.Join(gpu.PresetNames(), ", ") }
 
 func replayCommand() *cli.Command {
 	flags := flagsExcept(runFlags(), "model", "gpu", "tp", "cost-model", "workers", "gpu-memory-utilization", "predictor-cost-ms", "check", "log-predictions")

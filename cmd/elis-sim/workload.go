@@ -1,8 +1,6 @@
 package main
 
 import (
-	"sort"
-
 	"github.com/elis-sim/elis-sim/traces"
 )
 
@@ -23,5 +21,3 @@ func defaultWorkload(seed uint64) (*traces.Trace, string) {
 	}
 	return t, "embedded ELIS-like workload: 300 requests, gamma(0.73, 10.41 s) arrivals at 5x, LMSYS-like lengths"
 }
-
-func sortedStrings(s []string) []string { sort.Strings(s); return s }
