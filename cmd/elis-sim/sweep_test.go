@@ -32,7 +32,7 @@ func TestSweepWritesTablesAndPlots(t *testing.T) {
 // over 2,000-request traces in under a minute on the 2-core machine.
 func BenchmarkSweep(b *testing.B) {
 	dir := b.TempDir()
-	devnull, _ := os.Open(os.DevNull)
+	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	stdout := os.Stdout
 	os.Stdout = devnull
 	defer func() { os.Stdout = stdout }()
