@@ -10,9 +10,11 @@ import (
 
 // CPU executes a decoder in pure Go, float32 with float32 accumulation
 // per dot product. It is for tests and tiny models, and the reference the
-// CUDA executor is checked against.
+// CUDA executor is checked against: NewCPUEmulating rounds where the CUDA
+// executor does.
 type CPU struct {
 	w           *Weights
+	prec        Precision
 	blockSize   int
 	numBlocks   int
 	k, v        [][]float32 // per layer: [block][offset][kvHeads*headDim]
@@ -36,6 +38,46 @@ func NewCPU(w *Weights, blockSize, numBlocks int, seed uint64) (*CPU, error) {
 	}
 	e.ropeTables(max(c.MaxPositions, numBlocks*blockSize))
 	return e, nil
+}
+
+// NewCPUEmulating is NewCPU (greedy) rounding as the CUDA executor does in
+// format p: weights stored in p (matrices only for TF32), the inputs of
+// every matrix product (normed hidden states, the attention output, the
+// SiLU product) rounded to p, and for BF16 and FP16 the KV cache stored in
+// p; the residual stream, attention scores and accumulations stay float32.
+// With BF16 it is the reference the CUDA executor must match closely; the
+// float32 executor bounds what bf16 itself costs.
+func NewCPUEmulating(w *Weights, p Precision, blockSize, numBlocks int) (*CPU, error) {
+	e, err := NewCPU(w.Rounded(p), blockSize, numBlocks, 0)
+	if err != nil {
+		return nil, err
+	}
+	e.prec = p
+	return e, nil
+}
+
+// Rounded returns a copy of w with its weights stored in format p: every
+// tensor for BF16 and FP16, the matrices alone for TF32 (whose storage is
+// float32). F32 returns w itself.
+func (w *Weights) Rounded(p Precision) *Weights {
+	if p == F32 {
+		return w
+	}
+	vec := p.rounded
+	if !p.storesWeights() {
+		vec = func(x []float32) []float32 { return x }
+	}
+	mat := p.rounded
+	out := &Weights{Cfg: w.Cfg, Embed: vec(w.Embed), Norm: vec(w.Norm), LMHead: mat(w.LMHead)}
+	if &w.LMHead[0] == &w.Embed[0] && p.storesWeights() {
+		out.LMHead = out.Embed
+	}
+	for _, l := range w.Layers {
+		out.Layers = append(out.Layers, Layer{AttnNorm: vec(l.AttnNorm), MLPNorm: vec(l.MLPNorm),
+			Wq: mat(l.Wq), Wk: mat(l.Wk), Wv: mat(l.Wv), Wo: mat(l.Wo), Bq: vec(l.Bq), Bk: vec(l.Bk), Bv: vec(l.Bv),
+			Wgate: mat(l.Wgate), Wup: mat(l.Wup), Wdown: mat(l.Wdown)})
+	}
+	return out
 }
 
 func (e *CPU) ropeTables(n int) {
@@ -148,6 +190,7 @@ func (e *CPU) Forward(seqs []SeqStep, all bool) ([][]float32, error) {
 	for li := range e.w.Layers {
 		l := &e.w.Layers[li]
 		rmsNorm(h, x, l.AttnNorm, H, float32(c.RMSEps))
+		e.prec.roundAll(h)
 		matmul(qb, h, l.Wq, l.Bq, T, H, q)
 		matmul(kb, h, l.Wk, l.Bk, T, H, kv)
 		matmul(vb, h, l.Wv, l.Bv, T, H, kv)
@@ -160,6 +203,10 @@ func (e *CPU) Forward(seqs []SeqStep, all bool) ([][]float32, error) {
 				off := e.slot(s.BlockTable, pos) * kv
 				copy(e.k[li][off:off+kv], kb[row*kv:(row+1)*kv])
 				copy(e.v[li][off:off+kv], vb[row*kv:(row+1)*kv])
+				if e.prec.storesWeights() {
+					e.prec.roundAll(e.k[li][off : off+kv])
+					e.prec.roundAll(e.v[li][off : off+kv])
+				}
 				row++
 			}
 		}
@@ -170,14 +217,17 @@ func (e *CPU) Forward(seqs []SeqStep, all bool) ([][]float32, error) {
 				row++
 			}
 		}
+		e.prec.roundAll(att)
 		matmul(tmp, att, l.Wo, nil, T, q, H)
 		addInto(x, tmp)
 		rmsNorm(h, x, l.MLPNorm, H, float32(c.RMSEps))
+		e.prec.roundAll(h)
 		matmul(gate, h, l.Wgate, nil, T, H, c.Intermediate)
 		matmul(up, h, l.Wup, nil, T, H, c.Intermediate)
 		for i, g := range gate {
 			gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
 		}
+		e.prec.roundAll(gate)
 		matmul(tmp, gate, l.Wdown, nil, T, c.Intermediate, H)
 		addInto(x, tmp)
 	}
@@ -191,6 +241,7 @@ func (e *CPU) Forward(seqs []SeqStep, all bool) ([][]float32, error) {
 		}
 		hn := make([]float32, n*H)
 		rmsNorm(hn, x[first*H:(first+n)*H], e.w.Norm, H, float32(c.RMSEps))
+		e.prec.roundAll(hn)
 		out[i] = make([]float32, n*c.Vocab)
 		matmul(out[i], hn, e.w.LMHead, nil, n, H, c.Vocab)
 		row += len(s.Tokens)

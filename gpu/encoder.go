@@ -40,6 +40,34 @@ type Predictor struct {
 	layers           []bertLayer
 	head             []linear
 	headIn, headOuts []int
+	prec             Precision // rounding of the matrix-product inputs (Emulating)
+}
+
+// Emulating returns a copy of p that rounds as the CUDA predictor does in
+// format prec: weights stored in prec (the linear layers' matrices alone
+// for TF32), and every matrix product's input (normed hidden states, the
+// attention output, the GELU output, the pooled vector, the head's
+// activations) rounded to prec; the residual stream, attention and
+// accumulations stay float32. F32 returns p.
+func (p *Predictor) Emulating(prec Precision) *Predictor {
+	if prec == F32 {
+		return p
+	}
+	vec := prec.rounded
+	if !prec.storesWeights() {
+		vec = func(x []float32) []float32 { return x }
+	}
+	lin := func(l linear) linear { return linear{W: prec.rounded(l.W), B: vec(l.B)} }
+	q := &Predictor{Cfg: p.Cfg, word: vec(p.word), pos: vec(p.pos), typ: vec(p.typ), embLNW: vec(p.embLNW), embLNB: vec(p.embLNB),
+		headIn: p.headIn, headOuts: p.headOuts, prec: prec}
+	for _, l := range p.layers {
+		q.layers = append(q.layers, bertLayer{q: lin(l.q), k: lin(l.k), v: lin(l.v), o: lin(l.o), up: lin(l.up), down: lin(l.down),
+			ln1W: vec(l.ln1W), ln1B: vec(l.ln1B), ln2W: vec(l.ln2W), ln2B: vec(l.ln2B)})
+	}
+	for _, l := range p.head {
+		q.head = append(q.head, lin(l))
+	}
+	return q
 }
 
 // RandomPredictor builds a predictor with seeded weights: the ELIS shape
@@ -111,6 +139,7 @@ func (p *Predictor) Predict(ids [][]int32, mask [][]int32) ([]float32, error) {
 		}
 		v := pooled
 		for k, l := range p.head {
+			p.prec.roundAll(v)
 			o := make([]float32, len(l.B))
 			matmul(o, v, l.W, l.B, 1, len(v), len(o))
 			if k < len(p.head)-1 {
@@ -130,9 +159,10 @@ func (p *Predictor) layer(x, m []float32, l *bertLayer) {
 	H, n := c.Hidden, len(m)
 	d := H / c.Heads
 	q, k, v := make([]float32, n*H), make([]float32, n*H), make([]float32, n*H)
-	matmul(q, x, l.q.W, l.q.B, n, H, H)
-	matmul(k, x, l.k.W, l.k.B, n, H, H)
-	matmul(v, x, l.v.W, l.v.B, n, H, H)
+	xin := p.prec.rounded(x)
+	matmul(q, xin, l.q.W, l.q.B, n, H, H)
+	matmul(k, xin, l.k.W, l.k.B, n, H, H)
+	matmul(v, xin, l.v.W, l.v.B, n, H, H)
 	att := make([]float32, n*H)
 	scale := float32(1 / math.Sqrt(float64(d)))
 	scores := make([]float32, n)
@@ -162,14 +192,16 @@ func (p *Predictor) layer(x, m []float32, l *bertLayer) {
 		}
 	}
 	tmp := make([]float32, n*H)
+	p.prec.roundAll(att)
 	matmul(tmp, att, l.o.W, l.o.B, n, H, H)
 	addInto(tmp, x)
 	layerNorm(x, tmp, l.ln1W, l.ln1B, H, float32(c.LNEps))
 	mid := make([]float32, n*c.Intermediate)
-	matmul(mid, x, l.up.W, l.up.B, n, H, c.Intermediate)
+	matmul(mid, p.prec.rounded(x), l.up.W, l.up.B, n, H, c.Intermediate)
 	for i, a := range mid {
 		mid[i] = float32(0.5 * float64(a) * (1 + math.Erf(float64(a)/math.Sqrt2)))
 	}
+	p.prec.roundAll(mid)
 	matmul(tmp, mid, l.down.W, l.down.B, n, c.Intermediate, H)
 	addInto(tmp, x)
 	layerNorm(x, tmp, l.ln2W, l.ln2B, H, float32(c.LNEps))

@@ -7,9 +7,15 @@ import (
 	"testing"
 )
 
-// golden is where ../shared keeps the reference outputs; tests that read it
-// skip when it is absent.
-const golden = "../../shared/golden"
+// golden is where ../shared keeps the reference outputs (ELIS_GOLDEN
+// overrides it, for the GPU machine, where scripts/build-cuda carries a
+// copy in bin/golden); tests that read it skip when it is absent.
+var golden = func() string {
+	if d := os.Getenv("ELIS_GOLDEN"); d != "" {
+		return d
+	}
+	return "../../shared/golden"
+}()
 
 var goldenDecoders = []string{"tiny-llama2", "tiny-llama3", "tiny-qwen2"}
 
