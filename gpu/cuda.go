@@ -6,22 +6,21 @@ import (
 	_ "embed"
 	"fmt"
 	"math"
-	"runtime"
 	"unsafe"
 
 	"gorgonia.org/cu"
-	"gorgonia.org/cu/nvrtc"
 )
 
+//go:embed kernels/common.cu
+var commonSource string
+
 //go:embed kernels/decoder.cu
-var decoderSource string
+var decoderCode string
 
-//go:embed kernels/encoder.cu
-var encoderSource string
-
-// kernelNames are the kernels both sources define.
-var kernelNames = []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rmsnorm", "add_bias", "residual_add", "rope",
-	"cache_write", "paged_attention", "silu_mul", "argmax", "bert_embed", "layernorm", "bias_act", "bert_attention", "mean_pool"}
+// decoderSource is the decoder's program: bf16 throughout.
+var decoderSource = kernelSource{code: decoderCode, defines: []string{"ELEM_FP16=0"},
+	names: []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rmsnorm", "add_bias", "residual_add", "rope",
+		"cache_write", "paged_attention", "silu_mul", "argmax"}}
 
 func init() {
 	newCUDA = func(cfg Config, w *Weights, ordinal, blockSize, numBlocks int, seed uint64) (Executor, error) {
@@ -32,84 +31,10 @@ func init() {
 	}
 }
 
-// deviceThread runs every CUDA call on one OS thread that holds the
-// context: the driver API binds contexts to threads, and Go moves
-// goroutines between threads.
-type deviceThread struct {
-	calls chan func()
-	ctx   cu.CUContext
-}
-
-func newDeviceThread(ordinal int) (*deviceThread, error) {
-	d := &deviceThread{calls: make(chan func())}
-	ready := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		dev, err := cu.GetDevice(ordinal)
-		if err == nil {
-			d.ctx, err = dev.MakeContext(cu.SchedAuto)
-		}
-		if err == nil {
-			err = cu.SetCurrentContext(d.ctx)
-		}
-		ready <- err
-		if err != nil {
-			return
-		}
-		for f := range d.calls {
-			f()
-		}
-	}()
-	if err := <-ready; err != nil {
-		return nil, fmt.Errorf("CUDA device %d: %w", ordinal, err)
-	}
-	return d, nil
-}
-
-// do runs f on the device thread and waits for it.
-func (d *deviceThread) do(f func() error) error {
-	done := make(chan error)
-	d.calls <- func() { done <- f() }
-	return <-done
-}
-
 type cudaLayer struct {
-	attnNorm, mlpNorm cu.DevicePtr
-	wqkv, bqkv, wo    cu.DevicePtr
-	wgu, wdown        cu.DevicePtr
-}
-
-// cudaBase is what every model on a GPU needs: its device thread, stream,
-// cuBLAS handle, kernels and allocations.
-type cudaBase struct {
-	dev    *deviceThread
-	blas   *cublas
-	stream cu.Stream
-	fn     map[string]cu.Function
-	allocs []cu.DevicePtr
-}
-
-// start opens GPU ordinal, compiles the kernels and creates the stream and
-// the cuBLAS handle.
-func (e *cudaBase) start(ordinal int) error {
-	dev, err := newDeviceThread(ordinal)
-	if err != nil {
-		return err
-	}
-	e.dev, e.fn = dev, map[string]cu.Function{}
-	return dev.do(func() error {
-		if err := e.compile(); err != nil {
-			return err
-		}
-		var err error
-		if e.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
-			return err
-		}
-		if e.blas, err = newCublas(); err != nil {
-			return err
-		}
-		return e.blas.setStream(uintptr(unsafe.Pointer(e.stream.C())))
-	})
+	attnNorm, mlpNorm devPtr
+	wqkv, bqkv, wo    devPtr
+	wgu, wdown        devPtr
 }
 
 // CUDA executes a Llama-family decoder on an NVIDIA GPU: bf16 weights and
@@ -119,23 +44,21 @@ type CUDA struct {
 	cudaBase
 	cfg       Config
 	bs, nb    int
-	embed     cu.DevicePtr
-	lmHead    cu.DevicePtr
-	norm      cu.DevicePtr
-	invFreq   cu.DevicePtr
+	embed     devPtr
+	lmHead    devPtr
+	norm      devPtr
+	invFreq   devPtr
 	layers    []cudaLayer
-	kc, vc    []cu.DevicePtr
+	kc, vc    []devPtr
 	capT      int
 	capS      int
-	x, qkv    cu.DevicePtr // fp32 [T, H], [T, q+2kv]
-	tmp, gu   cu.DevicePtr // fp32 [T, H], [T, 2I]
-	h, att    cu.DevicePtr // bf16 [T, H], [T, q]
-	act       cu.DevicePtr // bf16 [T, I]
-	hs        cu.DevicePtr // bf16 [S, H]
-	logits    cu.DevicePtr // fp32 [S, V]
-	meta      cu.DevicePtr // int32 metadata, grown on demand
-	metaCap   int
-	argmaxOut cu.DevicePtr
+	x, qkv    devPtr // fp32 [T, H], [T, q+2kv]
+	tmp, gu   devPtr // fp32 [T, H], [T, 2I]
+	h, att    devPtr // bf16 [T, H], [T, q]
+	act       devPtr // bf16 [T, I]
+	hs        devPtr // bf16 [S, H]
+	logits    devPtr // fp32 [S, V]
+	argmaxOut devPtr
 }
 
 // NewCUDA uploads w to GPU 0 and allocates a KV cache of numBlocks blocks
@@ -187,7 +110,7 @@ func newCUDAShell(ordinal int, cfg Config, blockSize, numBlocks int) (*CUDA, err
 		return nil, fmt.Errorf("head_dim %d: the attention kernel supports up to 256", cfg.HeadDim)
 	}
 	e := &CUDA{cfg: cfg, bs: blockSize, nb: numBlocks}
-	if err := e.start(ordinal); err != nil {
+	if err := e.start(ordinal, decoderSource, BF16); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -213,7 +136,10 @@ func newCUDAShell(ordinal int, cfg Config, blockSize, numBlocks int) (*CUDA, err
 		if e.invFreq, err = e.alloc(int64(4 * len(f))); err != nil {
 			return err
 		}
-		return cu.MemcpyHtoD(e.invFreq, unsafe.Pointer(&f[0]), int64(4*len(f)))
+		if err := cu.MemcpyHtoD(e.invFreq, unsafe.Pointer(&f[0]), int64(4*len(f))); err != nil {
+			return err
+		}
+		return cu.Synchronize()
 	})
 	if err != nil {
 		e.Close()
@@ -222,136 +148,43 @@ func newCUDAShell(ordinal int, cfg Config, blockSize, numBlocks int) (*CUDA, err
 	return e, nil
 }
 
-func (e *cudaBase) oom(err error, what string, bytes int64) error {
-	return fmt.Errorf("device out of memory allocating the %s (%.2f GiB): %w; lower --kv-blocks or --max-num-batched-tokens, or pick a smaller --model", what, float64(bytes)/(1<<30), err)
-}
-
-func (e *cudaBase) compile() error {
-	prog, err := nvrtc.CreateProgram(decoderSource+"\n"+encoderSource, "elis-sim.cu")
-	if err != nil {
-		return fmt.Errorf("nvrtc: %w", err)
-	}
-	defer prog.Destroy()
-	// No --use_fast_math: rotary angles reach 1e5 radians, where the fast
-	// sine and cosine are far off.
-	if err := prog.Compile("-default-device", "--std=c++14"); err != nil {
-		log, _ := prog.GetLog()
-		return fmt.Errorf("nvrtc compile: %w\n%s", err, log)
-	}
-	ptx, err := prog.GetPTX()
-	if err != nil {
-		return err
-	}
-	mod, err := cu.LoadData(ptx)
-	if err != nil {
-		return fmt.Errorf("loading kernels: %w", err)
-	}
-	for _, name := range kernelNames {
-		if e.fn[name], err = mod.Function(name); err != nil {
-			return fmt.Errorf("kernel %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func (e *cudaBase) alloc(bytes int64) (cu.DevicePtr, error) {
-	p, err := cu.MemAlloc(max(bytes, 4))
-	if err != nil {
-		return 0, err
-	}
-	e.allocs = append(e.allocs, p)
-	return p, nil
-}
-
-// launch runs a kernel on the stream; args are device pointers, integers
-// (passed as int64) and float32s (in an 8-byte slot).
-func (e *cudaBase) launch(name string, gx, gy, block int, args ...any) error {
-	slots := make([]uint64, len(args))
-	params := make([]unsafe.Pointer, len(args))
-	for i, a := range args {
-		switch v := a.(type) {
-		case cu.DevicePtr:
-			slots[i] = uint64(v)
-		case int:
-			slots[i] = uint64(int64(v))
-		case int64:
-			slots[i] = uint64(v)
-		case uint64:
-			slots[i] = v
-		case float32:
-			slots[i] = uint64(math.Float32bits(v))
-		default:
-			return fmt.Errorf("kernel %s: argument %d of type %T", name, i, a)
-		}
-		params[i] = unsafe.Pointer(&slots[i])
-	}
-	if err := e.fn[name].Launch(gx, gy, 1, block, 1, 1, 0, e.stream, params); err != nil {
-		return fmt.Errorf("kernel %s: %w", name, err)
-	}
-	return nil
-}
-
-func toBF16(x []float32) []uint16 {
-	out := make([]uint16, len(x))
-	for i, f := range x {
-		u := math.Float32bits(f)
-		if u&0x7f800000 == 0x7f800000 && u&0x7fffff != 0 {
-			out[i] = uint16(u>>16) | 0x40
-			continue
-		}
-		u += 0x7fff + (u>>16)&1
-		out[i] = uint16(u >> 16)
-	}
-	return out
-}
-
-// put uploads the concatenation of parts as bf16.
-func (e *cudaBase) put(parts ...[]float32) (cu.DevicePtr, error) {
-	var all []float32
-	for _, p := range parts {
-		all = append(all, p...)
-	}
-	b := toBF16(all)
-	p, err := e.alloc(int64(2 * len(b)))
-	if err != nil {
-		return 0, e.oom(err, "weights", int64(2*len(b)))
-	}
-	return p, cu.MemcpyHtoD(p, unsafe.Pointer(&b[0]), int64(2*len(b)))
-}
-
 func (e *CUDA) upload(w *Weights) error {
 	var err error
-	must := func(p cu.DevicePtr, e2 error) cu.DevicePtr {
+	must := func(p devPtr, e2 error) devPtr {
 		if err == nil {
 			err = e2
 		}
 		return p
 	}
-	e.embed = must(e.put(w.Embed))
+	e.embed = must(e.put(BF16, w.Embed))
 	e.lmHead = e.embed
 	if &w.LMHead[0] != &w.Embed[0] {
-		e.lmHead = must(e.put(w.LMHead))
+		e.lmHead = must(e.put(BF16, w.LMHead))
 	}
-	e.norm = must(e.put(w.Norm))
+	e.norm = must(e.put(BF16, w.Norm))
 	for _, l := range w.Layers {
 		cl := cudaLayer{
-			attnNorm: must(e.put(l.AttnNorm)), mlpNorm: must(e.put(l.MLPNorm)),
-			wqkv: must(e.put(l.Wq, l.Wk, l.Wv)), wo: must(e.put(l.Wo)),
-			wgu: must(e.put(l.Wgate, l.Wup)), wdown: must(e.put(l.Wdown)),
+			attnNorm: must(e.put(BF16, l.AttnNorm)), mlpNorm: must(e.put(BF16, l.MLPNorm)),
+			wqkv: must(e.put(BF16, l.Wq, l.Wk, l.Wv)), wo: must(e.put(BF16, l.Wo)),
+			wgu: must(e.put(BF16, l.Wgate, l.Wup)), wdown: must(e.put(BF16, l.Wdown)),
 		}
 		if l.Bq != nil {
-			cl.bqkv = must(e.put(l.Bq, l.Bk, l.Bv))
+			cl.bqkv = must(e.put(BF16, l.Bq, l.Bk, l.Bv))
 		}
 		e.layers = append(e.layers, cl)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// The copies ran on the legacy stream; the kernels run on ours.
+	return cu.Synchronize()
 }
 
 func (e *CUDA) randomize(seed uint64) error {
 	c := &e.cfg
 	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	next := seed
-	rnd := func(rows, cols int) (cu.DevicePtr, error) {
+	rnd := func(rows, cols int) (devPtr, error) {
 		n := int64(rows) * int64(cols)
 		p, err := e.alloc(2 * n)
 		if err != nil {
@@ -359,17 +192,17 @@ func (e *CUDA) randomize(seed uint64) error {
 		}
 		next = next*6364136223846793005 + 1442695040888963407
 		// uniform with std 1/sqrt(cols): half-width sqrt(3/cols)
-		return p, e.launch("fill_random_bf16", 1024, 1, 256, p, n, next, float32(math.Sqrt(3/float64(cols))))
+		return p, e.call("fill_random_bf16", 1024, 1, 256, p, n, next, float32(math.Sqrt(3/float64(cols))))
 	}
-	ones := func(n int) (cu.DevicePtr, error) {
+	ones := func(n int) (devPtr, error) {
 		p, err := e.alloc(int64(2 * n))
 		if err != nil {
 			return 0, err
 		}
-		return p, e.launch("fill_bf16", 64, 1, 256, p, int64(n), float32(1))
+		return p, e.call("fill_bf16", 64, 1, 256, p, int64(n), float32(1))
 	}
 	var err error
-	must := func(p cu.DevicePtr, e2 error) cu.DevicePtr {
+	must := func(p devPtr, e2 error) devPtr {
 		if err == nil {
 			err = e2
 		}
@@ -397,19 +230,18 @@ func (e *CUDA) randomize(seed uint64) error {
 }
 
 // scratch grows the activation buffers to T tokens and S sampled rows.
+// Old buffers are freed and zeroed first, so a failed growth leaves no
+// stale pointer behind to be freed again.
 func (e *CUDA) scratch(T, S int) error {
 	c := &e.cfg
 	if T > e.capT {
+		e.freeAll(&e.x, &e.qkv, &e.tmp, &e.gu, &e.h, &e.att, &e.act)
+		e.capT = 0
 		q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
-		for _, p := range []cu.DevicePtr{e.x, e.qkv, e.tmp, e.gu, e.h, e.att, e.act} {
-			if p != 0 {
-				e.free(p)
-			}
-		}
 		t := int64(T)
 		sizes := []int64{4 * t * int64(c.Hidden), 4 * t * int64(q+2*kv), 4 * t * int64(c.Hidden), 4 * t * int64(2*c.Intermediate),
 			2 * t * int64(c.Hidden), 2 * t * int64(q), 2 * t * int64(c.Intermediate)}
-		ptrs := []*cu.DevicePtr{&e.x, &e.qkv, &e.tmp, &e.gu, &e.h, &e.att, &e.act}
+		ptrs := []*devPtr{&e.x, &e.qkv, &e.tmp, &e.gu, &e.h, &e.att, &e.act}
 		var total int64
 		for _, s := range sizes {
 			total += s
@@ -417,6 +249,7 @@ func (e *CUDA) scratch(T, S int) error {
 		for i, s := range sizes {
 			p, err := e.alloc(s)
 			if err != nil {
+				e.freeAll(ptrs...)
 				return e.oom(err, fmt.Sprintf("activations of a %d-token step", T), total)
 			}
 			*ptrs[i] = p
@@ -424,62 +257,29 @@ func (e *CUDA) scratch(T, S int) error {
 		e.capT = T
 	}
 	if S > e.capS {
-		for _, p := range []cu.DevicePtr{e.hs, e.logits, e.argmaxOut} {
-			if p != 0 {
-				e.free(p)
+		e.freeAll(&e.hs, &e.logits, &e.argmaxOut)
+		e.capS = 0
+		var err error
+		if e.hs, err = e.alloc(2 * int64(S) * int64(c.Hidden)); err == nil {
+			if e.logits, err = e.alloc(4 * int64(S) * int64(c.Vocab)); err == nil {
+				e.argmaxOut, err = e.alloc(4 * int64(S))
 			}
 		}
-		var err error
-		if e.hs, err = e.alloc(2 * int64(S) * int64(c.Hidden)); err != nil {
-			return err
-		}
-		if e.logits, err = e.alloc(4 * int64(S) * int64(c.Vocab)); err != nil {
-			return e.oom(err, "logits", 4*int64(S)*int64(c.Vocab))
-		}
-		if e.argmaxOut, err = e.alloc(4 * int64(S)); err != nil {
-			return err
+		if err != nil {
+			e.freeAll(&e.hs, &e.logits, &e.argmaxOut)
+			return e.oom(err, fmt.Sprintf("logits of %d rows", S), 4*int64(S)*int64(c.Vocab))
 		}
 		e.capS = S
 	}
 	return nil
 }
 
-func (e *cudaBase) free(p cu.DevicePtr) {
-	cu.MemFree(p)
-	for i, a := range e.allocs {
-		if a == p {
-			e.allocs = append(e.allocs[:i], e.allocs[i+1:]...)
-			break
-		}
-	}
-}
-
 func (e *CUDA) BlockSize() int { return e.bs }
 func (e *CUDA) NumBlocks() int { return e.nb }
 
-// Close frees the device memory and ends the device thread.
-func (e *cudaBase) Close() error {
-	if e.dev == nil {
-		return nil
-	}
-	e.dev.do(func() error {
-		for _, p := range e.allocs {
-			cu.MemFree(p)
-		}
-		e.allocs = nil
-		if e.blas != nil {
-			e.blas.destroy()
-		}
-		return nil
-	})
-	close(e.dev.calls)
-	e.dev = nil
-	return nil
-}
-
 // Step implements Executor: greedy next tokens, computed on the GPU.
 func (e *CUDA) Step(seqs []SeqStep, next []int32) error {
-	_, err := e.run(seqs, next, false)
+	_, err := e.forward(seqs, next, false)
 	return err
 }
 
@@ -487,11 +287,17 @@ func (e *CUDA) Step(seqs []SeqStep, next []int32) error {
 // last token (nil for the others), for checks against the CPU executor.
 func (e *CUDA) Logits(seqs []SeqStep) ([][]float32, error) {
 	next := make([]int32, len(seqs))
-	return e.run(seqs, next, true)
+	return e.forward(seqs, next, true)
 }
 
-func (e *CUDA) run(seqs []SeqStep, next []int32, wantLogits bool) ([][]float32, error) {
+func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float32, error) {
 	c := &e.cfg
+	if len(seqs) == 0 {
+		return nil, nil // an empty step computes nothing
+	}
+	if len(next) < len(seqs) {
+		return nil, fmt.Errorf("%d sequences but room for %d next tokens", len(seqs), len(next))
+	}
 	// Host-side metadata: per token its id, position, cache slot and
 	// block-table offset; the flat block tables; the rows to sample.
 	var tokens, pos, slots, offs, tables, rows []int32
@@ -528,58 +334,48 @@ func (e *CUDA) run(seqs []SeqStep, next []int32, wantLogits bool) ([][]float32, 
 		if err := e.scratch(T, max(S, 1)); err != nil {
 			return err
 		}
-		if len(meta) > e.metaCap {
-			if e.meta != 0 {
-				e.free(e.meta)
-			}
-			var err error
-			if e.meta, err = e.alloc(int64(4 * 2 * len(meta))); err != nil {
-				return err
-			}
-			e.metaCap = 2 * len(meta)
-		}
-		if err := cu.MemcpyHtoDAsync(e.meta, unsafe.Pointer(&meta[0]), int64(4*len(meta)), e.stream); err != nil {
+		if err := e.putMeta(meta); err != nil {
 			return err
 		}
-		at := func(k int) cu.DevicePtr { return e.meta + cu.DevicePtr(4*k) }
+		at := func(k int) devPtr { return e.meta + devPtr(4*k) }
 		dTok, dPos, dSlot, dOff, dRows, dTab := at(0), at(T), at(2*T), at(3*T), at(4*T), at(4*T+S)
 		H, I := c.Hidden, c.Intermediate
 		q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 		eps := float32(c.RMSEps)
-		steps := []func() error{func() error { return e.launch("embed_gather", T, 1, 256, e.x, e.embed, dTok, int64(H)) }}
+		steps := []func() error{func() error { return e.call("embed_gather", T, 1, 256, e.x, e.embed, dTok, int64(H)) }}
 		for li := range e.layers {
 			l := &e.layers[li]
 			kc, vc := e.kc[li], e.vc[li]
 			steps = append(steps,
 				func() error {
-					return e.launch("rmsnorm", T, 1, 256, e.h, e.x, l.attnNorm, cu.DevicePtr(0), int64(H), eps)
+					return e.call("rmsnorm", T, 1, 256, e.h, e.x, l.attnNorm, devPtr(0), int64(H), eps)
 				},
-				func() error { return e.blas.linear(uintptr(e.qkv), uintptr(e.h), uintptr(l.wqkv), T, q+2*kv, H) },
+				func() error { return e.gemm("gemm qkv", e.qkv, e.h, l.wqkv, T, q+2*kv, H) },
 				func() error {
 					if l.bqkv == 0 {
 						return nil
 					}
-					return e.launch("add_bias", 1024, 1, 256, e.qkv, l.bqkv, int64(T), int64(q+2*kv))
+					return e.call("add_bias", 1024, 1, 256, e.qkv, l.bqkv, int64(T), int64(q+2*kv))
 				},
 				func() error {
-					return e.launch("rope", T, 1, 128, e.qkv, dPos, e.invFreq, int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim))
+					return e.call("rope", T, 1, 128, e.qkv, dPos, e.invFreq, int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim))
 				},
 				func() error {
-					return e.launch("cache_write", T, 1, 128, kc, vc, e.qkv, dSlot, int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim))
+					return e.call("cache_write", T, 1, 128, kc, vc, e.qkv, dSlot, int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim))
 				},
 				func() error {
-					return e.launch("paged_attention", T, c.Heads, 128, e.att, e.qkv, kc, vc, dPos, dTab, dOff,
+					return e.call("paged_attention", T, c.Heads, 128, e.att, e.qkv, kc, vc, dPos, dTab, dOff,
 						int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim), int64(e.bs), float32(1/math.Sqrt(float64(c.HeadDim))))
 				},
-				func() error { return e.blas.linear(uintptr(e.tmp), uintptr(e.att), uintptr(l.wo), T, H, q) },
-				func() error { return e.launch("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
+				func() error { return e.gemm("gemm o", e.tmp, e.att, l.wo, T, H, q) },
+				func() error { return e.call("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
 				func() error {
-					return e.launch("rmsnorm", T, 1, 256, e.h, e.x, l.mlpNorm, cu.DevicePtr(0), int64(H), eps)
+					return e.call("rmsnorm", T, 1, 256, e.h, e.x, l.mlpNorm, devPtr(0), int64(H), eps)
 				},
-				func() error { return e.blas.linear(uintptr(e.gu), uintptr(e.h), uintptr(l.wgu), T, 2*I, H) },
-				func() error { return e.launch("silu_mul", 1024, 1, 256, e.act, e.gu, int64(T), int64(I)) },
-				func() error { return e.blas.linear(uintptr(e.tmp), uintptr(e.act), uintptr(l.wdown), T, H, I) },
-				func() error { return e.launch("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
+				func() error { return e.gemm("gemm gate_up", e.gu, e.h, l.wgu, T, 2*I, H) },
+				func() error { return e.call("silu_mul", 1024, 1, 256, e.act, e.gu, int64(T), int64(I)) },
+				func() error { return e.gemm("gemm down", e.tmp, e.act, l.wdown, T, H, I) },
+				func() error { return e.call("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
 			)
 		}
 		for _, f := range steps {
@@ -590,13 +386,13 @@ func (e *CUDA) run(seqs []SeqStep, next []int32, wantLogits bool) ([][]float32, 
 		if S == 0 {
 			return e.stream.Synchronize()
 		}
-		if err := e.launch("rmsnorm", S, 1, 256, e.hs, e.x, e.norm, dRows, int64(H), eps); err != nil {
+		if err := e.call("rmsnorm", S, 1, 256, e.hs, e.x, e.norm, dRows, int64(H), eps); err != nil {
 			return err
 		}
-		if err := e.blas.linear(uintptr(e.logits), uintptr(e.hs), uintptr(e.lmHead), S, c.Vocab, H); err != nil {
+		if err := e.gemm("gemm lm_head", e.logits, e.hs, e.lmHead, S, c.Vocab, H); err != nil {
 			return err
 		}
-		if err := e.launch("argmax", S, 1, 1024, e.argmaxOut, e.logits, int64(c.Vocab)); err != nil {
+		if err := e.call("argmax", S, 1, 1024, e.argmaxOut, e.logits, int64(c.Vocab)); err != nil {
 			return err
 		}
 		ids := make([]int32, S)

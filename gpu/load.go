@@ -119,17 +119,22 @@ func (c *Config) Bytes(bytesPer, blockSize, numBlocks, maxTokens int) (weights, 
 type PredictorNet interface {
 	Predict(ids [][]int32, mask [][]int32) ([]float32, error)
 	Config() BertConfig
+	// Close releases what the network holds on its device.
+	Close() error
 }
 
 // Config returns the encoder's shape.
 func (p *Predictor) Config() BertConfig { return p.Cfg }
 
+// Close does nothing: a host network holds no device.
+func (p *Predictor) Close() error { return nil }
+
 // newCUDAPredictor is set by the cuda build.
-var newCUDAPredictor func(p *Predictor) (PredictorNet, error)
+var newCUDAPredictor func(p *Predictor, ordinal int) (PredictorNet, error)
 
 // OnDevice places the predictor network on device "cpu" (p itself) or
-// "cuda".
-func OnDevice(device string, p *Predictor) (PredictorNet, error) {
+// "cuda" (GPU ordinal, in fp16). Close it when done.
+func OnDevice(device string, ordinal int, p *Predictor) (PredictorNet, error) {
 	switch device {
 	case "cpu":
 		return p, nil
@@ -137,7 +142,7 @@ func OnDevice(device string, p *Predictor) (PredictorNet, error) {
 		if newCUDAPredictor == nil {
 			return nil, fmt.Errorf("device cuda: this binary was built without CUDA (build with -tags cuda)")
 		}
-		return newCUDAPredictor(p)
+		return newCUDAPredictor(p, ordinal)
 	}
 	return nil, fmt.Errorf("device %q: valid are %s", device, strings.Join(Devices(), ", "))
 }

@@ -15,6 +15,11 @@ type Shapes struct {
 	Batches  []int // decode batch sizes
 	Contexts []int // cached tokens per decode sequence
 	Reps     int   // timed repetitions per shape (the median is kept)
+	// Budget is the most tokens one step may carry (the engine's
+	// max-num-batched-tokens; 0: no limit). Caches are filled in chunks
+	// within it, and shapes over it are skipped, as the engine never
+	// runs them.
+	Budget int
 }
 
 // DefaultShapes suit a small model on the CPU; a GPU profile wants larger
@@ -22,10 +27,15 @@ type Shapes struct {
 var DefaultShapes = Shapes{Prefill: []int{16, 32, 64, 128, 256}, Batches: []int{1, 2, 4, 8, 16}, Contexts: []int{32, 128, 384}, Reps: 5}
 
 // Profile times exec over shapes: prefills alone, decodes alone and
-// prefills mixed with decodes. Shapes that do not fit the cache are
-// skipped.
+// prefills mixed with decodes. Shapes that do not fit the cache or the
+// step budget are skipped.
 func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) {
 	bs := exec.BlockSize()
+	fits := func(tokens int) bool { return sh.Budget <= 0 || tokens <= sh.Budget }
+	chunk := 1 << 30
+	if sh.Budget > 0 {
+		chunk = sh.Budget
+	}
 	blocksFor := func(n int) int { return (n + bs - 1) / bs }
 	tokens := func(n, seed int) []int32 {
 		t := make([]int32, n)
@@ -43,7 +53,7 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 	median := func(x []float64) float64 { sort.Float64s(x); return x[len(x)/2] }
 	var out []sim.StepSample
 	for _, p := range sh.Prefill {
-		if blocksFor(p) > exec.NumBlocks() {
+		if blocksFor(p) > exec.NumBlocks() || !fits(p) {
 			continue
 		}
 		table := seqBlocks(0, blocksFor(p))
@@ -63,16 +73,21 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 		for _, c := range sh.Contexts {
 			mixed := sh.Prefill[len(sh.Prefill)/2]
 			per := blocksFor(c + sh.Reps + 2)
-			if b*per+blocksFor(mixed) > exec.NumBlocks() {
+			if b*per+blocksFor(mixed) > exec.NumBlocks() || !fits(b) {
 				continue
 			}
-			// Fill b sequences with c cached tokens (untimed).
+			// Fill b sequences with c cached tokens (untimed), one sequence
+			// and at most a budget's worth of tokens a step.
 			seqs := make([]gpu.SeqStep, b)
 			for i := range seqs {
-				seqs[i] = gpu.SeqStep{Tokens: tokens(c, i), BlockTable: seqBlocks(i*per, per), Sample: true}
-			}
-			if _, err := time1(seqs); err != nil {
-				return nil, err
+				seqs[i] = gpu.SeqStep{BlockTable: seqBlocks(i*per, per), Sample: true}
+				all := tokens(c, i)
+				for lo := 0; lo < c; lo += chunk {
+					hi := min(lo+chunk, c)
+					if _, err := time1([]gpu.SeqStep{{Tokens: all[lo:hi], Pos: lo, BlockTable: seqs[i].BlockTable, Sample: hi == c}}); err != nil {
+						return nil, err
+					}
+				}
 			}
 			var dec, mix []float64
 			for r := 0; r < sh.Reps; r++ {
@@ -85,6 +100,11 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 				}
 				dec = append(dec, t)
 			}
+			ctx := int64(b) * int64(c+sh.Reps)
+			out = append(out, sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, Seconds: median(dec)})
+			if !fits(b + mixed) {
+				continue
+			}
 			// The same decodes (recomputing their last position) beside a
 			// prefill chunk.
 			pre := gpu.SeqStep{Tokens: tokens(mixed, 99), BlockTable: seqBlocks(b*per, blocksFor(mixed)), Sample: true}
@@ -95,14 +115,11 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 				}
 				mix = append(mix, t)
 			}
-			ctx := int64(b) * int64(c+sh.Reps)
-			out = append(out,
-				sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, Seconds: median(dec)},
-				sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, PrefillTokens: mixed, PrefillAttn: float64(mixed) * float64(mixed+1) / 2, Seconds: median(mix)})
+			out = append(out, sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, PrefillTokens: mixed, PrefillAttn: float64(mixed) * float64(mixed+1) / 2, Seconds: median(mix)})
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no profile shape fits a cache of %d blocks of %d tokens", exec.NumBlocks(), bs)
+		return nil, fmt.Errorf("no profile shape fits a cache of %d blocks of %d tokens and a step budget of %d tokens", exec.NumBlocks(), bs, sh.Budget)
 	}
 	return out, nil
 }

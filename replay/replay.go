@@ -21,9 +21,10 @@ type Config struct {
 	// Predictor gives the predicted values (oracle, noisy or recorded);
 	// nil for non-predictive policies.
 	Predictor policies.Predictor
-	// Net, when set, is the predictor network, run on the worker at every
-	// step that follows predictions, batched over them, so its cost is real.
-	Net     gpu.PredictorNet
+	// NewNet, when set, places the predictor network for worker i (on its
+	// GPU), run at every step that follows predictions, batched over them,
+	// so its cost is real. Run closes what it returns.
+	NewNet  func(worker int) (gpu.PredictorNet, error)
 	Workers int
 	Router  string
 	// TimeScale multiplies the trace's arrival times (0.5 doubles the rate).
@@ -48,6 +49,28 @@ type Result struct {
 	Interrupted bool // stopped early: Records holds what completed
 }
 
+// warmUp runs one small prefill and one decode on exec, so that lazy
+// start-up work (kernel loading, library handles, first allocations) is
+// done before the clock starts. The blocks it writes are free again after.
+func warmUp(exec gpu.Executor, vocab int) error {
+	toks := make([]int32, min(16, exec.BlockSize()*exec.NumBlocks()-1))
+	if len(toks) == 0 {
+		return nil
+	}
+	for i := range toks {
+		toks[i] = int32(i % vocab)
+	}
+	table := make([]int32, (len(toks)+exec.BlockSize())/exec.BlockSize())
+	for i := range table {
+		table[i] = int32(i)
+	}
+	next := make([]int32, 1)
+	if err := exec.Step([]gpu.SeqStep{{Tokens: toks, BlockTable: table, Sample: true}}, next); err != nil {
+		return err
+	}
+	return exec.Step([]gpu.SeqStep{{Tokens: []int32{toks[0]}, Pos: len(toks), BlockTable: table, Sample: true}}, next)
+}
+
 // Run replays tr. Cancelling stop ends arrivals and lets the requests in
 // flight finish; cancelling abandon returns at once with what completed.
 func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
@@ -68,7 +91,6 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
 	res := &Result{}
 	var mu sync.Mutex // guards res, loads
 	loads := make([]policies.Load, cfg.Workers)
@@ -94,9 +116,28 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		if exec.NumBlocks() != cfg.Engine.NumBlocks || exec.BlockSize() != cfg.Engine.BlockSize {
 			return nil, fmt.Errorf("worker %d: executor cache %dx%d, engine expects %dx%d blocks", i, exec.NumBlocks(), exec.BlockSize(), cfg.Engine.NumBlocks, cfg.Engine.BlockSize)
 		}
-		ws[i] = newWorker(i, core, exec, cfg.Vocab, cfg.Seed, start)
-		ws[i].net = cfg.Net
+		if err := warmUp(exec, cfg.Vocab); err != nil {
+			return nil, fmt.Errorf("worker %d: warming up: %w", i, err)
+		}
+		ws[i] = newWorker(i, core, exec, cfg.Vocab, cfg.Seed, time.Time{})
+		if cfg.NewNet != nil {
+			net, err := cfg.NewNet(i)
+			if err != nil {
+				return nil, fmt.Errorf("worker %d: predictor network: %w", i, err)
+			}
+			defer net.Close()
+			if _, err := net.Predict([][]int32{{0, 0}}, nil); err != nil {
+				return nil, fmt.Errorf("worker %d: warming up the predictor network: %w", i, err)
+			}
+			ws[i].net = net
+		}
 		inbox[i] = make(chan policies.Request, len(tr.Requests))
+	}
+	// The clock starts once every executor is built and warm: uploading
+	// weights and compiling kernels is no request's time.
+	start := time.Now()
+	for _, w := range ws {
+		w.start = start
 	}
 
 	// Arrivals: sleep until each request's time, route it, hand it over.

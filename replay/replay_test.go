@@ -25,7 +25,7 @@ func tinySetup(t *testing.T, policy string, blocks int) (*traces.Trace, Config) 
 	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: blocks, MaxModelLen: 256, PredictionInterval: 8}
 	net := gpu.RandomPredictor(gpu.BertConfig{Hidden: 32, Intermediate: 64, Layers: 1, Heads: 4, Vocab: 1000, MaxPositions: 512, TypeVocab: 2, LNEps: 1e-12}, []int{32, 1}, 2)
 	return tr, Config{Engine: eng, Policy: policy, Mode: policies.RerankPause, Predictor: predictor.Noisy{Sigma: 0.5, Seed: 1},
-		Net: net, Workers: 2, Router: "least-loaded", TimeScale: 1, Vocab: mc.Vocab, Seed: 1, KeepHistory: true,
+		NewNet: func(int) (gpu.PredictorNet, error) { return net, nil }, Workers: 2, Router: "least-loaded", TimeScale: 1, Vocab: mc.Vocab, Seed: 1, KeepHistory: true,
 		NewExecutor: func(int) (gpu.Executor, error) { return gpu.NewCPU(w, 4, blocks, 0) }}
 }
 

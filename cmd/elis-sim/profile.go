@@ -67,7 +67,7 @@ func profileAction(c *cli.Context) error {
 	if err := checkMemory(c, m, eng); err != nil {
 		return err
 	}
-	sh := replay.Shapes{Reps: c.Int("reps")}
+	sh := replay.Shapes{Reps: c.Int("reps"), Budget: eng.MaxBatchedTokens}
 	for _, f := range []struct {
 		name string
 		dst  *[]int
@@ -99,10 +99,11 @@ func profileAction(c *cli.Context) error {
 		if err != nil {
 			return badf("--predictor-model: %w", err)
 		}
-		net, err := gpu.OnDevice(c.String("device"), host)
+		net, err := gpu.OnDevice(c.String("device"), 0, host)
 		if err != nil {
 			return bad(err)
 		}
+		defer net.Close()
 		if p.Predictor, err = replay.ProfilePredictor(net, []int{1, 4, 16}, []int{32, 128, 512}, sh.Reps); err != nil {
 			return err
 		}

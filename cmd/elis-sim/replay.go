@@ -120,14 +120,10 @@ func replayAction(c *cli.Context) error {
 	if err := checkMemory(c, m, eng); err != nil {
 		return err
 	}
-	var net gpu.PredictorNet
+	var host *gpu.Predictor
 	if pm := c.String("predictor-model"); pm != "none" {
-		host, err := gpu.LoadPredictorNet(pm, c.Uint64("seed"))
-		if err != nil {
+		if host, err = gpu.LoadPredictorNet(pm, c.Uint64("seed")); err != nil {
 			return badf("--predictor-model: %w", err)
-		}
-		if net, err = gpu.OnDevice(c.String("device"), host); err != nil {
-			return bad(err)
 		}
 	}
 	mode, err := policies.ParseRerank(c.String("isrtf-mode"))
@@ -141,6 +137,15 @@ func replayAction(c *cli.Context) error {
 	slo, err := report.ParseSLO(c.String("slo"))
 	if err != nil {
 		return badf("--slo: %w", err)
+	}
+	// With --predictor network the network's outputs are the predictions,
+	// computed on GPU 0 as requests arrive.
+	var frontNet gpu.PredictorNet
+	if spec.Kind == "network" && host != nil {
+		if frontNet, err = gpu.OnDevice(c.String("device"), 0, host); err != nil {
+			return bad(err)
+		}
+		defer frontNet.Close()
 	}
 	workers := c.Int("gpus") * c.Int("workers-per-gpu")
 	if workers < 1 {
@@ -181,19 +186,26 @@ func replayAction(c *cli.Context) error {
 		}
 		var vals policies.Predictor
 		var sigma float64
-		cfgNet := net
+		// The network's cost is real: each worker runs it on its own GPU.
+		var newNet func(int) (gpu.PredictorNet, error)
+		if host != nil {
+			newNet = func(worker int) (gpu.PredictorNet, error) {
+				return gpu.OnDevice(c.String("device"), worker/perGPU, host)
+			}
+		}
 		if spec.Kind == "network" {
-			if vals, err = networkPredictor(c, net, tr); err != nil {
+			// Its outputs are the predictions, computed up front on GPU 0.
+			if vals, err = networkPredictor(c, frontNet, tr); err != nil {
 				return err
 			}
-			cfgNet = nil // its calls are already real; no separate cost run
+			newNet = nil
 		} else if vals, sigma, err = sim.PredictorFor(spec, tr, eng.PredictionInterval, c.Uint64("seed")); err != nil {
 			return bad(err)
 		}
 		if pol == "srpt-oracle" {
 			vals = predictor.Oracle{}
 		}
-		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, Net: cfgNet, Workers: workers,
+		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, NewNet: newNet, Workers: workers,
 			Router: c.String("router"), TimeScale: c.Float64("time-scale"), Vocab: m.Cfg.Vocab, Seed: c.Uint64("seed"), KeepHistory: true,
 			NewExecutor: func(worker int) (gpu.Executor, error) {
 				return gpu.NewExecutor(c.String("device"), worker/perGPU, m, eng.BlockSize, eng.NumBlocks)

@@ -1,38 +1,5 @@
-// Kernels of the elis-sim CUDA executor, compiled at start-up by NVRTC.
-// bf16 values are stored as unsigned short and converted by hand, so no
-// CUDA header is needed; arithmetic is fp32. Integer arguments are 64-bit
-// (gorgonia.org/cu passes every kernel argument in an 8-byte slot).
-
-typedef unsigned short bf16;
-
-__device__ __forceinline__ float bf2f(bf16 b) { return __uint_as_float(((unsigned int)b) << 16); }
-__device__ __forceinline__ bf16 f2bf(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return (bf16)((u >> 16) | 0x40); // NaN stays NaN
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-    return (bf16)(u >> 16);
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// block_sum reduces over a block of up to 1024 threads; every thread gets
-// the total.
-__device__ float block_sum(float v, float* shared) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    int warps = (blockDim.x + 31) >> 5;
-    v = (threadIdx.x < warps) ? shared[threadIdx.x] : 0.f;
-    if (warp == 0) v = warp_sum(v);
-    if (threadIdx.x == 0) shared[0] = v;
-    __syncthreads();
-    return shared[0];
-}
+// Kernels of the decoder (bf16 weights and KV cache, fp32 residual stream),
+// compiled after common.cu.
 
 // Seeded random weights, uniform in [-scale, scale): timing runs need no
 // host copy of a model.
@@ -109,75 +76,117 @@ extern "C" __global__ void cache_write(bf16* kc, bf16* vc, const float* qkv, con
     }
 }
 
-// merge_warps combines the online-softmax partials (m, l, acc) of the 4
-// warps of an attention block and writes the normalised output row.
-__device__ __forceinline__ void merge_warps(float m, float l, const float* acc, int per, long long d, bf16* out_row) {
-    __shared__ float sm[4], sl[4], sacc[4][256];
+// block_max is block_sum's maximum.
+__device__ float block_max(float v, float* shared) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) { sm[warp] = m; sl[warp] = l; }
-    for (int j = 0; j < per; j++) {
-        long long i = lane + 32 * j;
-        if (i < d) sacc[warp][i] = acc[j];
-    }
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     __syncthreads();
-    if (warp == 0) {
-        float M = fmaxf(fmaxf(sm[0], sm[1]), fmaxf(sm[2], sm[3]));
-        float L = 0.f, c[4];
-        for (int w = 0; w < 4; w++) { c[w] = __expf(sm[w] - M); L += sl[w] * c[w]; }
-        for (int j = 0; j < per; j++) {
-            long long i = lane + 32 * j;
-            if (i < d) {
-                float o = 0.f;
-                for (int w = 0; w < 4; w++) o += sacc[w][i] * c[w];
-                out_row[i] = f2bf(o / L);
-            }
-        }
-    }
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    int warps = (blockDim.x + 31) >> 5;
+    v = (threadIdx.x < warps) ? shared[threadIdx.x] : -1e30f;
+    if (warp == 0) for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (threadIdx.x == 0) shared[0] = v;
+    __syncthreads();
+    return shared[0];
 }
 
-// Paged causal attention, one block (4 warps) per (token, head): token t
+#define ATT_CHUNK 256
+#define ATT_WARPS 4
+
+// Paged causal attention, one block of 4 warps per (token, head): token t
 // attends to positions 0..pos[t] of its sequence, found through its block
-// table (tables + table_off[t]). Each warp takes every 4th position with an
-// online softmax; the warps' partial results are merged at the end. Serves
-// prefill chunks and decodes alike. d <= 256.
-extern "C" __global__ void paged_attention(bf16* out, const float* qkv, const bf16* kc, const bf16* vc,
+// table (tables + table_off[t]). Positions go in chunks of ATT_CHUNK with
+// an online softmax across chunks. In a chunk each thread scores whole
+// positions (q from shared memory, the key in 16-byte loads), the block
+// takes the chunk's maximum and sum, then each warp accumulates every 4th
+// position's value row, its lanes splitting the head dimension; the warps'
+// sums are added at the end. Serves prefill chunks and decodes alike.
+// d <= 256, a multiple of 8 for the 16-byte loads (else scalar loads).
+extern "C" __global__ void __launch_bounds__(128) paged_attention(bf16* out, const float* qkv, const bf16* kc, const bf16* vc,
                                            const int* pos, const int* tables, const int* table_off,
                                            long long heads, long long kv_heads, long long d, long long block_size, float scale) {
+    __shared__ float sq[256];
+    __shared__ float sp[ATT_CHUNK];
+    __shared__ long long sslot[ATT_CHUNK];
+    __shared__ float red[32];
+    __shared__ float sacc[ATT_WARPS][256];
     long long t = blockIdx.x, h = blockIdx.y;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, warp = tid >> 5;
     long long width = (heads + 2 * kv_heads) * d, kvw = kv_heads * d;
     long long kvh = h / (heads / kv_heads);
     const float* q = qkv + t * width + h * d;
+    for (int i = tid; i < d; i += nt) sq[i] = q[i] * scale;
+    __syncthreads();
     const int* table = tables + table_off[t];
-    int per = (int)((d + 31) / 32);  // dims per lane
-    float qr[8], acc[8];
-    for (int j = 0; j < per; j++) {
-        long long i = lane + 32 * j;
-        qr[j] = i < d ? q[i] * scale : 0.f;
-        acc[j] = 0.f;
-    }
-    float m = -1e30f, l = 0.f;
     long long n = (long long)pos[t] + 1;
-    for (long long p = warp; p < n; p += 4) {
-        long long slot = (long long)table[p / block_size] * block_size + p % block_size;
-        const bf16* k = kc + slot * kvw + kvh * d;
-        float s = 0.f;
-        for (int j = 0; j < per; j++) {
-            long long i = lane + 32 * j;
-            if (i < d) s += qr[j] * bf2f(k[i]);
+    int per = (int)((d + 31) / 32);  // dims per lane in the value pass
+    float acc[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) acc[k] = 0.f;
+    float m = -1e30f, l = 0.f;  // running maximum and sum, alike in every thread
+    bool vec = (d & 7) == 0;
+    for (long long c0 = 0; c0 < n; c0 += ATT_CHUNK) {
+        int cn = (int)(n - c0 < ATT_CHUNK ? n - c0 : ATT_CHUNK);
+        float cmax = -1e30f;
+        for (int j = tid; j < cn; j += nt) {
+            long long p = c0 + j;
+            long long slot = (long long)table[p / block_size] * block_size + p % block_size;
+            sslot[j] = slot * kvw + kvh * d;
+            const bf16* k = kc + sslot[j];
+            float s = 0.f;
+            if (vec) {
+                const uint4* k4 = (const uint4*)k;
+                for (int i = 0; i < d / 8; i++) {
+                    uint4 u = k4[i];
+                    const float* qq = sq + 8 * i;
+                    s += qq[0] * __uint_as_float(u.x << 16) + qq[1] * __uint_as_float(u.x & 0xffff0000u);
+                    s += qq[2] * __uint_as_float(u.y << 16) + qq[3] * __uint_as_float(u.y & 0xffff0000u);
+                    s += qq[4] * __uint_as_float(u.z << 16) + qq[5] * __uint_as_float(u.z & 0xffff0000u);
+                    s += qq[6] * __uint_as_float(u.w << 16) + qq[7] * __uint_as_float(u.w & 0xffff0000u);
+                }
+            } else {
+                for (int i = 0; i < d; i++) s += sq[i] * bf2f(k[i]);
+            }
+            sp[j] = s;
+            cmax = fmaxf(cmax, s);
         }
-        s = warp_sum(s);
-        float mn = fmaxf(m, s);
-        float corr = __expf(m - mn), w = __expf(s - mn);
-        l = l * corr + w;
-        const bf16* v = vc + slot * kvw + kvh * d;
-        for (int j = 0; j < per; j++) {
-            long long i = lane + 32 * j;
-            acc[j] = acc[j] * corr + (i < d ? w * bf2f(v[i]) : 0.f);
+        cmax = block_max(cmax, red);  // its barriers also publish sp and sslot
+        float mn = fmaxf(m, cmax), corr = __expf(m - mn);
+        float csum = 0.f;
+        for (int j = tid; j < cn; j += nt) {
+            float w = __expf(sp[j] - mn);
+            sp[j] = w;
+            csum += w;
+        }
+        csum = block_sum(csum, red);
+        l = l * corr + csum;
+#pragma unroll
+        for (int k = 0; k < 8; k++) acc[k] *= corr;
+        for (int j = warp; j < cn; j += ATT_WARPS) {
+            const bf16* v = vc + sslot[j];
+            float w = sp[j];
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                int i = lane + 32 * k;
+                if (k < per && i < d) acc[k] += w * bf2f(v[i]);
+            }
         }
         m = mn;
+        __syncthreads();  // the chunk's sp and sslot are read; the next may overwrite them
     }
-    merge_warps(m, l, acc, per, d, out + t * heads * d + h * d);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        int i = lane + 32 * k;
+        if (k < per && i < d) sacc[warp][i] = acc[k];
+    }
+    __syncthreads();
+    bf16* o = out + t * heads * d + h * d;
+    for (int i = tid; i < d; i += nt) {
+        float v = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++) v += sacc[w][i];
+        o[i] = f2bf(v / l);
+    }
 }
 
 // act[t, i] = bf16(silu(gu[t, i]) * gu[t, inter + i]) for gu = [gate | up].
