@@ -7,19 +7,16 @@ import (
 	"testing"
 
 	"github.com/elis-sim/elis-sim/report"
-	"github.com/elis-sim/elis-sim/sim"
 )
 
 // TestFidelityLoopOnCPU runs the whole profile -> calibrate -> simulate
 // loop against replay on the CPU with a small random model, as a user
-// would from the README, and bounds the simulator's error.
-//
-// The bounds are looser than the H200 targets (5% mean JCT, 10% P99, 15%
-// mean TTFT, 2 points of FCFS-to-ISRTF change) because a CPU test shares a
-// 2-core machine with everything else: identical replays here differ by up
-// to 8% in mean JCT from run to run, the profile is taken minutes apart
-// from the replay, and Go's scheduler and GC add noise a GPU stream does
-// not have. Typical errors measured here are 2-5% (FCFS) and 5-15% (ISRTF).
+// would from the README, and checks that every file and the fidelity
+// table come out whole. It asserts no bound on the simulator's error: a
+// replay's times are this machine's wall clock while other tests run
+// beside it (identical replays on a busy 2-core machine gave mean JCT
+// from 1.67 s to 3.57 s). scripts/cpu-fidelity runs the same loop and
+// reports the errors, for a quiet machine.
 func TestFidelityLoopOnCPU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replays in real time")
@@ -54,46 +51,18 @@ func TestFidelityLoopOnCPU(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Fidelity == nil || len(res.Fidelity.Rows) != 24 {
 		t.Fatalf("compare --json: %v\n%s", err, out)
 	}
-	// The bounds only mean something on a machine whose speed held still:
-	// go test runs other packages beside this one. Profile again and skip
-	// the bounds if the two profiles disagree by more than 8%.
-	if code, out := elis(t, append(steps[1][:len(steps[1])-1], p("profile2.csv"))...); code != 0 {
-		t.Fatalf("second profile: exit %d\n%s", code, out)
-	}
-	if drift := profileDrift(t, p("profile.csv"), p("profile2.csv")); drift > 0.08 {
-		t.Skipf("the machine's speed drifted %.0f%% during the test (other tests running beside it?): bounds not checked", drift*100)
-	}
-	bounds := map[string]float64{"jct mean": 25, "jct p99": 30, "ttft mean": 40, "tpot mean": 25}
+	// The loop's plumbing is checked here: every metric of both policies
+	// was replayed and simulated. How close they are depends on how fast
+	// this machine is while the test runs (go test runs other packages
+	// beside it), so no bound is asserted: scripts/cpu-fidelity reports
+	// the errors on a quiet machine.
 	for _, r := range res.Fidelity.Rows {
-		if b, ok := bounds[r.Metric]; ok {
-			t.Logf("%s %s: replay %.4g, sim %.4g, error %+.1f%%", r.Label, r.Metric, r.Replay, r.Sim, float64(r.ErrorPct))
-			if e := float64(r.ErrorPct); !(math.Abs(e) <= b) {
-				t.Errorf("%s %s: simulator error %.1f%% beyond %.0f%%", r.Label, r.Metric, r.ErrorPct, b)
-			}
+		if !(r.Replay >= 0) || !(r.Sim >= 0) || math.IsInf(r.Replay, 0) || math.IsInf(r.Sim, 0) {
+			t.Errorf("%s %s: replay %v, sim %v: want finite values >= 0", r.Label, r.Metric, r.Replay, r.Sim)
 		}
+		t.Logf("%s %s: replay %.4g, sim %.4g, error %+.1f%%", r.Label, r.Metric, r.Replay, r.Sim, float64(r.ErrorPct))
 	}
-	if e := float64(res.Fidelity.ChangeError["isrtf"]); !(math.Abs(e) <= 20) {
-		t.Errorf("FCFS-to-ISRTF change: simulated minus replayed %.1f points, beyond 20", e)
+	if _, ok := res.Fidelity.ChangeError["isrtf"]; !ok {
+		t.Errorf("compare gave no FCFS-to-ISRTF change error: %+v", res.Fidelity.ChangeError)
 	}
-}
-
-// profileDrift is the relative difference of the total step time of two
-// profiles of the same shapes.
-func profileDrift(t *testing.T, a, b string) float64 {
-	pa, err := sim.ReadDeviceProfile(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := sim.ReadDeviceProfile(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ta, tb float64
-	for i := range pa.Steps {
-		if i < len(pb.Steps) {
-			ta += pa.Steps[i].Seconds
-			tb += pb.Steps[i].Seconds
-		}
-	}
-	return math.Abs(tb/ta - 1)
 }
