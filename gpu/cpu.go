@@ -63,10 +63,7 @@ func (w *Weights) Rounded(p Precision) *Weights {
 	if p == F32 {
 		return w
 	}
-	vec := p.rounded
-	if !p.storesWeights() {
-		vec = func(x []float32) []float32 { return x }
-	}
+	vec := p.storedVector
 	mat := p.rounded
 	out := &Weights{Cfg: w.Cfg, Embed: vec(w.Embed), Norm: vec(w.Norm), LMHead: mat(w.LMHead)}
 	if &w.LMHead[0] == &w.Embed[0] && p.storesWeights() {

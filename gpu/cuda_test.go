@@ -334,14 +334,8 @@ func BenchmarkCUDAPrefill2048(b *testing.B)     { benchStep(b, 0, 0, 2048) }
 // BenchmarkCUDABgeBase128 times the ELIS predictor (bge-base shape, the
 // 8-layer head, fp16) on one 128-token input.
 func BenchmarkCUDABgeBase128(b *testing.B) {
-	host := RandomPredictor(BgeBase, ELISHead, 1)
-	e, err := NewCUDAPredictor(host)
-	if err != nil {
-		b.Fatal(err)
-	}
+	e, ids := bgeBase128(b)
 	defer e.Close()
-	ids := [][]int32{prompt(128, 2, BgeBase.Vocab)}
-	e.Predict(ids, nil)
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := e.Predict(ids, nil); err != nil {
@@ -379,34 +373,40 @@ func TestCUDABreakdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var total float64
-		for _, k := range times {
-			total += k.Ms
-		}
-		fmt.Printf("breakdown %s: %.3f ms of kernel time per step\n", s.name, total/reps)
-		for _, k := range times {
-			fmt.Printf("  %-18s %5d calls/step %9.3f ms/step %5.1f%%\n", k.Name, k.Calls/reps, k.Ms/reps, 100*k.Ms/total)
-		}
+		printBreakdown(s.name, times, reps)
 		e.Close()
 	}
-	host := RandomPredictor(BgeBase, ELISHead, 1)
-	pr, err := NewCUDAPredictor(host)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr, ids := bgeBase128(t)
 	defer pr.Close()
-	ids := [][]int32{prompt(128, 2, BgeBase.Vocab)}
-	pr.Predict(ids, nil)
 	times, err := pr.ProfileKernels(func() error { _, err := pr.Predict(ids, nil); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
+	printBreakdown("bge-base 1x128", times, 1)
+}
+
+// bgeBase128 is the ELIS predictor of bge-base shape with random weights
+// on GPU 0, warmed up on the 128-token input it returns.
+func bgeBase128(tb testing.TB) (*CUDAPredictor, [][]int32) {
+	e, err := NewCUDAPredictor(RandomPredictor(BgeBase, ELISHead, 1))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids := [][]int32{prompt(128, 2, BgeBase.Vocab)}
+	if _, err := e.Predict(ids, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return e, ids
+}
+
+// printBreakdown prints kernel times per step of reps profiled steps.
+func printBreakdown(name string, times []KernelTime, reps int) {
 	var total float64
 	for _, k := range times {
 		total += k.Ms
 	}
-	fmt.Printf("breakdown bge-base 1x128: %.3f ms of kernel time\n", total)
+	fmt.Printf("breakdown %s: %.3f ms of kernel time per step\n", name, total/float64(reps))
 	for _, k := range times {
-		fmt.Printf("  %-18s %5d calls %9.3f ms %5.1f%%\n", k.Name, k.Calls, k.Ms, 100*k.Ms/total)
+		fmt.Printf("  %-18s %5d calls/step %9.3f ms/step %5.1f%%\n", k.Name, k.Calls/reps, k.Ms/float64(reps), 100*k.Ms/total)
 	}
 }

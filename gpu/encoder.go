@@ -53,10 +53,7 @@ func (p *Predictor) Emulating(prec Precision) *Predictor {
 	if prec == F32 {
 		return p
 	}
-	vec := prec.rounded
-	if !prec.storesWeights() {
-		vec = func(x []float32) []float32 { return x }
-	}
+	vec := prec.storedVector
 	lin := func(l linear) linear { return linear{W: prec.rounded(l.W), B: vec(l.B)} }
 	q := &Predictor{Cfg: p.Cfg, word: vec(p.word), pos: vec(p.pos), typ: vec(p.typ), embLNW: vec(p.embLNW), embLNB: vec(p.embLNB),
 		headIn: p.headIn, headOuts: p.headOuts, prec: prec}

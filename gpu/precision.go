@@ -64,6 +64,15 @@ func (p Precision) Round(x float32) float32 {
 // matrix unit).
 func (p Precision) storesWeights() bool { return p == BF16 || p == FP16 }
 
+// storedVector is how a weight that is no matrix (a norm, a bias, an
+// embedding) is stored: rounded for BF16 and FP16, float32 for TF32.
+func (p Precision) storedVector(xs []float32) []float32 {
+	if !p.storesWeights() {
+		return xs
+	}
+	return p.rounded(xs)
+}
+
 // roundAll rounds xs in place.
 func (p Precision) roundAll(xs []float32) {
 	if p == F32 {
