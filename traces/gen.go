@@ -171,10 +171,15 @@ type GenConfig struct {
 	Name     string
 }
 
+// MaxGenerate is the most requests one generated trace holds: ten times
+// the largest runs the simulator is sized for (1M requests), about 1 GB of
+// trace JSON; more would only exhaust memory.
+const MaxGenerate = 10_000_000
+
 // Generate builds a trace from c. The same config gives the same trace.
 func Generate(c GenConfig) (*Trace, error) {
-	if c.N < 1 {
-		return nil, fmt.Errorf("--n %d: want at least 1 request", c.N)
+	if c.N < 1 || c.N > MaxGenerate {
+		return nil, fmt.Errorf("--n %d: want 1 to %d requests", c.N, MaxGenerate)
 	}
 	if c.Arrivals == nil {
 		return nil, fmt.Errorf("no arrival process")

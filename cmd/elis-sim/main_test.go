@@ -157,3 +157,16 @@ func TestReplayWithoutCUDABuildSaysHow(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, msg)
 	}
 }
+
+// A request count no memory holds is refused as bad input (it panicked
+// in makeslice), naming the flag and the valid range, and writes nothing.
+func TestTraceGenRefusesHugeN(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "t.json")
+	code, msg := elis(t, "trace", "gen", "--n", "10000000000000", "-o", out)
+	if code != 2 || !strings.Contains(msg, "--n") || !strings.Contains(msg, "10000000") {
+		t.Fatalf("exit %d: %s", code, msg)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("left an output file behind")
+	}
+}
