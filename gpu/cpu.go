@@ -209,8 +209,14 @@ func (e *CPU) Forward(seqs []SeqStep, all bool) ([][]float32, error) {
 		}
 		row = 0
 		for _, s := range seqs {
+			flash := e.prec == BF16 && flashAttention(c.HeadDim, len(s.Tokens))
+			last := s.Pos + len(s.Tokens) - 1
 			for j := range s.Tokens {
-				e.attend(att[row*q:(row+1)*q], qb[row*q:(row+1)*q], li, s.BlockTable, s.Pos+j+1)
+				if flash {
+					e.attendFlash(att[row*q:(row+1)*q], qb[row*q:(row+1)*q], li, s.BlockTable, s.Pos+j, last)
+				} else {
+					e.attend(att[row*q:(row+1)*q], qb[row*q:(row+1)*q], li, s.BlockTable, s.Pos+j+1)
+				}
 				row++
 			}
 		}
@@ -296,6 +302,66 @@ func (e *CPU) attend(out, q []float32, layer int, table []int32, n int) {
 			for i, v := range e.v[layer][off : off+d] {
 				o[i] += w * v
 			}
+		}
+	}
+}
+
+// attendFlash is attend as the CUDA tensor-core kernel computes it (for
+// the bf16 emulation): the query scaled and rounded to bf16, keys in
+// blocks of flashBlock positions up to last (the step's last position of
+// the sequence) with a running maximum, each block's probabilities summed
+// unrounded but rounded to bf16 before they weight the values, and the
+// accumulator rescaled as the maximum grows.
+func (e *CPU) attendFlash(out, q []float32, layer int, table []int32, qpos, last int) {
+	c := &e.w.Cfg
+	d, kv := c.HeadDim, c.KVHeads*c.HeadDim
+	group := c.Heads / c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(d)))
+	qs, acc := make([]float32, d), make([]float32, d)
+	scores := make([]float32, flashBlock)
+	const masked = float32(-1e30)
+	for h := 0; h < c.Heads; h++ {
+		for i := range qs {
+			qs[i] = bf16Round(q[h*d+i] * scale)
+		}
+		kvh := (h / group) * d
+		m, l := masked, float32(0)
+		clear(acc)
+		for kb := 0; kb <= last; kb += flashBlock {
+			hi := min(kb+flashBlock, last+1)
+			mx := masked
+			for p := kb; p < hi; p++ {
+				s := masked
+				if p <= qpos {
+					off := e.slot(table, p)*kv + kvh
+					s = dot(qs, e.k[layer][off:off+d])
+				}
+				scores[p-kb] = s
+				mx = max(mx, s)
+			}
+			mn := max(m, mx)
+			corr := float32(math.Exp(float64(m - mn)))
+			for i := range acc {
+				acc[i] *= corr
+			}
+			var sum float32
+			for p := kb; p < hi; p++ {
+				w := float32(math.Exp(float64(scores[p-kb] - mn)))
+				sum += w
+				if w == 0 {
+					continue
+				}
+				w = bf16Round(w)
+				off := e.slot(table, p)*kv + kvh
+				for i, v := range e.v[layer][off : off+d] {
+					acc[i] += w * v
+				}
+			}
+			l = l*corr + sum
+			m = mn
+		}
+		for i := range acc {
+			out[h*d+i] = acc[i] / l
 		}
 	}
 }

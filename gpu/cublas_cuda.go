@@ -23,6 +23,7 @@ static cublasStatus_t gemm16_strided(cublasHandle_t h, cudaDataType in, int m, i
 }
 
 static cublasStatus_t set_stream(cublasHandle_t h, uint64_t s) { return cublasSetStream_v2(h, (cudaStream_t)s); }
+static cublasStatus_t set_workspace(cublasHandle_t h, uint64_t p, size_t n) { return cublasSetWorkspace_v2(h, (void*)p, n); }
 */
 import "C"
 
@@ -54,6 +55,14 @@ func newCublas(p Precision) (*cublas, error) {
 func (b *cublas) setStream(stream uintptr) error {
 	if st := C.set_stream(b.h, C.uint64_t(stream)); st != C.CUBLAS_STATUS_SUCCESS {
 		return fmt.Errorf("cublasSetStream: status %d", int(st))
+	}
+	return nil
+}
+
+// setWorkspace gives the handle n bytes of device memory at p to work in.
+func (b *cublas) setWorkspace(p uintptr, n int) error {
+	if st := C.set_workspace(b.h, C.uint64_t(p), C.size_t(n)); st != C.CUBLAS_STATUS_SUCCESS {
+		return fmt.Errorf("cublasSetWorkspace: status %d", int(st))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -20,7 +21,8 @@ var decoderCode string
 // decoderSource is the decoder's program: bf16 throughout.
 var decoderSource = kernelSource{code: decoderCode, defines: []string{"ELEM_FP16=0"},
 	names: []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rmsnorm", "add_bias", "residual_add", "rope",
-		"cache_write", "paged_attention", "silu_mul", "argmax"}}
+		"cache_write", "paged_attention_p1", "paged_attention_p2", "paged_attention_p4", "paged_attention_p8", "attention_combine", "silu_mul", "argmax",
+		"flash_prefill_d16", "flash_prefill_d32", "flash_prefill_d64", "flash_prefill_d128"}}
 
 func init() {
 	newCUDA = func(cfg Config, w *Weights, ordinal, blockSize, numBlocks int, seed uint64) (Executor, error) {
@@ -59,6 +61,8 @@ type CUDA struct {
 	hs        devPtr // bf16 [S, H]
 	logits    devPtr // fp32 [S, V]
 	argmaxOut devPtr
+	part      devPtr // split attention partials, grown on demand
+	partCap   int64
 }
 
 // NewCUDA uploads w to GPU 0 and allocates a KV cache of numBlocks blocks
@@ -106,8 +110,8 @@ func newCUDAShell(ordinal int, cfg Config, blockSize, numBlocks int) (*CUDA, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.HeadDim > 256 {
-		return nil, fmt.Errorf("head_dim %d: the attention kernel supports up to 256", cfg.HeadDim)
+	if g := cfg.Heads / cfg.KVHeads; cfg.HeadDim > 256 || g > 8 || g*cfg.HeadDim > 1024 {
+		return nil, fmt.Errorf("head_dim %d with %d query heads per KV head: the attention kernel supports head_dim up to 256, up to 8 query heads per KV head, and 1024 for their product", cfg.HeadDim, g)
 	}
 	e := &CUDA{cfg: cfg, bs: blockSize, nb: numBlocks}
 	if err := e.start(ordinal, decoderSource, BF16); err != nil {
@@ -234,6 +238,9 @@ func (e *CUDA) randomize(seed uint64) error {
 // stale pointer behind to be freed again.
 func (e *CUDA) scratch(T, S int) error {
 	c := &e.cfg
+	if T > e.capT || S > e.capS {
+		e.dropGraphs() // they point at the buffers about to be replaced
+	}
 	if T > e.capT {
 		e.freeAll(&e.x, &e.qkv, &e.tmp, &e.gu, &e.h, &e.att, &e.act)
 		e.capT = 0
@@ -327,8 +334,26 @@ func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float
 			rows = append(rows, int32(len(tokens)-1))
 		}
 	}
+	// Attention: prefill chunks in tiles on the tensor cores, the other
+	// tokens one block each on the CUDA cores.
+	var core, tileTok, tileLen []int32
+	first, maxCore := 0, 0
+	for _, s := range seqs {
+		n := len(s.Tokens)
+		if flashAttention(c.HeadDim, n) {
+			for lo := 0; lo < n; lo += flashTile {
+				tileTok, tileLen = append(tileTok, int32(first+lo)), append(tileLen, int32(min(flashTile, n-lo)))
+			}
+		} else {
+			for j := range n {
+				core = append(core, int32(first+j))
+			}
+			maxCore = max(maxCore, s.Pos+n)
+		}
+		first += n
+	}
 	T, S := len(tokens), len(rows)
-	meta := append(append(append(append(append(append([]int32(nil), tokens...), pos...), slots...), offs...), rows...), tables...)
+	meta := slices.Concat(tokens, pos, slots, offs, rows, core, tileTok, tileLen, tables)
 	var out [][]float32
 	err := e.dev.do(func() error {
 		if err := e.scratch(T, max(S, 1)); err != nil {
@@ -338,7 +363,35 @@ func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float
 			return err
 		}
 		at := func(k int) devPtr { return e.meta + devPtr(4*k) }
-		dTok, dPos, dSlot, dOff, dRows, dTab := at(0), at(T), at(2*T), at(3*T), at(4*T), at(4*T+S)
+		nc, nt := len(core), len(tileTok)
+		dTok, dPos, dSlot, dOff, dRows := at(0), at(T), at(2*T), at(3*T), at(4*T)
+		dCore, dTileTok, dTileLen, dTab := at(4*T+S), at(4*T+S+nc), at(4*T+S+nc+nt), at(4*T+S+nc+2*nt)
+		flash := fmt.Sprintf("flash_prefill_d%d", c.HeadDim)
+		coreAtt := "paged_attention_p8" // head dimensions per lane: the fewest that hold d
+		for _, per := range []int{4, 2, 1} {
+			if c.HeadDim <= 32*per {
+				coreAtt = fmt.Sprintf("paged_attention_p%d", per)
+			}
+		}
+		scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
+		// contexts in buckets of 256 positions, so that a decode's splits,
+		// and so its graph, change only every 256 tokens
+		splits, splitLen := attentionSplits(nc*c.KVHeads, (maxCore+255)/256*256)
+		part := devPtr(0)
+		if splits > 1 {
+			need := int64(nc) * int64(c.Heads) * int64(splits) * int64(c.HeadDim+2) * 4
+			if need > e.partCap {
+				e.dropGraphs()
+				e.freeAll(&e.part)
+				e.partCap = 0
+				p, err := e.alloc(2 * need)
+				if err != nil {
+					return e.oom(err, "attention partials", 2*need)
+				}
+				e.part, e.partCap = p, 2*need
+			}
+			part = e.part
+		}
 		H, I := c.Hidden, c.Intermediate
 		q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 		eps := float32(c.RMSEps)
@@ -355,7 +408,7 @@ func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float
 					if l.bqkv == 0 {
 						return nil
 					}
-					return e.call("add_bias", 1024, 1, 256, e.qkv, l.bqkv, int64(T), int64(q+2*kv))
+					return e.call("add_bias", (q+2*kv+255)/256, min(T, 65535), 256, e.qkv, l.bqkv, int64(T), int64(q+2*kv))
 				},
 				func() error {
 					return e.call("rope", T, 1, 128, e.qkv, dPos, e.invFreq, int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim))
@@ -364,8 +417,22 @@ func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float
 					return e.call("cache_write", T, 1, 128, kc, vc, e.qkv, dSlot, int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim))
 				},
 				func() error {
-					return e.call("paged_attention", T, c.Heads, 128, e.att, e.qkv, kc, vc, dPos, dTab, dOff,
-						int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim), int64(e.bs), float32(1/math.Sqrt(float64(c.HeadDim))))
+					if nt == 0 {
+						return nil
+					}
+					return e.call(flash, nt, c.Heads, 128, e.att, e.qkv, kc, vc, dPos, dTab, dOff, dTileTok, dTileLen,
+						int64(c.Heads), int64(c.KVHeads), int64(e.bs), scale)
+				},
+				func() error {
+					if nc == 0 {
+						return nil
+					}
+					err := e.call3(coreAtt, nc, c.KVHeads, splits, 128, e.att, part, e.qkv, kc, vc, dPos, dTab, dOff, dCore,
+						int64(c.Heads), int64(c.KVHeads), int64(c.HeadDim), int64(e.bs), scale, int64(splitLen))
+					if err != nil || splits == 1 {
+						return err
+					}
+					return e.call("attention_combine", nc, c.Heads, 128, e.att, part, dCore, int64(c.Heads), int64(c.HeadDim), int64(splits))
 				},
 				func() error { return e.gemm("gemm o", e.tmp, e.att, l.wo, T, H, q) },
 				func() error { return e.call("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
@@ -373,27 +440,41 @@ func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float
 					return e.call("rmsnorm", T, 1, 256, e.h, e.x, l.mlpNorm, devPtr(0), int64(H), eps)
 				},
 				func() error { return e.gemm("gemm gate_up", e.gu, e.h, l.wgu, T, 2*I, H) },
-				func() error { return e.call("silu_mul", 1024, 1, 256, e.act, e.gu, int64(T), int64(I)) },
+				func() error {
+					return e.call("silu_mul", max(1, (I+1023)/1024), min(T, 65535), 256, e.act, e.gu, int64(T), int64(I))
+				},
 				func() error { return e.gemm("gemm down", e.tmp, e.act, l.wdown, T, H, I) },
 				func() error { return e.call("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
 			)
 		}
-		for _, f := range steps {
-			if err := f(); err != nil {
-				return err
+		if S > 0 {
+			steps = append(steps,
+				func() error { return e.call("rmsnorm", S, 1, 256, e.hs, e.x, e.norm, dRows, int64(H), eps) },
+				func() error { return e.gemm("gemm lm_head", e.logits, e.hs, e.lmHead, S, c.Vocab, H) },
+				func() error { return e.call("argmax", S, 1, 1024, e.argmaxOut, e.logits, int64(c.Vocab)) })
+		}
+		compute := func() error {
+			for _, f := range steps {
+				if err := f(); err != nil {
+					return err
+				}
 			}
+			return nil
+		}
+		// Steps without prefill tiles (decodes) repeat their shape from
+		// step to step: they replay a captured graph of their launches,
+		// keyed by everything the launches' arguments depend on.
+		var err error
+		if nt == 0 && T <= maxGraphTokens {
+			err = e.graph(graphKey{int64(T), int64(S), int64(nc), int64(splits), int64(splitLen)}, compute)
+		} else {
+			err = compute()
+		}
+		if err != nil {
+			return err
 		}
 		if S == 0 {
 			return e.stream.Synchronize()
-		}
-		if err := e.call("rmsnorm", S, 1, 256, e.hs, e.x, e.norm, dRows, int64(H), eps); err != nil {
-			return err
-		}
-		if err := e.gemm("gemm lm_head", e.logits, e.hs, e.lmHead, S, c.Vocab, H); err != nil {
-			return err
-		}
-		if err := e.call("argmax", S, 1, 1024, e.argmaxOut, e.logits, int64(c.Vocab)); err != nil {
-			return err
 		}
 		ids := make([]int32, S)
 		if err := cu.MemcpyDtoHAsync(unsafe.Pointer(&ids[0]), e.argmaxOut, int64(4*S), e.stream); err != nil {

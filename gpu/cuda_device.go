@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -82,6 +83,69 @@ type cudaBase struct {
 	meta    devPtr // a step's int32 metadata, grown on demand
 	metaCap int
 	times   *kernelTimes
+	graphs  map[graphKey]graphExec
+	// graphErr, once set, says why capturing failed; the model then runs
+	// its launches directly.
+	graphErr error
+}
+
+// graphKey names a step shape whose launches were captured as a graph:
+// every kernel argument and grid size depends on it (and on the buffers,
+// whose replacement drops every graph).
+type graphKey [5]int64
+
+// maxGraphs bounds the captured graphs a model keeps; past it they are
+// all dropped and captured anew as shapes recur.
+const maxGraphs = 64
+
+// maxGraphTokens is the largest step captured: beyond it launch overhead
+// is a small share of the step.
+const maxGraphTokens = 512
+
+// graph runs f's launches on the stream: the first time a key is seen it
+// captures them into a graph and instantiates it, later it launches the
+// graph alone, saving the per-kernel launch cost. While kernels are
+// profiled (ProfileKernels) f runs directly.
+func (e *cudaBase) graph(key graphKey, f func() error) error {
+	if e.times != nil || e.graphErr != nil {
+		return f()
+	}
+	if g, ok := e.graphs[key]; ok {
+		return g.launch(e.streamHandle())
+	}
+	if len(e.graphs) >= maxGraphs {
+		e.dropGraphs()
+	}
+	if err := beginCapture(e.streamHandle()); err != nil {
+		e.graphErr = err
+		return f()
+	}
+	ferr := f()
+	g, err := endCapture(e.streamHandle())
+	if ferr != nil || err != nil {
+		// Something in the launches cannot be captured: run them directly
+		// from now on.
+		g.destroy()
+		e.graphErr = errors.Join(ferr, err)
+		return f()
+	}
+	if e.graphs == nil {
+		e.graphs = map[graphKey]graphExec{}
+	}
+	e.graphs[key] = g
+	return g.launch(e.streamHandle())
+}
+
+// dropGraphs waits for the stream and destroys every captured graph.
+func (e *cudaBase) dropGraphs() {
+	if len(e.graphs) == 0 {
+		return
+	}
+	e.stream.Synchronize()
+	for k, g := range e.graphs {
+		g.destroy()
+		delete(e.graphs, k)
+	}
 }
 
 // kernelTimes sums device time by kernel or product name while a model
@@ -91,6 +155,10 @@ type kernelTimes struct {
 	ms         map[string]float64
 	calls      map[string]int
 }
+
+// cublasWorkspace is the cuBLAS workspace each model gives its handle:
+// what cuBLAS asks for on Hopper.
+const cublasWorkspace = 32 << 20
 
 // kernelSource is one NVRTC program: the shared helpers, then a model's
 // kernels, compiled with defines.
@@ -122,7 +190,16 @@ func (e *cudaBase) start(ordinal int, src kernelSource, in Precision) error {
 		if e.blas, err = newCublas(in); err != nil {
 			return err
 		}
-		return e.blas.setStream(e.streamHandle())
+		if err := e.blas.setStream(e.streamHandle()); err != nil {
+			return err
+		}
+		// A workspace of our own, so that products captured into graphs
+		// need no allocation of cuBLAS's.
+		ws, err := e.alloc(cublasWorkspace)
+		if err != nil {
+			return err
+		}
+		return e.blas.setWorkspace(uintptr(ws), cublasWorkspace)
 	})
 }
 
@@ -165,13 +242,19 @@ func (e *cudaBase) compile(src kernelSource) error {
 	return nil
 }
 
-// call launches kernel name on the model's stream.
+// call launches kernel name on the model's stream, on a grid of gx x gy
+// blocks.
 func (e *cudaBase) call(name string, gx, gy, block int, args ...any) error {
+	return e.call3(name, gx, gy, 1, block, args...)
+}
+
+// call3 is call on a grid of gx x gy x gz blocks.
+func (e *cudaBase) call3(name string, gx, gy, gz, block int, args ...any) error {
 	k, ok := e.fn[name]
 	if !ok {
 		return fmt.Errorf("kernel %s not compiled", name)
 	}
-	return e.timed(name, func() error { return e.launch.launch(k, gx, gy, block, e.streamHandle(), args...) })
+	return e.timed(name, func() error { return e.launch.launch(k, gx, gy, gz, block, e.streamHandle(), args...) })
 }
 
 // gemm is cublas.linear, named for the kernel breakdown.
@@ -273,6 +356,7 @@ func (e *cudaBase) freeAll(ps ...*devPtr) {
 // growing the buffer to twice what is needed when it is too small.
 func (e *cudaBase) putMeta(meta []int32) error {
 	if len(meta) > e.metaCap {
+		e.dropGraphs()
 		e.freeAll(&e.meta)
 		e.metaCap = 0
 		p, err := e.alloc(int64(8 * len(meta)))
@@ -334,6 +418,7 @@ func (e *cudaBase) Close() error {
 		if e.stream != (cu.Stream{}) {
 			err = e.stream.Synchronize()
 		}
+		e.dropGraphs()
 		for p := range e.allocs {
 			cu.MemFree(p)
 		}

@@ -132,3 +132,21 @@ func TestEmulationRounds(t *testing.T) {
 		}
 	}
 }
+
+// Attention splits only when blocks would leave the GPU idle, never below
+// 32 positions a split, and always cover every position.
+func TestAttentionSplits(t *testing.T) {
+	for _, c := range []struct{ blocks, maxLen, splits int }{
+		{8, 512, 16},    // batch 1 of llama-3.1-8b (8 KV heads): 16 splits of 32
+		{8, 100000, 32}, // long context: capped
+		{8, 10, 1},      // short context: no split
+		{512, 4096, 2},  // batch 64: enough blocks already, nearly
+		{2048, 4096, 1}, // more than enough
+		{0, 0, 1},       // nothing to do
+	} {
+		s, l := attentionSplits(c.blocks, c.maxLen)
+		if s != c.splits || s*l < c.maxLen {
+			t.Errorf("attentionSplits(%d, %d) = %d splits of %d, want %d covering all", c.blocks, c.maxLen, s, l, c.splits)
+		}
+	}
+}
