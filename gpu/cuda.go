@@ -20,7 +20,7 @@ var decoderCode string
 
 // decoderSource is the decoder's program: bf16 throughout.
 var decoderSource = kernelSource{code: decoderCode, defines: []string{"ELEM_FP16=0"},
-	names: []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rmsnorm", "add_bias", "residual_add", "rope",
+	names: []string{"fill_random_bf16", "fill_bf16", "embed_gather", "rmsnorm", "residual_rmsnorm", "add_bias", "residual_add", "rope",
 		"cache_write", "paged_attention_p1", "paged_attention_p2", "paged_attention_p4", "paged_attention_p8", "attention_combine", "silu_mul", "argmax",
 		"flash_prefill_d16", "flash_prefill_d32", "flash_prefill_d64", "flash_prefill_d128"}}
 
@@ -399,10 +399,20 @@ func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float
 		for li := range e.layers {
 			l := &e.layers[li]
 			kc, vc := e.kc[li], e.vc[li]
-			steps = append(steps,
-				func() error {
+			if li == 0 { // later layers' norms are fused with the residual add before them
+				steps = append(steps, func() error {
 					return e.call("rmsnorm", T, 1, 256, e.h, e.x, l.attnNorm, devPtr(0), int64(H), eps)
-				},
+				})
+			}
+			// after the MLP: the residual add, fused with the next layer's norm
+			afterMLP := func() error { return e.call("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) }
+			if li+1 < len(e.layers) {
+				next := &e.layers[li+1]
+				afterMLP = func() error {
+					return e.call("residual_rmsnorm", T, 1, 256, e.h, e.x, e.tmp, next.attnNorm, int64(H), eps)
+				}
+			}
+			steps = append(steps,
 				func() error { return e.gemm("gemm qkv", e.qkv, e.h, l.wqkv, T, q+2*kv, H) },
 				func() error {
 					if l.bqkv == 0 {
@@ -435,16 +445,15 @@ func (e *CUDA) forward(seqs []SeqStep, next []int32, wantLogits bool) ([][]float
 					return e.call("attention_combine", nc, c.Heads, 128, e.att, part, dCore, int64(c.Heads), int64(c.HeadDim), int64(splits))
 				},
 				func() error { return e.gemm("gemm o", e.tmp, e.att, l.wo, T, H, q) },
-				func() error { return e.call("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
 				func() error {
-					return e.call("rmsnorm", T, 1, 256, e.h, e.x, l.mlpNorm, devPtr(0), int64(H), eps)
+					return e.call("residual_rmsnorm", T, 1, 256, e.h, e.x, e.tmp, l.mlpNorm, int64(H), eps)
 				},
 				func() error { return e.gemm("gemm gate_up", e.gu, e.h, l.wgu, T, 2*I, H) },
 				func() error {
 					return e.call("silu_mul", max(1, (I+1023)/1024), min(T, 65535), 256, e.act, e.gu, int64(T), int64(I))
 				},
 				func() error { return e.gemm("gemm down", e.tmp, e.act, l.wdown, T, H, I) },
-				func() error { return e.call("residual_add", 1024, 1, 256, e.x, e.tmp, int64(T*H)) },
+				afterMLP,
 			)
 		}
 		if S > 0 {

@@ -36,6 +36,24 @@ extern "C" __global__ void rmsnorm(bf16* out, const float* x, const bf16* w, con
     for (long long i = threadIdx.x; i < n; i += blockDim.x) out[r * n + i] = f2bf(bf2f(w[i]) * (xr[i] * inv));
 }
 
+// x[r] += y[r], then out[r] = bf16(w * x[r] / rms(x[r])): the residual add
+// and the next norm in one pass (residual_add then rmsnorm, fused).
+extern "C" __global__ void residual_rmsnorm(bf16* out, float* x, const float* y, const bf16* w, long long n, float eps) {
+    __shared__ float sh[32];
+    long long r = blockIdx.x;
+    float* xr = x + r * n;
+    const float* yr = y + r * n;
+    float ss = 0.f;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = xr[i] + yr[i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    ss = block_sum(ss, sh);
+    float inv = rsqrtf(ss / (float)n + eps);
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) out[r * n + i] = f2bf(bf2f(w[i]) * (xr[i] * inv));
+}
+
 // y[t, j] += b[j] for a [rows, n] matrix.
 // Rows stride over blockIdx.y, columns over x: no division per element.
 extern "C" __global__ void add_bias(float* y, const bf16* b, long long rows, long long n) {
@@ -327,6 +345,14 @@ __device__ __forceinline__ void mma_bf16(float* c, const unsigned* a, const unsi
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// cp_async16 copies 16 bytes from global src to shared dst without
+// passing through registers; with bytes 0 it writes 16 zero bytes.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+    unsigned d;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+}
+
 template <int D>
 __device__ __forceinline__ void flash_prefill(bf16* out, const float* qkv, const bf16* kc, const bf16* vc,
                                               const int* pos, const int* tables, const int* table_off,
@@ -368,20 +394,19 @@ __device__ __forceinline__ void flash_prefill(bf16* out, const float* qkv, const
 
     for (int kb = 0; kb <= last; kb += FA_N) {
         __syncthreads();  // the previous block's keys and values are consumed
+        // every 16-byte piece of the key and value blocks in flight at
+        // once (cp.async, straight to shared memory); positions past the
+        // tile's last query are zero-filled
         for (int i = threadIdx.x; i < FA_N * (D / 8); i += blockDim.x) {
             int r = i / (D / 8), c = (i % (D / 8)) * 8, p = kb + r;
-            uint4 kq, vq;
-            kq.x = kq.y = kq.z = kq.w = 0u;
-            vq = kq;
-            if (p <= last) {
-                long long slot = (long long)table[p / bs] * bs + p % bs;
-                long long off = slot * kvw + kvh * D + c;
-                kq = *(const uint4*)(kc + off);
-                vq = *(const uint4*)(vc + off);
-            }
-            *(uint4*)(ks + r * S + c) = kq;
-            *(uint4*)(vs + r * S + c) = vq;
+            long long off = 0;
+            if (p <= last) off = ((long long)table[p / bs] * bs + p % bs) * kvw + kvh * D + c;
+            int bytes = p <= last ? 16 : 0;
+            cp_async16(ks + r * S + c, kc + off, bytes);
+            cp_async16(vs + r * S + c, vc + off, bytes);
         }
+        asm volatile("cp.async.commit_group;\n" ::);
+        asm volatile("cp.async.wait_group 0;\n" ::);
         __syncthreads();
 
         float s[FA_N / 8][4];
