@@ -150,7 +150,23 @@ func TestPlotsWriteFiles(t *testing.T) {
 	}
 }
 
+// Durations print back exactly: 4100ms was 4.099999999s.
+func TestSLOPrintsExactly(t *testing.T) {
+	for in, want := range map[string]string{"ttft=4100ms": "ttft=4.1s", "tpot=0.1s,jct=30s": "jct=30s,tpot=100ms", "ttft=1ns": "ttft=1ns"} {
+		slo, err := ParseSLO(in)
+		if err != nil || slo.String() != want {
+			t.Errorf("%s: %q, %v; want %q", in, slo.String(), err, want)
+		}
+	}
+	for _, bad := range []string{"ttft=0s", "jct=-1s", "jct=1001h", "ttft=abc"} {
+		if _, err := ParseSLO(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
 func FuzzParseSLO(f *testing.F) {
+	f.Add("ttft=4100ms")
 	f.Add("ttft=2s,tpot=100ms,jct=30s")
 	f.Fuzz(func(t *testing.T, s string) {
 		slo, err := ParseSLO(s)

@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -23,8 +24,11 @@ func ParseSLO(s string) (SLO, error) {
 	for _, part := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		d, err := time.ParseDuration(v)
-		if !ok || err != nil || d <= 0 {
+		if !ok || err != nil {
 			return SLO{}, fmt.Errorf("SLO %q: want KEY=DURATION pairs such as ttft=2s,tpot=100ms,jct=30s", part)
+		}
+		if d <= 0 || d > maxSLO {
+			return SLO{}, fmt.Errorf("SLO %q: want a duration above 0 and at most %v", part, maxSLO)
 		}
 		switch k {
 		case "ttft":
@@ -40,6 +44,13 @@ func ParseSLO(s string) (SLO, error) {
 	return slo, nil
 }
 
+// maxSLO bounds an objective: no request of a serving engine is meant to
+// wait longer, and below it seconds as float64 hold every nanosecond, so
+// an SLO prints back exactly.
+const maxSLO = 1000 * time.Hour
+
+// String prints the objectives as ParseSLO reads them, to the nanosecond
+// (4100ms prints as 4.1s, not 4.099999999s).
 func (s SLO) String() string {
 	var parts []string
 	for _, kv := range []struct {
@@ -47,7 +58,7 @@ func (s SLO) String() string {
 		v float64
 	}{{"ttft", s.TTFT}, {"tpot", s.TPOT}, {"jct", s.JCT}} {
 		if kv.v > 0 {
-			parts = append(parts, kv.k+"="+time.Duration(kv.v*float64(time.Second)).String())
+			parts = append(parts, kv.k+"="+time.Duration(math.Round(kv.v*float64(time.Second))).String())
 		}
 	}
 	sort.Strings(parts)
