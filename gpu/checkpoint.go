@@ -18,12 +18,15 @@ import (
 // ...}, ...}) with the encoder's Hugging Face config.json beside it or
 // given. Pickle reading is gopickle's.
 func LoadELISCheckpoint(path, configPath string) (*Predictor, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
 	if configPath == "" {
 		configPath = filepath.Join(filepath.Dir(path), "config.json")
 	}
 	cfg, err := loadBertConfig(configPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("checkpoint %s: its encoder's config.json beside it: %w", path, err)
 	}
 	obj, err := pytorch.Load(path)
 	if err != nil {

@@ -135,16 +135,17 @@ func ParseSpec(s string) (Spec, error) {
 		return Spec{Kind: kind, Value: v}, nil
 	case "noisy":
 		k, v, ok := strings.Cut(arg, "=")
+		if !ok || (k != "sigma" && k != "mae") {
+			return Spec{}, fmt.Errorf("predictor %q: noisy wants sigma=S (log-space noise) or mae=TOKENS (a target mean absolute error)", s)
+		}
 		f, err := strconv.ParseFloat(v, 64)
-		if !ok || err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
-			return Spec{}, bad
+		if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+			return Spec{}, fmt.Errorf("predictor %q: %s=%q is not a finite number >= 0", s, k, v)
 		}
-		switch k {
-		case "sigma":
+		if k == "sigma" {
 			return Spec{Kind: kind, Sigma: f}, nil
-		case "mae":
-			return Spec{Kind: kind, MAE: f}, nil
 		}
+		return Spec{Kind: kind, MAE: f}, nil
 	}
 	return Spec{}, bad
 }

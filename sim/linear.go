@@ -40,6 +40,9 @@ type Linear struct {
 	PerPrefillContext float64 `json:"per_prefill_context_token_s"`
 }
 
+// linearFields are the JSON names of coef's entries, in order.
+var linearFields = []string{"base_s", "per_prefill_token_s", "per_decode_seq_s", "per_decode_context_token_s", "per_prefill_attention_unit_s", "per_prefill_context_token_s"}
+
 func (l *Linear) coef() []float64 {
 	return []float64{l.Base, l.PerPrefillToken, l.PerDecodeSeq, l.PerDecodeContext, l.PerPrefillAttn, l.PerPrefillContext}
 }
@@ -154,10 +157,20 @@ func LoadCostFile(path string) (*CostFile, error) {
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("cost model %s: %w", path, err)
 	}
+	if f.Engine != nil {
+		if err := f.Engine.Validate(); err != nil {
+			return nil, fmt.Errorf("cost model %s: field \"engine\": %w", path, err)
+		}
+	}
 	switch f.Kind {
 	case "linear":
 		if f.Linear == nil {
 			return nil, fmt.Errorf("cost model %s: kind linear without a \"linear\" object", path)
+		}
+		for i, v := range f.Linear.coef() {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				return nil, fmt.Errorf("cost model %s: field \"linear.%s\": %v, want a finite number of seconds >= 0", path, linearFields[i], v)
+			}
 		}
 		return &f, nil
 	case "roofline", "":

@@ -47,6 +47,9 @@ func Parse(data []byte, name string, jsonl bool) (*Trace, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(t.Requests) == 0 {
+		return nil, fmt.Errorf("trace %s: no requests; a run needs at least one", name)
+	}
 	seen := make(map[string]int, len(t.Requests))
 	for i := range t.Requests {
 		if j, dup := seen[t.Requests[i].ID]; dup {
@@ -86,12 +89,17 @@ func parseJSON(data []byte, name string) (*Trace, error) {
 	t := &Trace{}
 	var version *int
 	sawRequests := false
+	seenKeys := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, fail(err)
 		}
 		key, _ := tok.(string)
+		if seenKeys[key] {
+			return nil, fail(fmt.Errorf("field %q appears twice", key))
+		}
+		seenKeys[key] = true
 		switch key {
 		case "elis_trace":
 			var v int
@@ -126,6 +134,15 @@ func parseJSON(data []byte, name string) (*Trace, error) {
 			return nil, fail(fmt.Errorf("unknown field %q (valid: elis_trace, name, requests)", key))
 		}
 	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, fail(err)
+	}
+	if tok, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return nil, fail(err)
+		}
+		return nil, fail(fmt.Errorf("unexpected %v after the trace object: a trace file holds one object", tok))
+	}
 	if err := checkVersion(&header{Version: version}, name, 1); err != nil {
 		return nil, err
 	}
@@ -144,12 +161,23 @@ func decodeRequest(dec *json.Decoder, r *Request) error {
 }
 
 func unmarshalRequest(raw []byte, r *Request) error {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.DisallowUnknownFields()
-	if err := d.Decode(r); err != nil {
+	if err := decodeOne(raw, r); err != nil {
 		return err
 	}
 	return r.Validate()
+}
+
+// decodeOne decodes exactly one JSON value with only known fields into v.
+func decodeOne(raw []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("more than one JSON value: one object a line")
+	}
+	return nil
 }
 
 func parseJSONL(data []byte, name string) (*Trace, error) {
@@ -166,8 +194,8 @@ func parseJSONL(data []byte, name string) (*Trace, error) {
 		}
 		if !sawHeader {
 			var h header
-			if err := json.Unmarshal(b, &h); err != nil {
-				return nil, fmt.Errorf("trace %s line %d: header: %w", name, line, err)
+			if err := decodeOne(b, &h); err != nil {
+				return nil, fmt.Errorf("trace %s line %d: header (valid fields: elis_trace, name): %w", name, line, err)
 			}
 			if err := checkVersion(&h, name, line); err != nil {
 				return nil, err

@@ -34,17 +34,25 @@ type Trace struct {
 	Requests []Request
 }
 
+// Bounds of what a trace may hold: beyond them a number describes no
+// serving workload (a year of arrivals; more tokens than any model's
+// context), and accepting it only yields meaningless runs.
+const (
+	MaxArrival = 365 * 24 * 3600.0 // seconds
+	MaxTokens  = 10_000_000        // per prompt and per output
+)
+
 // Validate reports the first field of r that a run could not use.
 func (r *Request) Validate() error {
 	switch {
 	case r.ID == "":
 		return errors.New(`field "id": must not be empty`)
-	case math.IsNaN(r.Arrival) || math.IsInf(r.Arrival, 0) || r.Arrival < 0:
-		return fmt.Errorf(`field "arrival_s": %v is not a finite time >= 0`, r.Arrival)
-	case r.PromptTokens < 1:
-		return fmt.Errorf(`field "prompt_tokens": %d, want >= 1`, r.PromptTokens)
-	case r.OutputTokens < 1:
-		return fmt.Errorf(`field "output_tokens": %d, want >= 1`, r.OutputTokens)
+	case math.IsNaN(r.Arrival) || math.IsInf(r.Arrival, 0) || r.Arrival < 0 || r.Arrival > MaxArrival:
+		return fmt.Errorf(`field "arrival_s": %v, want a time from 0 to %g s (a year)`, r.Arrival, MaxArrival)
+	case r.PromptTokens < 1 || r.PromptTokens > MaxTokens:
+		return fmt.Errorf(`field "prompt_tokens": %d, want 1 to %d`, r.PromptTokens, MaxTokens)
+	case r.OutputTokens < 1 || r.OutputTokens > MaxTokens:
+		return fmt.Errorf(`field "output_tokens": %d, want 1 to %d`, r.OutputTokens, MaxTokens)
 	}
 	for i, p := range r.Predictions {
 		if p.Generated < 0 || math.IsNaN(p.Remaining) || p.Remaining < 0 {

@@ -43,11 +43,19 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 		jsonl    bool
 		want     string
 	}{
-		{"bad output", "{\"elis_trace\": 1, \"requests\": [\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1},\n{\"id\":\"b\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":0}\n]}", false, `line 3: request 1: field "output_tokens": 0, want >= 1`},
+		{"bad output", "{\"elis_trace\": 1, \"requests\": [\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1},\n{\"id\":\"b\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":0}\n]}", false, `line 3: request 1: field "output_tokens": 0, want 1 to 10000000`},
 		{"unknown field", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival\":0,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 2: json: unknown field "arrival"`},
 		{"no version", "{\"requests\": []}", false, `missing "elis_trace"`},
 		{"wrong version", "{\"elis_trace\":7}\n", true, `version 7`},
 		{"negative arrival", "{\"elis_trace\":1}\n\n{\"id\":\"a\",\"arrival_s\":-1,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 3: field "arrival_s"`},
+		{"far arrival", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":1e308,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 2: field "arrival_s": 1e+308, want a time from 0`},
+		{"huge output", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1000000000}\n", true, `line 2: field "output_tokens": 1000000000, want 1 to`},
+		{"second object", "{\"elis_trace\": 1, \"requests\": [{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1}]}\n{\"x\": 1}", false, `line 2: unexpected { after the trace object`},
+		{"two on a line", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1} {\"id\":\"b\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 2: more than one JSON value`},
+		{"unknown header field", "{\"elis_trace\":1,\"nmae\":\"x\"}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 1: header (valid fields: elis_trace, name): json: unknown field "nmae"`},
+		{"duplicate key", "{\"elis_trace\": 1, \"requests\": [{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1}], \"requests\": []}", false, `field "requests" appears twice`},
+		{"empty", "{\"elis_trace\": 1, \"requests\": []}", false, `no requests`},
+		{"empty jsonl", "{\"elis_trace\":1}\n", true, `no requests`},
 		{"duplicate id", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1}\n{\"id\":\"a\",\"arrival_s\":1,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `id "a" repeats`},
 	}
 	for _, c := range cases {

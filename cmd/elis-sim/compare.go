@@ -75,6 +75,9 @@ func plotCommand() *cli.Command {
 			&cli.BoolFlag{Name: "log-x", Usage: "log-scale x axis"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := checkOut(c, "out"); err != nil {
+				return err
+			}
 			runs, err := readRuns(c)
 			if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -54,6 +55,17 @@ func newApp() *cli.App {
 			profileCommand(),
 			calibrateCommand(),
 			costCommand(),
+		},
+		// Without it an unknown command exits 3 with cli's own message.
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				var names []string
+				for _, cmd := range c.App.Commands {
+					names = append(names, cmd.Name)
+				}
+				return badf("unknown command %q; valid are %s (see elis-sim --help)", c.Args().First(), strings.Join(names, ", "))
+			}
+			return cli.ShowAppHelp(c)
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &badInput{fmt.Errorf("%w (see elis-sim --help for the valid commands and flags)", err)}

@@ -141,3 +141,67 @@ func printJSON(runs []*report.Run) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
+
+// checkOut refuses an output file flag whose path could not be written.
+func checkOut(c *cli.Context, flag string) error {
+	if err := atomicfile.Check(c.String(flag)); err != nil {
+		return badf("--%s: %w", flag, err)
+	}
+	return nil
+}
+
+// checkRunOutputs refuses, before any work, outputs of run or replay that
+// could not be written: --out (a .json file for one policy, a directory
+// for several), --plot and --log-predictions. Whatever fails here would
+// otherwise fail after the run, with some outputs already written.
+func checkRunOutputs(c *cli.Context) error {
+	n := len(strings.Split(c.String("policy"), ","))
+	if out := c.String("out"); out != "" {
+		if err := checkOutDir(out, n); err != nil {
+			return err
+		}
+	}
+	if p := c.String("plot"); p != "" {
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".png", ".svg", ".pdf":
+		default:
+			return badf("--plot %s: want a .png, .svg or .pdf name", p)
+		}
+		if err := atomicfile.Check(p); err != nil {
+			return badf("--plot: %w", err)
+		}
+	}
+	if p := c.String("log-predictions"); p != "" {
+		if err := atomicfile.Check(p); err != nil {
+			return badf("--log-predictions: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkOutDir checks --out for runs of n policies: a .json file for one,
+// a directory (existing or to be made) for several.
+func checkOutDir(out string, n int) error {
+	if strings.HasSuffix(out, ".json") {
+		if n > 1 {
+			return badf("--out %s: %d policies write a file each; give a directory", out, n)
+		}
+		if err := atomicfile.Check(out); err != nil {
+			return badf("--out: %w", err)
+		}
+		return nil
+	}
+	if st, err := os.Stat(out); err == nil {
+		if !st.IsDir() {
+			return badf("--out %s: exists and is not a directory", out)
+		}
+		if err := atomicfile.CheckDir(out); err != nil {
+			return badf("--out: %w", err)
+		}
+		return nil
+	}
+	if err := atomicfile.CheckDir(filepath.Dir(out)); err != nil {
+		return badf("--out %s: %w", out, err)
+	}
+	return nil
+}

@@ -59,6 +59,9 @@ func parseInts(flag, s string) ([]int, error) {
 }
 
 func profileAction(c *cli.Context) error {
+	if err := checkOut(c, "out"); err != nil {
+		return err
+	}
 	m, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
 	if err != nil {
 		return badf("--model: %w", err)
@@ -125,6 +128,9 @@ func calibrateCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return badf("calibrate wants one PROFILE.csv, got %d arguments", c.NArg())
+			}
+			if err := checkOut(c, "out"); err != nil {
+				return err
 			}
 			p, err := sim.ReadDeviceProfile(c.Args().First())
 			if err != nil {

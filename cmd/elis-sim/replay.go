@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -105,6 +106,9 @@ func replayAction(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return badf("replay wants one TRACE, got %d arguments", c.NArg())
 	}
+	if err := checkRunOutputs(c); err != nil {
+		return err
+	}
 	tr, desc, err := loadTrace(c)
 	if err != nil {
 		return err
@@ -146,6 +150,9 @@ func replayAction(c *cli.Context) error {
 			return bad(err)
 		}
 		defer frontNet.Close()
+	}
+	if ts := c.Float64("time-scale"); !(ts > 0) || math.IsInf(ts, 0) {
+		return badf("--time-scale %v: want a number > 0 (0.5 replays twice as fast)", ts)
 	}
 	workers := c.Int("gpus") * c.Int("workers-per-gpu")
 	if workers < 1 {

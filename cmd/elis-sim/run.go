@@ -53,6 +53,9 @@ func loadTrace(c *cli.Context) (*traces.Trace, string, error) {
 }
 
 func runAction(c *cli.Context) error {
+	if err := checkRunOutputs(c); err != nil {
+		return err
+	}
 	tr, desc, err := loadTrace(c)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -154,6 +155,9 @@ func (s *simSetup) label(policy string) string {
 }
 
 func (s *simSetup) runAll(tr *traces.Trace, desc string) ([]*report.Run, error) {
+	if s.base.Predictor.Kind == "recorded" && !slices.ContainsFunc(tr.Requests, func(r traces.Request) bool { return len(r.Predictions) > 0 }) {
+		return nil, badf("--predictor recorded: the trace %s has no recorded predictions (its requests' \"predictions\" field)", desc)
+	}
 	var runs []*report.Run
 	for _, p := range s.policies {
 		cfg := s.base
@@ -185,13 +189,17 @@ func (s *simSetup) toRun(policy, desc string, res *sim.Result) *report.Run {
 	return makeRun(s.label(policy), setup, res.Records, &res.Gaps, s.slo)
 }
 
-// applyEngineFlags overrides eng's limits with the flags the user set.
+// applyEngineFlags overrides eng's limits with the flags the user set; a
+// limit set to 0 keeps the default, as the flags' help says.
 func applyEngineFlags(c *cli.Context, eng *policies.Config) {
 	for flag, dst := range map[string]*int{"max-num-seqs": &eng.MaxSeqs, "max-num-batched-tokens": &eng.MaxBatchedTokens,
-		"kv-blocks": &eng.NumBlocks, "max-model-len": &eng.MaxModelLen, "long-prefill-token-threshold": &eng.LongPrefillThreshold} {
-		if c.IsSet(flag) {
+		"kv-blocks": &eng.NumBlocks, "max-model-len": &eng.MaxModelLen} {
+		if c.IsSet(flag) && c.Int(flag) != 0 {
 			*dst = c.Int(flag)
 		}
+	}
+	if c.IsSet("long-prefill-token-threshold") {
+		eng.LongPrefillThreshold = c.Int("long-prefill-token-threshold")
 	}
 }
 

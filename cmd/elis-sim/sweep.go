@@ -87,6 +87,9 @@ func sweepAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badf("sweep takes no arguments (use --trace)")
 	}
+	if err := checkOutDir(c.String("out"), 2); err != nil {
+		return err
+	}
 	if !c.IsSet("policy") {
 		c.Set("policy", "fcfs,isrtf,srpt-oracle")
 	}

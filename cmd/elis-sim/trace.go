@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 
@@ -70,6 +71,9 @@ func traceGen(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badf("trace gen takes no arguments, got %q", c.Args().First())
 	}
+	if err := checkOut(c, "out"); err != nil {
+		return err
+	}
 	arr, err := traces.ParseArrivals(c.String("arrivals"))
 	if err != nil {
 		return badf("--arrivals: %w", err)
@@ -107,6 +111,9 @@ func traceImport(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return badf("trace import wants one FILE, got %d arguments", c.NArg())
 	}
+	if err := checkOut(c, "out"); err != nil {
+		return err
+	}
 	opt := traces.ImportOptions{Rate: c.Float64("rate"), Seed: c.Uint64("seed"),
 		OutputTokens: c.Int("output-tokens"), KeepText: !c.Bool("drop-text")}
 	if spec := c.String("tokenizer"); spec != "" {
@@ -116,14 +123,28 @@ func traceImport(c *cli.Context) error {
 		}
 		opt.Tokens = tc
 	}
-	if c.Float64("time-scale") <= 0 {
-		return badf("--time-scale %v: want a number > 0", c.Float64("time-scale"))
+	if ts := c.Float64("time-scale"); !(ts > 0) || math.IsInf(ts, 0) {
+		return badf("--time-scale %v: want a number > 0", ts)
+	}
+	if r := c.Float64("rate"); !(r >= 0) || math.IsInf(r, 0) {
+		return badf("--rate %v: want a Poisson rate > 0 in requests/s, or 0 for all at time 0", r)
+	}
+	from, to := c.Float64("from"), c.Float64("to")
+	if !(from >= 0) || !(to >= 0) || (to > 0 && to <= from) {
+		return badf("--from %v --to %v: want 0 <= from < to (to 0: no end)", from, to)
+	}
+	if c.Int("max") < 0 {
+		return badf("--max %d: want >= 0 (0: all)", c.Int("max"))
 	}
 	t, err := traces.Import(c.String("format"), c.Args().First(), opt)
 	if err != nil {
 		return bad(err)
 	}
-	t.Window(c.Float64("from"), c.Float64("to"), c.Float64("time-scale"), c.Int("max"))
+	span := t.Duration()
+	t.Window(from, to, c.Float64("time-scale"), c.Int("max"))
+	if len(t.Requests) == 0 {
+		return badf("%s: no request arrives in the window --from %v --to %v (the trace spans %.0f s)", c.Args().First(), from, to, span)
+	}
 	return traces.WriteFile(c.String("out"), t)
 }
 

@@ -39,3 +39,34 @@ func Write(path string, fill func(w io.Writer) error) error {
 	}
 	return nil
 }
+
+// Check reports whether Write could create path, without writing it: the
+// path must not be a directory, and its directory must exist and take a
+// new file. Commands check every output this way before their work, so
+// that a bad path costs no run and leaves no partial output.
+func Check(path string) error {
+	if path == "-" {
+		return nil
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory, want a file name", path)
+	}
+	return CheckDir(filepath.Dir(path))
+}
+
+// CheckDir reports whether files can be created in dir.
+func CheckDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	tmp, err := os.CreateTemp(dir, ".elis-sim-check*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, err)
+	}
+	tmp.Close()
+	return os.Remove(tmp.Name())
+}

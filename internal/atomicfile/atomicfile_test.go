@@ -34,3 +34,22 @@ func TestWriteCreates(t *testing.T) {
 		t.Fatalf("got %q, %v", b, err)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	if err := Check(filepath.Join(dir, "a.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check("-"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{dir, filepath.Join(dir, "missing", "a.json"), "/proc/x.log"} {
+		if err := Check(bad); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Fatalf("Check left files: %v", entries)
+	}
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad input is refused the same way everywhere: exit status 2, a message
+// naming the flag, file or field and what would be valid, and no output
+// left behind. Each case was accepted, or refused otherwise, before.
+func TestBadInputExits2AndWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	write := func(name, content string) string {
+		if err := os.WriteFile(p(name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p(name)
+	}
+	trace := write("t.jsonl", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":8,\"output_tokens\":4}\n")
+	empty := write("empty.json", `{"elis_trace": 1, "requests": []}`)
+	azure := write("azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n")
+	cost := write("cost.json", `{"kind":"linear","linear":{"base_s":-1}}`)
+	cases := []struct {
+		name   string
+		args   []string
+		want   string
+		absent []string // paths that must not exist afterwards
+	}{
+		{"unknown command", []string{"bogus"}, `unknown command "bogus"`, nil},
+		{"unwritable log before the run", []string{"run", "--out", p("d"), "--log-predictions", "/proc/x.log"}, "--log-predictions", []string{p("d")}},
+		{"unwritable plot", []string{"run", "--out", p("d2"), "--plot", "/proc/x.png"}, "--plot", []string{p("d2")}},
+		{"plot extension", []string{"run", "--plot", p("x.gif")}, "want a .png, .svg or .pdf", []string{p("x.gif")}},
+		{"one file for two policies", []string{"run", "-o", p("x.json")}, "give a directory", []string{p("x.json")}},
+		{"trace gen into a directory", []string{"trace", "gen", "--n", "3", "-o", dir}, "is a directory", nil},
+		{"import window backwards", []string{"trace", "import", "--format", "azure", azure, "--from", "100", "--to", "50", "-o", p("w.json")}, "--from 100 --to 50", []string{p("w.json")}},
+		{"import empty window", []string{"trace", "import", "--format", "azure", azure, "--from", "1000", "-o", p("w.json")}, "no request arrives", []string{p("w.json")}},
+		{"negative rate", []string{"trace", "import", "--format", "azure", azure, "--rate", "-2", "-o", p("w.json")}, "--rate -2", []string{p("w.json")}},
+		{"replay time scale 0", []string{"replay", trace, "--model", "tiny", "--time-scale", "0", "--out", p("r")}, "--time-scale 0", []string{p("r")}},
+		{"replay time scale -1", []string{"replay", trace, "--model", "tiny", "--time-scale", "-1"}, "--time-scale -1", nil},
+		{"empty trace", []string{"run", empty, "--out", p("e")}, "no requests", []string{p("e")}},
+		{"negative cost coefficient", []string{"run", trace, "--cost-model", cost}, `field "linear.base_s": -1`, nil},
+		{"noisy sigma not a number", []string{"run", trace, "--predictor", "noisy:sigma=abc"}, `sigma="abc" is not a finite number`, nil},
+		{"recorded without predictions", []string{"run", trace, "--predictor", "recorded"}, "no recorded predictions", nil},
+		{"missing checkpoint", []string{"replay", trace, "--model", "tiny", "--predictor-model", p("nope.pt")}, "nope.pt: no such file", nil},
+	}
+	for _, c := range cases {
+		code, out := elis(t, c.args...)
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %d, want 2 and a message with %q:\n%s", c.name, code, c.want, out)
+		}
+		for _, a := range c.absent {
+			if _, err := os.Stat(a); err == nil {
+				t.Errorf("%s: left %s behind", c.name, a)
+			}
+		}
+	}
+}
+
+// The engine limits' help says 0 means the default; run accepts it.
+func TestZeroLimitsMeanDefaults(t *testing.T) {
+	code, out := elis(t, "run", "--max-num-seqs", "0", "--max-num-batched-tokens", "0", "--kv-blocks", "0", "--max-model-len", "0", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
