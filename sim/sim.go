@@ -104,13 +104,18 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	if !pol.Predictive() {
 		cost = predictor.Cost{}
 	}
-	pred, sigma, err := PredictorFor(spec, tr, cfg.Engine.PredictionInterval, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
 	router, err := policies.NewRouter(orDefault(cfg.Router, "least-loaded"))
 	if err != nil {
 		return nil, err
+	}
+	// A predictor is built (and a noisy one fitted) only for a policy or
+	// router that reads it.
+	var pred policies.Predictor
+	var sigma float64
+	if pol.Predictive() || router.NeedsWork() {
+		if pred, sigma, err = PredictorFor(spec, tr, cfg.Engine.PredictionInterval, cfg.Seed); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{Policy: pol.Name(), Records: make([]policies.Record, len(tr.Requests)), Sigma: sigma}
 	onGap := func(g float64) { res.Gaps.Add(g) }

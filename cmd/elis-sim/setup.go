@@ -158,7 +158,8 @@ func (s *simSetup) runAll(tr *traces.Trace, desc string) ([]*report.Run, error) 
 	if s.base.Predictor.Kind == "recorded" && !slices.ContainsFunc(tr.Requests, func(r traces.Request) bool { return len(r.Predictions) > 0 }) {
 		return nil, badf("--predictor recorded: the trace %s has no recorded predictions (its requests' \"predictions\" field)", desc)
 	}
-	var runs []*report.Run
+	var results []*sim.Result
+	sigma := 0.0 // fitted by the runs that read the predictor; the same for all
 	for _, p := range s.policies {
 		cfg := s.base
 		cfg.Policy = p
@@ -166,16 +167,21 @@ func (s *simSetup) runAll(tr *traces.Trace, desc string) ([]*report.Run, error) 
 		if err != nil {
 			return nil, err
 		}
-		runs = append(runs, s.toRun(p, desc, res))
+		results = append(results, res)
+		sigma = max(sigma, res.Sigma)
+	}
+	var runs []*report.Run
+	for i, p := range s.policies {
+		runs = append(runs, s.toRun(p, desc, results[i], sigma))
 	}
 	return runs, nil
 }
 
-func (s *simSetup) toRun(policy, desc string, res *sim.Result) *report.Run {
+func (s *simSetup) toRun(policy, desc string, res *sim.Result, sigma float64) *report.Run {
 	e := s.base.Engine
 	pred := s.base.Predictor.String()
-	if res.Sigma > 0 {
-		pred += fmt.Sprintf(" (sigma %.3f)", res.Sigma)
+	if sigma > 0 {
+		pred += fmt.Sprintf(" (sigma %.3f)", sigma)
 	}
 	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s, K=%d, ISRTF mode %s",
 		desc, s.engine, s.base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, pred, e.PredictionInterval, s.base.Mode)

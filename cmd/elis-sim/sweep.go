@@ -221,7 +221,7 @@ func (sw *sweep) run(sc scenario, base *traces.Trace) error {
 	runs := make([]report.SweepRun, len(results))
 	for i, res := range results {
 		desc := fmt.Sprintf("%s, %gx load, seed %d", sc.about, pts[i].load, pts[i].seed)
-		r := sw.setup.toRun(pts[i].policy, desc, res)
+		r := sw.setup.toRun(pts[i].policy, desc, res, res.Sigma)
 		r.Label = pts[i].label()
 		runs[i] = report.SweepRun{Run: r, Policy: pts[i].policy, Load: pts[i].load, Seed: pts[i].seed, MAE: pts[i].mae}
 	}

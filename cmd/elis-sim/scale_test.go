@@ -1,0 +1,33 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkRunMillion is issue 17's scale target: the CLI's whole path
+// (read the trace, fit the predictor, simulate, summarise) on 1,000,000
+// requests of Poisson 10 req/s with default flags; targets on the 2-core
+// machine: FCFS within 5 s, ISRTF within 8 s, and any run under 1 GB
+// (measure that with /usr/bin/time -v on the CLI).
+func BenchmarkRunMillion(b *testing.B) {
+	dir := b.TempDir()
+	trace := filepath.Join(dir, "m.jsonl")
+	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	stdout := os.Stdout
+	os.Stdout = devnull
+	defer func() { os.Stdout = stdout }()
+	if code := run([]string{"elis-sim", "trace", "gen", "--n", "1000000", "--arrivals", "poisson:10", "-o", trace}); code != 0 {
+		b.Fatalf("trace gen: exit %d", code)
+	}
+	for _, pol := range []string{"fcfs", "isrtf"} {
+		b.Run(pol, func(b *testing.B) {
+			for b.Loop() {
+				if code := run([]string{"elis-sim", "run", trace, "--policy", pol, "--json"}); code != 0 {
+					b.Fatalf("exit %d", code)
+				}
+			}
+		})
+	}
+}
