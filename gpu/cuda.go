@@ -25,6 +25,13 @@ var decoderSource = kernelSource{code: decoderCode, defines: []string{"ELEM_FP16
 		"flash_prefill_d16", "flash_prefill_d32", "flash_prefill_d64", "flash_prefill_d128"}}
 
 func init() {
+	cudaCount = func() int {
+		n, err := cu.NumDevices()
+		if err != nil {
+			return 0
+		}
+		return n
+	}
 	newCUDA = func(cfg Config, w *Weights, ordinal, blockSize, numBlocks int, seed uint64) (Executor, error) {
 		if w == nil {
 			return NewCUDARandomOn(ordinal, cfg, blockSize, numBlocks, seed)

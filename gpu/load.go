@@ -74,6 +74,18 @@ func Devices() []string {
 	return []string{"cpu"}
 }
 
+// GPUCount reports how many CUDA devices this machine has; 0 in a build
+// without CUDA.
+func GPUCount() int {
+	if cudaCount == nil {
+		return 0
+	}
+	return cudaCount()
+}
+
+// cudaCount is set by the cuda build.
+var cudaCount func() int
+
 // newCUDA is set by the cuda build; w nil means random weights made on
 // the GPU.
 var newCUDA func(cfg Config, w *Weights, ordinal, blockSize, numBlocks int, seed uint64) (Executor, error)

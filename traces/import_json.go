@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // forEachLine calls fn with each non-blank line of a JSONL file and its
@@ -107,7 +109,7 @@ func importAPEX(data []byte, name string, opt ImportOptions) (*Trace, error) {
 			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out),
 		}
 		if opt.KeepText {
-			r.Prompt = row.Body
+			r.Prompt = apexText(row.Body)
 		}
 		tr.Requests = append(tr.Requests, r)
 		return nil
@@ -115,41 +117,94 @@ func importAPEX(data []byte, name string, opt ImportOptions) (*Trace, error) {
 	return tr, err
 }
 
+// apexText is the prompt text of an APEX body: its bodies are the repr of
+// a Python dict, {'content': '...', 'role': 'user'}; the content's string
+// literal is decoded. A body of another shape is kept whole.
+func apexText(body string) string {
+	const head = "{'content': "
+	if !strings.HasPrefix(body, head) || len(body) <= len(head) {
+		return body
+	}
+	s := body[len(head):]
+	q := s[0]
+	if q != '\'' && q != '"' {
+		return body
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == q:
+			return b.String()
+		case c != '\\' || i+1 == len(s):
+			b.WriteByte(c)
+		default:
+			i++
+			switch e := s[i]; e {
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			case 'r':
+				b.WriteByte('\r')
+			case 'x', 'u', 'U':
+				n := map[byte]int{'x': 2, 'u': 4, 'U': 8}[e]
+				if i+n < len(s) {
+					if v, err := strconv.ParseUint(s[i+1:i+1+n], 16, 32); err == nil {
+						b.WriteRune(rune(v))
+						i += n
+						continue
+					}
+				}
+				b.WriteByte('\\')
+				b.WriteByte(e)
+			default: // \\, \', \" and anything else stand for themselves
+				b.WriteByte(e)
+			}
+		}
+	}
+	return body // no closing quote: not the expected shape
+}
+
+// shareGPTTurn is one turn of a ShareGPT conversation.
+type shareGPTTurn struct {
+	From  string `json:"from"`
+	Value string `json:"value"`
+}
+
 // importShareGPT reads a ShareGPT conversation file (a JSON array of
 // {"conversations": [{"from": "human"|"gpt", "value": text}, ...]}) the way
-// vLLM's serving benchmark does: one request per conversation, its first turn
-// as the prompt and the second as the output.
+// vLLM's serving benchmark does: one request per conversation, its first
+// human turn as the prompt and the turn after it as the output.
 func importShareGPT(data []byte, name string, opt ImportOptions) (*Trace, error) {
 	if err := needTokens("sharegpt", opt); err != nil {
 		return nil, err
 	}
 	var convs []struct {
 		ID    json.RawMessage `json:"id"`
-		Turns []struct {
-			From  string `json:"from"`
-			Value string `json:"value"`
-		} `json:"conversations"`
+		Turns []shareGPTTurn  `json:"conversations"`
 	}
 	if err := json.Unmarshal(data, &convs); err != nil {
 		return nil, fmt.Errorf("%s: %w (want a JSON array of {\"conversations\": [{\"from\", \"value\"}, ...]})", name, err)
 	}
 	tr := &Trace{Name: "sharegpt"}
 	for i, c := range convs {
-		if len(c.Turns) < 2 {
-			continue // nothing answered: vLLM's benchmark drops these too
+		h := slices.IndexFunc(c.Turns, func(t shareGPTTurn) bool { return t.From == "human" || t.From == "user" })
+		if h < 0 || h+1 >= len(c.Turns) {
+			continue // no human turn, or nothing answered it: dropped, as vLLM's benchmark drops these
 		}
-		in, err := opt.Tokens.CountTokens(c.Turns[0].Value)
+		in, err := opt.Tokens.CountTokens(c.Turns[h].Value)
 		if err != nil {
 			return nil, fmt.Errorf("%s conversation %d: %w", name, i, err)
 		}
-		out, err := opt.Tokens.CountTokens(c.Turns[1].Value)
+		out, err := opt.Tokens.CountTokens(c.Turns[h+1].Value)
 		if err != nil {
 			return nil, fmt.Errorf("%s conversation %d: %w", name, i, err)
 		}
 		r := Request{ID: "sharegpt-" + strconv.Itoa(len(tr.Requests)),
 			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out)}
 		if opt.KeepText {
-			r.Prompt = c.Turns[0].Value
+			r.Prompt = c.Turns[h].Value
 		}
 		tr.Requests = append(tr.Requests, r)
 	}

@@ -41,10 +41,13 @@ func TestImporters(t *testing.T) {
 			[]Request{{ID: "mooncake-0", Arrival: 0, PromptTokens: 6758, OutputTokens: 500}, {ID: "mooncake-1", Arrival: 1.5, PromptTokens: 7, OutputTokens: 3}}},
 		{"apex", "x.jsonl", `{"ContextTokens": 156, "GeneratedTokens": 67, "SynthesizedBody": "hello", "RequestID": "q", "StartTimeOffset": 2500000000}` + "\n", ImportOptions{KeepText: true},
 			[]Request{{ID: "apex-0", Arrival: 2.5, PromptTokens: 156, OutputTokens: 67, Prompt: "hello"}}},
+		{"apex python body", "x2.jsonl", `{"ContextTokens": 9, "GeneratedTokens": 4, "SynthesizedBody": "{'content': 'it\\'s \\\\ \\u00e9t\\u00e9\\n\\\"ok\\\"', 'role': 'user'}", "StartTimeOffset": 0}` + "\n", ImportOptions{KeepText: true},
+			[]Request{{ID: "apex-0", PromptTokens: 9, OutputTokens: 4, Prompt: "it's \\ été\n\"ok\""}}},
 		{"vidur", "v.csv", "arrived_at,num_prefill_tokens,num_decode_tokens,extra\n0.5,100,20,x\n1.25,30,4,y\n", ImportOptions{},
 			[]Request{{ID: "vidur-0", Arrival: 0.5, PromptTokens: 100, OutputTokens: 20}, {ID: "vidur-1", Arrival: 1.25, PromptTokens: 30, OutputTokens: 4}}},
-		{"sharegpt", "s.json", `[{"id":"c1","conversations":[{"from":"human","value":"one two three"},{"from":"gpt","value":"a b"}]},{"id":"c2","conversations":[{"from":"human","value":"alone"}]}]`, words,
-			[]Request{{ID: "sharegpt-0", PromptTokens: 3, OutputTokens: 2, Prompt: "one two three"}}},
+		{"sharegpt", "s.json", `[{"id":"c1","conversations":[{"from":"human","value":"one two three"},{"from":"gpt","value":"a b"}]},{"id":"c2","conversations":[{"from":"human","value":"alone"}]},` +
+			`{"id":"c3","conversations":[{"from":"gpt","value":"how can I help"},{"from":"human","value":"say hi"},{"from":"gpt","value":"hi"}]}]`, words,
+			[]Request{{ID: "sharegpt-0", PromptTokens: 3, OutputTokens: 2, Prompt: "one two three"}, {ID: "sharegpt-1", PromptTokens: 2, OutputTokens: 1, Prompt: "say hi"}}},
 		{"elis-prompts", "p.json", `{"prompts": ["write a poem", "hi"]}`, ImportOptions{Tokens: Words{}, OutputTokens: 100},
 			[]Request{{ID: "elis-0", PromptTokens: 3, OutputTokens: 100}, {ID: "elis-1", PromptTokens: 1, OutputTokens: 100}}},
 		{"elis-train", "t.jsonl", `{"input_prompt": "why is the sky blue", "output_prompt": "", "number_of_output_tokens": 120, "remaining_tokens": 120}` + "\n" +
@@ -53,7 +56,7 @@ func TestImporters(t *testing.T) {
 			[]Request{{ID: "elis-0", PromptTokens: 5, OutputTokens: 120, Prompt: "why is the sky blue"}, {ID: "elis-1", PromptTokens: 1, OutputTokens: 9, Prompt: "hello"}}},
 	}
 	for _, c := range cases {
-		tr, err := Import(c.format, writeFixture(t, c.file, c.content), c.opt)
+		tr, err := Import(strings.Fields(c.format)[0], writeFixture(t, c.file, c.content), c.opt)
 		if err != nil {
 			t.Errorf("%s: %v", c.format, err)
 			continue

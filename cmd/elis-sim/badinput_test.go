@@ -66,3 +66,16 @@ func TestZeroLimitsMeanDefaults(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
+
+// "elis-sim replay --gpus 4", the usage the tool was specified with,
+// replays the embedded workload; on the CPU the workers share the cores
+// and the setup line says so.
+func TestReplayWithoutTrace(t *testing.T) {
+	code, out := elis(t, "replay", "--gpus", "2", "--policy", "fcfs", "--time-scale", "0.02")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "embedded ELIS-like workload for the CPU") || !strings.Contains(out, "2 workers sharing") {
+		t.Fatalf("setup line does not say what ran:\n%s", out)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -60,8 +61,9 @@ func replayCommand() *cli.Command {
 	return usageErrors(&cli.Command{
 		Name:      "replay",
 		Usage:     "run a trace for real: the scheduler core driving model forward passes on a device",
-		ArgsUsage: "TRACE",
-		Description: "Replays TRACE on the wall clock with the same scheduler core and policies as run, executing\n" +
+		ArgsUsage: "[TRACE]",
+		Description: "Without TRACE replays an embedded ELIS-like workload: a short one on the CPU, the run\n" +
+			"workload on llama-3.1-8b with --device cuda. Replays TRACE on the wall clock with the same scheduler core and policies as run, executing\n" +
 			"every step with the served model (random weights for presets) and running the predictor network\n" +
 			"at every prediction point. Output lengths are forced to the trace's. Records have run's format,\n" +
 			"so compare and plot take them. Ctrl-C stops arrivals and finishes what is in flight; a second\n" +
@@ -103,17 +105,31 @@ func checkMemory(c *cli.Context, m *gpu.Model, eng policies.Config) error {
 }
 
 func replayAction(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return badf("replay wants one TRACE, got %d arguments", c.NArg())
+	if c.NArg() > 1 {
+		return badf("replay wants at most one TRACE, got %d arguments", c.NArg())
 	}
 	if err := checkRunOutputs(c); err != nil {
 		return err
 	}
-	tr, desc, err := loadTrace(c)
-	if err != nil {
-		return err
+	device := c.String("device")
+	if device == "cuda" && c.Int("gpus") > gpu.GPUCount() && len(gpu.Devices()) > 1 {
+		return badf("--gpus %d: this machine has %d CUDA device(s)", c.Int("gpus"), gpu.GPUCount())
 	}
-	m, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
+	var tr *traces.Trace
+	var desc string
+	if c.NArg() == 1 {
+		var err error
+		if tr, desc, err = loadTrace(c); err != nil {
+			return err
+		}
+	} else {
+		tr, desc = defaultReplayWorkload(device, c.Uint64("seed"))
+	}
+	model := c.String("model")
+	if !c.IsSet("model") && device == "cuda" {
+		model = "llama-3.1-8b" // a GPU replays the shape people serve
+	}
+	m, err := gpu.LoadModel(model, c.Uint64("seed"))
 	if err != nil {
 		return badf("--model: %w", err)
 	}
@@ -225,7 +241,10 @@ func replayAction(c *cli.Context) error {
 		if sigma > 0 {
 			predDesc += fmt.Sprintf(" (sigma %.3f)", sigma)
 		}
-		engine := fmt.Sprintf("%s on %s", c.String("model"), c.String("device"))
+		engine := fmt.Sprintf("%s on %s", model, device)
+		if device == "cpu" && workers > 1 {
+			engine += fmt.Sprintf(" (%d workers sharing %d cores)", workers, runtime.NumCPU())
+		}
 		summary := fmt.Sprintf("setup: %s | replay: %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s (network %s), K=%d, ISRTF mode %s, time scale %g",
 			desc, engine, workers, eng.MaxSeqs, eng.MaxBatchedTokens, eng.NumBlocks, predDesc, c.String("predictor-model"), eng.PredictionInterval, mode, c.Float64("time-scale"))
 		label := pol
