@@ -78,4 +78,9 @@ func TestReplayWithoutTrace(t *testing.T) {
 	if !strings.Contains(out, "embedded ELIS-like workload for the CPU") || !strings.Contains(out, "2 workers sharing") {
 		t.Fatalf("setup line does not say what ran:\n%s", out)
 	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "rejected" && f[1] != "0" {
+			t.Fatalf("the embedded workload does not fit the default model:\n%s", out)
+		}
+	}
 }

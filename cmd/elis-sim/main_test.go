@@ -77,7 +77,7 @@ func TestBadInputExits2WithoutOutput(t *testing.T) {
 		{"run", "--bogus-flag"},
 		{"run", bad},
 		{"cost", "check"},
-		{"replay"},
+		{"replay", "a.json", "b.json"},
 		{"replay", bad, "--model", "gpt-9"},
 		{"calibrate", bad},
 		{"run", "--predictor", "network"},

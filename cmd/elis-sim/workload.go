@@ -24,8 +24,9 @@ func defaultWorkload(seed uint64) (*traces.Trace, string) {
 
 // defaultReplayWorkload is what "elis-sim replay" replays without a trace:
 // on a GPU the run workload itself; on the CPU a short cut of it (30
-// requests at 10x the rate, outputs up to 256 tokens) that a small model
-// replays in well under a minute a policy.
+// requests at 10x the rate, prompts and outputs up to 128 tokens, so that
+// they fit the tiny model's 256 positions) that replays in well under a
+// minute a policy.
 func defaultReplayWorkload(device string, seed uint64) (*traces.Trace, string) {
 	if device != "cpu" {
 		return defaultWorkload(seed)
@@ -34,11 +35,11 @@ func defaultReplayWorkload(device string, seed uint64) (*traces.Trace, string) {
 		N: 30, Seed: seed, Name: "elis-default-cpu",
 		Arrivals:       traces.Gamma{Shape: 0.73, Scale: 10.41},
 		RateMultiplier: 10,
-		Prompt:         traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 512},
-		Output:         traces.LogNormal{Mean: 80, Sigma: 0.9, Max: 256},
+		Prompt:         traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 128},
+		Output:         traces.LogNormal{Mean: 80, Sigma: 0.9, Max: 128},
 	})
 	if err != nil {
 		panic(err) // the embedded parameters are valid
 	}
-	return t, "embedded ELIS-like workload for the CPU: 30 requests, gamma(0.73, 10.41 s) arrivals at 10x, LMSYS-like lengths (outputs <= 256)"
+	return t, "embedded ELIS-like workload for the CPU: 30 requests, gamma(0.73, 10.41 s) arrivals at 10x, LMSYS-like lengths (up to 128 tokens each)"
 }
