@@ -49,6 +49,29 @@ type agingEntry struct {
 type Stats struct {
 	Steps, Preemptions, Rejected, Finished int64
 	Predictions                            int64 // predictor calls
+	// Errors sums the error of every finite prediction, so a run keeps
+	// its predictor's accuracy without keeping each prediction.
+	Errors PredictionErrors
+}
+
+// PredictionErrors accumulates predicted minus actual remaining tokens
+// over finite predictions, in constant memory.
+type PredictionErrors struct {
+	N                      int64
+	SumAbs, SumSq          float64 // of the errors
+	SumActual, SumActualSq float64 // of the actual remaining tokens
+}
+
+func (p *PredictionErrors) add(predicted float64, actual int) {
+	if math.IsInf(predicted, 0) {
+		return
+	}
+	e, a := predicted-float64(actual), float64(actual)
+	p.N++
+	p.SumAbs += math.Abs(e)
+	p.SumSq += e * e
+	p.SumActual += a
+	p.SumActualSq += a * a
 }
 
 // Add sums o into s (the counters of several workers).
@@ -58,6 +81,11 @@ func (s *Stats) Add(o Stats) {
 	s.Rejected += o.Rejected
 	s.Finished += o.Finished
 	s.Predictions += o.Predictions
+	s.Errors.N += o.Errors.N
+	s.Errors.SumAbs += o.Errors.SumAbs
+	s.Errors.SumSq += o.Errors.SumSq
+	s.Errors.SumActual += o.Errors.SumActual
+	s.Errors.SumActualSq += o.Errors.SumActualSq
 }
 
 // NewScheduler returns a core with an empty cache. pred may be nil for
@@ -148,6 +176,7 @@ func (s *Scheduler) predict(q *Seq, now float64) {
 	s.pendingPred++
 	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
 	s.stats.Predictions++
+	s.stats.Errors.add(p, q.Remaining())
 	if s.KeepHistory {
 		q.rec.Predictions = append(q.rec.Predictions, Prediction{At: now, Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
 	}

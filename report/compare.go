@@ -14,16 +14,18 @@ type Metric struct {
 	get  func(*Summary) float64
 }
 
-// CompareMetrics are the columns of "elis-sim compare".
+// CompareMetrics are the columns of "elis-sim compare". Names end in
+// their unit and values are in SI units, as in run's JSON (tpot_s) and
+// sweep's CSV (tpot_mean_s).
 var CompareMetrics = []Metric{
-	{"jct_mean", "s", func(s *Summary) float64 { return s.JCT.Mean }},
-	{"jct_p99", "s", func(s *Summary) float64 { return s.JCT.P99 }},
-	{"ttft_mean", "s", func(s *Summary) float64 { return s.TTFT.Mean }},
-	{"ttft_p99", "s", func(s *Summary) float64 { return s.TTFT.P99 }},
-	{"tpot_mean", "ms", func(s *Summary) float64 { return s.TPOT.Mean * 1e3 }},
-	{"queue_mean", "s", func(s *Summary) float64 { return s.Queue.Mean }},
-	{"throughput", "req/s", func(s *Summary) float64 { return s.RPS }},
-	{"goodput", "req/s", func(s *Summary) float64 {
+	{"jct_mean_s", "s", func(s *Summary) float64 { return s.JCT.Mean }},
+	{"jct_p99_s", "s", func(s *Summary) float64 { return s.JCT.P99 }},
+	{"ttft_mean_s", "s", func(s *Summary) float64 { return s.TTFT.Mean }},
+	{"ttft_p99_s", "s", func(s *Summary) float64 { return s.TTFT.P99 }},
+	{"tpot_mean_s", "s", func(s *Summary) float64 { return s.TPOT.Mean }},
+	{"queue_mean_s", "s", func(s *Summary) float64 { return s.Queue.Mean }},
+	{"throughput_rps", "req/s", func(s *Summary) float64 { return s.RPS }},
+	{"goodput_rps", "req/s", func(s *Summary) float64 {
 		if s.Goodput == nil {
 			return math.NaN()
 		}
@@ -109,10 +111,7 @@ func WriteCompare(w io.Writer, rows []Row) error {
 	widths := make([]int, len(cols))
 	heads := make([]string, len(cols))
 	for j, m := range cols {
-		heads[j] = m.Name
-		if m.Unit != "" {
-			heads[j] += " (" + m.Unit + ")"
-		}
+		heads[j] = m.Name // its name ends in its unit
 		widths[j] = len(heads[j])
 	}
 	for i, r := range rows {
@@ -122,6 +121,9 @@ func WriteCompare(w io.Writer, rows []Row) error {
 			s := "-"
 			if ok {
 				s = formatNum(e.Mean)
+				if m.Unit == "" && e.Mean == math.Trunc(e.Mean) { // a count
+					s = fmt.Sprintf("%.0f", e.Mean)
+				}
 				if ci := float64(e.CI95); !math.IsNaN(ci) {
 					s += " ±" + formatNum(ci)
 				}

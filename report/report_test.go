@@ -85,13 +85,13 @@ func TestCompareByHand(t *testing.T) {
 	if len(rows) != 2 || rows[0].Label != "fcfs" || rows[0].Runs != 2 {
 		t.Fatalf("rows %+v", rows)
 	}
-	f, i := rows[0].Values["jct_mean"], rows[1].Values["jct_mean"]
+	f, i := rows[0].Values["jct_mean_s"], rows[1].Values["jct_mean_s"]
 	// means 11 and 8; sd of {10,12} = sqrt(2), t(0.975, 1) = 12.706
 	if !near(f.Mean, 11) || !near(i.Mean, 8) || math.Abs(float64(f.CI95)-12.7062*math.Sqrt(2)/math.Sqrt(2)) > 1e-3 {
 		t.Fatalf("estimates %+v %+v", f, i)
 	}
-	if !near(float64(rows[1].Change["jct_mean"]), (8.0-11)/11*100) {
-		t.Fatalf("change %v", rows[1].Change["jct_mean"])
+	if !near(float64(rows[1].Change["jct_mean_s"]), (8.0-11)/11*100) {
+		t.Fatalf("change %v", rows[1].Change["jct_mean_s"])
 	}
 	var buf bytes.Buffer
 	WriteCompare(&buf, rows)
@@ -203,5 +203,35 @@ func TestSweepAggregates(t *testing.T) {
 	var buf bytes.Buffer
 	if err := WriteSweepCSV(&buf, runs); err != nil || strings.Count(buf.String(), "\n") != 5 {
 		t.Fatalf("csv: %v\n%s", err, buf.String())
+	}
+}
+
+// Accuracy summed in constant memory equals the accuracy of the kept
+// predictions (R^2 included), so a sweep that keeps no history still
+// reports its predictor's error.
+func TestAccuracyFromSums(t *testing.T) {
+	preds := []struct {
+		p float64
+		a int
+	}{{120, 100}, {30, 50}, {80, 80}, {math.Inf(1), 10}, {5, 12}}
+	var errs, actual []float64
+	var sums policies.PredictionErrors
+	for _, x := range preds {
+		if !math.IsInf(x.p, 0) {
+			errs = append(errs, x.p-float64(x.a))
+			actual = append(actual, float64(x.a))
+		}
+	}
+	for i := range errs {
+		e, a := errs[i], actual[i]
+		sums.N++
+		sums.SumAbs += math.Abs(e)
+		sums.SumSq += e * e
+		sums.SumActual += a
+		sums.SumActualSq += a * a
+	}
+	want, got := accuracy(errs, actual), AccuracyFrom(sums)
+	if got.N != want.N || !near(got.MAE, want.MAE) || !near(got.RMSE, want.RMSE) || !near(got.R2, want.R2) {
+		t.Fatalf("from sums %+v, from the list %+v", got, want)
 	}
 }

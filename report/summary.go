@@ -134,6 +134,20 @@ func jain(x []float64) float64 {
 	return s * s / (float64(len(x)) * sq)
 }
 
+// AccuracyFrom is the accuracy of predictions summed in constant memory
+// (what a run keeps when it keeps no prediction history).
+func AccuracyFrom(e policies.PredictionErrors) Accuracy {
+	if e.N == 0 {
+		return Accuracy{}
+	}
+	n := float64(e.N)
+	a := Accuracy{N: int(e.N), MAE: e.SumAbs / n, RMSE: math.Sqrt(e.SumSq / n)}
+	if sst := e.SumActualSq - e.SumActual*e.SumActual/n; sst > 0 {
+		a.R2 = 1 - e.SumSq/sst
+	}
+	return a
+}
+
 func accuracy(errs, actual []float64) Accuracy {
 	if len(errs) == 0 {
 		return Accuracy{}

@@ -14,6 +14,18 @@ type metricRow struct {
 	get  func(*Summary) float64
 }
 
+// rowKinds are the rows that are not measures.
+var rowKinds = map[string]rowKind{"preemptions": count, "rejected": count, "requests meeting the SLO": share}
+
+// rowKind says how a row's values print and change.
+type rowKind int
+
+const (
+	measure rowKind = iota // a quantity: 3 significant digits, change in %
+	count                  // a whole number: no decimals, change in %
+	share                  // a percentage: change in percentage points
+)
+
 func distRows(name string, d func(*Summary) *Dist, unit string, scale float64) []metricRow {
 	return []metricRow{
 		{name + " mean", unit, func(s *Summary) float64 { return d(s).Mean * scale }},
@@ -64,7 +76,8 @@ func nanIfZero(n int, v float64) float64 {
 }
 
 // SideBySide writes one column per run and, for each run after the first
-// (the baseline), its change against the baseline in percent.
+// (the baseline), its change against the baseline: in percent, or in
+// percentage points for a share (the requests meeting the SLO).
 func SideBySide(w io.Writer, runs []*Run) error {
 	if len(runs) == 0 {
 		return nil
@@ -99,10 +112,18 @@ func SideBySide(w io.Writer, runs []*Run) error {
 		}
 		fmt.Fprintf(&sb, "%-*s", first, name)
 		for _, v := range vals {
-			fmt.Fprintf(&sb, "%*s", width, formatNum(v))
+			f := formatNum(v)
+			if rowKinds[row.name] == count && !math.IsNaN(v) {
+				f = fmt.Sprintf("%.0f", v)
+			}
+			fmt.Fprintf(&sb, "%*s", width, f)
 		}
 		for _, v := range vals[1:] {
-			fmt.Fprintf(&sb, "%*s", width+1, change(vals[0], v))
+			c := change(vals[0], v)
+			if rowKinds[row.name] == share && !math.IsNaN(vals[0]) && !math.IsNaN(v) {
+				c = fmt.Sprintf("%+.1f pt", v-vals[0])
+			}
+			fmt.Fprintf(&sb, "%*s", width+1, c)
 		}
 		sb.WriteByte('\n')
 	}

@@ -97,8 +97,13 @@ func shorten(s string, n int) string {
 }
 
 // makeRun summarises records into a run file's contents.
-func makeRun(label string, setup map[string]string, recs []policies.Record, gaps *hist.H, slo report.SLO) *report.Run {
+// errs, when the records keep no prediction history, gives the predictor's
+// accuracy instead.
+func makeRun(label string, setup map[string]string, recs []policies.Record, gaps *hist.H, errs *policies.PredictionErrors, slo report.SLO) *report.Run {
 	sum := report.Summarize(recs, gaps)
+	if sum.Predictor.N == 0 && errs != nil {
+		sum.Predictor = report.AccuracyFrom(*errs)
+	}
 	if slo != (report.SLO{}) {
 		g := report.ComputeGoodput(recs, slo, sum.Makespan)
 		sum.Goodput = &g

@@ -192,7 +192,7 @@ func (s *simSetup) toRun(policy, desc string, res *sim.Result, sigma float64) *r
 		"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
 		"seed": fmt.Sprint(s.base.Seed),
 	}
-	return makeRun(s.label(policy), setup, res.Records, &res.Gaps, s.slo)
+	return makeRun(s.label(policy), setup, res.Records, &res.Gaps, &res.Stats.Errors, s.slo)
 }
 
 // applyEngineFlags overrides eng's limits with the flags the user set; a

@@ -223,7 +223,11 @@ func (sw *sweep) run(sc scenario, base *traces.Trace) error {
 		desc := fmt.Sprintf("%s, %gx load, seed %d", sc.about, pts[i].load, pts[i].seed)
 		r := sw.setup.toRun(pts[i].policy, desc, res, res.Sigma)
 		r.Label = pts[i].label()
-		runs[i] = report.SweepRun{Run: r, Policy: pts[i].policy, Load: pts[i].load, Seed: pts[i].seed, MAE: pts[i].mae}
+		target := pts[i].mae
+		if target == 0 && usesPredictor(pts[i].policy) {
+			target = sw.setup.base.Predictor.MAE // the --predictor flag's target, if it has one
+		}
+		runs[i] = report.SweepRun{Run: r, Policy: pts[i].policy, Load: pts[i].load, Seed: pts[i].seed, MAE: target}
 	}
 	if err := atomicfile.Write(filepath.Join(dir, "results.csv"), func(w io.Writer) error { return report.WriteSweepCSV(w, runs) }); err != nil {
 		return err

@@ -42,3 +42,34 @@ func BenchmarkSweep(b *testing.B) {
 		}
 	}
 }
+
+// A sweep keeps no prediction history unless a scenario logs it, yet its
+// ISRTF rows report the predictor's measured error and target (they were
+// 0 in every scenario but long-output).
+func TestSweepReportsPredictorError(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := elis(t, "sweep", "--scenario", "fcfs-vs-isrtf", "--loads", "1", "--seeds", "1", "--n", "100", "-o", dir); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	csv, _ := os.ReadFile(filepath.Join(dir, "fcfs-vs-isrtf", "results.csv"))
+	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
+	head := strings.Split(lines[0], ",")
+	col := func(name string) int {
+		for i, h := range head {
+			if h == name {
+				return i
+			}
+		}
+		t.Fatalf("no column %s in %s", name, lines[0])
+		return -1
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if f[col("policy")] != "isrtf" {
+			continue
+		}
+		if f[col("predictor_mae")] == "0" || f[col("predictor_mae_target")] == "0" {
+			t.Errorf("isrtf row without its predictor's error: %s", l)
+		}
+	}
+}
