@@ -87,10 +87,41 @@ type ecdf struct{ x []float64 }
 func (e ecdf) Len() int                    { return len(e.x) }
 func (e ecdf) XY(i int) (float64, float64) { return e.x[i], float64(i+1) / float64(len(e.x)) }
 
+// Wrap breaks s into lines of at most width bytes at spaces, keeping at
+// most lines lines (the last ending in "..." when text was left out): a
+// plot's title is drawn in one piece and would run past its edges.
+func Wrap(s string, width, lines int) string {
+	var out []string
+	cur := ""
+	for _, w := range strings.Fields(s) {
+		switch {
+		case cur == "":
+			cur = w
+		case len(cur)+1+len(w) <= width:
+			cur += " " + w
+		default:
+			out = append(out, cur)
+			cur = w
+		}
+	}
+	if cur != "" {
+		out = append(out, cur)
+	}
+	if len(out) > lines {
+		out = out[:lines]
+		last := out[lines-1]
+		if len(last) > width-3 {
+			last = last[:width-3]
+		}
+		out[lines-1] = last + "..."
+	}
+	return strings.Join(out, "\n")
+}
+
 func newPlot(title, xlabel, ylabel string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
-	p.Title.TextStyle.Font.Size = vg.Points(15)
+	p.Title.TextStyle.Font.Size = vg.Points(13)
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
 	for _, a := range []*plot.Axis{&p.X, &p.Y} {
@@ -170,6 +201,8 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 	p.Legend.Left = true
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = ticks125{}
+	lo, hi := math.Inf(1), math.Inf(-1)   // of the points
+	blo, bhi := math.Inf(1), math.Inf(-1) // of their bars
 	for i, name := range order {
 		pts := curves[name]
 		for k, which := range []string{"mean", "P99"} {
@@ -187,6 +220,8 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 				}
 				// On the log axis a bar may not reach zero or below.
 				errs[j].Low, errs[j].High = math.Min(ci, 0.99*e.Mean), ci
+				lo, hi = math.Min(lo, e.Mean), math.Max(hi, e.Mean)
+				blo, bhi = math.Min(blo, e.Mean-errs[j].Low), math.Max(bhi, e.Mean+ci)
 			}
 			l, s, err := plotter.NewLinePoints(xy)
 			if err != nil {
@@ -210,6 +245,13 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 			p.Add(l, s, eb)
 			p.Legend.Add(name+" "+which, l, s)
 		}
+	}
+	if lo > 0 && hi >= lo {
+		// Every bar whole on the log axis, a margin below the lowest point
+		// and, above the highest, room for the legend.
+		span := math.Log10(hi/lo) + 0.1
+		p.Y.Min = math.Min(blo, lo/math.Pow(10, 0.1*span))
+		p.Y.Max = math.Max(bhi, hi*math.Pow(10, 0.6*span))
 	}
 	return p, nil
 }
@@ -237,6 +279,14 @@ func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 	if lo <= 0 {
 		lo = hi / 1e6
 	}
+	// Label 1, 2 and 5 a decade over wide ranges; over two decades or
+	// less, enough more mantissas that a short axis still reads.
+	labeled := map[int]bool{1: true, 2: true, 5: true}
+	if decades := math.Log10(hi / lo); decades <= 1 {
+		labeled = map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true}
+	} else if decades <= 2 {
+		labeled = map[int]bool{1: true, 2: true, 3: true, 5: true, 7: true}
+	}
 	var ts []plot.Tick
 	for e := math.Floor(math.Log10(lo)); e <= math.Ceil(math.Log10(hi)); e++ {
 		for m := 1; m < 10; m++ {
@@ -245,7 +295,7 @@ func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 				continue
 			}
 			label := ""
-			if m == 1 || m == 2 || m == 5 {
+			if labeled[m] {
 				label = strconv.FormatFloat(v, 'g', -1, 64)
 			}
 			ts = append(ts, plot.Tick{Value: v, Label: label})

@@ -235,3 +235,27 @@ func TestAccuracyFromSums(t *testing.T) {
 		t.Fatalf("from sums %+v, from the list %+v", got, want)
 	}
 }
+
+// Plot titles wrap inside the figure instead of running past its edge, and
+// a log axis over a short range still carries several labels.
+func TestWrapAndShortLogAxis(t *testing.T) {
+	w := Wrap("llama-2-13b on a100-80g, embedded ELIS-like workload: 300 requests, gamma(0.73, 10.41 s) arrivals at 5x, LMSYS-like lengths", 40, 2)
+	lines := strings.Split(w, "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[1], "...") {
+		t.Fatalf("wrapped into %q", lines)
+	}
+	for _, l := range lines {
+		if len(l) > 40 {
+			t.Fatalf("line %q longer than 40", l)
+		}
+	}
+	labels := 0
+	for _, tk := range (ticks125{}).Ticks(3, 45) { // a decade and a half
+		if tk.Label != "" {
+			labels++
+		}
+	}
+	if labels < 5 {
+		t.Fatalf("%d labels between 3 and 45", labels)
+	}
+}

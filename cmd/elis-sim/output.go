@@ -77,7 +77,7 @@ func plotRuns(runs []*report.Run, metric string, logX bool, path string) error {
 	}
 	title := "CDF of " + strings.SplitN(xlabel, " (", 2)[0]
 	if len(runs) > 0 && runs[0].Setup["workload"] != "" {
-		title += "\n" + shorten(runs[0].Setup["engine"]+", "+runs[0].Setup["workload"], 90)
+		title += "\n" + report.Wrap(runs[0].Setup["engine"]+", "+runs[0].Setup["workload"], 80, 2)
 	}
 	p, err := report.CDF(title, xlabel, logX, series)
 	if err != nil {

@@ -248,7 +248,11 @@ func (sw *sweep) report(sc scenario, dir string, runs []report.SweepRun) error {
 			return err
 		}
 	}
-	p, err := report.LoadCurves(fmt.Sprintf("%s: job completion time against load (%d seeds, 95%% CI)", sc.name, sw.seeds), curves, order)
+	seeds := fmt.Sprintf("%d seeds, 95%% CI", sw.seeds)
+	if sw.seeds == 1 {
+		seeds = "1 seed"
+	}
+	p, err := report.LoadCurves(fmt.Sprintf("%s: job completion time against load (%s)", sc.name, seeds), curves, order)
 	if err != nil {
 		return err
 	}
