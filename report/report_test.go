@@ -259,3 +259,28 @@ func TestWrapAndShortLogAxis(t *testing.T) {
 		t.Fatalf("%d labels between 3 and 45", labels)
 	}
 }
+
+// A run file written record by record reads back whole, with and without
+// records.
+func TestRunFileRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	for _, recs := range [][]policies.Record{fixture(), nil} {
+		r := &Run{Label: "isrtf", Setup: map[string]string{"policy": "isrtf"}, Summary: Summary{Requests: len(recs)}, Records: recs}
+		path := filepath.Join(dir, "r.json")
+		if err := WriteRun(path, r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadRun(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Label != r.Label || len(got.Records) != len(recs) || got.Summary.Requests != len(recs) {
+			t.Fatalf("read back %+v", got)
+		}
+		for i := range recs {
+			if got.Records[i].ID != recs[i].ID || got.Records[i].Finish != recs[i].Finish || len(got.Records[i].Predictions) != len(recs[i].Predictions) {
+				t.Fatalf("record %d: %+v, want %+v", i, got.Records[i], recs[i])
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,13 +28,38 @@ type Run struct {
 	Records      []policies.Record `json:"records,omitempty"`
 }
 
-// WriteRun writes r as indented JSON, atomically.
+// WriteRun writes r as JSON, atomically: everything but the records
+// indented, then one record a line. The records are encoded one at a
+// time, so a million of them cost a record's memory, not the file's.
 func WriteRun(path string, r *Run) error {
 	r.Version = RunVersion
 	return atomicfile.Write(path, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", " ")
-		return enc.Encode(r)
+		bw := bufio.NewWriterSize(w, 1<<20)
+		head := *r
+		head.Records = nil
+		b, err := json.MarshalIndent(&head, "", " ")
+		if err != nil {
+			return err
+		}
+		if len(r.Records) == 0 {
+			bw.Write(b)
+			bw.WriteString("\n")
+			return bw.Flush()
+		}
+		bw.Write(b[:len(b)-2]) // the head without its closing "\n}"
+		bw.WriteString(",\n \"records\": [\n")
+		for i := range r.Records {
+			rb, err := json.Marshal(&r.Records[i])
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				bw.WriteString(",\n")
+			}
+			bw.Write(rb)
+		}
+		bw.WriteString("\n ]\n}\n")
+		return bw.Flush()
 	})
 }
 

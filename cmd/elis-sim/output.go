@@ -17,11 +17,14 @@ import (
 )
 
 // emitRuns does what run and replay both do with their results: --out
-// files, --plot, then JSON or the setup line and the side-by-side table.
-func emitRuns(c *cli.Context, runs []*report.Run) error {
-	if out := c.String("out"); out != "" {
-		if err := writeRuns(out, runs); err != nil {
-			return err
+// files (unless written already), --plot, then JSON or the setup line and
+// the side-by-side table.
+func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
+	if out := c.String("out"); out != "" && !written {
+		for _, r := range runs {
+			if err := writeRun(out, r, len(runs)); err != nil {
+				return err
+			}
 		}
 	}
 	if p := c.String("plot"); p != "" {
@@ -117,19 +120,16 @@ func makeRun(label string, setup map[string]string, recs []policies.Record, gaps
 	return &report.Run{Label: label, Setup: setup, Summary: sum, ITLQuantiles: itl, Records: recs}
 }
 
-func writeRuns(out string, runs []*report.Run) error {
-	if len(runs) == 1 && strings.HasSuffix(out, ".json") {
-		return report.WriteRun(out, runs[0])
+// writeRun writes one of n runs to --out: the file itself for a single
+// run named .json, else LABEL.json in the directory out.
+func writeRun(out string, r *report.Run, n int) error {
+	if n == 1 && strings.HasSuffix(out, ".json") {
+		return report.WriteRun(out, r)
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	for _, r := range runs {
-		if err := report.WriteRun(filepath.Join(out, strings.ReplaceAll(r.Label, "/", "-")+".json"), r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return report.WriteRun(filepath.Join(out, strings.ReplaceAll(r.Label, "/", "-")+".json"), r)
 }
 
 func printJSON(runs []*report.Run) error {

@@ -264,7 +264,7 @@ func replayAction(c *cli.Context) error {
 			break
 		}
 	}
-	return emitRuns(c, runs)
+	return emitRuns(c, runs, false)
 }
 
 // networkPredictor builds --predictor network: the predictor network's

@@ -64,11 +64,27 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	runs, err := setup.runAll(tr, desc)
+	// Each run's file is written as soon as it exists; its predictions are
+	// then let go of unless the prediction log needs them.
+	out, logPreds := c.String("out"), c.String("log-predictions") != ""
+	each := func(r *report.Run) error {
+		if out != "" {
+			if err := writeRun(out, r, len(setup.policies)); err != nil {
+				return err
+			}
+		}
+		if !logPreds {
+			for i := range r.Records {
+				r.Records[i].Predictions = nil
+			}
+		}
+		return nil
+	}
+	runs, err := setup.runAll(tr, desc, each)
 	if err != nil {
 		return err
 	}
-	if err := emitRuns(c, runs); err != nil {
+	if err := emitRuns(c, runs, out != ""); err != nil {
 		return err
 	}
 	if p := c.String("log-predictions"); p != "" && !c.Bool("json") {

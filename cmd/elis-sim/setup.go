@@ -142,7 +142,10 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 		pc.PerBatch = c.Float64("predictor-cost-ms") / 1e3
 	}
 	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster,
-		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"), KeepHistory: true}
+		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"),
+		// Every prediction is kept only for the outputs that show them; the
+		// summary's accuracy comes from the core's running sums.
+		KeepHistory: c.String("out") != "" || c.String("log-predictions") != ""}
 	return s, nil
 }
 
@@ -154,25 +157,49 @@ func (s *simSetup) label(policy string) string {
 	return policy
 }
 
-func (s *simSetup) runAll(tr *traces.Trace, desc string) ([]*report.Run, error) {
+// runAll simulates tr under each policy in turn. each, when set, gets
+// every run as soon as it exists (to write it and let go of what the
+// outputs no longer need), so policies run one after another without
+// holding each other's records.
+func (s *simSetup) runAll(tr *traces.Trace, desc string, each func(*report.Run) error) ([]*report.Run, error) {
 	if s.base.Predictor.Kind == "recorded" && !slices.ContainsFunc(tr.Requests, func(r traces.Request) bool { return len(r.Predictions) > 0 }) {
 		return nil, badf("--predictor recorded: the trace %s has no recorded predictions (its requests' \"predictions\" field)", desc)
 	}
-	var results []*sim.Result
-	sigma := 0.0 // fitted by the runs that read the predictor; the same for all
+	base := s.base
+	sigma := 0.0
+	reads := false // does any run read the predictor?
+	if r, err := policies.NewRouter(base.Router); base.Router != "" && err == nil && r.NeedsWork() {
+		reads = true
+	}
 	for _, p := range s.policies {
-		cfg := s.base
+		if pol, err := policies.New(p, base.Mode); err == nil && pol.Predictive() {
+			reads = true
+		}
+	}
+	if spec := base.Predictor; reads && spec.Kind == "noisy" && spec.MAE > 0 {
+		// Fit the noisy predictor's sigma once, for every run.
+		_, fit, err := sim.PredictorFor(spec, tr, base.Engine.PredictionInterval, base.Seed)
+		if err != nil {
+			return nil, err
+		}
+		sigma = fit
+		base.Predictor = predictor.Spec{Kind: "noisy", Sigma: fit}
+	}
+	var runs []*report.Run
+	for _, p := range s.policies {
+		cfg := base
 		cfg.Policy = p
 		res, err := sim.Run(tr, cfg)
 		if err != nil {
 			return nil, err
 		}
-		results = append(results, res)
-		sigma = max(sigma, res.Sigma)
-	}
-	var runs []*report.Run
-	for i, p := range s.policies {
-		runs = append(runs, s.toRun(p, desc, results[i], sigma))
+		run := s.toRun(p, desc, res, max(sigma, res.Sigma))
+		if each != nil {
+			if err := each(run); err != nil {
+				return nil, err
+			}
+		}
+		runs = append(runs, run)
 	}
 	return runs, nil
 }
