@@ -1,25 +1,35 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/elis-sim/elis-sim/traces"
 )
 
-// defaultWorkload is the embedded workload "elis-sim run" uses without a
-// trace: the ELIS paper's gamma arrivals (shape 0.73, scale 10.41 s) at 5x
-// the rate, and lengths shaped like LMSYS-Chat (prompts mean 62 tokens,
-// heavy-tailed; outputs mean 160, up to 1024), 300 requests.
-func defaultWorkload(seed uint64) (*traces.Trace, string) {
+// elisLike generates an ELIS-like workload: the ELIS paper's gamma
+// arrivals (shape 0.73, scale 10.41 s) at rate times their rate, and
+// lengths shaped like LMSYS-Chat (heavy-tailed prompts of mean 62 tokens,
+// outputs of the given mean), each capped.
+func elisLike(name string, n int, rate float64, promptMax, outMean, outMax int, seed uint64) *traces.Trace {
 	t, err := traces.Generate(traces.GenConfig{
-		N: 300, Seed: seed, Name: "elis-default",
+		N: n, Seed: seed, Name: name,
 		Arrivals:       traces.Gamma{Shape: 0.73, Scale: 10.41},
-		RateMultiplier: 5,
-		Prompt:         traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048},
-		Output:         traces.LogNormal{Mean: 160, Sigma: 0.9, Max: 1024},
+		RateMultiplier: rate,
+		Prompt:         traces.LogNormal{Mean: 62, Sigma: 1.2, Max: promptMax},
+		Output:         traces.LogNormal{Mean: float64(outMean), Sigma: 0.9, Max: outMax},
 	})
 	if err != nil {
 		panic(err) // the embedded parameters are valid
 	}
-	return t, "embedded ELIS-like workload: 300 requests, gamma(0.73, 10.41 s) arrivals at 5x, LMSYS-like lengths"
+	return t
+}
+
+// defaultWorkload is the embedded workload "elis-sim run" uses without a
+// trace: 300 requests at 5x the ELIS rate, prompts up to 2048 tokens,
+// outputs of mean 160 up to 1024.
+func defaultWorkload(seed uint64) (*traces.Trace, string) {
+	return elisLike("elis-default", 300, 5, 2048, 160, 1024, seed),
+		"embedded ELIS-like workload: 300 requests, gamma(0.73, 10.41 s) arrivals at 5x, LMSYS-like lengths"
 }
 
 // defaultReplayWorkload is what "elis-sim replay" replays without a trace:
@@ -31,15 +41,7 @@ func defaultReplayWorkload(device string, seed uint64) (*traces.Trace, string) {
 	if device != "cpu" {
 		return defaultWorkload(seed)
 	}
-	t, err := traces.Generate(traces.GenConfig{
-		N: 30, Seed: seed, Name: "elis-default-cpu",
-		Arrivals:       traces.Gamma{Shape: 0.73, Scale: 10.41},
-		RateMultiplier: 10,
-		Prompt:         traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 128},
-		Output:         traces.LogNormal{Mean: 80, Sigma: 0.9, Max: 128},
-	})
-	if err != nil {
-		panic(err) // the embedded parameters are valid
-	}
-	return t, "embedded ELIS-like workload for the CPU: 30 requests, gamma(0.73, 10.41 s) arrivals at 10x, LMSYS-like lengths (up to 128 tokens each)"
+	const n, rate, max = 30, 10, 128
+	return elisLike("elis-default-cpu", n, rate, max, 80, max, seed),
+		fmt.Sprintf("embedded ELIS-like workload for the CPU: %d requests, gamma(0.73, 10.41 s) arrivals at %dx, LMSYS-like lengths (up to %d tokens each)", n, rate, max)
 }
