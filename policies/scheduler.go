@@ -62,7 +62,9 @@ type PredictionErrors struct {
 	SumActual, SumActualSq float64 // of the actual remaining tokens
 }
 
-func (p *PredictionErrors) add(predicted float64, actual int) {
+// Add counts one prediction; infinite ones (failed predictions) are left
+// out.
+func (p *PredictionErrors) Add(predicted float64, actual int) {
 	if math.IsInf(predicted, 0) {
 		return
 	}
@@ -176,7 +178,7 @@ func (s *Scheduler) predict(q *Seq, now float64) {
 	s.pendingPred++
 	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
 	s.stats.Predictions++
-	s.stats.Errors.add(p, q.Remaining())
+	s.stats.Errors.Add(p, q.Remaining())
 	if s.KeepHistory {
 		q.rec.Predictions = append(q.rec.Predictions, Prediction{At: now, Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
 	}

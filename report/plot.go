@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
+	"github.com/elis-sim/elis-sim/policies"
 )
 
 // PlotMetrics are the metrics a CDF can show, with their axis labels.
@@ -49,30 +50,43 @@ func Values(r *Run, metric string) ([]float64, error) {
 		}
 		return out, nil
 	}
+	if v, ok := r.PlotValues[metric]; ok {
+		return v, nil
+	}
 	if len(r.Records) == 0 {
 		return nil, fmt.Errorf("run %q has no per-request records (write it with --out)", r.Label)
 	}
 	var out []float64
-	for _, rec := range r.Records {
-		if rec.Finish < 0 || rec.Rejected != "" {
-			continue
-		}
-		switch metric {
-		case "jct":
-			out = append(out, rec.Finish-rec.Arrival)
-		case "ttft":
-			out = append(out, rec.FirstToken-rec.Arrival)
-		case "queue":
-			out = append(out, rec.FirstScheduled-rec.Arrival)
-		case "norm":
-			out = append(out, (rec.Finish-rec.Arrival)/float64(rec.Generated))
-		case "tpot":
-			if rec.Generated > 1 {
-				out = append(out, (rec.Finish-rec.FirstToken)/float64(rec.Generated-1)*1e3)
-			}
+	for i := range r.Records {
+		if v, ok := MetricValue(&r.Records[i], metric); ok {
+			out = append(out, v)
 		}
 	}
 	return out, nil
+}
+
+// MetricValue is one request's value of a per-request PlotMetrics metric,
+// in its axis unit; false for a request that has none (rejected,
+// unfinished, a single token for tpot).
+func MetricValue(rec *policies.Record, metric string) (float64, bool) {
+	if rec.Finish < 0 || rec.Rejected != "" {
+		return 0, false
+	}
+	switch metric {
+	case "jct":
+		return rec.Finish - rec.Arrival, true
+	case "ttft":
+		return rec.FirstToken - rec.Arrival, true
+	case "queue":
+		return rec.FirstScheduled - rec.Arrival, true
+	case "norm":
+		return (rec.Finish - rec.Arrival) / float64(rec.Generated), true
+	case "tpot":
+		if rec.Generated > 1 {
+			return (rec.Finish - rec.FirstToken) / float64(rec.Generated-1) * 1e3, true
+		}
+	}
+	return 0, false
 }
 
 // Series is a named sample.

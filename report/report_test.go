@@ -65,7 +65,11 @@ func TestGoodputByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := ComputeGoodput(fixture(), slo, 6)
+	z := NewSummarizer(slo)
+	for _, r := range fixture() {
+		z.Add(&r)
+	}
+	g := *z.Summary(nil, nil).Goodput
 	// a: TTFT 2 <= 2 ok, TPOT 1 ok; b ok; c: TTFT 3 > 2 fails.
 	if !near(g.Fraction, 2.0/3) || !near(g.RPS, 2.0/6) {
 		t.Fatalf("goodput %+v", g)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/policies"
@@ -26,41 +27,100 @@ type Run struct {
 	// 1 (seconds), for CDF plots: every gap is too many to keep.
 	ITLQuantiles []float64         `json:"itl_quantiles_s,omitempty"`
 	Records      []policies.Record `json:"records,omitempty"`
+	// PlotValues holds, by metric, the per-request values a plot needs
+	// when the records themselves were streamed to disk, not kept.
+	PlotValues map[string][]float64 `json:"-"`
 }
 
 // WriteRun writes r as JSON, atomically: everything but the records
-// indented, then one record a line. The records are encoded one at a
-// time, so a million of them cost a record's memory, not the file's.
+// indented, then one record a line.
 func WriteRun(path string, r *Run) error {
-	r.Version = RunVersion
-	return atomicfile.Write(path, func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 1<<20)
-		head := *r
-		head.Records = nil
-		b, err := json.MarshalIndent(&head, "", " ")
-		if err != nil {
+	w, err := NewRunWriter(path)
+	if err != nil {
+		return err
+	}
+	for i := range r.Records {
+		if err := w.Add(&r.Records[i]); err != nil {
+			w.Abort()
 			return err
 		}
-		if len(r.Records) == 0 {
-			bw.Write(b)
-			bw.WriteString("\n")
-			return bw.Flush()
+	}
+	return w.Close(r)
+}
+
+// RunWriter writes a run file whose records come one at a time, as a run
+// finishes them, so that a million records cost a record's memory: they
+// go to a hidden file beside path as they come, and Close writes the
+// file's head (the summary is known only at the end) and then copies
+// them after it, atomically. The file reads like any run file.
+type RunWriter struct {
+	path string
+	tmp  *os.File
+	bw   *bufio.Writer
+	n    int
+}
+
+// NewRunWriter starts a run file at path.
+func NewRunWriter(path string) (*RunWriter, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".records*")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return &RunWriter{path: path, tmp: tmp, bw: bufio.NewWriterSize(tmp, 1<<20)}, nil
+}
+
+// Add writes one record.
+func (w *RunWriter) Add(r *policies.Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if w.n > 0 {
+		w.bw.WriteString(",\n")
+	}
+	w.n++
+	_, err = w.bw.Write(b)
+	return err
+}
+
+// Close writes the run file: head (without its records) and the records
+// added. A failure leaves no file at path.
+func (w *RunWriter) Close(head *Run) error {
+	defer w.Abort()
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", w.path, err)
+	}
+	h := *head
+	h.Version, h.Records = RunVersion, nil
+	b, err := json.MarshalIndent(&h, "", " ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(w.path, func(out io.Writer) error {
+		if w.n == 0 {
+			_, err := out.Write(append(b, '\n'))
+			return err
 		}
-		bw.Write(b[:len(b)-2]) // the head without its closing "\n}"
-		bw.WriteString(",\n \"records\": [\n")
-		for i := range r.Records {
-			rb, err := json.Marshal(&r.Records[i])
-			if err != nil {
-				return err
-			}
-			if i > 0 {
-				bw.WriteString(",\n")
-			}
-			bw.Write(rb)
+		out.Write(b[:len(b)-2]) // the head without its closing "\n}"
+		io.WriteString(out, ",\n \"records\": [\n")
+		if _, err := w.tmp.Seek(0, io.SeekStart); err != nil {
+			return err
 		}
-		bw.WriteString("\n ]\n}\n")
-		return bw.Flush()
+		if _, err := io.Copy(out, w.tmp); err != nil {
+			return err
+		}
+		_, err := io.WriteString(out, "\n ]\n}\n")
+		return err
 	})
+}
+
+// Abort drops what was written; it is safe after Close.
+func (w *RunWriter) Abort() {
+	if w.tmp != nil {
+		w.tmp.Close()
+		os.Remove(w.tmp.Name())
+		w.tmp = nil
+	}
 }
 
 // ReadRun reads a run file.

@@ -89,22 +89,3 @@ type Goodput struct {
 	RPS      float64 `json:"rps"`
 	Fraction float64 `json:"fraction"`
 }
-
-// ComputeGoodput applies slo to the records of a run whose makespan is
-// given.
-func ComputeGoodput(recs []policies.Record, slo SLO, makespan float64) Goodput {
-	met := 0
-	for i := range recs {
-		if slo.Met(&recs[i]) {
-			met++
-		}
-	}
-	g := Goodput{SLO: slo.String()}
-	if len(recs) > 0 {
-		g.Fraction = float64(met) / float64(len(recs))
-	}
-	if makespan > 0 {
-		g.RPS = float64(met) / makespan
-	}
-	return g
-}

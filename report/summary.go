@@ -58,54 +58,93 @@ type Summary struct {
 // them. gaps, when not nil, holds every inter-token gap (the simulator
 // keeps them); otherwise ITL is left empty.
 func Summarize(recs []policies.Record, gaps *hist.H) Summary {
-	s := Summary{Requests: len(recs)}
-	var ttft, tpot, jct, queue, norm []float64
-	first, last := math.Inf(1), math.Inf(-1)
-	tokens := 0
-	var errs, actual []float64
+	z := NewSummarizer(SLO{})
 	for i := range recs {
-		r := &recs[i]
-		first = math.Min(first, r.Arrival)
-		for _, p := range r.Predictions {
-			if !math.IsInf(p.Predicted, 0) {
-				errs = append(errs, p.Predicted-float64(p.Actual))
-				actual = append(actual, float64(p.Actual))
-			}
-		}
-		if r.Rejected != "" {
-			s.Rejected++
-			continue
-		}
-		if r.Finish < 0 {
-			continue
-		}
-		s.Finished++
-		s.Preemptions += r.Preemptions
-		tokens += r.Generated
-		last = math.Max(last, r.Finish)
-		ttft = append(ttft, r.FirstToken-r.Arrival)
-		jct = append(jct, r.Finish-r.Arrival)
-		queue = append(queue, r.FirstScheduled-r.Arrival)
-		norm = append(norm, (r.Finish-r.Arrival)/float64(r.Generated))
-		if r.Generated > 1 {
-			tpot = append(tpot, (r.Finish-r.FirstToken)/float64(r.Generated-1))
-		}
+		z.Add(&recs[i])
 	}
-	s.TTFT, s.TPOT, s.JCT, s.Queue, s.NormLatency = dist(ttft), dist(tpot), dist(jct), dist(queue), dist(norm)
+	return z.Summary(gaps, nil)
+}
+
+// Summarizer builds a Summary from records given one at a time, keeping
+// a few numbers a request rather than the records: what lets a run of a
+// million requests stream its records to disk.
+type Summarizer struct {
+	slo                          SLO
+	n, finished, rejected, preem int
+	met, tokens                  int
+	first, last                  float64
+	ttft, tpot, jct, queue, norm []float64
+	errs                         policies.PredictionErrors
+}
+
+// NewSummarizer starts a summary; with an SLO it also counts goodput.
+func NewSummarizer(slo SLO) *Summarizer {
+	return &Summarizer{slo: slo, first: math.Inf(1), last: math.Inf(-1)}
+}
+
+// Add counts one request's record.
+func (z *Summarizer) Add(r *policies.Record) {
+	z.n++
+	z.first = math.Min(z.first, r.Arrival)
+	for _, p := range r.Predictions {
+		z.errs.Add(p.Predicted, p.Actual)
+	}
+	if z.slo != (SLO{}) && z.slo.Met(r) {
+		z.met++
+	}
+	if r.Rejected != "" {
+		z.rejected++
+		return
+	}
+	if r.Finish < 0 {
+		return
+	}
+	z.finished++
+	z.preem += r.Preemptions
+	z.tokens += r.Generated
+	z.last = math.Max(z.last, r.Finish)
+	z.ttft = append(z.ttft, r.FirstToken-r.Arrival)
+	z.jct = append(z.jct, r.Finish-r.Arrival)
+	z.queue = append(z.queue, r.FirstScheduled-r.Arrival)
+	z.norm = append(z.norm, (r.Finish-r.Arrival)/float64(r.Generated))
+	if r.Generated > 1 {
+		z.tpot = append(z.tpot, (r.Finish-r.FirstToken)/float64(r.Generated-1))
+	}
+}
+
+// Summary is the summary of the records added. gaps, when not nil, gives
+// the inter-token gaps; errs, when the records carried no predictions,
+// the predictor's summed errors (a run that kept no history).
+func (z *Summarizer) Summary(gaps *hist.H, errs *policies.PredictionErrors) Summary {
+	s := Summary{Requests: z.n, Finished: z.finished, Rejected: z.rejected, Preemptions: z.preem}
+	s.TTFT, s.TPOT, s.JCT, s.Queue, s.NormLatency = dist(z.ttft), dist(z.tpot), dist(z.jct), dist(z.queue), dist(z.norm)
 	s.MaxWait = s.Queue.Max
-	s.JainJCT = jain(norm)
+	s.JainJCT = jain(z.norm)
 	if gaps != nil && gaps.N() > 0 {
 		s.ITL = Dist{N: int(gaps.N()), Mean: gaps.Mean(), P50: gaps.Quantile(0.5), P90: gaps.Quantile(0.9),
 			P95: gaps.Quantile(0.95), P99: gaps.Quantile(0.99), Max: gaps.Max()}
 	}
 	if s.Finished > 0 {
-		s.Makespan = last - first
+		s.Makespan = z.last - z.first
 		if s.Makespan > 0 {
 			s.RPS = float64(s.Finished) / s.Makespan
-			s.TPS = float64(tokens) / s.Makespan
+			s.TPS = float64(z.tokens) / s.Makespan
 		}
 	}
-	s.Predictor = accuracy(errs, actual)
+	s.Predictor = AccuracyFrom(z.errs)
+	if s.Predictor.N == 0 && errs != nil {
+		s.Predictor = AccuracyFrom(*errs)
+	}
+	if z.slo != (SLO{}) {
+		g := Goodput{SLO: z.slo.String()}
+		if z.n > 0 {
+			g.Fraction = float64(z.met) / float64(z.n)
+		}
+		if s.Makespan > 0 {
+			g.RPS = float64(z.met) / s.Makespan
+		}
+		s.Goodput = &g
+	}
 	return s
 }
 
@@ -148,6 +187,8 @@ func AccuracyFrom(e policies.PredictionErrors) Accuracy {
 	return a
 }
 
+// accuracy is the two-pass accuracy of a list of errors and the actual
+// values they are errors of.
 func accuracy(errs, actual []float64) Accuracy {
 	if len(errs) == 0 {
 		return Accuracy{}

@@ -26,12 +26,16 @@ type Config struct {
 	Check bool
 	// KeepHistory keeps every prediction in the records.
 	KeepHistory bool
+	// OnRecord, when set, gets each request's record as soon as it is
+	// final (finished or rejected) and the result keeps none: a run of
+	// millions of requests streams them out instead of holding them.
+	OnRecord func(*policies.Record) error
 }
 
 // Result is what a run produced.
 type Result struct {
 	Policy   string
-	Records  []policies.Record // in trace order
+	Records  []policies.Record // in trace order; nil with Config.OnRecord
 	Gaps     hist.H            // every inter-token gap
 	Stats    policies.Stats    // summed over workers
 	Makespan float64           // time from the first arrival to the last finish
@@ -117,7 +121,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	res := &Result{Policy: pol.Name(), Records: make([]policies.Record, len(tr.Requests)), Sigma: sigma}
+	res := &Result{Policy: pol.Name(), Sigma: sigma}
+	if cfg.OnRecord == nil {
+		res.Records = make([]policies.Record, len(tr.Requests))
+	}
 	onGap := func(g float64) { res.Gaps.Add(g) }
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {
@@ -138,10 +145,15 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	routedWork := make([]float64, len(tr.Requests))
 	var probe policies.Seq
 
+	var sinkErr error
 	collect := func(w *worker) {
 		for _, r := range w.core.TakeFinished() {
 			r.Worker = w.id
-			res.Records[r.Index] = r
+			if cfg.OnRecord == nil {
+				res.Records[r.Index] = r
+			} else if sinkErr == nil {
+				sinkErr = cfg.OnRecord(&r)
+			}
 			loads[w.id].Jobs--
 			loads[w.id].Work -= routedWork[r.Index]
 		}
@@ -220,6 +232,9 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		if err := start(w, tEnd); err != nil {
 			return nil, err
 		}
+	}
+	if sinkErr != nil {
+		return nil, sinkErr
 	}
 	res.Makespan = last - t0
 	for _, w := range ws {

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/report"
 )
 
 // Bad input is refused the same way everywhere: exit status 2, a message
@@ -81,6 +84,43 @@ func TestReplayWithoutTrace(t *testing.T) {
 	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); len(f) > 1 && f[0] == "rejected" && f[1] != "0" {
 			t.Fatalf("the embedded workload does not fit the default model:\n%s", out)
+		}
+	}
+}
+
+// Run files written as records stream out of the simulator hold what the
+// files written from kept records hold (the records in the order they
+// finished, not trace order).
+func TestStreamedRunFilesMatchKeptRecords(t *testing.T) {
+	dir := t.TempDir()
+	streamed, kept := filepath.Join(dir, "s"), filepath.Join(dir, "k")
+	if code, out := elis(t, "run", "--out", streamed); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if code, out := elis(t, "run", "--out", kept, "--log-predictions", filepath.Join(dir, "p.log")); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, pol := range []string{"fcfs", "isrtf"} {
+		a, err := report.ReadRun(filepath.Join(streamed, pol+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := report.ReadRun(filepath.Join(kept, pol+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Records) != len(b.Records) || a.Summary.JCT != b.Summary.JCT || a.Summary.Predictor.N != b.Summary.Predictor.N {
+			t.Fatalf("%s: streamed %d records, %+v; kept %d, %+v", pol, len(a.Records), a.Summary.JCT, len(b.Records), b.Summary.JCT)
+		}
+		byID := map[string]policies.Record{}
+		for _, r := range b.Records {
+			byID[r.ID] = r
+		}
+		for _, r := range a.Records {
+			k := byID[r.ID]
+			if r.Finish != k.Finish || len(r.Predictions) != len(k.Predictions) {
+				t.Fatalf("%s record %s: streamed %+v, kept %+v", pol, r.ID, r, k)
+			}
 		}
 	}
 }

@@ -99,18 +99,21 @@ func shorten(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-// makeRun summarises records into a run file's contents.
-// errs, when the records keep no prediction history, gives the predictor's
-// accuracy instead.
+// makeRun summarises records into a run file's contents. errs, when the
+// records keep no prediction history, gives the predictor's accuracy
+// instead.
 func makeRun(label string, setup map[string]string, recs []policies.Record, gaps *hist.H, errs *policies.PredictionErrors, slo report.SLO) *report.Run {
-	sum := report.Summarize(recs, gaps)
-	if sum.Predictor.N == 0 && errs != nil {
-		sum.Predictor = report.AccuracyFrom(*errs)
+	z := report.NewSummarizer(slo)
+	for i := range recs {
+		z.Add(&recs[i])
 	}
-	if slo != (report.SLO{}) {
-		g := report.ComputeGoodput(recs, slo, sum.Makespan)
-		sum.Goodput = &g
-	}
+	return summaryRun(label, setup, z, gaps, errs, recs)
+}
+
+// summaryRun is a run's contents from its summarizer (records nil when
+// they were streamed out).
+func summaryRun(label string, setup map[string]string, z *report.Summarizer, gaps *hist.H, errs *policies.PredictionErrors, recs []policies.Record) *report.Run {
+	sum := z.Summary(gaps, errs)
 	var itl []float64
 	if gaps.N() > 0 {
 		for i := 0; i <= 200; i++ {
@@ -120,16 +123,22 @@ func makeRun(label string, setup map[string]string, recs []policies.Record, gaps
 	return &report.Run{Label: label, Setup: setup, Summary: sum, ITLQuantiles: itl, Records: recs}
 }
 
-// writeRun writes one of n runs to --out: the file itself for a single
-// run named .json, else LABEL.json in the directory out.
+// writeRun writes one of n runs to --out.
 func writeRun(out string, r *report.Run, n int) error {
-	if n == 1 && strings.HasSuffix(out, ".json") {
-		return report.WriteRun(out, r)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	path := runPath(out, r.Label, n)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	return report.WriteRun(filepath.Join(out, strings.ReplaceAll(r.Label, "/", "-")+".json"), r)
+	return report.WriteRun(path, r)
+}
+
+// runPath is where --out puts the run labelled label among n: out itself
+// for a single run named .json, else LABEL.json in the directory out.
+func runPath(out, label string, n int) string {
+	if n == 1 && strings.HasSuffix(out, ".json") {
+		return out
+	}
+	return filepath.Join(out, strings.ReplaceAll(label, "/", "-")+".json")
 }
 
 func printJSON(runs []*report.Run) error {

@@ -64,23 +64,21 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// Each run's file is written as soon as it exists; its predictions are
-	// then let go of unless the prediction log needs them.
-	out, logPreds := c.String("out"), c.String("log-predictions") != ""
-	each := func(r *report.Run) error {
-		if out != "" {
-			if err := writeRun(out, r, len(setup.policies)); err != nil {
-				return err
-			}
+	// Records stream out of the simulator into the summary, the run files
+	// and the plot's sample as they finish; only the prediction log, which
+	// reads them all at the end, keeps them (and writes the files then).
+	out := c.String("out")
+	var stream *streamOut
+	var each func(*report.Run) error
+	if c.String("log-predictions") == "" {
+		stream = &streamOut{out: out}
+		if c.String("plot") != "" {
+			stream.plotMetric = c.String("plot-metric")
 		}
-		if !logPreds {
-			for i := range r.Records {
-				r.Records[i].Predictions = nil
-			}
-		}
-		return nil
+	} else if out != "" {
+		each = func(r *report.Run) error { return writeRun(out, r, len(setup.policies)) }
 	}
-	runs, err := setup.runAll(tr, desc, each)
+	runs, err := setup.runAll(tr, desc, stream, each)
 	if err != nil {
 		return err
 	}

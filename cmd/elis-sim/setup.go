@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -157,11 +159,19 @@ func (s *simSetup) label(policy string) string {
 	return policy
 }
 
-// runAll simulates tr under each policy in turn. each, when set, gets
-// every run as soon as it exists (to write it and let go of what the
-// outputs no longer need), so policies run one after another without
-// holding each other's records.
-func (s *simSetup) runAll(tr *traces.Trace, desc string, each func(*report.Run) error) ([]*report.Run, error) {
+// streamOut says where a run's records go as the simulator finishes them,
+// so that no run holds its records: a run file per policy in out (none
+// when empty), and the per-request values of plotMetric for a plot.
+type streamOut struct {
+	out        string
+	plotMetric string
+}
+
+// runAll simulates tr under each policy in turn. With stream set, each
+// run's records are summarised and written as they finish and the runs
+// returned hold none; else each, when set, gets every run as soon as it
+// exists. Either way policies run one after another.
+func (s *simSetup) runAll(tr *traces.Trace, desc string, stream *streamOut, each func(*report.Run) error) ([]*report.Run, error) {
 	if s.base.Predictor.Kind == "recorded" && !slices.ContainsFunc(tr.Requests, func(r traces.Request) bool { return len(r.Predictions) > 0 }) {
 		return nil, badf("--predictor recorded: the trace %s has no recorded predictions (its requests' \"predictions\" field)", desc)
 	}
@@ -189,6 +199,14 @@ func (s *simSetup) runAll(tr *traces.Trace, desc string, each func(*report.Run) 
 	for _, p := range s.policies {
 		cfg := base
 		cfg.Policy = p
+		if stream != nil {
+			run, err := s.streamRun(tr, desc, cfg, sigma, stream)
+			if err != nil {
+				return nil, err
+			}
+			runs = append(runs, run)
+			continue
+		}
 		res, err := sim.Run(tr, cfg)
 		if err != nil {
 			return nil, err
@@ -205,6 +223,57 @@ func (s *simSetup) runAll(tr *traces.Trace, desc string, each func(*report.Run) 
 }
 
 func (s *simSetup) toRun(policy, desc string, res *sim.Result, sigma float64) *report.Run {
+	return makeRun(s.label(policy), s.setupOf(policy, desc, sigma), res.Records, &res.Gaps, &res.Stats.Errors, s.slo)
+}
+
+// streamRun simulates one policy with its records summarised, written to
+// their run file and sampled for the plot as they finish, never held.
+func (s *simSetup) streamRun(tr *traces.Trace, desc string, cfg sim.Config, sigma float64, st *streamOut) (*report.Run, error) {
+	label := s.label(cfg.Policy)
+	z := report.NewSummarizer(s.slo)
+	var rw *report.RunWriter
+	if st.out != "" {
+		path := runPath(st.out, label, len(s.policies))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("--out: %w", err)
+		}
+		var err error
+		if rw, err = report.NewRunWriter(path); err != nil {
+			return nil, err
+		}
+		defer rw.Abort()
+	}
+	var vals []float64
+	cfg.OnRecord = func(r *policies.Record) error {
+		z.Add(r)
+		if st.plotMetric != "" {
+			if v, ok := report.MetricValue(r, st.plotMetric); ok {
+				vals = append(vals, v)
+			}
+		}
+		if rw != nil {
+			return rw.Add(r)
+		}
+		return nil
+	}
+	res, err := sim.Run(tr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	run := summaryRun(label, s.setupOf(cfg.Policy, desc, max(sigma, res.Sigma)), z, &res.Gaps, &res.Stats.Errors, nil)
+	if st.plotMetric != "" {
+		run.PlotValues = map[string][]float64{st.plotMetric: vals}
+	}
+	if rw != nil {
+		if err := rw.Close(run); err != nil {
+			return nil, err
+		}
+	}
+	return run, nil
+}
+
+// setupOf is a run's setup in words (its "summary") and numbers.
+func (s *simSetup) setupOf(policy, desc string, sigma float64) map[string]string {
 	e := s.base.Engine
 	pred := s.base.Predictor.String()
 	if sigma > 0 {
@@ -219,7 +288,7 @@ func (s *simSetup) toRun(policy, desc string, res *sim.Result, sigma float64) *r
 		"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
 		"seed": fmt.Sprint(s.base.Seed),
 	}
-	return makeRun(s.label(policy), setup, res.Records, &res.Gaps, &res.Stats.Errors, s.slo)
+	return setup
 }
 
 // applyEngineFlags overrides eng's limits with the flags the user set; a
