@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
 )
@@ -182,41 +184,107 @@ func decodeOne(raw []byte, v any) error {
 
 func parseJSONL(data []byte, name string) (*Trace, error) {
 	t := &Trace{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 64<<20)
-	line := 0
+	line, off := 0, 0
 	sawHeader := false
-	for sc.Scan() {
+	for off < len(data) && !sawHeader {
+		end := off + bytes.IndexByte(data[off:], '\n')
+		if end < off {
+			end = len(data)
+		}
 		line++
-		b := bytes.TrimSpace(sc.Bytes())
+		b := bytes.TrimSpace(data[off:end])
+		off = end + 1
 		if len(b) == 0 {
 			continue
 		}
-		if !sawHeader {
-			var h header
-			if err := decodeOne(b, &h); err != nil {
-				return nil, fmt.Errorf("trace %s line %d: header (valid fields: elis_trace, name): %w", name, line, err)
-			}
-			if err := checkVersion(&h, name, line); err != nil {
-				return nil, err
-			}
-			t.Name = h.Name
-			sawHeader = true
-			continue
+		var h header
+		if err := decodeOne(b, &h); err != nil {
+			return nil, fmt.Errorf("trace %s line %d: header (valid fields: elis_trace, name): %w", name, line, err)
 		}
-		var r Request
-		if err := unmarshalRequest(b, &r); err != nil {
-			return nil, fmt.Errorf("trace %s line %d: %w", name, line, err)
+		if err := checkVersion(&h, name, line); err != nil {
+			return nil, err
 		}
-		t.Requests = append(t.Requests, r)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("trace %s line %d: %w", name, line+1, err)
+		t.Name = h.Name
+		sawHeader = true
 	}
 	if !sawHeader {
 		return nil, fmt.Errorf(`trace %s: empty; want a header line {"elis_trace": %d}`, name, Version)
 	}
+	reqs, err := parseRequestLines(data[min(off, len(data)):], line+1, name)
+	if err != nil {
+		return nil, err
+	}
+	t.Requests = reqs
 	return t, nil
+}
+
+// parseRequestLines decodes one request a line from data, whose first
+// line is numbered first. Large inputs are cut at line ends into a piece
+// a CPU, decoded side by side (JSON decoding is most of reading a big
+// trace); the first error by line is the one reported.
+func parseRequestLines(data []byte, first int, name string) ([]Request, error) {
+	pieces := 1
+	if len(data) > 1<<20 {
+		pieces = runtime.GOMAXPROCS(0)
+	}
+	type part struct {
+		data  []byte
+		first int
+		reqs  []Request
+		err   error
+	}
+	parts := make([]part, 0, pieces)
+	for start, line := 0, first; start < len(data); {
+		end := len(data)
+		if len(parts) < pieces-1 {
+			if cut := start + (len(data)-start)/(pieces-len(parts)); cut < len(data) {
+				if nl := bytes.IndexByte(data[cut:], '\n'); nl >= 0 {
+					end = cut + nl + 1
+				}
+			}
+		}
+		parts = append(parts, part{data: data[start:end], first: line})
+		line += bytes.Count(data[start:end], []byte{'\n'})
+		start = end
+	}
+	var wg sync.WaitGroup
+	for i := range parts {
+		wg.Add(1)
+		go func(p *part) {
+			defer wg.Done()
+			line := p.first
+			for rest := p.data; len(rest) > 0; line++ {
+				end := bytes.IndexByte(rest, '\n')
+				if end < 0 {
+					end = len(rest)
+				}
+				b := bytes.TrimSpace(rest[:end])
+				rest = rest[min(end+1, len(rest)):]
+				if len(b) == 0 {
+					continue
+				}
+				var r Request
+				if err := unmarshalRequest(b, &r); err != nil {
+					p.err = fmt.Errorf("trace %s line %d: %w", name, line, err)
+					return
+				}
+				p.reqs = append(p.reqs, r)
+			}
+		}(&parts[i])
+	}
+	wg.Wait()
+	n := 0
+	for _, p := range parts {
+		if p.err != nil {
+			return nil, p.err
+		}
+		n += len(p.reqs)
+	}
+	reqs := make([]Request, 0, n)
+	for _, p := range parts {
+		reqs = append(reqs, p.reqs...)
+	}
+	return reqs, nil
 }
 
 // Encode writes t in the native format: JSON with one request per line, or

@@ -132,3 +132,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A trace big enough to be read in pieces side by side reads as it was
+// written, and an error deep in it names its own line, the first one
+// when several lines are bad.
+func TestParseLargeJSONLInPieces(t *testing.T) {
+	tr, err := Generate(GenConfig{N: 30000, Seed: 3, Arrivals: Poisson{Rate: 10}, RateMultiplier: 1, Prompt: Uniform{1, 500}, Output: Uniform{1, 500}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Encode(&buf, tr, true); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() < 2<<20 {
+		t.Fatalf("only %d bytes: not read in pieces", buf.Len())
+	}
+	got, err := Parse(buf.Bytes(), "big.jsonl", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	Encode(&again, got, true)
+	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+		t.Fatal("read back differently")
+	}
+	lines := strings.Split(buf.String(), "\n")
+	bad := func(n int) { lines[n-1] = `{"id":"x","arrival_s":0,"prompt_tokens":0,"output_tokens":1}` }
+	bad(25001) // in a late piece
+	bad(20001) // earlier, also late
+	_, err = Parse([]byte(strings.Join(lines, "\n")), "big.jsonl", true)
+	if err == nil || !strings.Contains(err.Error(), "line 20001: field \"prompt_tokens\"") {
+		t.Fatalf("got %v, want the error of line 20001", err)
+	}
+}
