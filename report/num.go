@@ -28,3 +28,11 @@ func (n *Num) UnmarshalJSON(b []byte) error {
 	*n = Num(f)
 	return err
 }
+
+// Format prints n with prec decimals, or "-" for NaN.
+func (n Num) Format(prec int) string {
+	if math.IsNaN(float64(n)) {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(n), 'f', prec, 64)
+}

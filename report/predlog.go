@@ -49,8 +49,9 @@ type AccuracyAt struct {
 	Generated int `json:"generated"`
 	Accuracy
 	// Tau is Kendall's rank correlation of predicted and true remaining
-	// tokens: what matters for ranking, whatever the scale.
-	Tau float64 `json:"kendall_tau"`
+	// tokens: what matters for ranking, whatever the scale. NaN (JSON
+	// null) where it is undefined: one prediction, or all of them equal.
+	Tau Num `json:"kendall_tau"`
 }
 
 // AccuracyByProgress groups the predictions of recs by tokens generated
@@ -92,8 +93,8 @@ func AccuracyByProgress(recs []policies.Record, maxGroups int) []AccuracyAt {
 		for i := range errs {
 			errs[i] = g.pred[i] - g.act[i]
 		}
-		a := AccuracyAt{Generated: k, Accuracy: accuracy(errs, g.act), Tau: math.NaN()}
-		if len(g.pred) > 1 {
+		a := AccuracyAt{Generated: k, Accuracy: accuracy(errs, g.act), Tau: Num(math.NaN())}
+		if len(g.pred) > 1 && !allEqual(g.pred) && !allEqual(g.act) {
 			// Kendall's tau is quadratic: beyond 4000 pairs use an even
 			// subsample, which estimates it to about +-0.02.
 			x, y := g.pred, g.act
@@ -105,11 +106,20 @@ func AccuracyByProgress(recs []policies.Record, maxGroups int) []AccuracyAt {
 				}
 				x, y = xs, ys
 			}
-			a.Tau = stat.Kendall(x, y, nil)
+			a.Tau = Num(stat.Kendall(x, y, nil))
 		}
 		out = append(out, a)
 	}
 	return out
+}
+
+func allEqual(x []float64) bool {
+	for _, v := range x {
+		if v != x[0] {
+			return false
+		}
+	}
+	return true
 }
 
 // WriteAccuracy writes the accuracy table; the last row may hold every
@@ -122,7 +132,7 @@ func WriteAccuracy(w io.Writer, rows []AccuracyAt) error {
 		if i == len(rows)-1 && i > 0 {
 			label += "+"
 		}
-		fmt.Fprintf(bw, "%-18s %7d %9.1f %9.1f %7.3f %8.3f\n", label, r.N, r.MAE, r.RMSE, r.R2, r.Tau)
+		fmt.Fprintf(bw, "%-18s %7d %9.1f %9.1f %7.3f %8s\n", label, r.N, r.MAE, r.RMSE, r.R2, r.Tau.Format(3))
 	}
 	return bw.Flush()
 }

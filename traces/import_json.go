@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -250,6 +251,72 @@ func importELISPrompts(data []byte, name string, opt ImportOptions) (*Trace, err
 // {input_prompt, output_prompt, number_of_output_tokens, remaining_tokens},
 // several per prompt (one per 50-token window). Each distinct prompt becomes
 // one request whose output length is number_of_output_tokens.
+// ELISRow is one row of the ELIS predictor's training data: a prompt, the
+// answer's text so far, the answer's whole length in tokens and how many
+// of them remain after that text.
+type ELISRow struct {
+	Line      int // in its file
+	Prompt    string
+	Output    string // generated so far; "" at admission
+	Total     int    // number_of_output_tokens
+	Remaining int    // remaining_tokens
+}
+
+// Generated is the tokens generated when the row's prediction is made.
+func (r *ELISRow) Generated() int { return r.Total - r.Remaining }
+
+// parseELISRow reads one training row, naming the line of what is wrong.
+func parseELISRow(b []byte, name string, line int) (ELISRow, error) {
+	var row struct {
+		In        *string `json:"input_prompt"`
+		Out       *string `json:"output_prompt"`
+		N         *int    `json:"number_of_output_tokens"`
+		Remaining *int    `json:"remaining_tokens"`
+	}
+	if err := json.Unmarshal(b, &row); err != nil {
+		return ELISRow{}, fmt.Errorf("%s line %d: %w", name, line, err)
+	}
+	if row.In == nil {
+		return ELISRow{}, fmt.Errorf("%s line %d: missing field \"input_prompt\"", name, line)
+	}
+	n, err := field(name, line, "number_of_output_tokens", row.N)
+	if err != nil {
+		return ELISRow{}, err
+	}
+	r := ELISRow{Line: line, Prompt: *row.In, Total: n, Remaining: n}
+	if row.Out != nil {
+		r.Output = *row.Out
+	}
+	if row.Remaining != nil {
+		if *row.Remaining < 0 || *row.Remaining > n {
+			return ELISRow{}, fmt.Errorf("%s line %d: field \"remaining_tokens\": %d, want 0 to number_of_output_tokens (%d)", name, line, *row.Remaining, n)
+		}
+		r.Remaining = *row.Remaining
+	}
+	return r, nil
+}
+
+// ReadELISRows reads an ELIS training file: JSONL rows of input_prompt,
+// output_prompt, number_of_output_tokens and remaining_tokens.
+func ReadELISRows(path string) ([]ELISRow, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rows []ELISRow
+	err = forEachLine(data, path, func(line int, b []byte) error {
+		r, err := parseELISRow(b, path, line)
+		if err == nil {
+			rows = append(rows, r)
+		}
+		return err
+	})
+	if err == nil && len(rows) == 0 {
+		err = fmt.Errorf("%s: no rows", path)
+	}
+	return rows, err
+}
+
 func importELISTrain(data []byte, name string, opt ImportOptions) (*Trace, error) {
 	if err := needTokens("elis-train", opt); err != nil {
 		return nil, err
@@ -257,33 +324,21 @@ func importELISTrain(data []byte, name string, opt ImportOptions) (*Trace, error
 	tr := &Trace{Name: "elis-train"}
 	seen := map[string]bool{}
 	err := forEachLine(data, name, func(line int, b []byte) error {
-		var row struct {
-			In        *string `json:"input_prompt"`
-			Out       *string `json:"output_prompt"`
-			N         *int    `json:"number_of_output_tokens"`
-			Remaining *int    `json:"remaining_tokens"`
-		}
-		if err := json.Unmarshal(b, &row); err != nil {
-			return fmt.Errorf("%s line %d: %w", name, line, err)
-		}
-		if row.In == nil {
-			return fmt.Errorf("%s line %d: missing field \"input_prompt\"", name, line)
-		}
-		n, err := field(name, line, "number_of_output_tokens", row.N)
+		row, err := parseELISRow(b, name, line)
 		if err != nil {
 			return err
 		}
-		if seen[*row.In] {
+		if seen[row.Prompt] {
 			return nil
 		}
-		seen[*row.In] = true
-		in, err := opt.Tokens.CountTokens(*row.In)
+		seen[row.Prompt] = true
+		in, err := opt.Tokens.CountTokens(row.Prompt)
 		if err != nil {
 			return fmt.Errorf("%s line %d: %w", name, line, err)
 		}
-		r := Request{ID: "elis-" + strconv.Itoa(len(tr.Requests)), PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(n)}
+		r := Request{ID: "elis-" + strconv.Itoa(len(tr.Requests)), PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(row.Total)}
 		if opt.KeepText {
-			r.Prompt = *row.In
+			r.Prompt = row.Prompt
 		}
 		tr.Requests = append(tr.Requests, r)
 		return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -122,5 +123,35 @@ func TestStreamedRunFilesMatchKeptRecords(t *testing.T) {
 				t.Fatalf("%s record %s: streamed %+v, kept %+v", pol, r.ID, r, k)
 			}
 		}
+	}
+}
+
+// predict eval scores the golden ELIS checkpoint on rows the way a user
+// runs it, and refuses a bad row naming its line.
+func TestPredictEval(t *testing.T) {
+	ckpt, tok := "../../../shared/golden/elis-tiny/latest_model.pt", "../../../shared/data/tokenizers/bge-tokenizer.json"
+	for _, f := range []string{ckpt, tok} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skip("no ../shared beside the checkout")
+		}
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "rows.jsonl")
+	var b strings.Builder
+	for i, p := range []string{"why is the sky blue", "write a poem", "hello there", "list three colours", "explain gravity"} {
+		n := 60 + 40*i
+		for g := 0; g < n; g += 50 {
+			b.WriteString(`{"input_prompt":"` + p + `","output_prompt":"` + strings.Repeat("word ", g) + `","number_of_output_tokens":` + strconv.Itoa(n) + `,"remaining_tokens":` + strconv.Itoa(n-g) + "}\n")
+		}
+	}
+	os.WriteFile(data, []byte(b.String()), 0o644)
+	code, out := elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok, "--split", "test", "--split-by", "prompt")
+	if code != 0 || !strings.Contains(out, "network") || !strings.Contains(out, "constant") || !strings.Contains(out, "tokens generated") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	os.WriteFile(data, []byte(b.String()+`{"input_prompt":"x","number_of_output_tokens":10,"remaining_tokens":11}`+"\n"), 0o644)
+	code, out = elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok)
+	if code != 2 || !strings.Contains(out, "line 17") || !strings.Contains(out, "remaining_tokens") {
+		t.Fatalf("bad row: exit %d:\n%s", code, out)
 	}
 }

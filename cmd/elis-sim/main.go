@@ -53,6 +53,7 @@ func newApp() *cli.App {
 			sweepCommand(),
 			replayCommand(),
 			profileCommand(),
+			predictCommand(),
 			calibrateCommand(),
 			costCommand(),
 		},

@@ -1,0 +1,163 @@
+// Package predict evaluates the output-length predictor network (an ELIS
+// checkpoint: a BERT encoder, mean pooling and a Linear+ReLU head that
+// estimates the remaining output tokens) on rows of the ELIS trainer's
+// data, as its users judge a checkpoint before scheduling with it: error
+// and rank correlation overall and by tokens generated, beside a constant
+// baseline, on a split of the rows made as the trainer makes it or by
+// prompt.
+package predict
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// Encoder turns text into the network's token ids, with [CLS] and [SEP]
+// when special is set (traces.HFTokenizer is one).
+type Encoder interface {
+	Encode(text string, special bool) ([]int, error)
+}
+
+// Input is the network's input for a row: its prompt followed by the
+// answer's text so far, encoded with the special tokens and cut to
+// maxPositions keeping the final [SEP].
+func Input(enc Encoder, r *traces.ELISRow, maxPositions int) ([]int32, error) {
+	text := r.Prompt
+	if r.Output != "" {
+		text += " " + r.Output
+	}
+	ids, err := enc.Encode(text, true)
+	if err != nil {
+		return nil, fmt.Errorf("line %d: %w", r.Line, err)
+	}
+	if len(ids) > maxPositions {
+		ids = append(ids[:maxPositions-1:maxPositions-1], ids[len(ids)-1])
+	}
+	out := make([]int32, len(ids))
+	for i, v := range ids {
+		out[i] = int32(v)
+	}
+	return out, nil
+}
+
+// Predict runs net over rows, batch rows a call, and returns each row's
+// predicted remaining tokens.
+func Predict(net gpu.PredictorNet, enc Encoder, rows []traces.ELISRow, batch int) ([]float64, error) {
+	batch = max(batch, 1)
+	out := make([]float64, 0, len(rows))
+	for lo := 0; lo < len(rows); lo += batch {
+		hi := min(lo+batch, len(rows))
+		ids := make([][]int32, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			in, err := Input(enc, &rows[i], net.Config().MaxPositions)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, in)
+		}
+		p, err := net.Predict(ids, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range p {
+			out = append(out, float64(v))
+		}
+	}
+	return out, nil
+}
+
+// Split cuts rows 6:2:2 into train, validation and test: rows shuffled
+// with seed (the trainer's way, which puts slices of one prompt's answer
+// on both sides), or, byPrompt, whole prompts shuffled so that no prompt
+// is on two sides.
+func Split(rows []traces.ELISRow, byPrompt bool, seed uint64) (train, val, test []traces.ELISRow) {
+	rng := rand.New(rand.NewPCG(seed, 0x73706c6974))
+	if !byPrompt {
+		perm := rng.Perm(len(rows))
+		nTrain, nVal := len(rows)*6/10, len(rows)*2/10
+		for k, i := range perm {
+			switch {
+			case k < nTrain:
+				train = append(train, rows[i])
+			case k < nTrain+nVal:
+				val = append(val, rows[i])
+			default:
+				test = append(test, rows[i])
+			}
+		}
+		return train, val, test
+	}
+	var prompts []string
+	group := map[string][]traces.ELISRow{}
+	for _, r := range rows {
+		if _, ok := group[r.Prompt]; !ok {
+			prompts = append(prompts, r.Prompt)
+		}
+		group[r.Prompt] = append(group[r.Prompt], r)
+	}
+	perm := rng.Perm(len(prompts))
+	nTrain, nVal := len(prompts)*6/10, len(prompts)*2/10
+	for k, i := range perm {
+		g := group[prompts[i]]
+		switch {
+		case k < nTrain:
+			train = append(train, g...)
+		case k < nTrain+nVal:
+			val = append(val, g...)
+		default:
+			test = append(test, g...)
+		}
+	}
+	return train, val, test
+}
+
+// Report is an evaluation: the network's accuracy over the rows and by
+// tokens generated, and a constant prediction's beside it.
+type Report struct {
+	Rows       int                 `json:"rows"`
+	Network    report.AccuracyAt   `json:"network"`  // Generated: the fewest tokens generated
+	Baseline   report.AccuracyAt   `json:"baseline"` // predicting BaselineValue every time
+	Constant   float64             `json:"baseline_value"`
+	ByProgress []report.AccuracyAt `json:"by_tokens_generated"`
+}
+
+// Evaluate scores preds (one a row) against the rows' remaining tokens,
+// with the constant baseline beside them; by tokens generated in at most
+// groups groups (the last holds the rest).
+func Evaluate(rows []traces.ELISRow, preds []float64, constant float64, groups int) Report {
+	rec := func(pred func(i int) float64) []policies.Record {
+		out := make([]policies.Record, len(rows))
+		for i := range rows {
+			out[i].Predictions = []policies.Prediction{{Generated: rows[i].Generated(), Predicted: pred(i), Actual: rows[i].Remaining}}
+		}
+		return out
+	}
+	net := rec(func(i int) float64 { return preds[i] })
+	base := rec(func(int) float64 { return constant })
+	r := Report{Rows: len(rows), Constant: constant, ByProgress: report.AccuracyByProgress(net, groups)}
+	if all := report.AccuracyByProgress(net, 1); len(all) == 1 {
+		r.Network = all[0]
+	}
+	if all := report.AccuracyByProgress(base, 1); len(all) == 1 {
+		r.Baseline = all[0]
+	}
+	return r
+}
+
+// MeanRemaining is the constant baseline: the mean remaining tokens of
+// rows (those the network would be trained on).
+func MeanRemaining(rows []traces.ELISRow) float64 {
+	if len(rows) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, r := range rows {
+		s += float64(r.Remaining)
+	}
+	return s / float64(len(rows))
+}

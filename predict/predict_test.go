@@ -1,0 +1,96 @@
+package predict
+
+import (
+	"math"
+	"testing"
+
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+func rows(prompts, per int) []traces.ELISRow {
+	var out []traces.ELISRow
+	for p := 0; p < prompts; p++ {
+		for g := 0; g < per; g++ {
+			out = append(out, traces.ELISRow{Line: len(out) + 1, Prompt: string(rune('a'+p%26)) + string(rune('a'+p/26)), Total: 50 * per, Remaining: 50 * (per - g)})
+		}
+	}
+	return out
+}
+
+// The 6:2:2 split keeps every row once; by prompt it never puts one
+// prompt on two sides; the same seed gives the same split.
+func TestSplit(t *testing.T) {
+	rs := rows(50, 4)
+	for _, byPrompt := range []bool{false, true} {
+		tr, va, te := Split(rs, byPrompt, 42)
+		if len(tr)+len(va)+len(te) != len(rs) || len(tr) < len(rs)/2 || len(te) == 0 {
+			t.Fatalf("byPrompt=%v: %d/%d/%d of %d", byPrompt, len(tr), len(va), len(te), len(rs))
+		}
+		tr2, _, te2 := Split(rs, byPrompt, 42)
+		if tr2[0] != tr[0] || te2[len(te2)-1] != te[len(te)-1] {
+			t.Fatalf("byPrompt=%v: the same seed gave another split", byPrompt)
+		}
+		if byPrompt {
+			side := map[string]int{}
+			for k, part := range [][]traces.ELISRow{tr, va, te} {
+				for _, r := range part {
+					if s, ok := side[r.Prompt]; ok && s != k {
+						t.Fatalf("prompt %q on sides %d and %d", r.Prompt, s, k)
+					}
+					side[r.Prompt] = k
+				}
+			}
+		}
+	}
+}
+
+// Evaluate's numbers are the hand computation's.
+func TestEvaluateByHand(t *testing.T) {
+	rs := []traces.ELISRow{{Total: 100, Remaining: 100}, {Total: 100, Remaining: 50}, {Total: 60, Remaining: 60}, {Total: 60, Remaining: 10}}
+	preds := []float64{90, 70, 60, 20}
+	r := Evaluate(rs, preds, 55, 8)
+	if mae := (10 + 20 + 0 + 10) / 4.0; math.Abs(r.Network.MAE-mae) > 1e-12 {
+		t.Fatalf("MAE %v, by hand %v", r.Network.MAE, mae)
+	}
+	if rmse := math.Sqrt((100 + 400 + 0 + 100) / 4.0); math.Abs(r.Network.RMSE-rmse) > 1e-12 {
+		t.Fatalf("RMSE %v, by hand %v", r.Network.RMSE, rmse)
+	}
+	if mae := (45 + 5 + 5 + 45) / 4.0; math.Abs(r.Baseline.MAE-mae) > 1e-12 || !math.IsNaN(float64(r.Baseline.Tau)) {
+		t.Fatalf("baseline %+v: MAE by hand %v, tau undefined", r.Baseline, mae)
+	}
+	// six pairs, one discordant (rows 1 and 2: truth 50 < 60, predicted 70 > 60)
+	if math.Abs(float64(r.Network.Tau)-4.0/6) > 1e-12 {
+		t.Fatalf("tau %v, by hand 4/6", r.Network.Tau)
+	}
+	if len(r.ByProgress) != 2 || r.ByProgress[0].Generated != 0 || r.ByProgress[1].Generated != 50 {
+		t.Fatalf("groups %+v", r.ByProgress)
+	}
+	if got := MeanRemaining(rs); got != 55 {
+		t.Fatalf("mean remaining %v", got)
+	}
+}
+
+type words struct{}
+
+// Encode gives [CLS]=1, one id a rune, [SEP]=2.
+func (words) Encode(text string, special bool) ([]int, error) {
+	out := []int{1}
+	for range text {
+		out = append(out, 5)
+	}
+	return append(out, 2), nil
+}
+
+// The input is the prompt and the text so far, cut to the network's
+// positions with [SEP] kept last.
+func TestInputKeepsSEP(t *testing.T) {
+	r := traces.ELISRow{Prompt: "abcdef", Output: "ghij"}
+	in, err := Input(words{}, &r, 8)
+	if err != nil || len(in) != 8 || in[0] != 1 || in[7] != 2 {
+		t.Fatalf("%v %v", in, err)
+	}
+	r.Output = ""
+	if in, _ := Input(words{}, &r, 64); len(in) != 8 {
+		t.Fatalf("prompt alone: %v", in)
+	}
+}
