@@ -161,3 +161,35 @@ func MeanRemaining(rows []traces.ELISRow) float64 {
 	}
 	return s / float64(len(rows))
 }
+
+// RecordTrace writes the network's predictions into tr, for the simulator
+// to schedule by (run --predictor recorded): for every request, at 0, k,
+// 2k, ... generated tokens, the remaining tokens the network predicts. A
+// trace carries prompts but not answers, so the network reads the prompt
+// alone, as replay's network predictor does: its output estimates the
+// whole answer, and the remaining tokens at each point are that estimate
+// less what was generated. Every request must carry its prompt text.
+func RecordTrace(net gpu.PredictorNet, enc Encoder, tr *traces.Trace, k, batch int) error {
+	if k < 1 {
+		return fmt.Errorf("prediction interval %d: want >= 1", k)
+	}
+	rows := make([]traces.ELISRow, len(tr.Requests))
+	for i, r := range tr.Requests {
+		if r.Prompt == "" {
+			return fmt.Errorf("request %s has no prompt text (import a trace that carries it, such as apex, sharegpt or elis-train)", r.ID)
+		}
+		rows[i] = traces.ELISRow{Line: i + 1, Prompt: r.Prompt}
+	}
+	total, err := Predict(net, enc, rows, batch)
+	if err != nil {
+		return err
+	}
+	for i := range tr.Requests {
+		r := &tr.Requests[i]
+		r.Predictions = r.Predictions[:0]
+		for g := 0; g < r.OutputTokens; g += k {
+			r.Predictions = append(r.Predictions, traces.Prediction{Generated: g, Remaining: max(total[i]-float64(g), 0)})
+		}
+	}
+	return nil
+}

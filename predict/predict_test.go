@@ -2,8 +2,10 @@ package predict
 
 import (
 	"math"
+	"strings"
 	"testing"
 
+	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/traces"
 )
 
@@ -92,5 +94,43 @@ func TestInputKeepsSEP(t *testing.T) {
 	r.Output = ""
 	if in, _ := Input(words{}, &r, 64); len(in) != 8 {
 		t.Fatalf("prompt alone: %v", in)
+	}
+}
+
+// fakeNet predicts ten tokens an input token.
+type fakeNet struct{}
+
+func (fakeNet) Predict(ids [][]int32, _ [][]int32) ([]float32, error) {
+	out := make([]float32, len(ids))
+	for i, s := range ids {
+		out[i] = float32(10 * len(s))
+	}
+	return out, nil
+}
+func (fakeNet) Config() gpu.BertConfig { return gpu.BertConfig{MaxPositions: 512} }
+func (fakeNet) Close() error           { return nil }
+
+// RecordTrace gives every request a prediction at 0, K, 2K, ... generated
+// tokens: the network's estimate of the whole answer less what was
+// generated, never below 0; a request without its prompt text is refused.
+func TestRecordTrace(t *testing.T) {
+	tr := &traces.Trace{Requests: []traces.Request{
+		{ID: "a", PromptTokens: 3, OutputTokens: 120, Prompt: "abc"},     // 5 input ids: predicts 50
+		{ID: "b", PromptTokens: 1, OutputTokens: 40, Prompt: "abcdefgh"}, // 10 ids: 100
+	}}
+	if err := RecordTrace(fakeNet{}, words{}, tr, 50, 1); err != nil {
+		t.Fatal(err)
+	}
+	a, b := tr.Requests[0].Predictions, tr.Requests[1].Predictions
+	want := []traces.Prediction{{Generated: 0, Remaining: 50}, {Generated: 50, Remaining: 0}, {Generated: 100, Remaining: 0}}
+	if len(a) != 3 || a[0] != want[0] || a[1] != want[1] || a[2] != want[2] {
+		t.Fatalf("a: %+v", a)
+	}
+	if len(b) != 1 || b[0] != (traces.Prediction{Generated: 0, Remaining: 100}) {
+		t.Fatalf("b: %+v", b)
+	}
+	tr.Requests[1].Prompt = ""
+	if err := RecordTrace(fakeNet{}, words{}, tr, 50, 1); err == nil || !strings.Contains(err.Error(), "request b") {
+		t.Fatalf("no prompt: %v", err)
 	}
 }

@@ -155,3 +155,26 @@ func TestPredictEval(t *testing.T) {
 		t.Fatalf("bad row: exit %d:\n%s", code, out)
 	}
 }
+
+// predict trace records the golden network's predictions into an APEX
+// import, and the simulator schedules by them.
+func TestPredictTraceThenRunRecorded(t *testing.T) {
+	ckpt, tok, apex := "../../../shared/golden/elis-tiny/latest_model.pt", "../../../shared/data/tokenizers/bge-tokenizer.json", "../../../shared/data/apex-lmsys/lmsys_05.jsonl"
+	for _, f := range []string{ckpt, tok, apex} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skip("no ../shared beside the checkout")
+		}
+	}
+	dir := t.TempDir()
+	tr, pred := filepath.Join(dir, "t.json"), filepath.Join(dir, "p.json")
+	if code, out := elis(t, "trace", "import", "--format", "apex", apex, "--max", "40", "-o", tr); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, out)
+	}
+	if code, out := elis(t, "predict", "trace", tr, "--checkpoint", ckpt, "--tokenizer", tok, "-o", pred); code != 0 {
+		t.Fatalf("predict trace: exit %d: %s", code, out)
+	}
+	code, out := elis(t, "run", pred, "--policy", "fcfs,isrtf", "--predictor", "recorded")
+	if code != 0 || !strings.Contains(out, "predictor recorded") || !strings.Contains(out, "predictor MAE") {
+		t.Fatalf("run --predictor recorded: exit %d:\n%s", code, out)
+	}
+}

@@ -42,8 +42,74 @@ func predictCommand() *cli.Command {
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			},
 			Action: predictEval,
+		}, {
+			Name:      "trace",
+			Usage:     "record a predictor network's predictions into a trace, for run --predictor recorded",
+			ArgsUsage: "TRACE",
+			UsageText: "elis-sim predict trace lmsys.json --checkpoint latest_model.pt --tokenizer bge-tokenizer.json -o lmsys-pred.json",
+			Description: "Writes, for every request, the network's predicted remaining tokens at 0, K, 2K, ...\n" +
+				"generated tokens into the trace's predictions. A trace carries prompts, not answers, so the\n" +
+				"network reads the prompt alone (as replay's network predictor does): its estimate of the whole\n" +
+				"answer, less what was generated, is the remaining tokens at each point. Every request needs its\n" +
+				"prompt text (apex, sharegpt and elis-train imports keep it).",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "ELIS checkpoint .pt (config.json beside it), or bge-base / tiny (random weights)"},
+				&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
+				&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: " + strings.Join(gpu.Devices(), ", ")},
+				&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "K: a prediction every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
+				&cli.IntFlag{Name: "batch", Value: 32, Usage: "prompts a network call"},
+				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of random weights (bge-base / tiny)"},
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "-", Usage: "output trace (.json or .jsonl); - for stdout"},
+			},
+			Action: predictTrace,
 		}},
 	})
+}
+
+// predictorNet loads --checkpoint with --tokenizer onto --device.
+func predictorNet(c *cli.Context) (gpu.PredictorNet, traces.HFTokenizer, error) {
+	tc, err := traces.LoadTokenCounter(c.String("tokenizer"))
+	if err != nil {
+		return nil, traces.HFTokenizer{}, badf("--tokenizer: %w", err)
+	}
+	enc, ok := tc.(traces.HFTokenizer)
+	if !ok {
+		return nil, traces.HFTokenizer{}, badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
+	}
+	host, err := gpu.LoadPredictorNet(c.String("checkpoint"), c.Uint64("seed"))
+	if err != nil {
+		return nil, traces.HFTokenizer{}, badf("--checkpoint: %w", err)
+	}
+	net, err := gpu.OnDevice(c.String("device"), 0, host)
+	if err != nil {
+		return nil, traces.HFTokenizer{}, bad(err)
+	}
+	return net, enc, nil
+}
+
+func predictTrace(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return badf("predict trace wants one TRACE, got %d arguments", c.NArg())
+	}
+	if err := checkOut(c, "out"); err != nil {
+		return err
+	}
+	if c.Int("prediction-interval") < 1 || c.Int("batch") < 1 {
+		return badf("--prediction-interval and --batch: want >= 1")
+	}
+	tr, err := traces.ReadFile(c.Args().First())
+	if err != nil {
+		return bad(err)
+	}
+	net, enc, err := predictorNet(c)
+	if err != nil {
+		return err
+	}
+	defer net.Close()
+	if err := predict.RecordTrace(net, enc, tr, c.Int("prediction-interval"), c.Int("batch")); err != nil {
+		return bad(fmt.Errorf("%s: %w", c.Args().First(), err))
+	}
+	return traces.WriteFile(c.String("out"), tr)
 }
 
 func predictEval(c *cli.Context) error {
@@ -64,21 +130,9 @@ func predictEval(c *cli.Context) error {
 	if err != nil {
 		return bad(err)
 	}
-	tc, err := traces.LoadTokenCounter(c.String("tokenizer"))
+	net, enc, err := predictorNet(c)
 	if err != nil {
-		return badf("--tokenizer: %w", err)
-	}
-	enc, ok := tc.(traces.HFTokenizer)
-	if !ok {
-		return badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
-	}
-	host, err := gpu.LoadPredictorNet(c.String("checkpoint"), c.Uint64("seed"))
-	if err != nil {
-		return badf("--checkpoint: %w", err)
-	}
-	net, err := gpu.OnDevice(c.String("device"), 0, host)
-	if err != nil {
-		return bad(err)
+		return err
 	}
 	defer net.Close()
 
