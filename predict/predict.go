@@ -10,6 +10,7 @@ package predict
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/policies"
@@ -192,4 +193,36 @@ func RecordTrace(net gpu.PredictorNet, enc Encoder, tr *traces.Trace, k, batch i
 		}
 	}
 	return nil
+}
+
+// ScatterGroups are the rows' (actual, predicted) remaining tokens for a
+// scatter plot, one group a tokens-generated value as Evaluate groups
+// them (the last group holds the rest).
+func ScatterGroups(rows []traces.ELISRow, preds []float64, groups int) []report.ScatterGroup {
+	var gens []int
+	seen := map[int]bool{}
+	for _, r := range rows {
+		if g := r.Generated(); !seen[g] {
+			seen[g] = true
+			gens = append(gens, g)
+		}
+	}
+	slices.Sort(gens)
+	index := map[int]int{}
+	for i, g := range gens {
+		index[g] = min(i, max(groups, 1)-1)
+	}
+	out := make([]report.ScatterGroup, min(len(gens), max(groups, 1)))
+	for i := range out {
+		out[i].Label = fmt.Sprintf("%d generated", gens[i])
+	}
+	if len(gens) > len(out) {
+		out[len(out)-1].Label += "+"
+	}
+	for i, r := range rows {
+		g := &out[index[r.Generated()]]
+		g.X = append(g.X, float64(r.Remaining))
+		g.Y = append(g.Y, preds[i])
+	}
+	return out
 }

@@ -134,3 +134,14 @@ func TestRecordTrace(t *testing.T) {
 		t.Fatalf("no prompt: %v", err)
 	}
 }
+
+// Scatter groups follow Evaluate's grouping: one a tokens-generated value,
+// the rest merged into the last.
+func TestScatterGroups(t *testing.T) {
+	rs := rows(3, 4) // generated 0, 50, 100, 150 for each of 3 prompts
+	preds := make([]float64, len(rs))
+	g := ScatterGroups(rs, preds, 2)
+	if len(g) != 2 || len(g[0].X) != 3 || len(g[1].X) != 9 || g[1].Label != "50 generated+" {
+		t.Fatalf("%+v", g)
+	}
+}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"image/color"
 	"io"
 	"maps"
 	"math"
@@ -316,4 +317,52 @@ func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 		}
 	}
 	return ts
+}
+
+// ScatterGroup is one colour of a scatter plot.
+type ScatterGroup struct {
+	Label string
+	X, Y  []float64
+}
+
+// Scatter draws groups of points on log axes with the y = x diagonal:
+// predicted against actual values, one colour a group. Values below floor
+// (a log axis has no 0, and a count below one token says nothing more)
+// are drawn at floor.
+func Scatter(title, xlabel, ylabel string, floor float64, groups []ScatterGroup) (*plot.Plot, error) {
+	p := newPlot(title, xlabel, ylabel)
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.X.Tick.Marker, p.Y.Tick.Marker = ticks125{}, ticks125{}
+	p.Legend.Top, p.Legend.Left = true, true
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, g := range groups {
+		if len(g.X) == 0 {
+			continue
+		}
+		pts := make(plotter.XYs, len(g.X))
+		for j := range g.X {
+			pts[j].X, pts[j].Y = math.Max(g.X[j], floor), math.Max(g.Y[j], floor)
+			lo, hi = math.Min(lo, math.Min(pts[j].X, pts[j].Y)), math.Max(hi, math.Max(pts[j].X, pts[j].Y))
+		}
+		s, err := plotter.NewScatter(pts)
+		if err != nil {
+			return nil, err
+		}
+		s.GlyphStyle.Color = plotutil.Color(i)
+		s.GlyphStyle.Shape = draw.CircleGlyph{}
+		s.GlyphStyle.Radius = vg.Points(2)
+		p.Add(s)
+		p.Legend.Add(g.Label, s)
+	}
+	if lo > 0 && hi >= lo {
+		d, err := plotter.NewLine(plotter.XYs{{X: lo, Y: lo}, {X: hi, Y: hi}})
+		if err != nil {
+			return nil, err
+		}
+		d.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+		d.Color = color.Gray{Y: 120}
+		p.Add(d)
+		p.Legend.Add("predicted = actual", d)
+	}
+	return p, nil
 }

@@ -145,9 +145,13 @@ func TestPredictEval(t *testing.T) {
 		}
 	}
 	os.WriteFile(data, []byte(b.String()), 0o644)
-	code, out := elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok, "--split", "test", "--split-by", "prompt")
+	png := filepath.Join(dir, "scatter.png")
+	code, out := elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok, "--split", "test", "--split-by", "prompt", "--plot", png)
 	if code != 0 || !strings.Contains(out, "network") || !strings.Contains(out, "constant") || !strings.Contains(out, "tokens generated") {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if st, err := os.Stat(png); err != nil || st.Size() == 0 {
+		t.Fatalf("no plot: %v", err)
 	}
 	os.WriteFile(data, []byte(b.String()+`{"input_prompt":"x","number_of_output_tokens":10,"remaining_tokens":11}`+"\n"), 0o644)
 	code, out = elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok)

@@ -175,20 +175,30 @@ func checkRunOutputs(c *cli.Context) error {
 			return err
 		}
 	}
-	if p := c.String("plot"); p != "" {
-		switch strings.ToLower(filepath.Ext(p)) {
-		case ".png", ".svg", ".pdf":
-		default:
-			return badf("--plot %s: want a .png, .svg or .pdf name", p)
-		}
-		if err := atomicfile.Check(p); err != nil {
-			return badf("--plot: %w", err)
-		}
+	if err := checkPlot(c.String("plot")); err != nil {
+		return err
 	}
 	if p := c.String("log-predictions"); p != "" {
 		if err := atomicfile.Check(p); err != nil {
 			return badf("--log-predictions: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkPlot refuses a --plot path that is not a .png, .svg or .pdf file
+// that can be written; "" is no plot.
+func checkPlot(p string) error {
+	if p == "" {
+		return nil
+	}
+	switch strings.ToLower(filepath.Ext(p)) {
+	case ".png", ".svg", ".pdf":
+	default:
+		return badf("--plot %s: want a .png, .svg or .pdf name", p)
+	}
+	if err := atomicfile.Check(p); err != nil {
+		return badf("--plot: %w", err)
 	}
 	return nil
 }

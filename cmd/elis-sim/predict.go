@@ -40,6 +40,7 @@ func predictCommand() *cli.Command {
 				&cli.IntFlag{Name: "batch", Value: 32, Usage: "rows a network call"},
 				&cli.IntFlag{Name: "groups", Value: 8, Usage: "groups by tokens generated (the last holds the rest)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				&cli.StringFlag{Name: "plot", Usage: "draw predicted against actual remaining tokens to this .png, .svg or .pdf file"},
 			},
 			Action: predictEval,
 		}, {
@@ -126,6 +127,9 @@ func predictEval(c *cli.Context) error {
 	if c.Int("batch") < 1 || c.Int("groups") < 1 {
 		return badf("--batch and --groups: want >= 1")
 	}
+	if err := checkPlot(c.String("plot")); err != nil {
+		return err
+	}
 	rows, err := traces.ReadELISRows(c.Args().First())
 	if err != nil {
 		return bad(err)
@@ -155,6 +159,16 @@ func predictEval(c *cli.Context) error {
 		return err
 	}
 	rep := predict.Evaluate(scored, preds, predict.MeanRemaining(train), c.Int("groups"))
+	if path := c.String("plot"); path != "" {
+		p, err := report.Scatter(fmt.Sprintf("predicted against actual remaining tokens, %d rows", len(scored)),
+			"actual remaining tokens", "predicted remaining tokens (below 1 drawn at 1)", 1, predict.ScatterGroups(scored, preds, c.Int("groups")))
+		if err != nil {
+			return err
+		}
+		if err := report.Save(p, path); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
