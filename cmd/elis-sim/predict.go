@@ -30,10 +30,7 @@ func predictCommand() *cli.Command {
 				"--split test scores the test part of a 6:2:2 split: by row, as the ELIS trainer splits\n" +
 				"(slices of one answer land on both sides), or --split-by prompt. For scale, the ELIS paper\n" +
 				"reports MAE 19.9 tokens, RMSE 34.3, R^2 0.852.",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "ELIS checkpoint .pt (config.json beside it), or bge-base / tiny (random weights)"},
-				&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
-				&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: " + strings.Join(gpu.Devices(), ", ")},
+			Flags: append(networkFlags(),
 				&cli.StringFlag{Name: "split", Value: "all", Usage: "rows scored: all, or test (of a 6:2:2 split)"},
 				&cli.StringFlag{Name: "split-by", Value: "row", Usage: "row (the trainer's) or prompt (no prompt on two sides)"},
 				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split"},
@@ -41,7 +38,7 @@ func predictCommand() *cli.Command {
 				&cli.IntFlag{Name: "groups", Value: 8, Usage: "groups by tokens generated (the last holds the rest)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				&cli.StringFlag{Name: "plot", Usage: "draw predicted against actual remaining tokens to this .png, .svg or .pdf file"},
-			},
+			),
 			Action: predictEval,
 		}, {
 			Name:      "trace",
@@ -53,18 +50,24 @@ func predictCommand() *cli.Command {
 				"network reads the prompt alone (as replay's network predictor does): its estimate of the whole\n" +
 				"answer, less what was generated, is the remaining tokens at each point. Every request needs its\n" +
 				"prompt text (apex, sharegpt and elis-train imports keep it).",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "ELIS checkpoint .pt (config.json beside it), or bge-base / tiny (random weights)"},
-				&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
-				&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: " + strings.Join(gpu.Devices(), ", ")},
+			Flags: append(networkFlags(),
 				&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "K: a prediction every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
 				&cli.IntFlag{Name: "batch", Value: 32, Usage: "prompts a network call"},
 				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of random weights (bge-base / tiny)"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "-", Usage: "output trace (.json or .jsonl); - for stdout"},
-			},
+			),
 			Action: predictTrace,
 		}},
 	})
+}
+
+// networkFlags name the predictor network of a predict command.
+func networkFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "ELIS checkpoint .pt (config.json beside it), or bge-base / tiny (random weights)"},
+		&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
+		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: " + strings.Join(gpu.Devices(), ", ")},
+	}
 }
 
 // predictorNet loads --checkpoint with --tokenizer onto --device.
