@@ -1,10 +1,11 @@
-// Package predict evaluates the output-length predictor network (an ELIS
+// Package predict uses the output-length predictor network (an ELIS
 // checkpoint: a BERT encoder, mean pooling and a Linear+ReLU head that
-// estimates the remaining output tokens) on rows of the ELIS trainer's
-// data, as its users judge a checkpoint before scheduling with it: error
-// and rank correlation overall and by tokens generated, beside a constant
-// baseline, on a split of the rows made as the trainer makes it or by
-// prompt.
+// estimates the remaining output tokens) as a tool. It evaluates it on
+// rows of the ELIS trainer's data, as its users judge a checkpoint before
+// scheduling with it (error and rank correlation overall and by tokens
+// generated, beside a constant baseline, on a split made as the trainer
+// makes it or by prompt), and records its predictions into a trace so
+// that the simulator schedules by the network's own errors.
 package predict
 
 import (
