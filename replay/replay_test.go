@@ -31,10 +31,21 @@ func tinySetup(t *testing.T, policy string, blocks int) (*traces.Trace, Config) 
 
 // Every request of a small trace completes with the right number of
 // tokens, under FCFS and ISRTF, with memory tight enough to preempt.
+//
+// The requests arrive all but at once (time scale 1e-9) and any two of
+// them outgrow 16 blocks together while each fits alone, so preemption
+// does not depend on how fast this machine runs the steps: a replay's
+// clock is the wall clock, and a test that timed arrivals against steps
+// failed on a loaded machine.
 func TestReplayCompletesEveryRequest(t *testing.T) {
 	for _, pol := range []string{"fcfs", "isrtf"} {
 		for _, blocks := range []int{200, 16} {
 			tr, cfg := tinySetup(t, pol, blocks)
+			cfg.TimeScale = 1e-9
+			for i := range tr.Requests {
+				r := &tr.Requests[i]
+				r.PromptTokens, r.OutputTokens = 16+i%9, 16+(i*5)%9 // 32 to 48 tokens: 8 to 12 blocks of 4
+			}
 			res, err := Run(context.Background(), context.Background(), tr, cfg)
 			if err != nil {
 				t.Fatalf("%s/%d: %v", pol, blocks, err)
