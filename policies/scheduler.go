@@ -34,8 +34,11 @@ type Scheduler struct {
 	// KeepHistory keeps every prediction in the records, for the
 	// predictor's accuracy, --out and the prediction log.
 	KeepHistory bool
-	// OnGap, when set, is called with every inter-token gap (seconds).
-	OnGap func(gap float64)
+	// OnGap, when set, is called with the inter-token gaps (seconds) of
+	// each step: n tokens in a row of the batch that had the same gap (a
+	// step's decodes mostly share one), so a driver counting millions of
+	// tokens makes a call a run, not a token.
+	OnGap func(gap float64, n int)
 
 	stats Stats
 }
@@ -454,6 +457,7 @@ func (s *Scheduler) Complete(now float64) {
 	done := false
 	k := s.cfg.PredictionInterval
 	resubmit := s.pol.Rerank() == RerankResubmit
+	runGap, runN := 0.0, 0 // the current run of equal gaps, for OnGap
 	for _, it := range s.batch.Items {
 		q := it.Seq
 		q.inBatch = false
@@ -468,8 +472,13 @@ func (s *Scheduler) Complete(now float64) {
 		} else {
 			gap := now - q.lastToken
 			q.rec.MaxGap = max(q.rec.MaxGap, gap)
-			if s.OnGap != nil {
-				s.OnGap(gap)
+			if runN > 0 && gap == runGap {
+				runN++
+			} else {
+				if runN > 0 && s.OnGap != nil {
+					s.OnGap(runGap, runN)
+				}
+				runGap, runN = gap, 1
 			}
 		}
 		q.lastToken = now
@@ -493,6 +502,9 @@ func (s *Scheduler) Complete(now float64) {
 				q.boundary = true
 			}
 		}
+	}
+	if runN > 0 && s.OnGap != nil {
+		s.OnGap(runGap, runN)
 	}
 	if !done {
 		return

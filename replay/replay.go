@@ -107,7 +107,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			return nil, err
 		}
 		core.KeepHistory = cfg.KeepHistory
-		core.OnGap = func(g float64) { mu.Lock(); res.Gaps.Add(g); mu.Unlock() }
+		core.OnGap = func(g float64, n int) { mu.Lock(); res.Gaps.AddN(g, uint64(n)); mu.Unlock() }
 		exec, err := cfg.NewExecutor(i)
 		if err != nil {
 			return nil, err

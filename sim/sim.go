@@ -125,7 +125,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	if cfg.OnRecord == nil {
 		res.Records = make([]policies.Record, len(tr.Requests))
 	}
-	onGap := func(g float64) { res.Gaps.Add(g) }
+	onGap := func(g float64, n int) { res.Gaps.AddN(g, uint64(n)) }
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {
 		var corePred policies.Predictor

@@ -31,7 +31,13 @@ func bucket(v float64) int {
 }
 
 // Add records one sample.
-func (h *H) Add(v float64) {
+func (h *H) Add(v float64) { h.AddN(v, 1) }
+
+// AddN records n samples of value v.
+func (h *H) AddN(v float64, n uint64) {
+	if n == 0 {
+		return
+	}
 	if h.counts == nil {
 		h.counts = make([]uint64, perDecade*maxDecades)
 	}
@@ -40,9 +46,9 @@ func (h *H) Add(v float64) {
 		b = bucket(v)
 		h.lastV, h.lastB = v, b
 	}
-	h.counts[b]++
-	h.n++
-	h.sum += v
+	h.counts[b] += n
+	h.n += n
+	h.sum += v * float64(n)
 	if v > h.max {
 		h.max = v
 	}
