@@ -288,3 +288,24 @@ func TestRunFileRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The side-by-side table prints counts whole and the change of a share in
+// percentage points (it printed 109.0 and a relative % of a %).
+func TestSideBySideCountsAndShares(t *testing.T) {
+	mk := func(label string, preempt int, frac float64) *Run {
+		return &Run{Label: label, Summary: Summary{Requests: 10, Preemptions: preempt, Rejected: 2, Goodput: &Goodput{Fraction: frac, RPS: 1}}}
+	}
+	var b strings.Builder
+	if err := SideBySide(&b, []*Run{mk("fcfs", 0, 0.5), mk("isrtf", 109, 0.85)}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"+35.0 pt", "preemptions", "109 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "109.0") || strings.Contains(out, "2.000") {
+		t.Errorf("a count printed with decimals:\n%s", out)
+	}
+}
