@@ -440,12 +440,3 @@ func (e *cudaBase) Close() error {
 	e.dev = nil
 	return err
 }
-
-// Allocated is the device memory the model holds, in bytes.
-func (e *cudaBase) Allocated() int64 {
-	var n int64
-	for _, b := range e.allocs {
-		n += b
-	}
-	return n
-}

@@ -92,13 +92,6 @@ func plotRuns(runs []*report.Run, metric string, logX bool, path string) error {
 	return nil
 }
 
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
-}
-
 // makeRun summarises records into a run file's contents. errs, when the
 // records keep no prediction history, gives the predictor's accuracy
 // instead.
