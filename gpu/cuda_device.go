@@ -79,8 +79,8 @@ type cudaBase struct {
 	mod     module
 	fn      map[string]kernel
 	launch  *launcher
-	allocs  map[devPtr]int64
-	meta    devPtr // a step's int32 metadata, grown on demand
+	allocs  map[devPtr]struct{} // every buffer held, for Close
+	meta    devPtr              // a step's int32 metadata, grown on demand
 	metaCap int
 	times   *kernelTimes
 	graphs  map[graphKey]graphExec
@@ -175,7 +175,7 @@ func (e *cudaBase) start(ordinal int, src kernelSource, in Precision) error {
 	if err != nil {
 		return err
 	}
-	e.dev, e.fn, e.allocs = dev, map[string]kernel{}, map[devPtr]int64{}
+	e.dev, e.fn, e.allocs = dev, map[string]kernel{}, map[devPtr]struct{}{}
 	return dev.do(func() error {
 		if err := e.compile(src); err != nil {
 			return err
@@ -330,7 +330,7 @@ func (e *cudaBase) alloc(bytes int64) (devPtr, error) {
 	if err != nil {
 		return 0, err
 	}
-	e.allocs[p] = bytes
+	e.allocs[p] = struct{}{}
 	return p, nil
 }
 

@@ -79,6 +79,15 @@ func (p *PredictionErrors) Add(predicted float64, actual int) {
 	p.SumActualSq += a * a
 }
 
+// Merge adds o's sums to p's.
+func (p *PredictionErrors) Merge(o PredictionErrors) {
+	p.N += o.N
+	p.SumAbs += o.SumAbs
+	p.SumSq += o.SumSq
+	p.SumActual += o.SumActual
+	p.SumActualSq += o.SumActualSq
+}
+
 // Add sums o into s (the counters of several workers).
 func (s *Stats) Add(o Stats) {
 	s.Steps += o.Steps
@@ -86,11 +95,7 @@ func (s *Stats) Add(o Stats) {
 	s.Rejected += o.Rejected
 	s.Finished += o.Finished
 	s.Predictions += o.Predictions
-	s.Errors.N += o.Errors.N
-	s.Errors.SumAbs += o.Errors.SumAbs
-	s.Errors.SumSq += o.Errors.SumSq
-	s.Errors.SumActual += o.Errors.SumActual
-	s.Errors.SumActualSq += o.Errors.SumActualSq
+	s.Errors.Merge(o.Errors)
 }
 
 // NewScheduler returns a core with an empty cache. pred may be nil for

@@ -116,7 +116,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	// router that reads it.
 	var pred policies.Predictor
 	var sigma float64
-	if pol.Predictive() || router.NeedsWork() {
+	if readsPredictor(pol, router) {
 		if pred, sigma, err = PredictorFor(spec, tr, cfg.Engine.PredictionInterval, cfg.Seed); err != nil {
 			return nil, err
 		}
@@ -241,6 +241,21 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		res.Stats.Add(w.core.Stats())
 	}
 	return res, nil
+}
+
+// ReadsPredictor says whether a run under cfg reads its predictor: its
+// policy is predictive or its router routes by predicted work.
+func ReadsPredictor(cfg Config) bool {
+	pol, err := policies.New(cfg.Policy, cfg.Mode)
+	if err != nil {
+		return false
+	}
+	router, err := policies.NewRouter(orDefault(cfg.Router, "least-loaded"))
+	return err == nil && readsPredictor(pol, router)
+}
+
+func readsPredictor(pol policies.Policy, router policies.Router) bool {
+	return pol.Predictive() || router.NeedsWork()
 }
 
 func orDefault(s, def string) string {

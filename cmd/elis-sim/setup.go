@@ -178,13 +178,10 @@ func (s *simSetup) runAll(tr *traces.Trace, desc string, stream *streamOut, each
 	base := s.base
 	sigma := 0.0
 	reads := false // does any run read the predictor?
-	if r, err := policies.NewRouter(base.Router); base.Router != "" && err == nil && r.NeedsWork() {
-		reads = true
-	}
 	for _, p := range s.policies {
-		if pol, err := policies.New(p, base.Mode); err == nil && pol.Predictive() {
-			reads = true
-		}
+		cfg := base
+		cfg.Policy = p
+		reads = reads || sim.ReadsPredictor(cfg)
 	}
 	if spec := base.Predictor; reads && spec.Kind == "noisy" && spec.MAE > 0 {
 		// Fit the noisy predictor's sigma once, for every run.
