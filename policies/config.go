@@ -20,7 +20,11 @@ type Config struct {
 	// PredictionInterval is the ISRTF window K: a request is re-predicted
 	// every K generated tokens (VLLM_ELIS_PREDICTION_INTERVAL, default 50).
 	PredictionInterval int
-	Guard              Guard
+	// PrefixCaching is vLLM's automatic prefix caching
+	// (enable_prefix_caching): on by default in vLLM v1 and in elis-sim's
+	// drivers, off in the zero Config.
+	PrefixCaching bool
+	Guard         Guard
 }
 
 // Guard is the starvation guard, usable with any policy.

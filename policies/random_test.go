@@ -13,11 +13,34 @@ func (hashPredictor) Predict(s *Seq) float64 {
 	return float64(s.Remaining()) * (0.5 + float64((s.Index*7+s.Generated*13)%10)/10)
 }
 
-// Random small workloads in a cache tight enough to preempt often: after
-// at most one retry (a self-preempting request stops the running pass,
-// rule 3) a core that is not idle always has work to run, its invariants
-// hold after every step, and every request finishes or is rejected.
+// Random small workloads in a cache tight enough to preempt often: a core
+// that is not idle always has work to run from Next, its invariants
+// hold after every step, and every request finishes or is rejected; with
+// prefix caching on as well, with requests sharing prefixes and sessions.
 func TestRandomWorkloadsNeverStall(t *testing.T) {
+	for _, caching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("caching=%v", caching), func(t *testing.T) { randomWorkloads(t, caching) })
+	}
+}
+
+// randomContent shares prefixes often: a third of the requests name
+// nothing, a third draw hash chains that diverge early, a third belong to
+// one of three sessions.
+func randomContent(rng *rand.Rand) Content {
+	switch rng.IntN(3) {
+	case 1:
+		h := make([]uint64, 1+rng.IntN(6))
+		for i := range h {
+			h[i] = uint64(i*10 + rng.IntN(2))
+		}
+		return Content{Hashes: h, HashBlock: 8}
+	case 2:
+		return Content{Session: 1 + uint64(rng.IntN(3))}
+	}
+	return Content{}
+}
+
+func randomWorkloads(t *testing.T, caching bool) {
 	for _, name := range Names() {
 		for _, mode := range []Rerank{RerankPause, RerankResubmit, RerankNone} {
 			if name != "isrtf" && mode != RerankPause {
@@ -26,7 +49,7 @@ func TestRandomWorkloadsNeverStall(t *testing.T) {
 			for seed := uint64(0); seed < 150; seed++ {
 				rng := rand.New(rand.NewPCG(seed, 1))
 				pol, _ := New(name, mode)
-				s, err := NewScheduler(Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 16, MaxModelLen: 256, PredictionInterval: 8}, pol, hashPredictor{})
+				s, err := NewScheduler(Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 16, MaxModelLen: 256, PredictionInterval: 8, PrefixCaching: caching}, pol, hashPredictor{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -37,13 +60,14 @@ func TestRandomWorkloadsNeverStall(t *testing.T) {
 						t.Fatalf("%s/%s seed %d: %d of %d done after 5000 steps", name, mode, seed, done, n)
 					}
 					for added < n && rng.IntN(3) == 0 {
-						s.Add(Request{ID: fmt.Sprint(added), Index: added, PromptTokens: 4 + rng.IntN(37), OutputTokens: 2 + rng.IntN(29)}, float64(step))
+						r := Request{ID: fmt.Sprint(added), Index: added, PromptTokens: 4 + rng.IntN(37), OutputTokens: 2 + rng.IntN(29)}
+						if caching {
+							r.Content = randomContent(rng)
+						}
+						s.Add(r, float64(step))
 						added++
 					}
-					b := s.Schedule(float64(step))
-					if b.Empty() && !s.Idle() {
-						b = s.Schedule(float64(step))
-					}
+					b := s.Next(float64(step))
 					if err := s.CheckInvariants(); err != nil {
 						t.Fatalf("%s/%s seed %d: %v", name, mode, seed, err)
 					}

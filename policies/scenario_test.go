@@ -28,10 +28,11 @@ func (p scriptPredictor) Predict(s *Seq) float64 {
 // TestScenarios runs the scripts in testdata/: each file is a sequence of
 // commands and the expected output of each.
 //
-//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8]
-//	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0]
-//	step [t=1]     schedule one step, print it, complete it at t+1
+//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching]
+//	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0] [hashes=1,2,3 hashblock=8] [session=7]
+//	step [n=1]     schedule one step, print it, complete it one second later
 //	state          print the queues and the free blocks
+//	cache          print the prefix cache: free queue (head first), block tables, hits
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		var s *Scheduler
@@ -66,6 +67,7 @@ func TestScenarios(t *testing.T) {
 				cfg := Config{MaxBatchedTokens: num("budget", 16), MaxSeqs: num("seqs", 4), BlockSize: num("block", 4),
 					NumBlocks: num("blocks", 8), MaxModelLen: num("maxlen", 1000), PredictionInterval: num("interval", 50),
 					LongPrefillThreshold: num("threshold", 0)}
+				_, cfg.PrefixCaching = args["caching"]
 				if a, ok := args["aging"]; ok {
 					fmt.Sscanf(a, "%d,%d", &cfg.Guard.AgingSteps, &cfg.Guard.PromoteSteps)
 				}
@@ -88,7 +90,16 @@ func TestScenarios(t *testing.T) {
 						preds[id] = append(preds[id], [2]float64{g, v})
 					}
 				}
-				s.Add(Request{ID: id, Arrival: now, PromptTokens: num("prompt", 1), OutputTokens: num("output", 1), Priority: num("priority", 0)}, now)
+				r := Request{ID: id, Arrival: now, PromptTokens: num("prompt", 1), OutputTokens: num("output", 1), Priority: num("priority", 0)}
+				if h, ok := args["hashes"]; ok {
+					for _, v := range strings.Split(h, ",") {
+						n, _ := strconv.ParseUint(v, 10, 64)
+						r.Content.Hashes = append(r.Content.Hashes, n)
+					}
+					r.Content.HashBlock = num("hashblock", 4)
+				}
+				r.Content.Session = uint64(num("session", 0))
+				s.Add(r, now)
 				var out []string
 				for _, r := range s.TakeFinished() {
 					out = append(out, fmt.Sprintf("rejected %s: %s", r.ID, r.Rejected))
@@ -106,6 +117,8 @@ func TestScenarios(t *testing.T) {
 				return strings.Join(out, "\n")
 			case "state":
 				return dumpState(s)
+			case "cache":
+				return dumpCache(s)
 			}
 			d.Fatalf(t, "unknown command %q", d.Cmd)
 			return ""
@@ -171,7 +184,7 @@ func dumpState(s *Scheduler) string {
 		}
 		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s%s)", q.ID, q.Generated, q.Computed, q.blocks, predString(q), extra)
 	}
-	fmt.Fprintf(&sb, "\nfree: %d", s.free)
+	fmt.Fprintf(&sb, "\nfree: %d", s.kv.free)
 	return sb.String()
 }
 
@@ -180,4 +193,28 @@ func predString(q *Seq) string {
 		return ""
 	}
 	return fmt.Sprintf(" pred=%g", q.Predicted)
+}
+
+// dumpCache prints the free queue from its head (the next block evicted),
+// marking cached blocks with *, each running or waiting request's block
+// table, and the hit counters.
+func dumpCache(s *Scheduler) string {
+	var sb strings.Builder
+	p := s.kv
+	sb.WriteString("free queue:")
+	for id := p.next[p.sentinel()]; id != p.sentinel(); id = p.next[id] {
+		fmt.Fprintf(&sb, " %d", id)
+		if p.hash[id] != 0 {
+			sb.WriteString("*")
+		}
+	}
+	all := append(append([]*Seq(nil), s.running...), s.waiting.items...)
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	for _, q := range all {
+		if q.blocks > 0 {
+			fmt.Fprintf(&sb, "\n%s: %v", q.ID, q.BlockTable())
+		}
+	}
+	fmt.Fprintf(&sb, "\nhit %d of %d tokens", s.stats.PrefixHit, s.stats.PrefixQueried)
+	return sb.String()
 }

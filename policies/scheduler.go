@@ -18,7 +18,7 @@ type Scheduler struct {
 	running []*Seq
 	waiting waitQueue
 	paused  []*Seq // waiting requests that kept their KV blocks
-	free    int    // free KV blocks
+	kv      *kvPool
 
 	step       int64
 	nextOrder  int64
@@ -52,6 +52,10 @@ type agingEntry struct {
 type Stats struct {
 	Steps, Preemptions, Rejected, Finished int64
 	Predictions                            int64 // predictor calls
+	// PrefixQueried and PrefixHit count the tokens of requests admitted
+	// with nothing computed and those of them the prefix cache held
+	// (vLLM's prefix cache queries and hits); 0 with caching off.
+	PrefixQueried, PrefixHit int64
 	// Errors sums the error of every finite prediction, so a run keeps
 	// its predictor's accuracy without keeping each prediction.
 	Errors PredictionErrors
@@ -95,6 +99,8 @@ func (s *Stats) Add(o Stats) {
 	s.Rejected += o.Rejected
 	s.Finished += o.Finished
 	s.Predictions += o.Predictions
+	s.PrefixQueried += o.PrefixQueried
+	s.PrefixHit += o.PrefixHit
 	s.Errors.Merge(o.Errors)
 }
 
@@ -110,7 +116,7 @@ func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
 	if pol.Predictive() && pred == nil {
 		return nil, fmt.Errorf("policy %s needs a predictor", pol.Name())
 	}
-	s := &Scheduler{cfg: cfg, pol: pol, pred: pred, free: cfg.NumBlocks}
+	s := &Scheduler{cfg: cfg, pol: pol, pred: pred, kv: newKVPool(cfg.NumBlocks, cfg.BlockSize, cfg.PrefixCaching)}
 	s.waiting.less = pol.Less
 	if b, ok := pol.(*basic); ok && b.key == nil && cfg.Guard.AgingSteps == 0 {
 		// Queue order alone (FCFS without the starvation guard): the same
@@ -124,8 +130,12 @@ func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
 // Stats returns the counters so far.
 func (s *Scheduler) Stats() Stats { return s.stats }
 
+// PrefixCaching reports whether the core caches prefixes: then each
+// request's BlockTable names the blocks it uses.
+func (s *Scheduler) PrefixCaching() bool { return s.kv.caching }
+
 // FreeBlocks is the number of unallocated KV blocks.
-func (s *Scheduler) FreeBlocks() int { return s.free }
+func (s *Scheduler) FreeBlocks() int { return s.kv.free }
 
 // Running and Waiting are the queue lengths.
 func (s *Scheduler) Running() int { return len(s.running) }
@@ -143,6 +153,7 @@ func (s *Scheduler) blocksFor(tokens int) int {
 // rejected at once and its record is ready in TakeFinished.
 func (s *Scheduler) Add(r Request, now float64) {
 	q := newSeq(r, s.nextOrder)
+	q.serial = uint64(s.nextOrder)
 	s.nextOrder++
 	total := r.PromptTokens + r.OutputTokens
 	switch {
@@ -198,32 +209,82 @@ func (s *Scheduler) predict(q *Seq, now float64) {
 	}
 }
 
-// alloc gives q blocks for tokens more tokens, reporting false when the
-// cache is short.
+// alloc gives running request q blocks for tokens more tokens, reporting
+// false when the cache is short.
 func (s *Scheduler) alloc(q *Seq, tokens int) bool {
-	need := s.blocksFor(q.Computed+tokens) - q.blocks
-	if need <= 0 {
+	upTo := q.Computed + tokens
+	if upTo <= q.blocks*s.cfg.BlockSize {
+		// The blocks q holds suffice (most decodes): at most a block
+		// filled to cache.
+		if s.kv.caching && upTo >= (q.hashed+1)*s.cfg.BlockSize {
+			s.kv.cache(q, upTo)
+		}
 		return true
 	}
-	if need > s.free {
+	if s.kv.need(q, upTo, nil) > s.kv.free {
 		return false
 	}
-	s.free -= need
-	q.blocks += need
+	s.kv.grow(q, upTo, upTo, nil)
 	return true
 }
 
+// admit gives waiting request q its blocks for this step: with prefix
+// caching, a request holding no blocks first takes its cached prefix
+// (rule 8), and computes the rest, capped by the threshold and budget.
+// When the cache is short even after freeing paused requests, it changes
+// nothing and reports false.
+func (s *Scheduler) admit(q *Seq, budget int) (int, bool) {
+	base := q.Computed // a paused request kept its blocks
+	var hits []int32
+	fresh := s.kv.caching && q.blocks == 0
+	if fresh {
+		base = s.kv.lookup(q)
+		hits = s.kv.hits
+	}
+	ask := q.Tokens() - base
+	if t := s.cfg.LongPrefillThreshold; t > 0 && ask > t {
+		ask = t
+	}
+	ask = min(ask, budget)
+	for s.kv.need(q, base+ask, hits) > s.kv.free {
+		if !s.freePaused(q) {
+			return 0, false
+		}
+	}
+	if fresh {
+		q.Computed = base
+		q.rec.CachedTokens += base
+		s.stats.PrefixQueried += int64(q.Tokens())
+		s.stats.PrefixHit += int64(base)
+	}
+	s.kv.grow(q, base+ask, base+ask, hits)
+	return ask, true
+}
+
 func (s *Scheduler) freeBlocks(q *Seq) {
-	s.free += q.blocks
-	q.blocks = 0
+	s.kv.release(q)
 	q.Computed = 0
 }
 
-// Schedule builds the next step at time now. The batch is valid until the
-// next call. An empty batch means nothing can run now, except when the
-// running pass stopped at a request that preempted itself (vLLM's rule 3)
-// with others behind it: then the next call schedules them, so a driver
-// whose core is not Idle calls Schedule once more.
+// Next is the step a driver runs at now: Schedule, repeated while it
+// builds an empty step but work remains. An empty step with requests
+// running follows a running pass that stopped at a request preempting
+// itself (vLLM's rule 3); with shared prefix blocks this can happen
+// several times in a row, since freeing a request whose blocks others
+// hold frees nothing. Each repetition preempts a running request, and
+// with none running the head of the queue is admitted, so Next returns an
+// empty batch only when the core is Idle.
+func (s *Scheduler) Next(now float64) *Batch {
+	b := s.Schedule(now)
+	for n := len(s.running); b.Empty() && !s.Idle() && n >= 0; n-- {
+		b = s.Schedule(now)
+	}
+	return b
+}
+
+// Schedule builds one step at time now, as vLLM's scheduler does: it may
+// be empty with work remaining (see Next, which drivers call). The batch
+// is valid until the next call.
 func (s *Scheduler) Schedule(now float64) *Batch {
 	s.step++
 	b := &s.batch
@@ -277,8 +338,8 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 	// Then waiting requests, only if nothing was preempted (rule 5).
 	for !preempted && budget > 0 && len(s.running) < s.cfg.MaxSeqs && s.waiting.Len() > 0 {
 		q := s.waiting.Peek()
-		ask := s.ask(q, budget)
-		if !s.alloc(q, ask) && !(s.freePausedFor(q, ask)) {
+		ask, ok := s.admit(q, budget)
+		if !ok {
 			break // head-of-line: admission stops for this step
 		}
 		s.waiting.Pop()
@@ -401,16 +462,6 @@ func (s *Scheduler) freePaused(keep *Seq) bool {
 	return true
 }
 
-// freePausedFor frees paused requests' blocks until q can get its ask.
-func (s *Scheduler) freePausedFor(q *Seq, ask int) bool {
-	for s.freePaused(q) {
-		if s.alloc(q, ask) {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Scheduler) unpause(q *Seq) {
 	if !q.paused {
 		return
@@ -466,6 +517,9 @@ func (s *Scheduler) Complete(now float64) {
 	for _, it := range s.batch.Items {
 		q := it.Seq
 		q.inBatch = false
+		if s.kv.caching && !(it.Tokens == 1 && q.Generated > 0 && it.Context == q.Tokens()-1) {
+			q.rec.PrefillTokens += it.Tokens
+		}
 		q.Computed += it.Tokens
 		if q.Computed < q.Tokens() {
 			continue // a prefill chunk: no token yet
@@ -490,8 +544,8 @@ func (s *Scheduler) Complete(now float64) {
 		if q.Generated >= q.OutputTokens {
 			q.state = stFinished
 			q.rec.Finish = now
-			s.free += q.blocks
-			q.blocks = 0
+			s.kv.release(q)
+			s.kv.forget(q)
 			s.stats.Finished++
 			s.finished = append(s.finished, q.rec)
 			done = true
@@ -541,24 +595,24 @@ func (s *Scheduler) TakeFinished() []Record {
 // CheckInvariants verifies the core's accounting; tests and the
 // simulator's --check mode call it after every step.
 func (s *Scheduler) CheckInvariants() error {
-	held := 0
+	var holders []*Seq
 	for _, q := range s.running {
 		if q.state != stRunning {
 			return fmt.Errorf("step %d: request %s in the running list in state %d", s.step, q.ID, q.state)
 		}
-		held += q.blocks
 		if q.blocks < s.blocksFor(q.Computed) {
 			return fmt.Errorf("step %d: request %s has %d computed tokens in %d blocks", s.step, q.ID, q.Computed, q.blocks)
 		}
+		holders = append(holders, q)
 	}
 	for _, q := range s.waiting.items {
 		if q.blocks != 0 && !q.paused {
 			return fmt.Errorf("step %d: waiting request %s holds %d blocks without being paused", s.step, q.ID, q.blocks)
 		}
-		held += q.blocks
+		holders = append(holders, q)
 	}
-	if held+s.free != s.cfg.NumBlocks || s.free < 0 {
-		return fmt.Errorf("step %d: %d blocks held + %d free != capacity %d", s.step, held, s.free, s.cfg.NumBlocks)
+	if err := s.kv.check(holders); err != nil {
+		return fmt.Errorf("step %d: %w", s.step, err)
 	}
 	if len(s.running) > s.cfg.MaxSeqs {
 		return fmt.Errorf("step %d: %d running > max_num_seqs %d", s.step, len(s.running), s.cfg.MaxSeqs)

@@ -10,6 +10,8 @@ type Request struct {
 	PromptTokens int
 	OutputTokens int // forced output length: the request finishes after this many tokens
 	Priority     int // lower is more urgent, as in vLLM
+	// Content names the request's tokens for the prefix cache.
+	Content Content
 }
 
 // state is where a request is in the core.
@@ -34,15 +36,19 @@ type Seq struct {
 	Preemptions int
 
 	state     state
-	blocks    int   // KV blocks held
-	order     int64 // queue position key: FIFO order, negative for front insertion
-	heapIdx   int   // index in the waiting heap, -1 when not queued
-	lastPred  int   // Generated at the last prediction
-	boundary  bool  // crossed a prediction window in the last step (ISRTF re-ranking)
-	paused    bool  // waiting but holding its KV blocks (ISRTF paper mode)
-	waitSince int64 // step at which it last entered the waiting queue (aging)
-	promoted  int64 // step until which aging promotes it; 0 when not promoted
-	inBatch   bool  // scheduled in the step being built
+	blocks    int      // KV blocks held
+	order     int64    // queue position key: FIFO order, negative for front insertion
+	heapIdx   int      // index in the waiting heap, -1 when not queued
+	lastPred  int      // Generated at the last prediction
+	boundary  bool     // crossed a prediction window in the last step (ISRTF re-ranking)
+	paused    bool     // waiting but holding its KV blocks (ISRTF paper mode)
+	waitSince int64    // step at which it last entered the waiting queue (aging)
+	promoted  int64    // step until which aging promotes it; 0 when not promoted
+	inBatch   bool     // scheduled in the step being built
+	serial    uint64   // the order of arrival: the private identity of its blocks
+	table     []int32  // KV block ids (prefix caching): held, or last held
+	hashed    int      // leading blocks of table whose identity is cached
+	chain     []uint64 // chained identities of Content.Hashes, made on first use
 	lastToken float64
 	rec       Record
 }
@@ -59,6 +65,16 @@ func (s *Seq) Remaining() int { return s.OutputTokens - s.Generated }
 // when s is preempted, paused out of memory, or finished.
 func (s *Seq) Blocks() int { return s.blocks }
 
+// BlockTable is the ids of the blocks s holds, in token order, with prefix
+// caching on (nil with it off): a driver with a real cache uses them as
+// its block table, since requests with a common prefix share blocks.
+func (s *Seq) BlockTable() []int32 {
+	if s.blocks == 0 {
+		return nil
+	}
+	return s.table[:s.blocks]
+}
+
 func newSeq(r Request, order int64) *Seq {
 	s := &Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), heapIdx: -1, order: order}
 	s.rec = Record{ID: r.ID, Index: r.Index, Arrival: r.Arrival, PromptTokens: r.PromptTokens,
@@ -69,20 +85,24 @@ func newSeq(r Request, order int64) *Seq {
 // Record is what one request experienced: the core's output for reports.
 // Times are those the driver gave; -1 means it never happened.
 type Record struct {
-	ID             string       `json:"id"`
-	Index          int          `json:"-"`
-	Arrival        float64      `json:"arrival_s"`
-	FirstScheduled float64      `json:"first_scheduled_s"`
-	FirstToken     float64      `json:"first_token_s"`
-	Finish         float64      `json:"finish_s"`
-	PromptTokens   int          `json:"prompt_tokens"`
-	OutputTokens   int          `json:"output_tokens"`
-	Generated      int          `json:"generated_tokens"`
-	Preemptions    int          `json:"preemptions"`
-	MaxGap         float64      `json:"max_itl_s"`
-	Worker         int          `json:"worker"`
-	Rejected       string       `json:"rejected,omitempty"`
-	Predictions    []Prediction `json:"predictions,omitempty"`
+	ID             string  `json:"id"`
+	Index          int     `json:"-"`
+	Arrival        float64 `json:"arrival_s"`
+	FirstScheduled float64 `json:"first_scheduled_s"`
+	FirstToken     float64 `json:"first_token_s"`
+	Finish         float64 `json:"finish_s"`
+	PromptTokens   int     `json:"prompt_tokens"`
+	OutputTokens   int     `json:"output_tokens"`
+	Generated      int     `json:"generated_tokens"`
+	Preemptions    int     `json:"preemptions"`
+	MaxGap         float64 `json:"max_itl_s"`
+	Worker         int     `json:"worker"`
+	Rejected       string  `json:"rejected,omitempty"`
+	// With prefix caching on: prompt and recomputed tokens computed by
+	// prefill chunks, and tokens found in the cache at admissions.
+	PrefillTokens int          `json:"prefill_tokens_computed,omitempty"`
+	CachedTokens  int          `json:"cached_tokens,omitempty"`
+	Predictions   []Prediction `json:"predictions,omitempty"`
 }
 
 // Prediction is one prediction event: after Generated tokens the predictor
