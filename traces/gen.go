@@ -169,6 +169,50 @@ type GenConfig struct {
 	// requests instead of from Prompt and Output.
 	Resample []Request
 	Name     string
+	// Shared gives a share of the requests a common system prompt.
+	Shared SharedPrefix
+}
+
+// SharedPrefix is a system prompt that Fraction of the requests start
+// with: Count distinct prompts of Tokens tokens each, one drawn uniformly
+// per request and put before its own prompt. Its full blocks of
+// SharedBlock tokens get hash ids, so a prefix cache can share them.
+type SharedPrefix struct {
+	Tokens   int
+	Fraction float64
+	Count    int
+}
+
+// SharedBlock is the tokens each hash id of a generated shared prefix
+// names: vLLM's block size, so the ids mark every block the cache can
+// share.
+const SharedBlock = 16
+
+// ParseSharedPrefix reads TOKENS:FRACTION[:COUNT] ("" is none).
+func ParseSharedPrefix(spec string) (SharedPrefix, error) {
+	if spec == "" {
+		return SharedPrefix{}, nil
+	}
+	bad := fmt.Errorf("%q: want TOKENS:FRACTION[:COUNT], e.g. 1024:0.8 (80%% of requests start with one 1,024-token system prompt) or 512:1:4 (every request starts with one of 4)", spec)
+	parts := strings.Split(spec, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return SharedPrefix{}, bad
+	}
+	var p SharedPrefix
+	var err error
+	if p.Tokens, err = strconv.Atoi(parts[0]); err != nil || p.Tokens < SharedBlock || p.Tokens > MaxTokens {
+		return SharedPrefix{}, fmt.Errorf("%w (TOKENS from %d to %d)", bad, SharedBlock, MaxTokens)
+	}
+	if p.Fraction, err = strconv.ParseFloat(parts[1], 64); err != nil || !(p.Fraction > 0 && p.Fraction <= 1) {
+		return SharedPrefix{}, fmt.Errorf("%w (FRACTION in (0, 1])", bad)
+	}
+	p.Count = 1
+	if len(parts) == 3 {
+		if p.Count, err = strconv.Atoi(parts[2]); err != nil || p.Count < 1 || p.Count > 1<<20 {
+			return SharedPrefix{}, fmt.Errorf("%w (COUNT from 1 to %d)", bad, 1<<20)
+		}
+	}
+	return p, nil
 }
 
 // MaxGenerate is the most requests one generated trace holds: ten times
@@ -207,7 +251,30 @@ func Generate(c GenConfig) (*Trace, error) {
 		}
 		t.Requests[i] = r
 	}
+	if c.Shared.Fraction > 0 {
+		c.Shared.apply(t, c.Seed)
+	}
 	return t, nil
+}
+
+// apply puts the shared prefixes in front of their requests' prompts,
+// drawing from its own stream so that the rest of the trace is what the
+// same seed gives without them.
+func (p SharedPrefix) apply(t *Trace, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0x70726566))
+	blocks := p.Tokens / SharedBlock
+	for i := range t.Requests {
+		if rng.Float64() >= p.Fraction {
+			continue
+		}
+		r := &t.Requests[i]
+		which := uint64(rng.IntN(max(p.Count, 1)))
+		r.PromptTokens = min(r.PromptTokens+p.Tokens, MaxTokens)
+		r.HashIDs, r.HashBlock = make([]uint64, blocks), SharedBlock
+		for b := range r.HashIDs {
+			r.HashIDs[b] = which<<32 | uint64(b)
+		}
+	}
 }
 
 // Mixture draws from one of its distributions, chosen uniformly: the ISRTF

@@ -110,7 +110,7 @@ func TestResample(t *testing.T) {
 }
 
 func FuzzParseSpecs(f *testing.F) {
-	for _, s := range []string{"poisson:1", "gamma:0.73:10.41", "constant:2", "fixed:3", "uniform:1:9", "lognormal:70:1:2048", "uniform:1:2+fixed:5"} {
+	for _, s := range []string{"poisson:1", "gamma:0.73:10.41", "constant:2", "fixed:3", "uniform:1:9", "lognormal:70:1:2048", "uniform:1:2+fixed:5", "1024:0.5:3"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -124,5 +124,48 @@ func FuzzParseSpecs(f *testing.F) {
 				t.Fatalf("%q drew %d", s, n)
 			}
 		}
+		if p, err := ParseSharedPrefix(s); err == nil && s != "" {
+			tr, err := Generate(GenConfig{N: 20, Arrivals: Poisson{Rate: 1}, Prompt: Fixed(5), Output: Fixed(5), Shared: p})
+			if err != nil {
+				t.Fatalf("%q: %v", s, err)
+			}
+			for _, r := range tr.Requests {
+				if err := r.Validate(); err != nil {
+					t.Fatalf("%q: %v", s, err)
+				}
+			}
+		}
 	})
+}
+
+// A shared prefix goes in front of the drawn prompt of about its share of
+// the requests, with one hash id per full 16-token block, equal across
+// requests drawing the same system prompt; everything else is what the
+// same seed gives without it.
+func TestSharedPrefix(t *testing.T) {
+	base := GenConfig{N: 2000, Seed: 4, Arrivals: Poisson{Rate: 1}, Prompt: Uniform{Min: 10, Max: 90}, Output: Fixed(7)}
+	plain, _ := Generate(base)
+	base.Shared = SharedPrefix{Tokens: 100, Fraction: 0.7, Count: 3}
+	shared, _ := Generate(base)
+	n, ids := 0, map[uint64]bool{}
+	for i, r := range shared.Requests {
+		p := plain.Requests[i]
+		if r.Arrival != p.Arrival || r.OutputTokens != p.OutputTokens {
+			t.Fatalf("request %d changed beyond its prompt: %+v vs %+v", i, r, p)
+		}
+		if r.HashIDs == nil {
+			if r.PromptTokens != p.PromptTokens {
+				t.Fatalf("request %d without a prefix changed", i)
+			}
+			continue
+		}
+		n++
+		if r.PromptTokens != p.PromptTokens+100 || len(r.HashIDs) != 6 || r.HashBlock != 16 {
+			t.Fatalf("request %d: %d prompt tokens (was %d), %d ids of %d", i, r.PromptTokens, p.PromptTokens, len(r.HashIDs), r.HashBlock)
+		}
+		ids[r.HashIDs[0]] = true
+	}
+	if n < 1300 || n > 1500 || len(ids) != 3 {
+		t.Fatalf("%d of 2000 requests have a prefix (want about 1400), %d distinct (want 3)", n, len(ids))
+	}
 }

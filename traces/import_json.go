@@ -44,8 +44,13 @@ func field[T int | int64 | float64](name string, line int, key string, v *T) (T,
 	return *v, nil
 }
 
+// MooncakeBlock is the number of tokens each of Mooncake's hash_ids names.
+const MooncakeBlock = 512
+
 // importMooncake reads the Mooncake trace JSONL: timestamp (ms),
-// input_length, output_length.
+// input_length, output_length, and hash_ids when present (one id per
+// 512-token block of the prompt; equal ids, equal content), kept for the
+// prefix cache.
 func importMooncake(data []byte, name string, _ ImportOptions) (*Trace, error) {
 	tr := &Trace{Name: "mooncake"}
 	err := forEachLine(data, name, func(line int, b []byte) error {
@@ -53,6 +58,7 @@ func importMooncake(data []byte, name string, _ ImportOptions) (*Trace, error) {
 			Timestamp *float64 `json:"timestamp"`
 			In        *int     `json:"input_length"`
 			Out       *int     `json:"output_length"`
+			Hashes    []int64  `json:"hash_ids"`
 		}
 		if err := json.Unmarshal(b, &row); err != nil {
 			return fmt.Errorf("%s line %d: %w", name, line, err)
@@ -69,10 +75,23 @@ func importMooncake(data []byte, name string, _ ImportOptions) (*Trace, error) {
 		if err != nil {
 			return err
 		}
-		tr.Requests = append(tr.Requests, Request{
+		r := Request{
 			ID: "mooncake-" + strconv.Itoa(len(tr.Requests)), Arrival: ts / 1000,
 			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out),
-		})
+		}
+		if n := len(row.Hashes); n > 0 {
+			if want := (r.PromptTokens + MooncakeBlock - 1) / MooncakeBlock; n > want {
+				return fmt.Errorf("%s line %d: field \"hash_ids\": %d ids of %d tokens for %d input tokens, want at most %d", name, line, n, MooncakeBlock, in, want)
+			}
+			r.HashIDs, r.HashBlock = make([]uint64, n), MooncakeBlock
+			for i, h := range row.Hashes {
+				if h < 0 {
+					return fmt.Errorf("%s line %d: field \"hash_ids\": id %d, want >= 0", name, line, h)
+				}
+				r.HashIDs[i] = uint64(h)
+			}
+		}
+		tr.Requests = append(tr.Requests, r)
 		return nil
 	})
 	return tr, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,14 +32,14 @@ func TestImporters(t *testing.T) {
 	cases := []struct {
 		format, file, content string
 		opt                   ImportOptions
-		want                  []Request // ID, Arrival, PromptTokens, OutputTokens checked
+		want                  []Request // ID, Arrival, PromptTokens, OutputTokens, Prompt, HashIDs, HashBlock checked
 	}{
 		{"azure", "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\r\n2023-11-16 18:15:46.6805900,374,44\r\n2023-11-16 18:15:50.9951690,396,109\r\n", ImportOptions{},
 			[]Request{{ID: "azure-0", Arrival: 0, PromptTokens: 374, OutputTokens: 44}, {ID: "azure-1", Arrival: 4.314579, PromptTokens: 396, OutputTokens: 109}}},
 		{"azure", "a24.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.009930+00:00,10,0\n2024-05-10 00:00:01.5+00:00,20,3\n", ImportOptions{},
 			[]Request{{ID: "azure-0", Arrival: 0, PromptTokens: 10, OutputTokens: 1}, {ID: "azure-1", Arrival: 1.49007, PromptTokens: 20, OutputTokens: 3}}},
 		{"mooncake", "m.jsonl", `{"timestamp": 0, "input_length": 6758, "output_length": 500, "hash_ids": [0, 1]}` + "\n" + `{"timestamp": 1500, "input_length": 7, "output_length": 3, "hash_ids": []}` + "\n", ImportOptions{},
-			[]Request{{ID: "mooncake-0", Arrival: 0, PromptTokens: 6758, OutputTokens: 500}, {ID: "mooncake-1", Arrival: 1.5, PromptTokens: 7, OutputTokens: 3}}},
+			[]Request{{ID: "mooncake-0", Arrival: 0, PromptTokens: 6758, OutputTokens: 500, HashIDs: []uint64{0, 1}, HashBlock: 512}, {ID: "mooncake-1", Arrival: 1.5, PromptTokens: 7, OutputTokens: 3}}},
 		{"apex", "x.jsonl", `{"ContextTokens": 156, "GeneratedTokens": 67, "SynthesizedBody": "hello", "RequestID": "q", "StartTimeOffset": 2500000000}` + "\n", ImportOptions{KeepText: true},
 			[]Request{{ID: "apex-0", Arrival: 2.5, PromptTokens: 156, OutputTokens: 67, Prompt: "hello"}}},
 		{"apex python body", "x2.jsonl", `{"ContextTokens": 9, "GeneratedTokens": 4, "SynthesizedBody": "{'content': 'it\\'s \\\\ \\u00e9t\\u00e9\\n\\\"ok\\\"', 'role': 'user'}", "StartTimeOffset": 0}` + "\n", ImportOptions{KeepText: true},
@@ -67,7 +68,8 @@ func TestImporters(t *testing.T) {
 		}
 		for i, w := range c.want {
 			g := tr.Requests[i]
-			if g.ID != w.ID || fmt.Sprintf("%.6f", g.Arrival) != fmt.Sprintf("%.6f", w.Arrival) || g.PromptTokens != w.PromptTokens || g.OutputTokens != w.OutputTokens || g.Prompt != w.Prompt {
+			if g.ID != w.ID || fmt.Sprintf("%.6f", g.Arrival) != fmt.Sprintf("%.6f", w.Arrival) || g.PromptTokens != w.PromptTokens || g.OutputTokens != w.OutputTokens || g.Prompt != w.Prompt ||
+				!slices.Equal(g.HashIDs, w.HashIDs) || g.HashBlock != w.HashBlock {
 				t.Errorf("%s request %d: got %+v, want %+v", c.format, i, g, w)
 			}
 			if err := g.Validate(); err != nil {
@@ -83,6 +85,8 @@ func TestImportErrorsNameFileLineField(t *testing.T) {
 		{"azure", "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,1\n", "line 2: column TIMESTAMP"},
 		{"azure", "time,in,out\n", `header lacks column "TIMESTAMP"`},
 		{"mooncake", `{"timestamp": 0, "input_length": 5, "output_length": 1}` + "\n" + `{"timestamp": 3, "output_length": 1}`, `line 2: missing field "input_length"`},
+		{"mooncake", `{"timestamp": 0, "input_length": 600, "output_length": 1, "hash_ids": [1, 2, 3]}`, `line 1: field "hash_ids": 3 ids of 512 tokens for 600 input tokens, want at most 2`},
+		{"mooncake", `{"timestamp": 0, "input_length": 600, "output_length": 1, "hash_ids": [1, -2]}`, `line 1: field "hash_ids": id -2`},
 		{"apex", `{"ContextTokens": -4, "GeneratedTokens": 1, "StartTimeOffset": 0}`, `line 1: field "ContextTokens"`},
 		{"vidur", "arrived_at,num_prefill_tokens,num_decode_tokens\n-1,3,4\n", "line 2: column arrived_at"},
 		{"elis-train", `{"output_prompt": ""}`, `line 1: missing field "input_prompt"`},

@@ -3,6 +3,7 @@ package traces
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"sort"
 )
@@ -26,6 +27,15 @@ type Request struct {
 	Prompt       string       `json:"prompt,omitempty"`
 	Priority     int          `json:"priority,omitempty"`
 	Predictions  []Prediction `json:"predictions,omitempty"`
+	// HashIDs name the prompt's blocks of HashBlock tokens from its start
+	// (Mooncake's hash_ids): requests whose first k ids are equal have
+	// equal first k*HashBlock tokens, which a prefix cache shares. The
+	// last id may name a partial block.
+	HashIDs   []uint64 `json:"hash_ids,omitempty"`
+	HashBlock int      `json:"hash_block,omitempty"`
+	// Session names a conversation: its requests' prompts and outputs are
+	// prefixes of one token stream (each turn's prompt holds the history).
+	Session string `json:"session,omitempty"`
 }
 
 // Trace is a named list of requests in arrival order.
@@ -54,6 +64,16 @@ func (r *Request) Validate() error {
 	case r.OutputTokens < 1 || r.OutputTokens > MaxTokens:
 		return fmt.Errorf(`field "output_tokens": %d, want 1 to %d`, r.OutputTokens, MaxTokens)
 	}
+	switch {
+	case len(r.HashIDs) > 0 && (r.HashBlock < 1 || r.HashBlock > MaxTokens):
+		return fmt.Errorf(`field "hash_block": %d, want the tokens each of "hash_ids" names (1 to %d; Mooncake's is 512)`, r.HashBlock, MaxTokens)
+	case len(r.HashIDs) == 0 && r.HashBlock != 0:
+		return errors.New(`field "hash_block" without "hash_ids"`)
+	case len(r.HashIDs) > (r.PromptTokens+r.HashBlock-1)/max(r.HashBlock, 1):
+		return fmt.Errorf(`field "hash_ids": %d ids of %d tokens name more than the %d prompt tokens`, len(r.HashIDs), r.HashBlock, r.PromptTokens)
+	case len(r.HashIDs) > 0 && r.Session != "":
+		return errors.New(`fields "hash_ids" and "session" both name the content; give one`)
+	}
 	for i, p := range r.Predictions {
 		if p.Generated < 0 || math.IsNaN(p.Remaining) || p.Remaining < 0 {
 			return fmt.Errorf(`field "predictions[%d]": want generated >= 0 and remaining >= 0, got %+v`, i, p)
@@ -63,6 +83,17 @@ func (r *Request) Validate() error {
 		}
 	}
 	return nil
+}
+
+// SessionKey is a 64-bit name of r's session (FNV-1a of it), 0 without
+// one: what a prefix cache keys a conversation's stream by.
+func (r *Request) SessionKey() uint64 {
+	if r.Session == "" {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(r.Session))
+	return max(h.Sum64(), 1)
 }
 
 // SortByArrival orders the requests by arrival time, keeping the order of

@@ -13,6 +13,8 @@ func sample() *Trace {
 		{ID: "a", Arrival: 0, PromptTokens: 10, OutputTokens: 5, Prompt: "hi \"there\"", Priority: 2,
 			Predictions: []Prediction{{0, 6}, {50, 1.5}}},
 		{ID: "b", Arrival: 0.25, PromptTokens: 1, OutputTokens: 1},
+		{ID: "c", Arrival: 0.5, PromptTokens: 1000, OutputTokens: 3, HashIDs: []uint64{7, 1 << 60}, HashBlock: 512},
+		{ID: "d", Arrival: 0.5, PromptTokens: 40, OutputTokens: 3, Session: "chat-1"},
 	}}
 }
 
@@ -31,7 +33,7 @@ func TestRoundTripJSONAndJSONL(t *testing.T) {
 		if !bytes.Equal(buf.Bytes(), again.Bytes()) {
 			t.Fatalf("jsonl=%v: round trip changed bytes:\n%s\n%s", jsonl, buf.String(), again.String())
 		}
-		if got.Requests[0].Predictions[1].Remaining != 1.5 || got.Name != "t" {
+		if got.Requests[0].Predictions[1].Remaining != 1.5 || got.Name != "t" || got.Requests[2].HashIDs[1] != 1<<60 || got.Requests[3].Session != "chat-1" {
 			t.Fatalf("lost data: %+v", got)
 		}
 	}
@@ -48,6 +50,8 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 		{"no version", "{\"requests\": []}", false, `missing "elis_trace"`},
 		{"wrong version", "{\"elis_trace\":7}\n", true, `version 7`},
 		{"negative arrival", "{\"elis_trace\":1}\n\n{\"id\":\"a\",\"arrival_s\":-1,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 3: field "arrival_s"`},
+		{"hash block", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1,\"hash_ids\":[1]}\n", true, `line 2: field "hash_block": 0, want the tokens each of "hash_ids" names`},
+		{"hash ids", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1,\"hash_ids\":[1,2,3],\"hash_block\":2}\n", true, `line 2: field "hash_ids": 3 ids of 2 tokens name more than the 3 prompt tokens`},
 		{"far arrival", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":1e308,\"prompt_tokens\":3,\"output_tokens\":1}\n", true, `line 2: field "arrival_s": 1e+308, want a time from 0`},
 		{"huge output", "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1000000000}\n", true, `line 2: field "output_tokens": 1000000000, want 1 to`},
 		{"second object", "{\"elis_trace\": 1, \"requests\": [{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":3,\"output_tokens\":1}]}\n{\"x\": 1}", false, `line 2: unexpected { after the trace object`},
@@ -85,7 +89,7 @@ func TestWriteFileIsAtomicAndReadable(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr, err := ReadFile(p)
-		if err != nil || len(tr.Requests) != 2 {
+		if err != nil || len(tr.Requests) != len(sample().Requests) {
 			t.Fatalf("%s: %v %+v", name, err, tr)
 		}
 	}

@@ -32,6 +32,7 @@ func traceCommand() *cli.Command {
 					&cli.StringFlag{Name: "output", Value: "lognormal:256:0.8:4096", Usage: "output length distribution, as --prompt"},
 					&cli.StringFlag{Name: "lengths-from", Usage: "resample (prompt, output) pairs from this native trace instead of --prompt/--output"},
 					&cli.StringFlag{Name: "name", Usage: "trace name stored in the file"},
+					&cli.StringFlag{Name: "shared-prefix", Usage: "TOKENS:FRACTION[:COUNT]: that share of requests starts with one of COUNT (default 1) system prompts of TOKENS tokens, named by hash ids for the prefix cache"},
 					&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "-", Usage: "output file (.json or .jsonl); - for stdout (JSON)"},
 				},
 				Action: traceGen,
@@ -82,6 +83,9 @@ func traceGen(c *cli.Context) error {
 		RateMultiplier: c.Float64("rate-multiplier"), Name: c.String("name")}
 	if cfg.RateMultiplier <= 0 {
 		return badf("--rate-multiplier %v: want a number > 0", cfg.RateMultiplier)
+	}
+	if cfg.Shared, err = traces.ParseSharedPrefix(c.String("shared-prefix")); err != nil {
+		return badf("--shared-prefix: %w", err)
 	}
 	if from := c.String("lengths-from"); from != "" {
 		src, err := traces.ReadFile(from)
