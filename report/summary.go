@@ -53,6 +53,18 @@ type Summary struct {
 	JainJCT     float64  `json:"jain_normalized_latency"` // Jain's fairness index of normalized latency
 	Predictor   Accuracy `json:"predictor"`
 	Goodput     *Goodput `json:"goodput,omitempty"`
+	// PrefixCache is present when the engine cached prefixes.
+	PrefixCache *CacheUse `json:"prefix_cache,omitempty"`
+}
+
+// CacheUse is what the prefix cache saved: prefill tokens (prompts and
+// recomputation after preemption) computed, and those found cached.
+type CacheUse struct {
+	Computed int64 `json:"prefill_tokens_computed"`
+	Hit      int64 `json:"cached_tokens"`
+	// HitRate is Hit / (Hit + Computed): the share of prefill work the
+	// cache served.
+	HitRate float64 `json:"hit_rate"`
 }
 
 // Summarize computes a summary from per-request records, whatever produced
@@ -76,6 +88,7 @@ type Summarizer struct {
 	first, last                  float64
 	ttft, tpot, jct, queue, norm []float64
 	errs                         policies.PredictionErrors
+	computed, hit                int64
 }
 
 // NewSummarizer starts a summary; with an SLO it also counts goodput.
@@ -101,6 +114,8 @@ func (z *Summarizer) Add(r *policies.Record) {
 		return
 	}
 	z.finished++
+	z.computed += int64(r.PrefillTokens)
+	z.hit += int64(r.CachedTokens)
 	z.preem += r.Preemptions
 	z.tokens += r.Generated
 	z.last = math.Max(z.last, r.Finish)
@@ -130,6 +145,9 @@ func (z *Summarizer) Summary(gaps *hist.H, errs *policies.PredictionErrors) Summ
 	}
 	wg.Wait()
 	s.MaxWait = s.Queue.Max
+	if z.computed > 0 {
+		s.PrefixCache = &CacheUse{Computed: z.computed, Hit: z.hit, HitRate: float64(z.hit) / float64(z.hit+z.computed)}
+	}
 	s.JainJCT = jain(z.norm)
 	if gaps != nil && gaps.N() > 0 {
 		s.ITL = Dist{N: int(gaps.N()), Mean: gaps.Mean(), P50: gaps.Quantile(0.5), P90: gaps.Quantile(0.9),

@@ -15,7 +15,8 @@ type metricRow struct {
 }
 
 // rowKinds are the rows that are not measures.
-var rowKinds = map[string]rowKind{"preemptions": count, "rejected": count, "requests meeting the SLO": share}
+var rowKinds = map[string]rowKind{"preemptions": count, "rejected": count, "requests meeting the SLO": share,
+	"prefill tokens computed": count, "prefix cache hit rate": share}
 
 // rowKind says how a row's values print and change.
 type rowKind int
@@ -60,6 +61,18 @@ func tableRows() []metricRow {
 		}},
 		metricRow{"preemptions", "", func(s *Summary) float64 { return float64(s.Preemptions) }},
 		metricRow{"rejected", "", func(s *Summary) float64 { return float64(s.Rejected) }},
+		metricRow{"prefill tokens computed", "", func(s *Summary) float64 {
+			if s.PrefixCache == nil {
+				return math.NaN()
+			}
+			return float64(s.PrefixCache.Computed)
+		}},
+		metricRow{"prefix cache hit rate", "%", func(s *Summary) float64 {
+			if s.PrefixCache == nil {
+				return math.NaN()
+			}
+			return s.PrefixCache.HitRate * 100
+		}},
 		metricRow{"worst queueing delay", "s", func(s *Summary) float64 { return s.MaxWait }},
 		metricRow{"Jain fairness (norm. latency)", "", func(s *Summary) float64 { return s.JainJCT }},
 		metricRow{"predictor MAE", "tokens", func(s *Summary) float64 { return nanIfZero(s.Predictor.N, s.Predictor.MAE) }},

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/elis-sim/elis-sim/policies"
@@ -14,8 +15,10 @@ import (
 // 10k, 100k and 1M requests (go test -bench Simulate -benchtime 1x).
 func BenchmarkSimulate(b *testing.B) {
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
-		for _, pol := range []string{"fcfs", "isrtf"} {
-			b.Run(fmt.Sprintf("%s/n=%d", pol, n), func(b *testing.B) {
+		for _, pol := range []string{"fcfs", "isrtf", "fcfs-nocache"} {
+			caching := pol != "fcfs-nocache"
+			pol := strings.TrimSuffix(pol, "-nocache")
+			b.Run(fmt.Sprintf("%s/n=%d", pol+map[bool]string{false: "-nocache"}[caching], n), func(b *testing.B) {
 				if testing.Short() && n > 10_000 {
 					b.Skip("short")
 				}
@@ -27,6 +30,7 @@ func BenchmarkSimulate(b *testing.B) {
 				r, _ := NewRoofline("llama-3.1-8b", "h100", 1)
 				cfg := Config{Engine: EngineDefaults(r, 0.9), Policy: pol, Mode: policies.RerankPause,
 					Predictor: predictor.Spec{Kind: "noisy", Sigma: 0.3}, PredCost: predictor.DefaultCost, Cost: r, Workers: 1, Seed: 1}
+				cfg.Engine.PrefixCaching = caching
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {

@@ -159,12 +159,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		}
 	}
 	start := func(w *worker, now float64) error {
-		b := w.core.Schedule(now)
-		if b.Empty() && !w.core.Idle() {
-			// The running pass stopped at a request that preempted itself
-			// (vLLM's rule 3): the next pass schedules the others.
-			b = w.core.Schedule(now)
-		}
+		b := w.core.Next(now)
 		if cfg.Check {
 			if err := w.core.CheckInvariants(); err != nil {
 				return fmt.Errorf("worker %d: %w", w.id, err)
@@ -202,7 +197,8 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			now := reqs[next].Arrival
 			for ; next < len(reqs) && reqs[next].Arrival == now; next++ {
 				r := &reqs[next]
-				req := policies.Request{ID: r.ID, Index: next, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority}
+				req := policies.Request{ID: r.ID, Index: next, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
+					Content: policies.Content{Hashes: r.HashIDs, HashBlock: r.HashBlock, Session: r.SessionKey()}}
 				if byWork {
 					probe = policies.Seq{Request: req}
 					routedWork[next] = pred.Predict(&probe)

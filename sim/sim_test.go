@@ -75,21 +75,31 @@ func resultBytes(t *testing.T, res *Result) []byte {
 func TestPropertiesOnEveryPolicy(t *testing.T) {
 	tight := func(c *Config) { c.Engine.NumBlocks = 300; c.Engine.MaxBatchedTokens = 512; c.Engine.MaxSeqs = 8 }
 	variants := []struct {
-		name string
-		mod  func(*Config)
+		name   string
+		mod    func(*Config)
+		shared bool // the trace with shared system prompts
 	}{
-		{"default", func(*Config) {}},
-		{"tight-memory", tight},
-		{"aging", func(c *Config) { tight(c); c.Engine.Guard = policies.Guard{AgingSteps: 20, PromoteSteps: 5} }},
-		{"preempt-limit", func(c *Config) { tight(c); c.Engine.Guard.PreemptLimit = 0.8 }},
-		{"chunk-threshold", func(c *Config) { tight(c); c.Engine.LongPrefillThreshold = 64 }},
-		{"3-workers-rr", func(c *Config) { tight(c); c.Workers = 3; c.Router = "round-robin" }},
-		{"3-workers-work", func(c *Config) { tight(c); c.Workers = 3; c.Router = "least-predicted-work" }},
+		{"default", func(*Config) {}, false},
+		{"no-prefix-caching", func(c *Config) { tight(c); c.Engine.PrefixCaching = false }, false},
+		{"shared-prefixes", tight, true},
+		{"tight-memory", tight, false},
+		{"aging", func(c *Config) { tight(c); c.Engine.Guard = policies.Guard{AgingSteps: 20, PromoteSteps: 5} }, false},
+		{"preempt-limit", func(c *Config) { tight(c); c.Engine.Guard.PreemptLimit = 0.8 }, false},
+		{"chunk-threshold", func(c *Config) { tight(c); c.Engine.LongPrefillThreshold = 64 }, false},
+		{"3-workers-rr", func(c *Config) { tight(c); c.Workers = 3; c.Router = "round-robin" }, false},
+		{"3-workers-work", func(c *Config) { tight(c); c.Workers = 3; c.Router = "least-predicted-work" }, false},
 	}
 	exercised := map[string]int64{} // preemptions and rejections per variant, to know the checks saw them
 	for seed := uint64(1); seed <= 3; seed++ {
 		tr := genTrace(t, 150, seed, "poisson:20", traces.LogNormal{Mean: 150, Sigma: 1, Max: 1500})
 		tr.Requests[7].PromptTokens = 5000 // longer than the cache in tight runs: rejected, not hung
+		shared := genTrace(t, 150, seed, "poisson:20", traces.LogNormal{Mean: 150, Sigma: 1, Max: 1500})
+		for i := range shared.Requests {
+			if r := &shared.Requests[i]; i%3 != 0 {
+				r.PromptTokens += 300
+				r.HashIDs, r.HashBlock = []uint64{uint64(i % 2), 7, 8, 9}, 64 // two system prompts, 256 tokens each
+			}
+		}
 		for _, pol := range policies.Names() {
 			for _, mode := range []policies.Rerank{policies.RerankPause, policies.RerankResubmit, policies.RerankNone} {
 				if mode != policies.RerankPause && pol != "isrtf" {
@@ -101,6 +111,10 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 					cfg.Mode = mode
 					cfg.KeepHistory = true
 					v.mod(&cfg)
+					tr := tr
+					if v.shared {
+						tr = shared
+					}
 					a, err := Run(tr, cfg)
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)
@@ -108,6 +122,7 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 					checkRun(t, name, tr, a)
 					exercised[v.name+" preemptions"] += a.Stats.Preemptions
 					exercised[v.name+" rejections"] += a.Stats.Rejected
+					exercised[v.name+" cached tokens"] += a.Stats.PrefixHit
 					b, _ := Run(tr, cfg)
 					if !bytes.Equal(resultBytes(t, a), resultBytes(t, b)) {
 						t.Fatalf("%s: same seed, different records", name)
@@ -116,10 +131,13 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"tight-memory preemptions", "aging preemptions", "tight-memory rejections"} {
+	for _, k := range []string{"tight-memory preemptions", "aging preemptions", "tight-memory rejections", "shared-prefixes cached tokens", "tight-memory cached tokens"} {
 		if exercised[k] == 0 {
 			t.Errorf("no %s happened: the workload does not exercise them", k)
 		}
+	}
+	if n := exercised["no-prefix-caching cached tokens"]; n != 0 {
+		t.Errorf("%d tokens hit with prefix caching off", n)
 	}
 }
 
@@ -183,5 +201,32 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	cfg.Predictor = predictor.Spec{Kind: "recorded"}
 	if _, err := Run(tr, cfg); err == nil {
 		t.Fatal("recorded predictor without recordings")
+	}
+}
+
+// Without shared content and without preemption nothing can hit, so
+// prefix caching changes no time: the records equal those of the run
+// without it but for the cache's own counts.
+func TestPrefixCachingWithoutSharingChangesNothing(t *testing.T) {
+	tr := genTrace(t, 300, 5, "poisson:5", traces.LogNormal{Mean: 150, Sigma: 1, Max: 1500})
+	cfg := testConfig(t, "fcfs")
+	on, err := Run(tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Engine.PrefixCaching = false
+	off, _ := Run(tr, cfg)
+	if on.Stats.Preemptions != 0 || on.Stats.PrefixHit != 0 {
+		t.Fatalf("%d preemptions, %d tokens hit: the workload is not the one meant", on.Stats.Preemptions, on.Stats.PrefixHit)
+	}
+	for i := range on.Records {
+		r := on.Records[i]
+		if r.PrefillTokens != r.PromptTokens {
+			t.Fatalf("request %s computed %d prefill tokens of a %d-token prompt", r.ID, r.PrefillTokens, r.PromptTokens)
+		}
+		r.PrefillTokens, r.CachedTokens = 0, 0
+		if fmt.Sprint(r) != fmt.Sprint(off.Records[i]) {
+			t.Fatalf("request %d: %+v with the cache, %+v without", i, r, off.Records[i])
+		}
 	}
 }

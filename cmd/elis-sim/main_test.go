@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -168,5 +169,44 @@ func TestTraceGenRefusesHugeN(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("left an output file behind")
+	}
+}
+
+// The Mooncake trace runs with the sharing its hash_ids describe: prefix
+// caching (on by default) finds cached tokens and preempts less under
+// memory pressure than the same run with --no-enable-prefix-caching, which
+// shows no cache rows at all.
+func TestMooncakeRunsWithPrefixSharing(t *testing.T) {
+	const src = "../../../shared/data/mooncake-fast25/conversation_trace.jsonl"
+	if _, err := os.Stat(src); err != nil {
+		t.Skip("no ../shared beside the checkout")
+	}
+	dir := t.TempDir()
+	tr := filepath.Join(dir, "moon.json")
+	if code, out := elis(t, "trace", "import", "--format", "mooncake", src, "--max", "200", "-o", tr); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, out)
+	}
+	cost := filepath.Join(dir, "linear.json")
+	os.WriteFile(cost, []byte(`{"kind": "linear", "model": "m", "device": "d", "linear": {"base_s": 0.007, "per_prefill_token_s": 0.000018, "per_decode_seq_s": 0.000003}}`), 0o644)
+	args := []string{"run", tr, "--policy", "fcfs", "--cost-model", cost, "--max-model-len", "131072", "--max-num-seqs", "256", "--max-num-batched-tokens", "2048", "--kv-blocks", "6000", "--json"}
+	var runs [2][]report.Run
+	for i, extra := range [][]string{nil, {"--no-enable-prefix-caching"}} {
+		code, out := elis(t, append(args, extra...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", extra, code, out)
+		}
+		if err := json.Unmarshal([]byte(out), &runs[i]); err != nil {
+			t.Fatalf("%v: %v\n%s", extra, err, out)
+		}
+	}
+	on, off := runs[0][0].Summary, runs[1][0].Summary
+	if on.PrefixCache == nil || on.PrefixCache.HitRate < 0.2 {
+		t.Errorf("with prefix caching: %+v, want a hit rate of 20%% or more", on.PrefixCache)
+	}
+	if off.PrefixCache != nil {
+		t.Errorf("without prefix caching the summary has a cache: %+v", off.PrefixCache)
+	}
+	if on.Preemptions >= off.Preemptions || on.JCT.Mean >= off.JCT.Mean {
+		t.Errorf("preemptions %d with the cache, %d without; mean JCT %.2f s, %.2f s", on.Preemptions, off.Preemptions, on.JCT.Mean, off.JCT.Mean)
 	}
 }

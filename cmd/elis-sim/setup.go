@@ -37,6 +37,7 @@ func simFlags() []cli.Flag {
 		&cli.IntFlag{Name: "block-size", Value: 16, Usage: "tokens per KV block"},
 		&cli.IntFlag{Name: "max-model-len", Usage: "context length (0: the model's)"},
 		&cli.IntFlag{Name: "long-prefill-token-threshold", Usage: "cap one request's prefill chunk per step (0: off)"},
+		&cli.BoolFlag{Name: "no-enable-prefix-caching", Usage: "turn off vLLM's automatic prefix caching (on by default, as in vLLM v1)"},
 		&cli.StringFlag{Name: "aging", Usage: "starvation guard N,M: a request waiting N steps is promoted for M steps"},
 		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noisy predictor and the embedded workload", EnvVars: []string{"ELIS_SIM_SEED"}},
@@ -276,14 +277,21 @@ func (s *simSetup) setupOf(policy, desc string, sigma float64) map[string]string
 	if sigma > 0 {
 		pred += fmt.Sprintf(" (sigma %.3f)", sigma)
 	}
-	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s, K=%d, ISRTF mode %s",
-		desc, s.engine, s.base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, pred, e.PredictionInterval, s.base.Mode)
+	cache := ""
+	if e.PrefixCaching {
+		cache = ", prefix caching"
+	}
+	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks%s | predictor %s, K=%d, ISRTF mode %s",
+		desc, s.engine, s.base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, cache, pred, e.PredictionInterval, s.base.Mode)
 	setup := map[string]string{
 		"source": "sim", "summary": summary, "policy": policy, "workload": desc, "engine": s.engine, "predictor": pred,
 		"isrtf_mode": s.base.Mode.String(), "workers": fmt.Sprint(s.base.Workers), "router": s.base.Router,
 		"max_num_seqs": fmt.Sprint(e.MaxSeqs), "max_num_batched_tokens": fmt.Sprint(e.MaxBatchedTokens),
 		"kv_blocks": fmt.Sprint(e.NumBlocks), "prediction_interval": fmt.Sprint(e.PredictionInterval),
 		"seed": fmt.Sprint(s.base.Seed),
+	}
+	if e.PrefixCaching {
+		setup["prefix_caching"] = "on" // absent when off, so runs without it keep their bytes
 	}
 	return setup
 }
@@ -300,6 +308,7 @@ func applyEngineFlags(c *cli.Context, eng *policies.Config) {
 	if c.IsSet("long-prefill-token-threshold") {
 		eng.LongPrefillThreshold = c.Int("long-prefill-token-threshold")
 	}
+	eng.PrefixCaching = !c.Bool("no-enable-prefix-caching")
 }
 
 // applyPolicyFlags sets the prediction interval and the starvation guard,
