@@ -162,7 +162,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 				probe := policies.Seq{Request: req}
 				work[i] = cfg.Predictor.Predict(&probe)
 			}
-			w := router.Route(loads)
+			w := router.Route(&req, loads)
 			loads[w].Jobs++
 			loads[w].Work += work[i]
 			res.Arrived++

@@ -203,7 +203,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 					probe = policies.Seq{Request: req}
 					routedWork[next] = pred.Predict(&probe)
 				}
-				w := ws[router.Route(loads)]
+				w := ws[router.Route(&req, loads)]
 				loads[w.id].Jobs++
 				loads[w.id].Work += routedWork[next]
 				w.core.Add(req, now)

@@ -29,7 +29,7 @@ func simFlags() []cli.Flag {
 		&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism (GPUs per worker)"},
 		&cli.StringFlag{Name: "cost-model", Usage: "fitted cost model JSON (overrides --model, --gpu and --tp)"},
 		&cli.IntFlag{Name: "workers", Value: 1, Usage: "engine replicas"},
-		&cli.StringFlag{Name: "router", Value: "least-loaded", Usage: "router across workers: least-loaded, round-robin, least-predicted-work"},
+		&cli.StringFlag{Name: "router", Value: "least-loaded", Usage: "router across workers: " + strings.Join(policies.RouterNames(), ", ")},
 		&cli.IntFlag{Name: "max-num-seqs", Usage: "sequences per step (0: vLLM's default for the GPU)"},
 		&cli.IntFlag{Name: "max-num-batched-tokens", Usage: "token budget per step (0: vLLM's default for the GPU)"},
 		&cli.Float64Flag{Name: "gpu-memory-utilization", Value: 0.9, Usage: "fraction of GPU memory vLLM may use"},
