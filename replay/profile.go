@@ -5,8 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/gpu"
-	"github.com/elis-sim/elis-sim/sim"
 )
 
 // Shapes are the step shapes a profile times.
@@ -29,7 +29,7 @@ var DefaultShapes = Shapes{Prefill: []int{16, 32, 64, 128, 256}, Batches: []int{
 // Profile times exec over shapes: prefills alone, decodes alone and
 // prefills mixed with decodes. Shapes that do not fit the cache or the
 // step budget are skipped.
-func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) {
+func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]cost.StepSample, error) {
 	bs := exec.BlockSize()
 	fits := func(tokens int) bool { return sh.Budget <= 0 || tokens <= sh.Budget }
 	chunk := 1 << 30
@@ -51,7 +51,7 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 		return time.Since(t0).Seconds(), err
 	}
 	median := func(x []float64) float64 { sort.Float64s(x); return x[len(x)/2] }
-	var out []sim.StepSample
+	var out []cost.StepSample
 	for _, p := range sh.Prefill {
 		if blocksFor(p) > exec.NumBlocks() || !fits(p) {
 			continue
@@ -67,7 +67,7 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 				ts = append(ts, t)
 			}
 		}
-		out = append(out, sim.StepSample{PrefillTokens: p, PrefillAttn: float64(p) * float64(p+1) / 2, Seconds: median(ts)})
+		out = append(out, cost.StepSample{PrefillTokens: p, PrefillAttn: float64(p) * float64(p+1) / 2, Seconds: median(ts)})
 	}
 	for _, b := range sh.Batches {
 		for _, c := range sh.Contexts {
@@ -101,7 +101,7 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 				dec = append(dec, t)
 			}
 			ctx := int64(b) * int64(c+sh.Reps)
-			out = append(out, sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, Seconds: median(dec)})
+			out = append(out, cost.StepSample{DecodeSeqs: b, DecodeContext: ctx, Seconds: median(dec)})
 			if !fits(b + mixed) {
 				continue
 			}
@@ -115,7 +115,7 @@ func Profile(exec gpu.Executor, vocab int, sh Shapes) ([]sim.StepSample, error) 
 				}
 				mix = append(mix, t)
 			}
-			out = append(out, sim.StepSample{DecodeSeqs: b, DecodeContext: ctx, PrefillTokens: mixed, PrefillAttn: float64(mixed) * float64(mixed+1) / 2, Seconds: median(mix)})
+			out = append(out, cost.StepSample{DecodeSeqs: b, DecodeContext: ctx, PrefillTokens: mixed, PrefillAttn: float64(mixed) * float64(mixed+1) / 2, Seconds: median(mix)})
 		}
 	}
 	if len(out) == 0 {
@@ -134,8 +134,8 @@ func seqBlocks(first, n int) []int32 {
 
 // ProfilePredictor times the predictor network over batch sizes and
 // sequence lengths (median of reps).
-func ProfilePredictor(net gpu.PredictorNet, batches, lengths []int, reps int) ([]sim.PredictorCall, error) {
-	var out []sim.PredictorCall
+func ProfilePredictor(net gpu.PredictorNet, batches, lengths []int, reps int) ([]cost.PredictorCall, error) {
+	var out []cost.PredictorCall
 	for _, b := range batches {
 		for _, n := range lengths {
 			cfg := net.Config()
@@ -158,7 +158,7 @@ func ProfilePredictor(net gpu.PredictorNet, batches, lengths []int, reps int) ([
 				}
 			}
 			sort.Float64s(ts)
-			out = append(out, sim.PredictorCall{Calls: b, Tokens: b * n, Seconds: ts[len(ts)/2]})
+			out = append(out, cost.PredictorCall{Calls: b, Tokens: b * n, Seconds: ts[len(ts)/2]})
 		}
 	}
 	return out, nil

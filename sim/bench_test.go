@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/traces"
@@ -27,8 +28,8 @@ func BenchmarkSimulate(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				r, _ := NewRoofline("llama-3.1-8b", "h100", 1)
-				cfg := Config{Engine: EngineDefaults(r, 0.9), Policy: pol, Mode: policies.RerankPause,
+				r, _ := cost.NewRoofline("llama-3.1-8b", "h100", 1)
+				cfg := Config{Engine: cost.EngineDefaults(r, 0.9), Policy: pol, Mode: policies.RerankPause,
 					Predictor: predictor.Spec{Kind: "noisy", Sigma: 0.3}, PredCost: predictor.DefaultCost, Cost: r, Workers: 1, Seed: 1}
 				cfg.Engine.PrefixCaching = caching
 				b.ReportAllocs()

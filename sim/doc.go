@@ -1,6 +1,5 @@
 // Package sim is the discrete-event simulator: it drives the scheduler core
 // of one or more engine replicas over a virtual clock, pricing each step with
-// a cost model (a roofline of the model on the GPU, calibrated against
-// measured profiles), and records what every request experienced: in its
+// a cost model from package cost, and records what every request experienced: in its
 // result, or handed to Config.OnRecord as each request finishes.
 package sim

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/internal/hist"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
@@ -17,7 +18,7 @@ type Config struct {
 	Mode      policies.Rerank // for isrtf and srpt-oracle
 	Predictor predictor.Spec
 	PredCost  predictor.Cost
-	Cost      StepCoster
+	Cost      cost.StepCoster
 	Workers   int
 	Router    string
 	Seed      uint64 // seeds the noisy predictor

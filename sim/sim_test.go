@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/traces"
@@ -27,11 +28,11 @@ func genTrace(t testing.TB, n int, seed uint64, arrivals string, out traces.Leng
 }
 
 func testConfig(t testing.TB, policy string) Config {
-	r, err := NewRoofline("llama-2-13b", "a100-80g", 1)
+	r, err := cost.NewRoofline("llama-2-13b", "a100-80g", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := EngineDefaults(r, 0.9)
+	eng := cost.EngineDefaults(r, 0.9)
 	return Config{Engine: eng, Policy: policy, Mode: policies.RerankPause, Predictor: predictor.Spec{Kind: "noisy", Sigma: 0.5},
 		PredCost: predictor.DefaultCost, Cost: r, Workers: 1, Seed: 1, Check: true}
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/elis-sim/elis-sim/sim"
+	"github.com/elis-sim/elis-sim/cost"
 )
 
 func costCommand() *cli.Command {
@@ -20,16 +20,16 @@ func costCommand() *cli.Command {
 			Usage:     "print a preset cost model as JSON, to edit and load with run --cost-model",
 			UsageText: "elis-sim cost show --model llama-3.1-8b --gpu h200 > cost.json",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(sim.ArchNames(), ", ")},
-				&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(sim.GPUNames(), ", ")},
+				&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(cost.ArchNames(), ", ")},
+				&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(cost.GPUNames(), ", ")},
 				&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism"},
 			},
 			Action: func(c *cli.Context) error {
-				r, err := sim.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
+				r, err := cost.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
 				if err != nil {
 					return bad(err)
 				}
-				b, err := json.MarshalIndent(sim.CostFile{Kind: "roofline", Model: r.Arch.Name, Device: r.GPU.Name, Roofline: r}, "", "  ")
+				b, err := json.MarshalIndent(cost.CostFile{Kind: "roofline", Model: r.Arch.Name, Device: r.GPU.Name, Roofline: r}, "", "  ")
 				if err != nil {
 					return err
 				}
@@ -53,19 +53,19 @@ func costCommand() *cli.Command {
 }
 
 func costCheck(c *cli.Context) error {
-	var ms []sim.Measurement
+	var ms []cost.Measurement
 	if p := c.String("profile"); p != "" {
-		if _, err := sim.LookupGPU(c.String("profile-gpu")); err != nil {
+		if _, err := cost.LookupGPU(c.String("profile-gpu")); err != nil {
 			return badf("--profile-gpu: %w", err)
 		}
-		m, err := sim.ReadTorchProfile(p, c.String("profile-gpu"))
+		m, err := cost.ReadTorchProfile(p, c.String("profile-gpu"))
 		if err != nil {
 			return bad(err)
 		}
 		ms = append(ms, m...)
 	}
 	if p := c.String("splitwise"); p != "" {
-		m, err := sim.ReadSplitwise(p)
+		m, err := cost.ReadSplitwise(p)
 		if err != nil {
 			return bad(err)
 		}
@@ -74,7 +74,7 @@ func costCheck(c *cli.Context) error {
 	if len(ms) == 0 {
 		return badf("give --profile and/or --splitwise")
 	}
-	byGPU := map[string][]sim.Measurement{}
+	byGPU := map[string][]cost.Measurement{}
 	var order []string
 	for _, m := range ms {
 		if _, ok := byGPU[m.GPU]; !ok {
@@ -84,12 +84,12 @@ func costCheck(c *cli.Context) error {
 	}
 	fmt.Printf("%-9s %-13s %5s %10s %10s %10s  %s\n", "gpu", "class", "n", "mean|err|", "median", "max", "worst case")
 	for _, name := range order {
-		g, _ := sim.LookupGPU(name)
-		for _, r := range sim.Errors(g, byGPU[name]) {
+		g, _ := cost.LookupGPU(name)
+		for _, r := range cost.Errors(g, byGPU[name]) {
 			fmt.Printf("%-9s %-13s %5d %9.1f%% %9.1f%% %9.1f%%  %s\n", r.GPU, r.Class, r.N, r.MeanAbsPct, r.MedianPct, r.MaxAbsPct, r.WorstLabel)
 		}
 		if c.Bool("fit") {
-			f := sim.Fit(g, byGPU[name])
+			f := cost.Fit(g, byGPU[name])
 			b, _ := json.MarshalIndent(f.Eff, "", "  ")
 			fmt.Fprintf(os.Stdout, "fitted efficiencies for %s:\n%s\n", name, b)
 		}

@@ -8,10 +8,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/replay"
-	"github.com/elis-sim/elis-sim/sim"
 )
 
 func profileCommand() *cli.Command {
@@ -91,7 +91,7 @@ func profileAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p := &sim.DeviceProfile{Steps: steps, Meta: map[string]string{
+	p := &cost.DeviceProfile{Steps: steps, Meta: map[string]string{
 		"device": c.String("device"), "model": c.String("model"), "block_size": strconv.Itoa(eng.BlockSize),
 		"kv_blocks": strconv.Itoa(eng.NumBlocks), "max_num_seqs": strconv.Itoa(eng.MaxSeqs),
 		"max_num_batched_tokens": strconv.Itoa(eng.MaxBatchedTokens), "max_model_len": strconv.Itoa(eng.MaxModelLen),
@@ -111,7 +111,7 @@ func profileAction(c *cli.Context) error {
 			return err
 		}
 	}
-	if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return sim.WriteDeviceProfile(w, p) }); err != nil {
+	if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) }); err != nil {
 		return err
 	}
 	fmt.Printf("profiled %d step shapes and %d predictor calls on %s (%s) into %s\n", len(p.Steps), len(p.Predictor), c.String("device"), c.String("model"), c.String("out"))
@@ -132,15 +132,15 @@ func calibrateCommand() *cli.Command {
 			if err := checkOut(c, "out"); err != nil {
 				return err
 			}
-			p, err := sim.ReadDeviceProfile(c.Args().First())
+			p, err := cost.ReadDeviceProfile(c.Args().First())
 			if err != nil {
 				return bad(err)
 			}
-			cf, err := sim.CalibrateProfile(p)
+			cf, err := cost.CalibrateProfile(p)
 			if err != nil {
 				return bad(err)
 			}
-			if err := sim.WriteCostFile(c.String("out"), cf); err != nil {
+			if err := cost.WriteCostFile(c.String("out"), cf); err != nil {
 				return err
 			}
 			fmt.Printf("fitted a linear step cost model to %d steps of %s on %s: mean |error| %s on prefill steps, %s on decode steps\n",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/report"
@@ -24,8 +25,8 @@ func simFlags() []cli.Flag {
 		&cli.StringFlag{Name: "predictor", Value: "noisy:mae=19.9", Usage: "oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded (from the trace) or constant:TOKENS"},
 		&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "re-predict every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
 		&cli.Float64Flag{Name: "predictor-cost-ms", Value: predictor.DefaultCost.PerBatch * 1e3, Usage: "fixed cost of one batched predictor call, ms (added to the step it precedes)"},
-		&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(sim.ArchNames(), ", "), EnvVars: []string{"ELIS_SIM_MODEL"}},
-		&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(sim.GPUNames(), ", "), EnvVars: []string{"ELIS_SIM_GPU"}},
+		&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(cost.ArchNames(), ", "), EnvVars: []string{"ELIS_SIM_MODEL"}},
+		&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(cost.GPUNames(), ", "), EnvVars: []string{"ELIS_SIM_GPU"}},
 		&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism (GPUs per worker)"},
 		&cli.StringFlag{Name: "cost-model", Usage: "fitted cost model JSON (overrides --model, --gpu and --tp)"},
 		&cli.IntFlag{Name: "workers", Value: 1, Usage: "engine replicas"},
@@ -81,18 +82,18 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if util <= 0 || util > 1 {
 		return nil, badf("--gpu-memory-utilization %v: want a fraction in (0, 1]", util)
 	}
-	var coster sim.StepCoster
-	var roof *sim.Roofline
+	var coster cost.StepCoster
+	var roof *cost.Roofline
 	var eng policies.Config
 	var fileCost *predictor.Cost
 	if f := c.String("cost-model"); f != "" {
-		cf, err := sim.LoadCostFile(f)
+		cf, err := cost.LoadCostFile(f)
 		if err != nil {
 			return nil, bad(fmt.Errorf("--cost-model: %w", err))
 		}
 		coster, roof, fileCost = cf.Coster(), cf.Roofline, cf.Predictor
 		if roof != nil {
-			eng = sim.EngineDefaults(roof, util)
+			eng = cost.EngineDefaults(roof, util)
 			s.engine = fmt.Sprintf("%s on %s", roof.Arch.Name, roof.GPU.Name)
 		} else {
 			s.engine = fmt.Sprintf("%s on %s (linear cost model %s)", cf.Model, cf.Device, f)
@@ -101,12 +102,12 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 			eng = *cf.Engine
 		}
 	} else {
-		r, err := sim.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
+		r, err := cost.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
 		if err != nil {
 			return nil, badf("--model/--gpu/--tp: %w", err)
 		}
 		coster, roof = r, r
-		eng = sim.EngineDefaults(r, util)
+		eng = cost.EngineDefaults(r, util)
 		s.engine = fmt.Sprintf("%s on %s", r.Arch.Name, r.GPU.Name)
 	}
 	if roof != nil && roof.TP > 1 {
