@@ -33,10 +33,12 @@ func (p scriptPredictor) Predict(s *Seq) float64 {
 //	step [n=1]     schedule one step, print it, complete it one second later
 //	state          print the queues and the free blocks
 //	cache          print the prefix cache: free queue (head first), block tables, hits
+//	abort id=a     the client of a left: drop it
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		var s *Scheduler
 		preds := scriptPredictor{}
+		ids := map[string]int{}
 		now := 0.0
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			args := map[string]string{}
@@ -90,7 +92,7 @@ func TestScenarios(t *testing.T) {
 						preds[id] = append(preds[id], [2]float64{g, v})
 					}
 				}
-				r := Request{ID: id, Arrival: now, PromptTokens: num("prompt", 1), OutputTokens: num("output", 1), Priority: num("priority", 0)}
+				r := Request{ID: id, Index: len(ids), Arrival: now, PromptTokens: num("prompt", 1), OutputTokens: num("output", 1), Priority: num("priority", 0)}
 				if h, ok := args["hashes"]; ok {
 					for _, v := range strings.Split(h, ",") {
 						n, _ := strconv.ParseUint(v, 10, 64)
@@ -99,6 +101,7 @@ func TestScenarios(t *testing.T) {
 					r.Content.HashBlock = num("hashblock", 4)
 				}
 				r.Content.Session = uint64(num("session", 0))
+				ids[id] = r.Index
 				s.Add(r, now)
 				var out []string
 				for _, r := range s.TakeFinished() {
@@ -119,6 +122,12 @@ func TestScenarios(t *testing.T) {
 				return dumpState(s)
 			case "cache":
 				return dumpCache(s)
+			case "abort":
+				if !s.Abort(ids[args["id"]], now) {
+					return "not in the core"
+				}
+				recs := s.TakeFinished()
+				return fmt.Sprintf("%s: %s | free %d", recs[0].ID, recs[0].Rejected, s.FreeBlocks())
 			}
 			d.Fatalf(t, "unknown command %q", d.Cmd)
 			return ""

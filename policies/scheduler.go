@@ -51,6 +51,7 @@ type agingEntry struct {
 // Stats are the core's counters.
 type Stats struct {
 	Steps, Preemptions, Rejected, Finished int64
+	Aborted                                int64 // dropped by Abort
 	Predictions                            int64 // predictor calls
 	// PrefixQueried and PrefixHit count the tokens of requests admitted
 	// with nothing computed and those of them the prefix cache held
@@ -98,6 +99,7 @@ func (s *Stats) Add(o Stats) {
 	s.Preemptions += o.Preemptions
 	s.Rejected += o.Rejected
 	s.Finished += o.Finished
+	s.Aborted += o.Aborted
 	s.Predictions += o.Predictions
 	s.PrefixQueried += o.PrefixQueried
 	s.PrefixHit += o.PrefixHit
@@ -582,6 +584,49 @@ func (s *Scheduler) Complete(now float64) {
 	}
 	clear(s.running[len(kept):])
 	s.running = kept
+}
+
+// Abort drops the request with the driver's index, wherever it is (its
+// client went away, as vLLM aborts a request): its blocks are freed (and
+// stay cached) and its record, marked aborted, is ready in TakeFinished.
+// It reports whether the request was still in the core.
+func (s *Scheduler) Abort(index int, now float64) bool {
+	var q *Seq
+	for i, r := range s.running {
+		if r.Index == index {
+			q = r
+			if r.inBatch {
+				s.batch.drop(r)
+				r.inBatch = false
+			}
+			s.running = append(s.running[:i], s.running[i+1:]...)
+			break
+		}
+	}
+	if q == nil {
+		for _, r := range s.waiting.items {
+			if r.Index == index {
+				q = r
+				s.waiting.Remove(r.heapIdx)
+				break
+			}
+		}
+	}
+	if q == nil {
+		return false
+	}
+	if q.paused {
+		s.unpause(q)
+	}
+	s.kv.release(q)
+	s.kv.forget(q)
+	q.Computed = 0
+	q.state = stFinished
+	q.rec.Rejected = "aborted"
+	q.rec.Finish = -1
+	s.stats.Aborted++
+	s.finished = append(s.finished, q.rec)
+	return true
 }
 
 // TakeFinished returns the records of requests that finished or were

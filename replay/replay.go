@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/elis-sim/elis-sim/engine"
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/hist"
 	"github.com/elis-sim/elis-sim/policies"
@@ -95,8 +96,8 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	var mu sync.Mutex // guards res, loads
 	loads := make([]policies.Load, cfg.Workers)
 	work := make([]float64, len(tr.Requests))
-	ws := make([]*worker, cfg.Workers)
-	inbox := make([]chan policies.Request, cfg.Workers)
+	ws := make([]*engine.Worker, cfg.Workers)
+	inbox := make([]chan engine.Submission, cfg.Workers)
 	for i := range ws {
 		var pred policies.Predictor
 		if pol.Predictive() {
@@ -119,7 +120,10 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		if err := warmUp(exec, cfg.Vocab); err != nil {
 			return nil, fmt.Errorf("worker %d: warming up: %w", i, err)
 		}
-		ws[i] = newWorker(i, core, exec, cfg.Vocab, cfg.Seed, time.Time{})
+		ws[i], err = engine.New(engine.Config{ID: i, Core: core, Exec: exec, Vocab: cfg.Vocab, Seed: cfg.Seed})
+		if err != nil {
+			return nil, err
+		}
 		if cfg.NewNet != nil {
 			net, err := cfg.NewNet(i)
 			if err != nil {
@@ -129,15 +133,15 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			if _, err := net.Predict([][]int32{{0, 0}}, nil); err != nil {
 				return nil, fmt.Errorf("worker %d: warming up the predictor network: %w", i, err)
 			}
-			ws[i].net = net
+			ws[i].Net = net
 		}
-		inbox[i] = make(chan policies.Request, len(tr.Requests))
+		inbox[i] = make(chan engine.Submission, len(tr.Requests))
 	}
 	// The clock starts once every executor is built and warm: uploading
 	// weights and compiling kernels is no request's time.
 	start := time.Now()
 	for _, w := range ws {
-		w.start = start
+		w.Start = start
 	}
 
 	// Arrivals: sleep until each request's time, route it, hand it over.
@@ -167,21 +171,21 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			loads[w].Work += work[i]
 			res.Arrived++
 			mu.Unlock()
-			inbox[w] <- req
+			inbox[w] <- engine.Submission{Req: req}
 		}
 	}()
 
 	errs := make(chan error, len(ws))
 	for i, w := range ws {
 		go func() {
-			errs <- w.loop(inbox[i], abandon, func(recs []policies.Record) {
+			errs <- w.Run(inbox[i], nil, abandon, func(recs []policies.Record) {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, r := range recs {
-					r.Worker = w.id
+					r.Worker = w.ID
 					res.Records = append(res.Records, r)
-					loads[w.id].Jobs--
-					loads[w.id].Work -= work[r.Index]
+					loads[w.ID].Jobs--
+					loads[w.ID].Work -= work[r.Index]
 				}
 			})
 		}()
@@ -197,67 +201,10 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	}
 	sort.Slice(res.Records, func(i, j int) bool { return res.Records[i].Index < res.Records[j].Index })
 	for _, w := range ws {
-		res.Stats.Add(w.core.Stats())
+		res.Stats.Add(w.Core.Stats())
 	}
 	res.Makespan = time.Since(start).Seconds()
 	res.Interrupted = stop.Err() != nil || abandon.Err() != nil
 	return res, nil
 }
 
-// loop serves the worker's inbox until it is closed and every request is
-// done, or abandon is cancelled.
-func (w *worker) loop(in <-chan policies.Request, abandon context.Context, done func([]policies.Record)) error {
-	collect := func() {
-		recs := w.core.TakeFinished()
-		for _, r := range recs {
-			w.finished(r.Index)
-		}
-		if len(recs) > 0 {
-			done(recs)
-		}
-	}
-	for {
-		// Take every request that has arrived.
-	drain:
-		for in != nil {
-			select {
-			case r, ok := <-in:
-				if !ok {
-					in = nil
-					break drain
-				}
-				w.add(r)
-			default:
-				break drain
-			}
-		}
-		collect()
-		if abandon.Err() != nil {
-			return nil
-		}
-		if w.core.Idle() {
-			if in == nil {
-				return nil
-			}
-			select {
-			case r, ok := <-in:
-				if !ok {
-					in = nil
-					continue
-				}
-				w.add(r)
-			case <-abandon.Done():
-				return nil
-			}
-			continue
-		}
-		ran, err := w.step()
-		if err != nil {
-			return err
-		}
-		if !ran {
-			return fmt.Errorf("worker %d stalled with %d running and %d waiting", w.id, w.core.Running(), w.core.Waiting())
-		}
-		collect()
-	}
-}

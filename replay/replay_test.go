@@ -2,9 +2,7 @@ package replay
 
 import (
 	"context"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/policies"
@@ -105,60 +103,5 @@ func TestNetworkPredictor(t *testing.T) {
 	}
 	if _, err := NewNetworkPredictor(net, [][]int32{nil}); err == nil {
 		t.Fatal("accepted an empty input")
-	}
-}
-
-// With prefix caching a request reuses the KV blocks another request
-// computed for the same content, on the executor for real: it computes
-// only its own tokens and generates exactly what it generates without the
-// cache, where it computes everything. Sessions reuse a previous turn's
-// output too.
-func TestPrefixCachingReusesBlocks(t *testing.T) {
-	mc, _ := gpu.Preset("tiny")
-	wts, err := gpu.RandomWeights(mc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reqs := []policies.Request{
-		{ID: "a", Index: 0, PromptTokens: 24, OutputTokens: 5, Content: policies.Content{Hashes: []uint64{1, 2, 3}, HashBlock: 8}},
-		{ID: "b", Index: 1, PromptTokens: 30, OutputTokens: 6, Content: policies.Content{Hashes: []uint64{1, 2, 4, 5}, HashBlock: 8}},
-		{ID: "t1", Index: 2, PromptTokens: 10, OutputTokens: 12, Content: policies.Content{Session: 9}},
-		{ID: "t2", Index: 3, PromptTokens: 30, OutputTokens: 4, Content: policies.Content{Session: 9}},
-	}
-	run := func(caching bool) (map[string][]int32, policies.Stats) {
-		eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50, PrefixCaching: caching}
-		pol, _ := policies.New("fcfs", policies.RerankPause)
-		core, err := policies.NewScheduler(eng, pol, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		exec, err := gpu.NewCPU(wts, 4, 64, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := newWorker(0, core, exec, mc.Vocab, 7, time.Time{})
-		out := map[string][]int32{}
-		for _, r := range reqs { // one at a time: each finds the others' blocks cached
-			w.add(r)
-			for !core.Idle() {
-				if _, err := w.step(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			out[r.ID] = w.seqs[r.Index].tokens[r.PromptTokens:]
-		}
-		return out, core.Stats()
-	}
-	plain, _ := run(false)
-	cached, st := run(true)
-	// b hits a's first 16 tokens, t2 hits t1's stream up to the last
-	// token t1 computed (21 of 22: 20 tokens in full blocks of 4).
-	if st.PrefixHit != 16+20 {
-		t.Errorf("prefix hits %d tokens, want 36", st.PrefixHit)
-	}
-	for id, toks := range plain {
-		if !slices.Equal(toks, cached[id]) {
-			t.Errorf("%s generated %v with the cache, %v without", id, cached[id], toks)
-		}
 	}
 }

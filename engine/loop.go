@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/elis-sim/elis-sim/policies"
+)
+
+// Run serves the worker's inbox until it is closed and every request is
+// done, or abandon is cancelled; done gets the records of requests that
+// finished, were rejected or aborted. aborts (nil for none) names requests
+// whose clients left: the core drops them and frees their blocks.
+func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Context, done func([]policies.Record)) error {
+	collect := func() {
+		recs := w.Core.TakeFinished()
+		for _, r := range recs {
+			w.finished(r.Index)
+		}
+		if len(recs) > 0 {
+			done(recs)
+		}
+	}
+	for {
+		// Take every request that has arrived, and every abort.
+	drain:
+		for in != nil || aborts != nil {
+			select {
+			case r, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				w.Add(r)
+			case i, ok := <-aborts:
+				if !ok {
+					aborts = nil
+					continue
+				}
+				w.abort(i)
+			default:
+				break drain
+			}
+		}
+		collect()
+		if abandon.Err() != nil {
+			return nil
+		}
+		if w.Core.Idle() {
+			if in == nil {
+				return nil
+			}
+			select {
+			case r, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				w.Add(r)
+			case i, ok := <-aborts:
+				if !ok {
+					aborts = nil
+					continue
+				}
+				w.abort(i)
+			case <-abandon.Done():
+				return nil
+			}
+			continue
+		}
+		ran, err := w.Step()
+		if err != nil {
+			return err
+		}
+		if !ran {
+			return fmt.Errorf("worker %d stalled with %d running and %d waiting", w.ID, w.Core.Running(), w.Core.Waiting())
+		}
+		collect()
+	}
+}
+
+// abort drops request i from the core; an abort that overtook its request
+// (they come on different channels) waits for it.
+func (w *Worker) abort(i int) {
+	if _, known := w.seqs[i]; known {
+		w.Core.Abort(i, w.now()) // false: it finished meanwhile
+		return
+	}
+	if w.early == nil {
+		w.early = map[int]bool{}
+	}
+	w.early[i] = true
+}

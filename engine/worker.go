@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/elis-sim/elis-sim/cost"
+	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+)
+
+// seqState is what a worker keeps per request beyond the core's view: its
+// token ids (synthetic prompt, then generated) and its physical KV blocks.
+type seqState struct {
+	seq     *policies.Seq // the core's request, once it has been scheduled
+	tokens  []int32
+	table   []int32 // with prefix caching off: the worker's own mapping
+	session uint64
+}
+
+// Config is one engine replica: a core and what executes its steps.
+type Config struct {
+	ID   int
+	Core *policies.Scheduler
+	// Exec runs every step as a forward pass; its cache must have the
+	// core's blocks. Without one, each step lasts what Coster prices it
+	// at, on the wall clock, and emits placeholder tokens.
+	Exec   gpu.Executor
+	Coster cost.StepCoster
+	// Net, when set, is the predictor network, run at every step that
+	// follows predictions, batched over them, for its cost. PredCost
+	// prices those calls instead when there is no network (the cost
+	// model's engine).
+	Net      gpu.PredictorNet
+	PredCost predictor.Cost
+	Vocab    int // the served model's vocabulary, for synthetic prompts
+	Seed     uint64
+	Start    time.Time // time 0 of the core's clock
+	// OnToken, when set, is called in the worker's goroutine with each
+	// token a request generates (its index, the token, how many it has).
+	OnToken func(index int, token int32, generated int)
+}
+
+// Worker is one engine replica on the wall clock: a core, an executor
+// and the mapping of the core's blocks onto the executor's.
+type Worker struct {
+	Config
+	free  []int32
+	seqs  map[int]*seqState // by request index
+	live  []*seqState       // those holding physical blocks, in a fixed order
+	steps []gpu.SeqStep
+	next  []int32
+	// shared: the core caches prefixes, so its block tables are physical.
+	shared bool
+	early  map[int]bool // aborts that came before their requests
+}
+
+// New returns a worker for cfg.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Exec == nil && cfg.Coster == nil {
+		return nil, fmt.Errorf("worker %d: neither an executor nor a cost model", cfg.ID)
+	}
+	if cfg.Vocab < 1 {
+		cfg.Vocab = 32000
+	}
+	w := &Worker{Config: cfg, seqs: map[int]*seqState{}, shared: cfg.Core.PrefixCaching()}
+	if cfg.Exec != nil {
+		for b := cfg.Exec.NumBlocks() - 1; b >= 0; b-- {
+			w.free = append(w.free, int32(b))
+		}
+	}
+	return w, nil
+}
+
+func (w *Worker) now() float64 { return time.Since(w.Start).Seconds() }
+
+// Submission is a request handed to a worker, with its prompt's token ids
+// when the client sent them (nil: synthetic).
+type Submission struct {
+	Req    policies.Request
+	Prompt []int32
+}
+
+// Add submits a request. Without token ids its prompt is synthetic (a
+// trace has lengths, and random-weight models do not care which tokens):
+// tokens a request's content names (hash ids, a session's stream) are
+// drawn from that name, so requests the prefix cache deems equal are equal.
+func (w *Worker) Add(sub Submission) {
+	w.add(sub)
+	if i := sub.Req.Index; w.early[i] {
+		delete(w.early, i)
+		w.Core.Abort(i, w.now())
+	}
+}
+
+func (w *Worker) add(sub Submission) {
+	r := sub.Req
+	if sub.Prompt != nil {
+		p := make([]int32, len(sub.Prompt), len(sub.Prompt)+r.OutputTokens)
+		copy(p, sub.Prompt)
+		w.seqs[r.Index] = &seqState{tokens: p, session: r.Content.Session}
+		w.Core.Add(r, w.now())
+		return
+	}
+	rng := rand.New(rand.NewPCG(w.Seed, uint64(r.Index)))
+	p := make([]int32, r.PromptTokens, r.PromptTokens+r.OutputTokens)
+	c := r.Content
+	chain := uint64(0)
+	for i := range p {
+		switch {
+		case c.Session != 0:
+			p[i] = w.streamToken(c.Session, i)
+		case c.HashBlock > 0 && i < len(c.Hashes)*c.HashBlock:
+			if i%c.HashBlock == 0 {
+				chain = splitmix(chain ^ splitmix(c.Hashes[i/c.HashBlock]))
+			}
+			p[i] = int32(splitmix(chain^uint64(i)) % uint64(w.Vocab))
+		default:
+			p[i] = int32(rng.IntN(w.Vocab))
+		}
+	}
+	w.seqs[r.Index] = &seqState{tokens: p, session: c.Session}
+	w.Core.Add(r, w.now())
+}
+
+// streamToken is token i of a session's stream. A session's outputs are
+// forced to it as well, so a later turn, whose prompt holds them, finds in
+// the cache the very tokens it would compute.
+func (w *Worker) streamToken(session uint64, i int) int32 {
+	return int32(splitmix(session^splitmix(w.Seed+uint64(i))) % uint64(w.Vocab))
+}
+
+// splitmix is the splitmix64 finaliser: a well-mixed 64-bit hash.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// Step runs one scheduler step; it reports false when the core had
+// nothing to run.
+func (w *Worker) Step() (bool, error) {
+	b := w.Core.Next(w.now())
+	w.syncBlocks(b)
+	if b.Empty() {
+		return false, nil
+	}
+	if w.Exec == nil {
+		return true, w.timedStep(b)
+	}
+	if b.Predictions > 0 && w.Net != nil {
+		if err := w.runPredictor(b.Predictions, b.PredictionTokens); err != nil {
+			return false, err
+		}
+	}
+	w.steps = w.steps[:0]
+	for _, it := range b.Items {
+		st := w.seqs[it.Seq.Index]
+		end := it.Context + it.Tokens
+		if end > len(st.tokens) {
+			return false, fmt.Errorf("worker %d: request %s asks for tokens %d..%d of %d", w.ID, it.Seq.ID, it.Context, end, len(st.tokens))
+		}
+		table := st.table
+		if w.shared {
+			table = it.Seq.BlockTable()
+		}
+		w.steps = append(w.steps, gpu.SeqStep{Tokens: st.tokens[it.Context:end], Pos: it.Context, BlockTable: table, Sample: end == len(st.tokens)})
+	}
+	if cap(w.next) < len(w.steps) {
+		w.next = make([]int32, len(w.steps))
+	}
+	next := w.next[:len(w.steps)]
+	if err := w.Exec.Step(w.steps, next); err != nil {
+		return false, fmt.Errorf("worker %d: %w", w.ID, err)
+	}
+	w.emit(b, next)
+	return true, nil
+}
+
+// timedStep is a step of the cost model's engine: it lasts what the model
+// prices it at (plus the predictor calls before it) and each request that
+// completes its sequence emits a placeholder token.
+func (w *Worker) timedStep(b *policies.Batch) error {
+	d := w.Coster.StepTime(b)
+	if b.Predictions > 0 {
+		d += w.PredCost.Seconds(b.Predictions, b.PredictionTokens)
+	}
+	time.Sleep(time.Duration(d * float64(time.Second)))
+	if cap(w.next) < len(b.Items) {
+		w.next = make([]int32, len(b.Items))
+	}
+	next := w.next[:len(b.Items)]
+	for i, it := range b.Items {
+		next[i] = -1
+		st := w.seqs[it.Seq.Index]
+		if it.Context+it.Tokens == len(st.tokens) {
+			next[i] = int32(splitmix(w.Seed^uint64(it.Seq.Index)<<20^uint64(len(st.tokens))) % uint64(w.Vocab))
+		}
+	}
+	w.emit(b, next)
+	return nil
+}
+
+// emit appends the step's sampled tokens, tells OnToken, and completes the
+// step in the core.
+func (w *Worker) emit(b *policies.Batch, next []int32) {
+	for i, it := range b.Items {
+		if next[i] >= 0 {
+			st := w.seqs[it.Seq.Index]
+			if st.session != 0 {
+				next[i] = w.streamToken(st.session, len(st.tokens))
+			}
+			st.tokens = append(st.tokens, next[i])
+			if w.OnToken != nil {
+				w.OnToken(it.Seq.Index, next[i], it.Seq.Generated+1)
+			}
+		}
+	}
+	w.Core.Complete(w.now())
+}
+
+// syncBlocks maps the core's block counts onto physical blocks: requests
+// that lost their blocks (preempted, paused out of memory, resubmitted,
+// finished) give them back, then the scheduled ones grow their tables.
+// With prefix caching the core's block ids are the physical blocks, shared
+// between requests, and there is nothing to map.
+func (w *Worker) syncBlocks(b *policies.Batch) {
+	if w.shared || w.Exec == nil {
+		return
+	}
+	kept := w.live[:0]
+	for _, st := range w.live {
+		if st.seq.Blocks() < len(st.table) {
+			w.free = append(w.free, st.table[st.seq.Blocks():]...)
+			st.table = st.table[:st.seq.Blocks()]
+		}
+		if len(st.table) > 0 {
+			kept = append(kept, st)
+		}
+	}
+	clear(w.live[len(kept):])
+	w.live = kept
+	for _, it := range b.Items {
+		st := w.seqs[it.Seq.Index]
+		if st.seq == nil {
+			st.seq = it.Seq
+		}
+		if len(st.table) == 0 && it.Seq.Blocks() > 0 {
+			w.live = append(w.live, st)
+		}
+		for len(st.table) < it.Seq.Blocks() {
+			n := len(w.free) - 1
+			st.table = append(st.table, w.free[n])
+			w.free = w.free[:n]
+		}
+	}
+}
+
+// finished forgets a request the core finished; its blocks go back at the
+// next syncBlocks.
+func (w *Worker) finished(index int) { delete(w.seqs, index) }
+
+// runPredictor runs the predictor network on calls sequences totalling
+// tokens tokens (each at most 512), for its cost.
+func (w *Worker) runPredictor(calls, tokens int) error {
+	cfg := w.Net.Config()
+	n := min(max(tokens/calls, 2), cfg.MaxPositions)
+	ids := make([][]int32, calls)
+	for i := range ids {
+		ids[i] = make([]int32, n)
+		for j := range ids[i] {
+			ids[i][j] = int32((i*7919 + j*104729) % cfg.Vocab)
+		}
+	}
+	_, err := w.Net.Predict(ids, nil)
+	return err
+}
