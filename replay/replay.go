@@ -207,4 +207,3 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	res.Interrupted = stop.Err() != nil || abandon.Err() != nil
 	return res, nil
 }
-
