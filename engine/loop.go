@@ -20,6 +20,9 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 		if len(recs) > 0 {
 			done(recs)
 		}
+		if w.AfterStep != nil {
+			w.AfterStep(w.Core)
+		}
 	}
 	for {
 		// Take every request that has arrived, and every abort.

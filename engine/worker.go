@@ -41,6 +41,10 @@ type Config struct {
 	// OnToken, when set, is called in the worker's goroutine with each
 	// token a request generates (its index, the token, how many it has).
 	OnToken func(index int, token int32, generated int)
+	// AfterStep, when set, is called in the worker's goroutine after each
+	// step and after requests join or leave: where a driver reads the
+	// core's queues for its metrics.
+	AfterStep func(core *policies.Scheduler)
 }
 
 // Worker is one engine replica on the wall clock: a core, an executor

@@ -136,6 +136,9 @@ func (s *Scheduler) Stats() Stats { return s.stats }
 // request's BlockTable names the blocks it uses.
 func (s *Scheduler) PrefixCaching() bool { return s.kv.caching }
 
+// NumBlocks is the KV cache's capacity in blocks.
+func (s *Scheduler) NumBlocks() int { return s.cfg.NumBlocks }
+
 // FreeBlocks is the number of unallocated KV blocks.
 func (s *Scheduler) FreeBlocks() int { return s.kv.free }
 
