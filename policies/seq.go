@@ -100,9 +100,13 @@ type Record struct {
 	Rejected       string  `json:"rejected,omitempty"`
 	// With prefix caching on: prompt and recomputed tokens computed by
 	// prefill chunks, and tokens found in the cache at admissions.
-	PrefillTokens int          `json:"prefill_tokens_computed,omitempty"`
-	CachedTokens  int          `json:"cached_tokens,omitempty"`
-	Predictions   []Prediction `json:"predictions,omitempty"`
+	PrefillTokens int `json:"prefill_tokens_computed,omitempty"`
+	CachedTokens  int `json:"cached_tokens,omitempty"`
+	// From a real server (bench): the reply's HTTP status and the server's
+	// id for the request (its log lines name it).
+	HTTPStatus  int          `json:"http_status,omitempty"`
+	ServerID    string       `json:"server_id,omitempty"`
+	Predictions []Prediction `json:"predictions,omitempty"`
 }
 
 // Prediction is one prediction event: after Generated tokens the predictor

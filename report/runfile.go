@@ -25,11 +25,35 @@ type Run struct {
 	Summary Summary           `json:"summary"`
 	// ITLQuantiles are the inter-token gaps at quantiles 0, 0.005, ...,
 	// 1 (seconds), for CDF plots: every gap is too many to keep.
-	ITLQuantiles []float64         `json:"itl_quantiles_s,omitempty"`
-	Records      []policies.Record `json:"records,omitempty"`
+	ITLQuantiles []float64 `json:"itl_quantiles_s,omitempty"`
+	// Server is what a real server's /metrics said during a bench run.
+	Server  *ServerMetrics    `json:"server,omitempty"`
+	Records []policies.Record `json:"records,omitempty"`
 	// PlotValues holds, by metric, the per-request values a plot needs
 	// when the records themselves were streamed to disk, not kept.
 	PlotValues map[string][]float64 `json:"-"`
+}
+
+// ServerMetrics is a server's Prometheus metrics over a bench run: the
+// samples scraped, and what they add up to.
+type ServerMetrics struct {
+	// Series holds each scrape: seconds from the start, and each metric's
+	// value summed over its labels (a histogram's _count and _sum).
+	Series []MetricSample `json:"series"`
+	// Changes of the counters from the first scrape to the last, and the
+	// gauges' peaks and means over the scrapes; absent when the server
+	// has no such metric.
+	Preemptions   *float64 `json:"preemptions,omitempty"`
+	PeakRunning   *float64 `json:"peak_running,omitempty"`
+	PeakWaiting   *float64 `json:"peak_waiting,omitempty"`
+	MeanKVUsage   *float64 `json:"mean_kv_cache_usage,omitempty"`
+	PrefixHitRate *float64 `json:"prefix_cache_hit_rate,omitempty"`
+}
+
+// MetricSample is one scrape of a server's metrics.
+type MetricSample struct {
+	At     float64            `json:"at_s"`
+	Values map[string]float64 `json:"values"`
 }
 
 // WriteRun writes r as JSON, atomically: everything but the records

@@ -121,7 +121,9 @@ func (z *Summarizer) Add(r *policies.Record) {
 	z.last = math.Max(z.last, r.Finish)
 	z.ttft = append(z.ttft, r.FirstToken-r.Arrival)
 	z.jct = append(z.jct, r.Finish-r.Arrival)
-	z.queue = append(z.queue, r.FirstScheduled-r.Arrival)
+	if r.FirstScheduled >= 0 { // a client (bench) cannot see it
+		z.queue = append(z.queue, r.FirstScheduled-r.Arrival)
+	}
 	z.norm = append(z.norm, (r.Finish-r.Arrival)/float64(r.Generated))
 	if r.Generated > 1 {
 		z.tpot = append(z.tpot, (r.Finish-r.FirstToken)/float64(r.Generated-1))

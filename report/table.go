@@ -28,12 +28,21 @@ const (
 )
 
 func distRows(name string, d func(*Summary) *Dist, unit string, scale float64) []metricRow {
+	// An empty distribution is unmeasured (bench cannot see queueing), not 0.
+	val := func(v func(*Dist) float64) func(*Summary) float64 {
+		return func(s *Summary) float64 {
+			if d(s).N == 0 {
+				return math.NaN()
+			}
+			return v(d(s)) * scale
+		}
+	}
 	return []metricRow{
-		{name + " mean", unit, func(s *Summary) float64 { return d(s).Mean * scale }},
-		{name + " p50", unit, func(s *Summary) float64 { return d(s).P50 * scale }},
-		{name + " p90", unit, func(s *Summary) float64 { return d(s).P90 * scale }},
-		{name + " p95", unit, func(s *Summary) float64 { return d(s).P95 * scale }},
-		{name + " p99", unit, func(s *Summary) float64 { return d(s).P99 * scale }},
+		{name + " mean", unit, val(func(d *Dist) float64 { return d.Mean })},
+		{name + " p50", unit, val(func(d *Dist) float64 { return d.P50 })},
+		{name + " p90", unit, val(func(d *Dist) float64 { return d.P90 })},
+		{name + " p95", unit, val(func(d *Dist) float64 { return d.P95 })},
+		{name + " p99", unit, val(func(d *Dist) float64 { return d.P99 })},
 	}
 }
 
@@ -73,7 +82,7 @@ func tableRows() []metricRow {
 			}
 			return s.PrefixCache.HitRate * 100
 		}},
-		metricRow{"worst queueing delay", "s", func(s *Summary) float64 { return s.MaxWait }},
+		metricRow{"worst queueing delay", "s", func(s *Summary) float64 { return nanIfZero(s.Queue.N, s.MaxWait) }},
 		metricRow{"Jain fairness (norm. latency)", "", func(s *Summary) float64 { return s.JainJCT }},
 		metricRow{"predictor MAE", "tokens", func(s *Summary) float64 { return nanIfZero(s.Predictor.N, s.Predictor.MAE) }},
 		metricRow{"predictor R^2", "", func(s *Summary) float64 { return nanIfZero(s.Predictor.N, s.Predictor.R2) }},

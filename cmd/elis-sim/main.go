@@ -56,6 +56,8 @@ func newApp() *cli.App {
 			predictCommand(),
 			calibrateCommand(),
 			costCommand(),
+			serveCommand(),
+			benchCommand(),
 		},
 		// Without it an unknown command exits 3 with cli's own message.
 		Action: func(c *cli.Context) error {

@@ -1,0 +1,362 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/elis-sim/elis-sim/internal/hist"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// Config is one bench run.
+type Config struct {
+	URLs  []string // servers' base URLs (http://host:8000); several are routed over
+	Model string
+	// Endpoint is "completions" (/v1/completions, token-id prompts when a
+	// request has no text) or "chat" (/v1/chat/completions, text).
+	Endpoint string
+	// TimeScale multiplies the trace's arrival times (0.5 doubles the rate).
+	TimeScale float64
+	// FreeLengths lets the model stop on its own; by default output
+	// lengths are forced to the trace's (max_tokens = min_tokens,
+	// ignore_eos), so runs compare one to one with the simulator.
+	FreeLengths bool
+	Timeout     time.Duration // per request; 0: none
+	APIKey      string
+	Router      string // over URLs: least-loaded (outstanding requests), round-robin, prefix-affinity
+	// MetricsInterval scrapes each server's /metrics this often, besides at
+	// the start and the end; 0 scrapes only then. NoMetrics skips it all.
+	MetricsInterval time.Duration
+	NoMetrics       bool
+	Vocab           int    // token ids of synthetic prompts are drawn below it (default 32000)
+	Seed            uint64 // of synthetic prompts
+	Client          *http.Client
+	// Progress, when set, is called as requests end (done of total).
+	Progress func(done, total int)
+	// Warn gets warnings as they happen (the client falling behind).
+	Warn io.Writer
+}
+
+// Result is what a bench run measured. Records are in trace order, each
+// request's times in seconds from the start; a failed request has Finish
+// -1 and its error in Rejected, with the HTTP status when there was one.
+type Result struct {
+	Records []policies.Record
+	Gaps    hist.H // inter-token gaps, from the chunks' arrivals
+	// Lag is how late each request was sent against its schedule.
+	Lag      LagStats
+	Metrics  []Scrape // per server, in URL order
+	Failed   int
+	Makespan float64
+	Sent     int
+	// Interrupted: stopped before every request was sent or finished.
+	Interrupted bool
+}
+
+// LagStats are the send lags' quantiles, seconds.
+type LagStats struct {
+	P50, P99, Max float64
+}
+
+// Run sends tr's requests open loop: each at its arrival time (times
+// TimeScale), whatever the servers are doing. Cancelling stop ends the
+// sending and lets requests in flight finish; cancelling abandon cancels
+// them too (recorded as failed).
+func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
+	if len(cfg.URLs) == 0 {
+		return nil, fmt.Errorf("no server URL")
+	}
+	if cfg.TimeScale <= 0 {
+		cfg.TimeScale = 1
+	}
+	if cfg.Vocab <= 0 {
+		cfg.Vocab = 32000
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
+	}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = "completions"
+	}
+	router, err := policies.NewRouter(orDefault(cfg.Router, "least-loaded"))
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Records: make([]policies.Record, len(tr.Requests))}
+	for i, r := range tr.Requests {
+		res.Records[i] = policies.Record{ID: r.ID, Index: i, Arrival: -1, FirstScheduled: -1, FirstToken: -1, Finish: -1,
+			PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Rejected: "not sent: the run stopped first"}
+	}
+	scrapers := make([]*scraper, len(cfg.URLs))
+	start := time.Now()
+	since := func() float64 { return time.Since(start).Seconds() }
+	if !cfg.NoMetrics {
+		for i, u := range cfg.URLs {
+			scrapers[i] = newScraper(cfg.Client, u, cfg.APIKey, since)
+			scrapers[i].scrape()
+		}
+	}
+	tickDone := make(chan struct{})
+	if cfg.MetricsInterval > 0 && !cfg.NoMetrics {
+		go func() {
+			t := time.NewTicker(cfg.MetricsInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-tickDone:
+					return
+				case <-t.C:
+					for _, s := range scrapers {
+						s.scrape()
+					}
+				}
+			}
+		}()
+	}
+
+	var mu sync.Mutex // guards res and loads
+	loads := make([]policies.Load, len(cfg.URLs))
+	lags := make([]float64, 0, len(tr.Requests))
+	var wg sync.WaitGroup
+	done := 0
+	warned := false
+	for i := range tr.Requests {
+		r := &tr.Requests[i]
+		at := start.Add(time.Duration(r.Arrival * cfg.TimeScale * float64(time.Second)))
+		if d := time.Until(at); d > 0 {
+			select {
+			case <-stop.Done():
+			case <-abandon.Done():
+			case <-time.After(d):
+			}
+		}
+		if stop.Err() != nil || abandon.Err() != nil {
+			res.Interrupted = true
+			break
+		}
+		lag := time.Since(at).Seconds()
+		req := policies.Request{ID: r.ID, Index: i, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens,
+			Content: policies.Content{Hashes: r.HashIDs, HashBlock: r.HashBlock, Session: r.SessionKey()}}
+		mu.Lock()
+		lags = append(lags, lag)
+		w := router.Route(&req, loads)
+		loads[w].Jobs++
+		res.Sent++
+		if lag > 0.1 && !warned && cfg.Warn != nil {
+			fmt.Fprintf(cfg.Warn, "elis-sim bench: falling behind the schedule: request %s sent %.0f ms late\n", r.ID, lag*1e3)
+			warned = true
+		}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec, gaps := cfg.send(abandon, cfg.URLs[w], r, i, start)
+			mu.Lock()
+			defer mu.Unlock()
+			rec.Worker = w
+			res.Records[i] = rec
+			for _, g := range gaps {
+				res.Gaps.Add(g)
+			}
+			loads[w].Jobs--
+			if rec.Finish < 0 {
+				res.Failed++
+			}
+			done++
+			if cfg.Progress != nil {
+				cfg.Progress(done, len(tr.Requests))
+			}
+		}()
+	}
+	wg.Wait()
+	close(tickDone)
+	res.Makespan = since()
+	res.Interrupted = res.Interrupted || abandon.Err() != nil
+	if !cfg.NoMetrics {
+		for _, s := range scrapers {
+			s.scrape()
+			res.Metrics = append(res.Metrics, s.result())
+		}
+	}
+	sort.Float64s(lags)
+	if n := len(lags); n > 0 {
+		res.Lag = LagStats{P50: lags[n/2], P99: lags[min(n-1, n*99/100)], Max: lags[n-1]}
+	}
+	return res, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// body is the JSON of request r, whose index is i.
+func (cfg *Config) body(r *traces.Request, i int) ([]byte, error) {
+	b := map[string]any{"model": cfg.Model, "max_tokens": r.OutputTokens, "stream": true,
+		"stream_options": map[string]any{"include_usage": true}}
+	if !cfg.FreeLengths {
+		b["min_tokens"] = r.OutputTokens
+		b["ignore_eos"] = true
+	}
+	if r.Priority != 0 {
+		b["priority"] = r.Priority
+	}
+	switch cfg.Endpoint {
+	case "chat":
+		text := r.Prompt
+		if text == "" {
+			text = words(cfg.promptIDs(r, i))
+		}
+		b["messages"] = []map[string]string{{"role": "user", "content": text}}
+	default:
+		if r.Prompt != "" {
+			b["prompt"] = r.Prompt
+		} else {
+			b["prompt"] = cfg.promptIDs(r, i)
+		}
+	}
+	return json.Marshal(b)
+}
+
+// promptIDs are exactly PromptTokens token ids. The blocks a request's
+// content names (hash ids, a session's stream) are drawn from those names,
+// so requests that share a prefix in the trace share it on the server and
+// its prefix cache sees what the trace describes; the rest is drawn from
+// the request's index.
+func (cfg *Config) promptIDs(r *traces.Request, i int) []int32 {
+	const low = 1000 // stay clear of special tokens at the bottom of vocabularies
+	span := uint64(max(cfg.Vocab-low, 1))
+	ids := make([]int32, r.PromptTokens)
+	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
+	session := r.SessionKey()
+	chain := uint64(0)
+	for k := range ids {
+		switch {
+		case session != 0:
+			ids[k] = low + int32(splitmix(session^splitmix(uint64(k)))%span)
+		case r.HashBlock > 0 && k < len(r.HashIDs)*r.HashBlock:
+			if k%r.HashBlock == 0 {
+				chain = splitmix(chain ^ splitmix(r.HashIDs[k/r.HashBlock]))
+			}
+			ids[k] = low + int32(splitmix(chain^uint64(k))%span)
+		default:
+			ids[k] = low + int32(rng.Uint64N(span))
+		}
+	}
+	return ids
+}
+
+// words renders token ids as words, one per id, for a chat without text.
+func words(ids []int32) string {
+	var b strings.Builder
+	for k, id := range ids {
+		if k > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "w%d", id)
+	}
+	return b.String()
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// send runs request r (index i) against base and returns its record and
+// inter-token gaps. A chunk may carry several tokens: the usage's count
+// of completion tokens beyond the chunks counts as tokens arriving with
+// the chunks (gaps of 0), and the chunks' own gaps are the visible ones.
+func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i int, start time.Time) (policies.Record, []float64) {
+	sent := time.Now()
+	rec := policies.Record{ID: r.ID, Index: i, Arrival: sent.Sub(start).Seconds(), FirstScheduled: -1, FirstToken: -1, Finish: -1,
+		PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens}
+	// A client cannot see when the server first schedules a request:
+	// FirstScheduled stays -1, and reports leave queueing delay out (TTFT
+	// holds it).
+	fail := func(status int, format string, args ...any) (policies.Record, []float64) {
+		rec.HTTPStatus = status
+		rec.Rejected = fmt.Sprintf(format, args...)
+		rec.Finish, rec.FirstToken = -1, -1
+		return rec, nil
+	}
+	body, err := cfg.body(r, i)
+	if err != nil {
+		return fail(0, "building the request: %v", err)
+	}
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	path := "/v1/completions"
+	if cfg.Endpoint == "chat" {
+		path = "/v1/chat/completions"
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return fail(0, "%v", err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	if cfg.APIKey != "" {
+		hr.Header.Set("Authorization", "Bearer "+cfg.APIKey)
+	}
+	resp, err := cfg.Client.Do(hr)
+	if err != nil {
+		return fail(0, "%v", err)
+	}
+	defer resp.Body.Close()
+	rec.HTTPStatus = resp.StatusCode
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fail(resp.StatusCode, "HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	st, err := readStream(resp.Body, func() time.Duration { return time.Since(sent) })
+	if st != nil {
+		rec.ServerID = st.id
+	}
+	if err != nil {
+		return fail(resp.StatusCode, "%v", err)
+	}
+	if len(st.chunks) == 0 {
+		return fail(resp.StatusCode, "the stream carried no tokens")
+	}
+	n := len(st.chunks)
+	if st.completion > 0 {
+		n = st.completion
+	}
+	if !cfg.FreeLengths && n != r.OutputTokens {
+		return fail(resp.StatusCode, "asked for %d output tokens, the server generated %d", r.OutputTokens, n)
+	}
+	if st.prompt >= 0 && r.Prompt == "" && cfg.Endpoint != "chat" && st.prompt != r.PromptTokens {
+		return fail(resp.StatusCode, "sent %d prompt tokens, the server counted %d", r.PromptTokens, st.prompt)
+	}
+	rec.Generated = n
+	rec.FirstToken = rec.Arrival + st.chunks[0].Seconds()
+	rec.Finish = rec.Arrival + st.chunks[len(st.chunks)-1].Seconds()
+	gaps := make([]float64, 0, n-1)
+	for k := 1; k < len(st.chunks); k++ {
+		g := (st.chunks[k] - st.chunks[k-1]).Seconds()
+		rec.MaxGap = math.Max(rec.MaxGap, g)
+		gaps = append(gaps, g)
+	}
+	for k := len(st.chunks); k < n; k++ {
+		gaps = append(gaps, 0)
+	}
+	return rec, gaps
+}

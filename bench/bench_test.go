@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/elis-sim/elis-sim/cost"
+	"github.com/elis-sim/elis-sim/engine"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/serve"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// startServe runs elis-sim's own server on loopback: steps of 1 ms plus
+// 10 us a token, so a test's wall-clock time stays small; nothing below
+// depends on how fast this machine is.
+func startServe(t *testing.T, policy string) *httptest.Server {
+	t.Helper()
+	pol, err := policies.New(policy, policies.RerankPause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := serve.New(serve.Config{Model: "m", MaxModelLen: 4096, Workers: 1, Router: "least-loaded",
+		Tokens: traces.Words{}.CountTokens,
+		NewWorker: func(int) (engine.Config, error) {
+			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50, PrefixCaching: true}
+			core, err := policies.NewScheduler(eng, pol, nil)
+			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-3, PerPrefillToken: 1e-5, PerDecodeSeq: 1e-5}}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return hs
+}
+
+func smallTrace(t *testing.T, n int) *traces.Trace {
+	tr, err := traces.Generate(traces.GenConfig{N: n, Seed: 2, Arrivals: traces.Poisson{Rate: 200},
+		Prompt: traces.Uniform{Min: 20, Max: 200}, Output: traces.Uniform{Min: 2, Max: 20},
+		Shared: traces.SharedPrefix{Tokens: 64, Fraction: 0.8, Count: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// Against elis-sim serve on loopback every request streams exactly its
+// forced lengths, its times are ordered, the server's metrics are scraped
+// and its prefix cache sees the trace's shared system prompt through the
+// token ids bench sends.
+func TestBenchAgainstServe(t *testing.T) {
+	hs := startServe(t, "fcfs")
+	tr := smallTrace(t, 40)
+	res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{hs.URL}, Model: "m", Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != 0 || res.Sent != 40 {
+		t.Fatalf("%d failed, %d sent: %+v", res.Failed, res.Sent, res.Records[0])
+	}
+	for i, r := range res.Records {
+		w := tr.Requests[i]
+		if r.Generated != w.OutputTokens || r.HTTPStatus != 200 || !(r.Arrival <= r.FirstToken && r.FirstToken <= r.Finish) || !strings.HasPrefix(r.ServerID, "cmpl-") {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+	}
+	if int(res.Gaps.N()) != sumOutputs(tr)-40 {
+		t.Errorf("%d gaps, want one per token after the first (%d)", res.Gaps.N(), sumOutputs(tr)-40)
+	}
+	m := res.Metrics[0]
+	if len(m.Samples) < 2 || m.Err != "" {
+		t.Fatalf("metrics: %+v", m)
+	}
+	first, last := m.Samples[0].Values, m.Samples[len(m.Samples)-1].Values
+	if q := last["vllm:prefix_cache_queries_total"] - first["vllm:prefix_cache_queries_total"]; q < float64(sumPrompts(tr)) {
+		t.Errorf("prefix cache queried %v tokens, the prompts hold %d", q, sumPrompts(tr))
+	}
+	if h := last["vllm:prefix_cache_hits_total"]; h < 64*5 {
+		t.Errorf("prefix cache hits %v tokens: the shared 64-token prompt should hit for most requests", h)
+	}
+}
+
+func sumOutputs(tr *traces.Trace) (n int) {
+	for _, r := range tr.Requests {
+		n += r.OutputTokens
+	}
+	return
+}
+
+func sumPrompts(tr *traces.Trace) (n int) {
+	for _, r := range tr.Requests {
+		n += r.PromptTokens
+	}
+	return
+}
+
+// Servers that fail: every request is recorded with its error (refused
+// connection, HTTP 500, a stream closed halfway, malformed JSON, too few
+// tokens), none dropped or retried.
+func TestBenchRecordsFailures(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := "http://" + ln.Addr().String()
+	ln.Close()
+	handler := func(body string, code int) string {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/metrics" {
+				http.NotFound(w, r)
+				return
+			}
+			w.WriteHeader(code)
+			fmt.Fprint(w, body)
+		}))
+		t.Cleanup(hs.Close)
+		return hs.URL
+	}
+	cases := []struct{ url, want string }{
+		{refused, "connection refused"},
+		{handler(`{"object":"error","message":"boom","code":500}`, 500), "HTTP 500: "},
+		{handler("data: {\"id\":\"x\",\"choices\":[{\"text\":\" a\"}]}\n\ndata: {\"id\":\"x\",\"cho", 200), "malformed event"},
+		{handler("data: not json\n\n", 200), "malformed event"},
+		{handler("data: {\"id\":\"x\",\"choices\":[{\"text\":\" a\"}]}\n\ndata: [DONE]\n\n", 200), "asked for"},
+	}
+	tr := smallTrace(t, 3)
+	for _, c := range cases {
+		res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{c.url}, Model: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Failed != 3 || len(res.Records) != 3 {
+			t.Fatalf("%s: %d failed of %d records", c.want, res.Failed, len(res.Records))
+		}
+		for _, r := range res.Records {
+			if r.Finish != -1 || !strings.Contains(r.Rejected, c.want) {
+				t.Fatalf("%s: record %+v", c.want, r)
+			}
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// chunk is what bench reads from one streamed event of an OpenAI-style
+// completion: the text it adds, the usage when present, an error when the
+// server reports one in the stream.
+type chunk struct {
+	ID      string `json:"id"`
+	Choices []struct {
+		Text  string `json:"text"`
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+	Error *struct {
+		Message string `json:"message"`
+	} `json:"error"`
+	// vLLM puts an error's fields at the top level of an event too.
+	Object  string `json:"object"`
+	Message string `json:"message"`
+}
+
+// streamed is one request's stream as bench saw it.
+type streamed struct {
+	id         string
+	chunks     []time.Duration // arrival of each chunk carrying text, from the send
+	prompt     int             // usage: prompt tokens (-1: no usage seen)
+	completion int             // usage: completion tokens
+	done       bool            // saw data: [DONE]
+	finish     string
+}
+
+// readStream reads server-sent events until [DONE], the end of the body,
+// or an error event. since gives each chunk's arrival. Comment lines
+// (":"-prefixed keep-alives) and other fields are skipped; an event's
+// data may span several data: lines, joined by newlines as the SSE
+// specification says.
+func readStream(r io.Reader, since func() time.Duration) (*streamed, error) {
+	s := &streamed{prompt: -1}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	var data bytes.Buffer
+	flush := func() error {
+		if data.Len() == 0 {
+			return nil
+		}
+		defer data.Reset()
+		payload := bytes.TrimSpace(data.Bytes())
+		if string(payload) == "[DONE]" {
+			s.done = true
+			return nil
+		}
+		var c chunk
+		if err := json.Unmarshal(payload, &c); err != nil {
+			return fmt.Errorf("malformed event %q: %w", shorten(string(payload)), err)
+		}
+		if c.Error != nil {
+			return fmt.Errorf("error in the stream: %s", c.Error.Message)
+		}
+		if c.Object == "error" {
+			return fmt.Errorf("error in the stream: %s", c.Message)
+		}
+		if s.id == "" {
+			s.id = c.ID
+		}
+		for _, ch := range c.Choices {
+			if ch.Text != "" || ch.Delta.Content != "" {
+				s.chunks = append(s.chunks, since())
+			}
+			if ch.FinishReason != nil && *ch.FinishReason != "" {
+				s.finish = *ch.FinishReason
+			}
+		}
+		if c.Usage != nil {
+			s.prompt, s.completion = c.Usage.PromptTokens, c.Usage.CompletionTokens
+		}
+		return nil
+	}
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if err := flush(); err != nil {
+				return s, err
+			}
+			if s.done {
+				return s, nil
+			}
+		case strings.HasPrefix(line, ":"):
+			// a comment: keep-alive
+		case strings.HasPrefix(line, "data:"):
+			if data.Len() > 0 {
+				data.WriteByte('\n')
+			}
+			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return s, fmt.Errorf("reading the stream: %w", err)
+	}
+	if err := flush(); err != nil {
+		return s, err
+	}
+	if !s.done {
+		return s, errors.New("the stream ended without [DONE]")
+	}
+	return s, nil
+}
+
+func shorten(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "..."
+	}
+	return s
+}

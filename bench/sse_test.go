@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elis-sim/elis-sim/policies"
+)
+
+// Fixtures of vLLM's streaming format, written from its documentation and
+// the OpenAI API reference: one chunk per token or several tokens in one,
+// a final chunk with finish_reason, a usage-only chunk (choices empty)
+// when stream_options.include_usage is set, data: [DONE], keep-alive
+// comment lines, an error event in the middle of a stream.
+func TestReadStream(t *testing.T) {
+	cases := []struct {
+		name, body      string
+		chunks, prompt  int
+		completion      int
+		err, id, finish string
+	}{
+		{"one token a chunk, usage", `data: {"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":" a","finish_reason":null}]}
+
+data: {"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":" b","finish_reason":null}]}
+
+data: {"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"","finish_reason":"length"}]}
+
+data: {"id":"cmpl-1","object":"text_completion","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}
+
+data: [DONE]
+
+`, 2, 5, 2, "", "cmpl-1", "length"},
+		{"several tokens in a chunk, keep-alives, chat deltas", `: keep-alive
+
+data: {"id":"chatcmpl-9","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}
+
+data: {"id":"chatcmpl-9","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello there"}}]}
+: ping
+
+data: {"id":"chatcmpl-9","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}
+
+data: [DONE]
+`, 2, 3, 3, "", "chatcmpl-9", "stop"},
+		{"error in the middle", `data: {"id":"cmpl-2","choices":[{"index":0,"text":" a"}]}
+
+data: {"error":{"message":"engine died","type":"InternalServerError","code":500}}
+
+`, 1, -1, 0, "engine died", "cmpl-2", ""},
+		{"vLLM's flat error event", `data: {"object":"error","message":"out of memory","type":"InternalServerError","code":500}
+
+`, 0, -1, 0, "out of memory", "", ""},
+		{"closed halfway", `data: {"id":"cmpl-3","choices":[{"index":0,"text":" a"}]}
+
+data: {"id":"cmpl-3","choi`, 1, -1, 0, "malformed event", "cmpl-3", ""},
+		{"no [DONE]", `data: {"id":"cmpl-4","choices":[{"index":0,"text":" a"}]}
+
+`, 1, -1, 0, "without [DONE]", "cmpl-4", ""},
+		{"multi-line data", "data: {\"id\":\"cmpl-5\",\ndata: \"choices\":[{\"index\":0,\"text\":\" a\"}]}\n\ndata: [DONE]\n\n", 1, -1, 0, "", "cmpl-5", ""},
+	}
+	for _, c := range cases {
+		n := 0
+		st, err := readStream(strings.NewReader(c.body), func() time.Duration { n++; return time.Duration(n) * time.Millisecond })
+		if (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.err)
+			continue
+		}
+		if len(st.chunks) != c.chunks || st.prompt != c.prompt || st.completion != c.completion || st.id != c.id || st.finish != c.finish {
+			t.Errorf("%s: %d chunks, usage %d/%d, id %q, finish %q; want %d, %d/%d, %q, %q", c.name, len(st.chunks), st.prompt, st.completion, st.id, st.finish,
+				c.chunks, c.prompt, c.completion, c.id, c.finish)
+		}
+	}
+}
+
+func FuzzReadStream(f *testing.F) {
+	f.Add("data: {\"id\":\"x\",\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n")
+	f.Add(": ping\n\ndata: {\"error\":{\"message\":\"m\"}}\n\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		st, _ := readStream(strings.NewReader(body), func() time.Duration { return 0 })
+		if st == nil {
+			t.Fatal("nil stream")
+		}
+	})
+}
+
+// The fork's log lines become predictions of the matching records, by
+// vLLM's internal id (the stream's id plus "-0").
+func TestServerLog(t *testing.T) {
+	log := `INFO 11-27 10:00:00 [scheduler.py:200] [ELIS] Request cmpl-abc-0 initial prediction: 150.3 tokens
+INFO 11-27 10:00:01 [engine.py:1] something else
+INFO 11-27 10:00:02 [scheduler.py:210] [ELIS] Request cmpl-abc-0 prediction updated: 150.3 -> 98.5 (at 50 tokens)
+[ELIS] Request cmpl-zzz initial prediction: inf tokens
+`
+	l, err := ReadServerLog(strings.NewReader(log), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := []policies.Record{{ServerID: "cmpl-abc", Generated: 120}, {ServerID: "other"}}
+	if n := l.Attach(recs); n != 1 {
+		t.Fatalf("attached to %d records, want 1", n)
+	}
+	p := recs[0].Predictions
+	if len(p) != 2 || p[0].Predicted != 150.3 || p[0].Actual != 120 || p[1].Generated != 50 || p[1].Predicted != 98.5 || p[1].Actual != 70 {
+		t.Fatalf("predictions %+v", p)
+	}
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/elis-sim/elis-sim/bench"
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+func benchCommand() *cli.Command {
+	return usageErrors(&cli.Command{
+		Name:      "bench",
+		Usage:     "send a trace to OpenAI-compatible servers (vLLM, elis-sim serve) and record what each request experienced",
+		ArgsUsage: "TRACE",
+		Description: "Open loop: every request is sent at its arrival time (times --time-scale), streamed, and timed\n" +
+			"chunk by chunk; output lengths are forced to the trace's (max_tokens = min_tokens, ignore_eos) unless\n" +
+			"--free-lengths. Prompts are the trace's text, or exactly prompt_tokens token ids (equal hash ids or\n" +
+			"sessions give equal tokens, so the server's prefix cache sees the trace's sharing). Records have\n" +
+			"run's format, for compare and plot; failed requests are recorded with their error, never retried.\n" +
+			"/metrics is scraped at the start, the end and every --metrics-interval. --server-log reads the ISRTF\n" +
+			"fork's [ELIS] prediction lines (a file, or - for stdin) for the predictor's accuracy.\n" +
+			"Ctrl-C stops sending and waits for requests in flight; a second Ctrl-C abandons them.",
+		UsageText: "elis-sim bench trace.json --url http://localhost:8000 --model meta-llama/Llama-3.1-8B-Instruct --label isrtf -o bench/isrtf.json",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "url", Required: true, Usage: "server base URL; repeat to spread requests over several servers with --router"},
+			&cli.StringFlag{Name: "model", Required: true, Usage: "the model name the server serves"},
+			&cli.StringFlag{Name: "label", Value: "bench", Usage: "the run's label in tables and plots (say, the server's policy)"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "run file to write (records, summary, server metrics)"},
+			&cli.StringFlag{Name: "endpoint", Value: "completions", Usage: "completions (token-id prompts where the trace has no text) or chat"},
+			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply arrival times (0.5 doubles the rate)"},
+			&cli.BoolFlag{Name: "free-lengths", Usage: "let the model stop on its own instead of forcing the trace's output lengths"},
+			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "per request (0: none)"},
+			&cli.StringFlag{Name: "api-key-env", Value: "OPENAI_API_KEY", Usage: "environment variable holding the API key (sent as a bearer token when set)"},
+			&cli.StringFlag{Name: "router", Value: "least-loaded", Usage: "over several --url: least-loaded (outstanding requests), round-robin, prefix-affinity"},
+			&cli.DurationFlag{Name: "metrics-interval", Value: 5 * time.Second, Usage: "scrape /metrics this often (0: at the start and the end only)"},
+			&cli.BoolFlag{Name: "no-metrics", Usage: "do not scrape /metrics"},
+			&cli.StringFlag{Name: "server-log", Usage: "the server's log with the ISRTF fork's [ELIS] lines: a file, or - for stdin"},
+			&cli.IntFlag{Name: "vocab", Value: 32000, Usage: "synthetic prompts use token ids from 1000 to below this"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of synthetic prompts", EnvVars: []string{"ELIS_SIM_SEED"}},
+			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON"},
+		},
+		Action: benchAction,
+	})
+}
+
+func benchAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return badf("bench wants one TRACE, got %d arguments", c.NArg())
+	}
+	if err := checkOut(c, "out"); err != nil {
+		return err
+	}
+	urls := c.StringSlice("url")
+	for _, u := range urls {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return badf("--url %q: want http://HOST:PORT or https://HOST:PORT", u)
+		}
+	}
+	if e := c.String("endpoint"); e != "completions" && e != "chat" {
+		return badf("--endpoint %q: want completions or chat", e)
+	}
+	if c.Float64("time-scale") <= 0 {
+		return badf("--time-scale %v: want a number > 0", c.Float64("time-scale"))
+	}
+	if _, err := policies.NewRouter(c.String("router")); err != nil {
+		return badf("--router: %w", err)
+	}
+	if c.Int("vocab") <= 1000 {
+		return badf("--vocab %d: want more than 1000", c.Int("vocab"))
+	}
+	tr, err := traces.ReadFile(c.Args().First())
+	if err != nil {
+		return bad(err)
+	}
+	var slog bench.ServerLog
+	if p := c.String("server-log"); p != "" && p != "-" {
+		f, err := os.Open(p)
+		if err != nil {
+			return badf("--server-log: %v", err)
+		}
+		f.Close()
+	}
+
+	stop, stopCancel := context.WithCancel(context.Background())
+	abandon, abandonCancel := context.WithCancel(context.Background())
+	defer stopCancel()
+	defer abandonCancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "elis-sim bench: stopped sending; Ctrl-C again to abandon requests in flight")
+		stopCancel()
+		<-sigs
+		abandonCancel()
+	}()
+	// The server log on stdin is read while the run goes (docker logs -f
+	// ... | elis-sim bench ... --server-log -).
+	logDone := make(chan error, 1)
+	if c.String("server-log") == "-" {
+		go func() {
+			var err error
+			slog, err = bench.ReadServerLog(os.Stdin, "stdin")
+			logDone <- err
+		}()
+	}
+	cfg := bench.Config{URLs: urls, Model: c.String("model"), Endpoint: c.String("endpoint"), TimeScale: c.Float64("time-scale"),
+		FreeLengths: c.Bool("free-lengths"), Timeout: c.Duration("timeout"), APIKey: os.Getenv(c.String("api-key-env")),
+		Router: c.String("router"), MetricsInterval: c.Duration("metrics-interval"), NoMetrics: c.Bool("no-metrics"),
+		Vocab: c.Int("vocab"), Seed: c.Uint64("seed"), Warn: os.Stderr}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		bar := progressbar.NewOptions(len(tr.Requests), progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription("bench "+c.String("label")), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+		cfg.Progress = func(done, _ int) { bar.Set(done) }
+	}
+	res, err := bench.Run(stop, abandon, tr, cfg)
+	if err != nil {
+		return err
+	}
+	switch p := c.String("server-log"); {
+	case p == "-":
+		// stdin ends when the piped log does; a run that ended first does
+		// not wait for it longer than a moment.
+		select {
+		case err := <-logDone:
+			if err != nil {
+				return bad(fmt.Errorf("--server-log: %w", err))
+			}
+		case <-time.After(2 * time.Second):
+			fmt.Fprintln(os.Stderr, "elis-sim bench: the server log on stdin is still open; its lines so far are used")
+		}
+	case p != "":
+		f, err := os.Open(p)
+		if err != nil {
+			return badf("--server-log: %v", err)
+		}
+		slog, err = bench.ReadServerLog(f, p)
+		f.Close()
+		if err != nil {
+			return bad(fmt.Errorf("--server-log: %w", err))
+		}
+	}
+	if n := slog.Attach(res.Records); c.String("server-log") != "" {
+		fmt.Fprintf(os.Stderr, "elis-sim bench: predictions from the server log for %d of %d requests\n", n, len(res.Records))
+	}
+	run := benchRun(c, tr, res)
+	if out := c.String("out"); out != "" {
+		if err := report.WriteRun(out, run); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return printJSON([]*report.Run{run})
+	}
+	fmt.Println(run.Setup["summary"])
+	fmt.Printf("send lag: p50 %.1f ms, p99 %.1f ms, max %.1f ms; failed %d of %d sent\n", res.Lag.P50*1e3, res.Lag.P99*1e3, res.Lag.Max*1e3, res.Failed, res.Sent)
+	if res.Lag.P99 > 0.05 {
+		fmt.Fprintln(os.Stderr, "elis-sim bench: warning: the client fell behind its schedule (p99 send lag over 50 ms); the load was lighter than the trace's")
+	}
+	for _, s := range res.Metrics {
+		if s.Err != "" {
+			fmt.Fprintf(os.Stderr, "elis-sim bench: %s/metrics: %s\n", s.URL, s.Err)
+		}
+	}
+	return report.SideBySide(os.Stdout, []*report.Run{run})
+}
+
+// benchRun is a bench result as a run file: records, summary, and what the
+// servers' metrics said (preemptions come from there: a client cannot see
+// them).
+func benchRun(c *cli.Context, tr *traces.Trace, res *bench.Result) *report.Run {
+	label := c.String("label")
+	desc := fmt.Sprintf("%s: %d requests", c.Args().First(), len(tr.Requests))
+	summary := fmt.Sprintf("setup: bench %s | %s | model %s, endpoint %s, time scale %g, %s lengths",
+		desc, strings.Join(c.StringSlice("url"), ", "), c.String("model"), c.String("endpoint"), c.Float64("time-scale"),
+		map[bool]string{false: "forced", true: "free"}[c.Bool("free-lengths")])
+	setup := map[string]string{"source": "bench", "summary": summary, "policy": label, "workload": desc,
+		"engine": strings.Join(c.StringSlice("url"), ", "), "model": c.String("model"),
+		"send_lag_p50_s": fmt.Sprint(res.Lag.P50), "send_lag_p99_s": fmt.Sprint(res.Lag.P99), "send_lag_max_s": fmt.Sprint(res.Lag.Max),
+		"failed": fmt.Sprint(res.Failed)}
+	if res.Interrupted {
+		setup["interrupted"] = fmt.Sprintf("stopped early: %d of %d requests sent", res.Sent, len(tr.Requests))
+	}
+	run := makeRun(label, setup, res.Records, &res.Gaps, nil, report.SLO{})
+	run.Server = serverMetrics(res.Metrics)
+	if p := run.Server; p != nil && p.Preemptions != nil {
+		run.Summary.Preemptions = int(math.Round(*p.Preemptions))
+	}
+	return run
+}
+
+// serverMetrics sums the servers' scrapes: counters' changes over the run,
+// gauges' peaks and means over servers and scrapes.
+func serverMetrics(scrapes []bench.Scrape) *report.ServerMetrics {
+	if len(scrapes) == 0 {
+		return nil
+	}
+	sm := &report.ServerMetrics{}
+	change := func(name string) (float64, bool) {
+		total, ok := 0.0, false
+		for _, s := range scrapes {
+			if len(s.Samples) < 2 {
+				continue
+			}
+			a, okA := s.Samples[0].Values[name]
+			b, okB := s.Samples[len(s.Samples)-1].Values[name]
+			if okA && okB {
+				total += b - a
+				ok = true
+			}
+		}
+		return total, ok
+	}
+	gauge := func(names ...string) (peak, mean float64, ok bool) {
+		n := 0
+		for _, s := range scrapes {
+			for _, smp := range s.Samples {
+				for _, name := range names {
+					if v, has := smp.Values[name]; has {
+						peak = math.Max(peak, v)
+						mean += v
+						n++
+						ok = true
+						break
+					}
+				}
+			}
+		}
+		if n > 0 {
+			mean /= float64(n)
+		}
+		return peak, mean, ok
+	}
+	ptr := func(v float64) *float64 { return &v }
+	if v, ok := change("vllm:num_preemptions_total"); ok {
+		sm.Preemptions = ptr(v)
+	}
+	q, okQ := change("vllm:prefix_cache_queries_total")
+	h, okH := change("vllm:prefix_cache_hits_total")
+	if okQ && okH && q > 0 {
+		sm.PrefixHitRate = ptr(h / q)
+	}
+	if p, _, ok := gauge("vllm:num_requests_running"); ok {
+		sm.PeakRunning = ptr(p)
+	}
+	if p, _, ok := gauge("vllm:num_requests_waiting"); ok {
+		sm.PeakWaiting = ptr(p)
+	}
+	if _, m, ok := gauge("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"); ok {
+		sm.MeanKVUsage = ptr(m)
+	}
+	for i, s := range scrapes {
+		for _, smp := range s.Samples {
+			vals := map[string]float64{}
+			for k, v := range smp.Values {
+				vals[fmt.Sprintf("%s{server=%d}", k, i)] = v
+			}
+			sm.Series = append(sm.Series, report.MetricSample{At: smp.At, Values: vals})
+		}
+	}
+	return sm
+}
