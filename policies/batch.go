@@ -5,6 +5,9 @@ type Item struct {
 	Seq     *Seq
 	Tokens  int // new tokens computed in this step (1 for a decode)
 	Context int // tokens already in the KV cache, which attention reads
+	// Decode: the item computes the token its request generated last. A
+	// one-token chunk of a prompt (or of recomputation) is a prefill.
+	Decode bool
 }
 
 // Batch is one scheduler step: what to compute, plus the aggregates a cost
@@ -45,8 +48,9 @@ func (b *Batch) reset(step int64) {
 }
 
 func (b *Batch) add(s *Seq, tokens int) {
-	b.Items = append(b.Items, Item{Seq: s, Tokens: tokens, Context: s.Computed})
-	if tokens == 1 {
+	decode := tokens == 1 && s.Generated > 0 && s.Computed == s.Tokens()-1
+	b.Items = append(b.Items, Item{Seq: s, Tokens: tokens, Context: s.Computed, Decode: decode})
+	if decode {
 		b.DecodeSeqs++
 		b.DecodeContext += int64(s.Computed)
 		return
@@ -63,7 +67,7 @@ func (b *Batch) drop(s *Seq) int {
 		if it.Seq != s {
 			continue
 		}
-		if it.Tokens == 1 {
+		if it.Decode {
 			b.DecodeSeqs--
 			b.DecodeContext -= int64(it.Context)
 		} else {

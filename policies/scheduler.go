@@ -522,7 +522,7 @@ func (s *Scheduler) Complete(now float64) {
 	for _, it := range s.batch.Items {
 		q := it.Seq
 		q.inBatch = false
-		if s.kv.caching && !(it.Tokens == 1 && q.Generated > 0 && it.Context == q.Tokens()-1) {
+		if s.kv.caching && !it.Decode {
 			q.rec.PrefillTokens += it.Tokens
 		}
 		q.Computed += it.Tokens
