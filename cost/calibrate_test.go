@@ -24,7 +24,9 @@ func TestPresetsMatchMeasurements(t *testing.T) {
 	}
 	bound := map[string]float64{"gemm": 7, "attn_prefill": 15, "attn_decode": 15, "elem": 40, "prefill_step": 20, "decode_step": 20}
 	for _, name := range []string{"h200", "a100-80g", "h100"} {
-		g, _ := LookupGPU(name)
+		// The measurements are of the 2023 stack (Splitwise's engine) and of
+		// PyTorch eager kernels (the operator profile).
+		g, _ := LookupGPUStack(name, "2023")
 		var sub []Measurement
 		for _, m := range append(ms, sw...) {
 			if m.GPU == name {
@@ -66,5 +68,20 @@ func TestReadTorchProfileErrors(t *testing.T) {
 	os.WriteFile(p, []byte("model,op,m,n,k,batch,q_len,kv_len,ms\nllama-2-7b,qkv,x,1,1,1,,,0.1\n"), 0o644)
 	if _, err := ReadTorchProfile(p, "h200"); err == nil || !strings.Contains(err.Error(), "line 2: column m") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The vllm-v1 presets meet the targets on the vLLM reference
+// shapes (one request, llama-3.1-8b, H100).
+func TestVLLMReference(t *testing.T) {
+	rows, err := VLLMReference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		t.Logf("%-30s v1 %8.2f ms  2023 %8.2f ms  ref %6.2f ms  floor %8.2f ms  FA %8.2f ms", r.Shape, r.Preset*1e3, r.Preset2023*1e3, r.Reference*1e3, r.Floor*1e3, r.FARoofline*1e3)
+		if !r.OK {
+			t.Errorf("%s: %.2f ms misses its target (%s)", r.Shape, r.Preset*1e3, r.Target)
+		}
 	}
 }

@@ -24,13 +24,20 @@ type Roofline struct {
 	TP   int  `json:"tensor_parallel"`
 }
 
-// NewRoofline builds the cost model of a model preset on a GPU preset.
+// NewRoofline builds the cost model of a model preset on a GPU preset of
+// the vllm-v1 stack.
 func NewRoofline(model, gpu string, tp int) (*Roofline, error) {
+	return NewRooflineStack(model, gpu, DefaultStack, tp)
+}
+
+// NewRooflineStack builds the cost model of a model preset on a GPU preset
+// of a serving stack (Stacks).
+func NewRooflineStack(model, gpu, stack string, tp int) (*Roofline, error) {
 	a, err := LookupArch(model)
 	if err != nil {
 		return nil, err
 	}
-	g, err := LookupGPU(gpu)
+	g, err := LookupGPUStack(gpu, stack)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +139,24 @@ func (r *Roofline) stepTime(tokens float64, seqs, decodeSeqs int, decodeCtx int6
 	}
 	head := r.elem(2*float64(seqs)*h*db) + r.gemm(float64(seqs), float64(a.Vocab)/tp, h)
 	return float64(a.Layers)*layer + head + e.StepOverhead
+}
+
+// DecodeSeconds is one decode step of batch sequences with ctx tokens of
+// context each.
+func (r *Roofline) DecodeSeconds(batch, ctx int) float64 {
+	return r.stepTime(float64(batch), batch, batch, int64(batch)*int64(ctx), 0, 0)
+}
+
+// PrefillSeconds is one request's prompt of tokens tokens computed alone,
+// in chunks of at most budget tokens (chunked prefill), to its first token.
+func (r *Roofline) PrefillSeconds(tokens, budget int) float64 {
+	t := 0.0
+	for p := 0; p < tokens; {
+		c := min(budget, tokens-p)
+		t += r.stepTime(float64(c), 1, 0, 0, c, float64(c)*(float64(p)+float64(c+1)/2))
+		p += c
+	}
+	return t
 }
 
 // KVBlocks is vLLM's KV capacity on one replica: the memory it may use

@@ -162,8 +162,13 @@ func TestPolicyOrderingOnLoadedTrace(t *testing.T) {
 	for i := range tr.Requests {
 		tr.Requests[i].Arrival /= 40
 	}
+	paper, err := cost.NewRooflineStack("llama-2-13b", "a100-80g", "2023", 1) // the paper's engine, vLLM 0.5.0
+	if err != nil {
+		t.Fatal(err)
+	}
 	run := func(policy string, spec predictor.Spec) float64 {
 		cfg := testConfig(t, policy)
+		cfg.Cost = paper
 		cfg.Engine.MaxSeqs = 4
 		cfg.Predictor = spec
 		cfg.Check = false

@@ -23,9 +23,10 @@ func costCommand() *cli.Command {
 				&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(cost.ArchNames(), ", ")},
 				&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(cost.GPUNames(), ", ")},
 				&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism"},
+				&cli.StringFlag{Name: "stack", Value: cost.DefaultStack, Usage: "serving stack: " + strings.Join(cost.Stacks, ", ")},
 			},
 			Action: func(c *cli.Context) error {
-				r, err := cost.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
+				r, err := cost.NewRooflineStack(c.String("model"), c.String("gpu"), c.String("stack"), c.Int("tp"))
 				if err != nil {
 					return bad(err)
 				}
@@ -38,7 +39,7 @@ func costCommand() *cli.Command {
 			},
 		}, {
 			Name:  "check",
-			Usage: "compare the GPU presets with measured timings",
+			Usage: "check the GPU presets: against real vLLM on reference shapes, and against measured timings",
 			UsageText: "elis-sim cost check --profile ../shared/profiles/h200-torch-ops.csv " +
 				"--splitwise ../shared/data/splitwise/perf_model.csv [--fit]",
 			Flags: []cli.Flag{
@@ -55,7 +56,7 @@ func costCommand() *cli.Command {
 func costCheck(c *cli.Context) error {
 	var ms []cost.Measurement
 	if p := c.String("profile"); p != "" {
-		if _, err := cost.LookupGPU(c.String("profile-gpu")); err != nil {
+		if _, err := cost.LookupGPUStack(c.String("profile-gpu"), "2023"); err != nil {
 			return badf("--profile-gpu: %w", err)
 		}
 		m, err := cost.ReadTorchProfile(p, c.String("profile-gpu"))
@@ -71,9 +72,29 @@ func costCheck(c *cli.Context) error {
 		}
 		ms = append(ms, m...)
 	}
-	if len(ms) == 0 {
-		return badf("give --profile and/or --splitwise")
+	rows, err := cost.VLLMReference()
+	if err != nil {
+		return err
 	}
+	fmt.Println("vLLM reference: one request alone, llama-3.1-8b on H100 (ms; reference = BLIS's fit on real vLLM)")
+	fmt.Printf("%-30s %10s %10s %10s %10s %10s  %s\n", "shape", "vllm-v1", "2023", "reference", "floor", "FA roof", "target")
+	ms3 := func(v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v*1e3)
+	}
+	for _, r := range rows {
+		verdict := "met"
+		if !r.OK {
+			verdict = "MISSED"
+		}
+		fmt.Printf("%-30s %10s %10s %10s %10s %10s  %s: %s\n", r.Shape, ms3(r.Preset), ms3(r.Preset2023), ms3(r.Reference), ms3(r.Floor), ms3(r.FARoofline), r.Target, verdict)
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	fmt.Println("\nmeasured timings against the 2023-stack presets (Splitwise's engine; PyTorch eager operators)")
 	byGPU := map[string][]cost.Measurement{}
 	var order []string
 	for _, m := range ms {
@@ -82,11 +103,11 @@ func costCheck(c *cli.Context) error {
 		}
 		byGPU[m.GPU] = append(byGPU[m.GPU], m)
 	}
-	fmt.Printf("%-9s %-13s %5s %10s %10s %10s  %s\n", "gpu", "class", "n", "mean|err|", "median", "max", "worst case")
+	fmt.Printf("%-22s %-13s %5s %10s %10s %10s  %s\n", "gpu", "class", "n", "mean|err|", "median", "max", "worst case")
 	for _, name := range order {
-		g, _ := cost.LookupGPU(name)
+		g, _ := cost.LookupGPUStack(name, "2023")
 		for _, r := range cost.Errors(g, byGPU[name]) {
-			fmt.Printf("%-9s %-13s %5d %9.1f%% %9.1f%% %9.1f%%  %s\n", r.GPU, r.Class, r.N, r.MeanAbsPct, r.MedianPct, r.MaxAbsPct, r.WorstLabel)
+			fmt.Printf("%-22s %-13s %5d %9.1f%% %9.1f%% %9.1f%%  %s\n", r.GPU, r.Class, r.N, r.MeanAbsPct, r.MedianPct, r.MaxAbsPct, r.WorstLabel)
 		}
 		if c.Bool("fit") {
 			f := cost.Fit(g, byGPU[name])

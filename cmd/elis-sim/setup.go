@@ -28,6 +28,7 @@ func simFlags() []cli.Flag {
 		&cli.StringFlag{Name: "model", Value: "llama-2-13b", Usage: "model preset: " + strings.Join(cost.ArchNames(), ", "), EnvVars: []string{"ELIS_SIM_MODEL"}},
 		&cli.StringFlag{Name: "gpu", Value: "a100-80g", Usage: "GPU preset: " + strings.Join(cost.GPUNames(), ", "), EnvVars: []string{"ELIS_SIM_GPU"}},
 		&cli.IntFlag{Name: "tp", Value: 1, Usage: "tensor parallelism (GPUs per worker)"},
+		&cli.StringFlag{Name: "stack", Value: cost.DefaultStack, Usage: "serving stack the GPU preset prices: vllm-v1 (today's vLLM: CUDA graphs, FlashAttention-class kernels) or 2023 (Splitwise's engine, the ELIS paper's vLLM 0.5.0; the default for the embedded workload)"},
 		&cli.StringFlag{Name: "cost-model", Usage: "fitted cost model JSON (overrides --model, --gpu and --tp)"},
 		&cli.IntFlag{Name: "workers", Value: 1, Usage: "engine replicas"},
 		&cli.StringFlag{Name: "router", Value: "least-loaded", Usage: "router across workers: " + strings.Join(policies.RouterNames(), ", ")},
@@ -102,9 +103,13 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 			eng = *cf.Engine
 		}
 	} else {
-		r, err := cost.NewRoofline(c.String("model"), c.String("gpu"), c.Int("tp"))
+		stack := c.String("stack")
+		if paperBatch && !c.IsSet("stack") {
+			stack = "2023" // the ELIS paper's engine, vLLM 0.5.0
+		}
+		r, err := cost.NewRooflineStack(c.String("model"), c.String("gpu"), stack, c.Int("tp"))
 		if err != nil {
-			return nil, badf("--model/--gpu/--tp: %w", err)
+			return nil, badf("--model/--gpu/--stack/--tp: %w", err)
 		}
 		coster, roof = r, r
 		eng = cost.EngineDefaults(r, util)
