@@ -50,6 +50,7 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 			return nil
 		}
 		if w.Core.Idle() {
+			w.busy = false
 			if in == nil {
 				return nil
 			}
@@ -72,6 +73,7 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 			continue
 		}
 		ran, err := w.Step()
+		w.busy = ran
 		if err != nil {
 			return err
 		}

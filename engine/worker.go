@@ -59,6 +59,11 @@ type Worker struct {
 	// shared: the core caches prefixes, so its block tables are physical.
 	shared bool
 	early  map[int]bool // aborts that came before their requests
+	// busy: the loop went from the last step straight to this one, so this
+	// step starts at the last one's deadline, not when the worker got to
+	// it (the work between steps is inside a GPU's step time too).
+	busy     bool
+	deadline time.Time
 }
 
 // New returns a worker for cfg.
@@ -147,13 +152,14 @@ func splitmix(x uint64) uint64 {
 // Step runs one scheduler step; it reports false when the core had
 // nothing to run.
 func (w *Worker) Step() (bool, error) {
+	t0 := time.Now()
 	b := w.Core.Next(w.now())
 	w.syncBlocks(b)
 	if b.Empty() {
 		return false, nil
 	}
 	if w.Exec == nil {
-		return true, w.timedStep(b)
+		return true, w.timedStep(b, t0)
 	}
 	if b.Predictions > 0 && w.Net != nil {
 		if err := w.runPredictor(b.Predictions, b.PredictionTokens); err != nil {
@@ -184,15 +190,24 @@ func (w *Worker) Step() (bool, error) {
 	return true, nil
 }
 
-// timedStep is a step of the cost model's engine: it lasts what the model
-// prices it at (plus the predictor calls before it) and each request that
-// completes its sequence emits a placeholder token.
-func (w *Worker) timedStep(b *policies.Batch) error {
+// timedStep is a step of the cost model's engine: from t0, when the step
+// began to be scheduled (or the last step's end when the worker is busy),
+// it lasts what the model prices it at (plus the predictor calls before
+// it), so scheduling and streaming are inside the step as on a GPU; each
+// request that completes its sequence emits a placeholder token.
+func (w *Worker) timedStep(b *policies.Batch, t0 time.Time) error {
 	d := w.Coster.StepTime(b)
 	if b.Predictions > 0 {
 		d += w.PredCost.Seconds(b.Predictions, b.PredictionTokens)
 	}
-	time.Sleep(time.Duration(d * float64(time.Second)))
+	if w.busy && w.deadline.Before(t0) {
+		t0 = w.deadline
+	}
+	w.deadline = t0.Add(time.Duration(d * float64(time.Second)))
+	if now := time.Now(); now.After(w.deadline) {
+		w.deadline = now // overran: the time is lost, not made up later
+	}
+	time.Sleep(time.Until(w.deadline))
 	if cap(w.next) < len(b.Items) {
 		w.next = make([]int32, len(b.Items))
 	}
