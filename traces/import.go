@@ -24,6 +24,11 @@ type ImportOptions struct {
 	OutputTokens int
 	// KeepText keeps prompt text in the trace when the format has it.
 	KeepText bool
+	// MultiTurn makes every answered human turn of a ShareGPT conversation
+	// a request whose prompt holds the conversation so far, all of one
+	// session (the prefix cache shares the history); otherwise only the
+	// first turn is sent, as vLLM's benchmark does.
+	MultiTurn bool
 }
 
 // An Importer turns the bytes of a foreign trace file into a trace. name is

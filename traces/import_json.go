@@ -192,6 +192,54 @@ type shareGPTTurn struct {
 	Value string `json:"value"`
 }
 
+type shareGPTConv struct {
+	ID    json.RawMessage `json:"id"`
+	Turns []shareGPTTurn  `json:"conversations"`
+}
+
+func isHuman(t shareGPTTurn) bool { return t.From == "human" || t.From == "user" }
+
+// shareGPTTurns makes a request of every human turn answered by the next
+// turn: its prompt is the conversation up to and including that turn (the
+// earlier answers as the model gave them), its output the answer; the
+// turns of a conversation share a session and follow each other in the
+// trace.
+func shareGPTTurns(tr *Trace, convs []shareGPTConv, name string, opt ImportOptions) error {
+	for i, c := range convs {
+		session := fmt.Sprintf("sharegpt-%d", i)
+		history := 0
+		var text strings.Builder
+		for k := 0; k+1 < len(c.Turns); k++ {
+			t := c.Turns[k]
+			n, err := opt.Tokens.CountTokens(t.Value)
+			if err != nil {
+				return fmt.Errorf("%s conversation %d turn %d: %w", name, i, k, err)
+			}
+			if opt.KeepText {
+				if text.Len() > 0 {
+					text.WriteByte('\n')
+				}
+				text.WriteString(t.Value)
+			}
+			history += n
+			if !isHuman(t) {
+				continue
+			}
+			out, err := opt.Tokens.CountTokens(c.Turns[k+1].Value)
+			if err != nil {
+				return fmt.Errorf("%s conversation %d turn %d: %w", name, i, k+1, err)
+			}
+			r := Request{ID: fmt.Sprintf("sharegpt-%d-%d", i, k), PromptTokens: min(atLeastOne(history), MaxTokens),
+				OutputTokens: min(atLeastOne(out), MaxTokens), Session: session}
+			if opt.KeepText {
+				r.Prompt = text.String()
+			}
+			tr.Requests = append(tr.Requests, r)
+		}
+	}
+	return nil
+}
+
 // importShareGPT reads a ShareGPT conversation file (a JSON array of
 // {"conversations": [{"from": "human"|"gpt", "value": text}, ...]}) the way
 // vLLM's serving benchmark does: one request per conversation, its first
@@ -200,16 +248,20 @@ func importShareGPT(data []byte, name string, opt ImportOptions) (*Trace, error)
 	if err := needTokens("sharegpt", opt); err != nil {
 		return nil, err
 	}
-	var convs []struct {
-		ID    json.RawMessage `json:"id"`
-		Turns []shareGPTTurn  `json:"conversations"`
-	}
+	var convs []shareGPTConv
 	if err := json.Unmarshal(data, &convs); err != nil {
 		return nil, fmt.Errorf("%s: %w (want a JSON array of {\"conversations\": [{\"from\", \"value\"}, ...]})", name, err)
 	}
 	tr := &Trace{Name: "sharegpt"}
+	if opt.MultiTurn {
+		if err := shareGPTTurns(tr, convs, name, opt); err != nil {
+			return nil, err
+		}
+		assignArrivals(tr, opt)
+		return tr, nil
+	}
 	for i, c := range convs {
-		h := slices.IndexFunc(c.Turns, func(t shareGPTTurn) bool { return t.From == "human" || t.From == "user" })
+		h := slices.IndexFunc(c.Turns, isHuman)
 		if h < 0 || h+1 >= len(c.Turns) {
 			continue // no human turn, or nothing answered it: dropped, as vLLM's benchmark drops these
 		}

@@ -79,6 +79,30 @@ func TestImporters(t *testing.T) {
 	}
 }
 
+// --multi-turn: a request per answered human turn, each prompt the
+// conversation so far, one session per conversation.
+func TestShareGPTMultiTurn(t *testing.T) {
+	p := writeFixture(t, "mt.json", `[{"conversations":[{"from":"human","value":"a b"},{"from":"gpt","value":"c d e"},{"from":"human","value":"f"},{"from":"gpt","value":"g h"},{"from":"human","value":"unanswered"}]},`+
+		`{"conversations":[{"from":"system","value":"s"},{"from":"human","value":"x"},{"from":"gpt","value":"y"}]}]`)
+	tr, err := Import("sharegpt", p, ImportOptions{Tokens: Words{}, MultiTurn: true, KeepText: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		prompt, output int
+		session, text  string
+	}{{2, 3, "sharegpt-0", "a b"}, {6, 2, "sharegpt-0", "a b\nc d e\nf"}, {2, 1, "sharegpt-1", "s\nx"}}
+	if len(tr.Requests) != len(want) {
+		t.Fatalf("%d requests: %+v", len(tr.Requests), tr.Requests)
+	}
+	for i, w := range want {
+		r := tr.Requests[i]
+		if r.PromptTokens != w.prompt || r.OutputTokens != w.output || r.Session != w.session || r.Prompt != w.text {
+			t.Errorf("request %d: %+v, want %+v", i, r, w)
+		}
+	}
+}
+
 func TestImportErrorsNameFileLineField(t *testing.T) {
 	cases := []struct{ format, content, want string }{
 		{"azure", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.99,abc,109\n", "line 3: column ContextTokens"},

@@ -54,6 +54,7 @@ func traceCommand() *cli.Command {
 					&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for --rate arrivals", EnvVars: []string{"ELIS_SIM_SEED"}},
 					&cli.IntFlag{Name: "output-tokens", Usage: "output length for formats without one (elis-prompts)"},
 					&cli.BoolFlag{Name: "drop-text", Usage: "do not keep prompt text"},
+					&cli.BoolFlag{Name: "multi-turn", Usage: "sharegpt: a request per answered human turn, its prompt the conversation so far, one session per conversation (for the prefix cache)"},
 				},
 				Action: traceImport,
 			},
@@ -119,7 +120,7 @@ func traceImport(c *cli.Context) error {
 		return err
 	}
 	opt := traces.ImportOptions{Rate: c.Float64("rate"), Seed: c.Uint64("seed"),
-		OutputTokens: c.Int("output-tokens"), KeepText: !c.Bool("drop-text")}
+		OutputTokens: c.Int("output-tokens"), KeepText: !c.Bool("drop-text"), MultiTurn: c.Bool("multi-turn")}
 	if spec := c.String("tokenizer"); spec != "" {
 		tc, err := traces.LoadTokenCounter(spec)
 		if err != nil {
