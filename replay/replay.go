@@ -50,28 +50,6 @@ type Result struct {
 	Interrupted bool // stopped early: Records holds what completed
 }
 
-// warmUp runs one small prefill and one decode on exec, so that lazy
-// start-up work (kernel loading, library handles, first allocations) is
-// done before the clock starts. The blocks it writes are free again after.
-func warmUp(exec gpu.Executor, vocab int) error {
-	toks := make([]int32, min(16, exec.BlockSize()*exec.NumBlocks()-1))
-	if len(toks) == 0 {
-		return nil
-	}
-	for i := range toks {
-		toks[i] = int32(i % vocab)
-	}
-	table := make([]int32, (len(toks)+exec.BlockSize())/exec.BlockSize())
-	for i := range table {
-		table[i] = int32(i)
-	}
-	next := make([]int32, 1)
-	if err := exec.Step([]gpu.SeqStep{{Tokens: toks, BlockTable: table, Sample: true}}, next); err != nil {
-		return err
-	}
-	return exec.Step([]gpu.SeqStep{{Tokens: []int32{toks[0]}, Pos: len(toks), BlockTable: table, Sample: true}}, next)
-}
-
 // Run replays tr. Cancelling stop ends arrivals and lets the requests in
 // flight finish; cancelling abandon returns at once with what completed.
 func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
@@ -117,7 +95,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		if exec.NumBlocks() != cfg.Engine.NumBlocks || exec.BlockSize() != cfg.Engine.BlockSize {
 			return nil, fmt.Errorf("worker %d: executor cache %dx%d, engine expects %dx%d blocks", i, exec.NumBlocks(), exec.BlockSize(), cfg.Engine.NumBlocks, cfg.Engine.BlockSize)
 		}
-		if err := warmUp(exec, cfg.Vocab); err != nil {
+		if err := engine.WarmUp(exec, cfg.Vocab); err != nil {
 			return nil, fmt.Errorf("worker %d: warming up: %w", i, err)
 		}
 		ws[i], err = engine.New(engine.Config{ID: i, Core: core, Exec: exec, Vocab: cfg.Vocab, Seed: cfg.Seed})

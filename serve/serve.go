@@ -27,6 +27,9 @@ type Config struct {
 	Router    string
 	// Tokens counts the tokens of a text prompt (a tokenizer, or words).
 	Tokens func(text string) (int, error)
+	// Vocab bounds the token ids a prompt may hold (0: any): a served
+	// model's embedding has that many rows.
+	Vocab int
 	// Records, when set, gets every request's record as it ends.
 	Records func(policies.Record)
 }
@@ -271,6 +274,12 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 // gives none (-1: what remains of the context).
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, params *commonParams, pr prompt, defOutput int) {
 	n := len(pr.ids)
+	for _, id := range pr.ids {
+		if s.cfg.Vocab > 0 && int(id) >= s.cfg.Vocab {
+			writeError(w, badRequest(fmt.Errorf(`"prompt": token id %d is outside the model's vocabulary of %d`, id, s.cfg.Vocab)))
+			return
+		}
+	}
 	if pr.ids == nil {
 		c, err := s.cfg.Tokens(pr.text)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/engine"
+	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/traces"
 )
@@ -130,5 +131,52 @@ func TestDisconnectAborts(t *testing.T) {
 	srv.mu.Unlock()
 	if left != 0 {
 		t.Fatalf("%d requests still pending after the abort", left)
+	}
+}
+
+// With a device engine the tokens are the model's (tiny, random weights,
+// greedy on the CPU): the same prompt twice gives the same text, the second
+// time from the prefix cache, which /metrics shows.
+func TestCPUEngine(t *testing.T) {
+	mc, _ := gpu.Preset("tiny")
+	wts, err := gpu.RandomWeights(mc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _ := policies.New("fcfs", policies.RerankPause)
+	srv, err := New(Config{Model: "tiny", MaxModelLen: 256, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens, Vocab: mc.Vocab,
+		NewWorker: func(int) (engine.Config, error) {
+			eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50, PrefixCaching: true}
+			core, err := policies.NewScheduler(eng, pol, nil)
+			if err != nil {
+				return engine.Config{}, err
+			}
+			exec, err := gpu.NewCPU(wts, 4, 64, 0)
+			return engine.Config{Core: core, Exec: exec, Vocab: mc.Vocab}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer func() { hs.Close(); srv.Close() }()
+	body := `{"prompt":[5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25],"max_tokens":6}`
+	var texts []string
+	for range 2 {
+		code, b := post(t, hs.URL+"/v1/completions", body)
+		var r struct{ Choices []struct{ Text string } }
+		json.Unmarshal([]byte(b), &r)
+		if code != 200 || len(r.Choices) != 1 || len(strings.Fields(r.Choices[0].Text)) != 6 {
+			t.Fatalf("%d: %s", code, b)
+		}
+		texts = append(texts, r.Choices[0].Text)
+	}
+	if texts[0] != texts[1] {
+		t.Fatalf("same prompt, different tokens: %q then %q", texts[0], texts[1])
+	}
+	m, _ := http.Get(hs.URL + "/metrics")
+	b, _ := io.ReadAll(m.Body)
+	m.Body.Close()
+	if !strings.Contains(string(b), `vllm:prefix_cache_hits_total{engine="0",model_name="tiny"} 16`) {
+		t.Fatalf("the second request should hit its first 16 tokens (one 16-token content block; the 21st is computed anyway):\n%s", b)
 	}
 }

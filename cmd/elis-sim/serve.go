@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/engine"
+	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/hist"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
@@ -28,7 +31,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to listen on (0.0.0.0 for every interface)"},
 		&cli.IntFlag{Name: "port", Value: 8000, Usage: "port to listen on (0: any free port, printed)"},
 		&cli.StringFlag{Name: "served-model-name", Usage: "the model name clients ask for (default: --model, or the cost file's model)"},
-		&cli.StringFlag{Name: "engine", Value: "sim", Usage: "what runs the steps: sim (each step lasts what the cost model says, on the wall clock; placeholder tokens)"},
+		&cli.StringFlag{Name: "engine", Value: "sim", Usage: "what runs the steps: sim (each step lasts what the cost model says, on the wall clock; placeholder tokens), cpu or cuda (--model's forward passes, random weights for presets, as in replay)"},
 		&cli.StringFlag{Name: "tokenizer", Usage: "token counter for text prompts: a Hugging Face tokenizer.json, or \"words\" (the default)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write every request's record to this run file when the server stops"},
 	)
@@ -55,8 +58,9 @@ func serveAction(c *cli.Context) error {
 	if err := checkOut(c, "out"); err != nil {
 		return err
 	}
-	if e := c.String("engine"); e != "sim" {
-		return badf("--engine %q: this build serves with sim (the cost model on the wall clock); replay runs cpu and cuda executors", e)
+	device := c.String("engine")
+	if device != "sim" && !slices.Contains(gpu.Devices(), device) {
+		return badf("--engine %q: valid are sim, %s", device, strings.Join(gpu.Devices(), ", "))
 	}
 	setup, err := parseSimSetup(c, false)
 	if err != nil {
@@ -93,20 +97,49 @@ func serveAction(c *cli.Context) error {
 		return badf("--host/--port: %v", err)
 	}
 
+	// A device engine runs the model's forward passes: CPU-sized limits
+	// unless flags say otherwise, as in replay.
+	var m *gpu.Model
+	vocab := 0
+	if device != "sim" {
+		if m, err = gpu.LoadModel(c.String("model"), cfg.Seed); err != nil {
+			ln.Close()
+			return badf("--model: %w", err)
+		}
+		cfg.Engine = replayEngine(c, m)
+		cfg.Engine.PrefixCaching = !c.Bool("no-enable-prefix-caching")
+		if err := applyPolicyFlags(c, &cfg.Engine); err != nil {
+			ln.Close()
+			return err
+		}
+		setup.engine = fmt.Sprintf("%s on %s", c.String("model"), device)
+		vocab = m.Cfg.Vocab
+	}
 	var mu sync.Mutex
 	var recs []policies.Record
 	var gaps hist.H
 	srv, err := serve.New(serve.Config{
 		Model: name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router,
-		Tokens: counter.CountTokens,
-		NewWorker: func(int) (engine.Config, error) {
+		Tokens: counter.CountTokens, Vocab: vocab,
+		NewWorker: func(i int) (engine.Config, error) {
 			core, err := policies.NewScheduler(cfg.Engine, pol, pred)
 			if err != nil {
 				return engine.Config{}, err
 			}
 			core.KeepHistory = pol.Predictive()
 			core.OnGap = func(g float64, n int) { mu.Lock(); gaps.AddN(g, uint64(n)); mu.Unlock() }
-			return engine.Config{Core: core, Coster: cfg.Cost, PredCost: cfg.PredCost, Seed: cfg.Seed}, nil
+			ec := engine.Config{Core: core, Coster: cfg.Cost, PredCost: cfg.PredCost, Seed: cfg.Seed}
+			if m != nil {
+				exec, err := gpu.NewExecutor(device, i, m, cfg.Engine.BlockSize, cfg.Engine.NumBlocks)
+				if err != nil {
+					return engine.Config{}, err
+				}
+				if err := engine.WarmUp(exec, m.Cfg.Vocab); err != nil {
+					return engine.Config{}, err
+				}
+				ec.Exec, ec.Vocab = exec, m.Cfg.Vocab
+			}
+			return ec, nil
 		},
 		Records: func(r policies.Record) { mu.Lock(); recs = append(recs, r); mu.Unlock() },
 	})
@@ -115,7 +148,7 @@ func serveAction(c *cli.Context) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv}
-	fmt.Fprintf(os.Stderr, "elis-sim serve: %s | policy %s | model %q on http://%s (engine sim)\n", setup.engine, setup.label(cfg.Policy), name, ln.Addr())
+	fmt.Fprintf(os.Stderr, "elis-sim serve: %s | policy %s | model %q on http://%s (engine %s)\n", setup.engine, setup.label(cfg.Policy), name, ln.Addr(), device)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)

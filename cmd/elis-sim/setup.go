@@ -102,6 +102,11 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 		if cf.Engine != nil {
 			eng = *cf.Engine
 		}
+	} else if e := c.String("engine"); e != "" && e != "sim" {
+		// serve on a device: its forward passes set the pace, and its
+		// engine limits come from the model (serveAction).
+		eng = policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 512, MaxModelLen: 2048, PredictionInterval: 50}
+		s.engine = c.String("model")
 	} else {
 		stack := c.String("stack")
 		if paperBatch && !c.IsSet("stack") {
