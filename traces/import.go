@@ -29,6 +29,10 @@ type ImportOptions struct {
 	// session (the prefix cache shares the history); otherwise only the
 	// first turn is sent, as vLLM's benchmark does.
 	MultiTurn bool
+	// HashBlock, when > 0, is the tokens each Mooncake hash id names,
+	// instead of the trace's 512 (BLIS, for one, reads them as one per
+	// 16-token KV block).
+	HashBlock int
 }
 
 // An Importer turns the bytes of a foreign trace file into a trace. name is

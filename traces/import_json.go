@@ -51,8 +51,12 @@ const MooncakeBlock = 512
 // input_length, output_length, and hash_ids when present (one id per
 // 512-token block of the prompt; equal ids, equal content), kept for the
 // prefix cache.
-func importMooncake(data []byte, name string, _ ImportOptions) (*Trace, error) {
+func importMooncake(data []byte, name string, opt ImportOptions) (*Trace, error) {
 	tr := &Trace{Name: "mooncake"}
+	block := MooncakeBlock
+	if opt.HashBlock > 0 {
+		block = opt.HashBlock
+	}
 	err := forEachLine(data, name, func(line int, b []byte) error {
 		var row struct {
 			Timestamp *float64 `json:"timestamp"`
@@ -80,11 +84,14 @@ func importMooncake(data []byte, name string, _ ImportOptions) (*Trace, error) {
 			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out),
 		}
 		if n := len(row.Hashes); n > 0 {
-			if want := (r.PromptTokens + MooncakeBlock - 1) / MooncakeBlock; n > want {
-				return fmt.Errorf("%s line %d: field \"hash_ids\": %d ids of %d tokens for %d input tokens, want at most %d", name, line, n, MooncakeBlock, in, want)
+			if want := (r.PromptTokens + block - 1) / block; n > want {
+				if opt.HashBlock == 0 {
+					return fmt.Errorf("%s line %d: field \"hash_ids\": %d ids of %d tokens for %d input tokens, want at most %d", name, line, n, block, in, want)
+				}
+				n = want // ids of fewer tokens than the trace's name only the start
 			}
-			r.HashIDs, r.HashBlock = make([]uint64, n), MooncakeBlock
-			for i, h := range row.Hashes {
+			r.HashIDs, r.HashBlock = make([]uint64, n), block
+			for i, h := range row.Hashes[:n] {
 				if h < 0 {
 					return fmt.Errorf("%s line %d: field \"hash_ids\": id %d, want >= 0", name, line, h)
 				}

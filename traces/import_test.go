@@ -103,6 +103,23 @@ func TestShareGPTMultiTurn(t *testing.T) {
 	}
 }
 
+// --hash-block reads Mooncake's ids as naming fewer tokens each: they
+// then name only the prompt's start.
+func TestMooncakeHashBlock(t *testing.T) {
+	p := writeFixture(t, "m.jsonl", `{"timestamp": 0, "input_length": 1100, "output_length": 5, "hash_ids": [4, 5, 6]}`+"\n")
+	tr, err := Import("mooncake", p, ImportOptions{HashBlock: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := tr.Requests[0]; r.HashBlock != 16 || !slices.Equal(r.HashIDs, []uint64{4, 5, 6}) {
+		t.Fatalf("%+v", r)
+	}
+	tr, _ = Import("mooncake", p, ImportOptions{HashBlock: 1000})
+	if r := tr.Requests[0]; r.HashBlock != 1000 || !slices.Equal(r.HashIDs, []uint64{4, 5}) {
+		t.Fatalf("ids of 1000 tokens for 1100 tokens: %+v", r)
+	}
+}
+
 func TestImportErrorsNameFileLineField(t *testing.T) {
 	cases := []struct{ format, content, want string }{
 		{"azure", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.99,abc,109\n", "line 3: column ContextTokens"},

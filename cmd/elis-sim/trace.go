@@ -54,6 +54,7 @@ func traceCommand() *cli.Command {
 					&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for --rate arrivals", EnvVars: []string{"ELIS_SIM_SEED"}},
 					&cli.IntFlag{Name: "output-tokens", Usage: "output length for formats without one (elis-prompts)"},
 					&cli.BoolFlag{Name: "drop-text", Usage: "do not keep prompt text"},
+					&cli.IntFlag{Name: "hash-block", Usage: "mooncake: tokens each hash id names (0: the trace's 512; BLIS reads one id per 16-token block)"},
 					&cli.BoolFlag{Name: "multi-turn", Usage: "sharegpt: a request per answered human turn, its prompt the conversation so far, one session per conversation (for the prefix cache)"},
 				},
 				Action: traceImport,
@@ -120,7 +121,10 @@ func traceImport(c *cli.Context) error {
 		return err
 	}
 	opt := traces.ImportOptions{Rate: c.Float64("rate"), Seed: c.Uint64("seed"),
-		OutputTokens: c.Int("output-tokens"), KeepText: !c.Bool("drop-text"), MultiTurn: c.Bool("multi-turn")}
+		OutputTokens: c.Int("output-tokens"), KeepText: !c.Bool("drop-text"), MultiTurn: c.Bool("multi-turn"), HashBlock: c.Int("hash-block")}
+	if opt.HashBlock < 0 {
+		return badf("--hash-block %d: want tokens per hash id >= 1 (0: the trace's)", opt.HashBlock)
+	}
 	if spec := c.String("tokenizer"); spec != "" {
 		tc, err := traces.LoadTokenCounter(spec)
 		if err != nil {
