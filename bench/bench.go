@@ -147,7 +147,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		}
 		lag := time.Since(at).Seconds()
 		req := policies.Request{ID: r.ID, Index: i, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens,
-			Content: policies.Content{Hashes: r.HashIDs, HashBlock: r.HashBlock, Session: r.SessionKey()}}
+			Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 		mu.Lock()
 		lags = append(lags, lag)
 		w := router.Route(&req, loads)
@@ -290,7 +290,7 @@ func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i i
 	// FirstScheduled stays -1, and reports leave queueing delay out (TTFT
 	// holds it).
 	fail := func(status int, format string, args ...any) (policies.Record, []float64) {
-		rec.HTTPStatus = status
+		rec.HTTPStatus = int32(status)
 		rec.Rejected = fmt.Sprintf(format, args...)
 		rec.Finish, rec.FirstToken = -1, -1
 		return rec, nil
@@ -321,7 +321,7 @@ func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i i
 		return fail(0, "%v", err)
 	}
 	defer resp.Body.Close()
-	rec.HTTPStatus = resp.StatusCode
+	rec.HTTPStatus = int32(resp.StatusCode)
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fail(resp.StatusCode, "HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))

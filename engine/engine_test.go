@@ -23,10 +23,10 @@ func TestPrefixCachingReusesBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := []policies.Request{
-		{ID: "a", Index: 0, PromptTokens: 24, OutputTokens: 5, Content: policies.Content{Hashes: []uint64{1, 2, 3}, HashBlock: 8}},
-		{ID: "b", Index: 1, PromptTokens: 30, OutputTokens: 6, Content: policies.Content{Hashes: []uint64{1, 2, 4, 5}, HashBlock: 8}},
-		{ID: "t1", Index: 2, PromptTokens: 10, OutputTokens: 12, Content: policies.Content{Session: 9}},
-		{ID: "t2", Index: 3, PromptTokens: 30, OutputTokens: 4, Content: policies.Content{Session: 9}},
+		{ID: "a", Index: 0, PromptTokens: 24, OutputTokens: 5, Content: &policies.Content{Hashes: []uint64{1, 2, 3}, HashBlock: 8}},
+		{ID: "b", Index: 1, PromptTokens: 30, OutputTokens: 6, Content: &policies.Content{Hashes: []uint64{1, 2, 4, 5}, HashBlock: 8}},
+		{ID: "t1", Index: 2, PromptTokens: 10, OutputTokens: 12, Content: &policies.Content{Session: 9}},
+		{ID: "t2", Index: 3, PromptTokens: 30, OutputTokens: 4, Content: &policies.Content{Session: 9}},
 	}
 	run := func(caching bool) (map[string][]int32, policies.Stats) {
 		eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50, PrefixCaching: caching}

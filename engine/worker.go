@@ -109,13 +109,16 @@ func (w *Worker) add(sub Submission) {
 	if sub.Prompt != nil {
 		p := make([]int32, len(sub.Prompt), len(sub.Prompt)+r.OutputTokens)
 		copy(p, sub.Prompt)
-		w.seqs[r.Index] = &seqState{tokens: p, session: r.Content.Session}
+		w.seqs[r.Index] = &seqState{tokens: p, session: sessionOf(r.Content)}
 		w.Core.Add(r, w.now())
 		return
 	}
 	rng := rand.New(rand.NewPCG(w.Seed, uint64(r.Index)))
 	p := make([]int32, r.PromptTokens, r.PromptTokens+r.OutputTokens)
 	c := r.Content
+	if c == nil {
+		c = &policies.Content{}
+	}
 	chain := uint64(0)
 	for i := range p {
 		switch {
@@ -132,6 +135,13 @@ func (w *Worker) add(sub Submission) {
 	}
 	w.seqs[r.Index] = &seqState{tokens: p, session: c.Session}
 	w.Core.Add(r, w.now())
+}
+
+func sessionOf(c *policies.Content) uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.Session
 }
 
 // streamToken is token i of a session's stream. A session's outputs are

@@ -37,6 +37,17 @@ type Content struct {
 	// prefix of one token stream shared by the session: the turns of a
 	// conversation, each of whose prompts holds the history so far.
 	Session uint64
+
+	chain []uint64 // chained identities of Hashes, made on first use
+}
+
+// NewContent is the content named by a trace's fields, nil when they name
+// nothing (most requests: no allocation).
+func NewContent(hashes []uint64, hashBlock int, session uint64) *Content {
+	if len(hashes) == 0 && session == 0 {
+		return nil
+	}
+	return &Content{Hashes: hashes, HashBlock: hashBlock, Session: session}
 }
 
 // mix is a 64-bit hash of two words (the splitmix64 finaliser over a
@@ -58,29 +69,34 @@ func mix(a, b uint64) uint64 {
 const (
 	seedChain   = 0x1f0e8d9c7b6a5948
 	seedSession = 0x5e5510a5e5510a55
-	seedPrivate = 0x7072697661746521
 )
 
 // blockKey is the identity of q's block j (tokens [j*bs, (j+1)*bs)) and
 // whether another request can share it. Blocks the content does not name
 // are private: keyed by the request's serial, they hit only for q.
 func (q *Seq) blockKey(j, bs int) (key uint64, shared bool) {
-	c := &q.Content
+	c := q.Content
+	if c == nil {
+		return 1<<63 | q.serial<<24 | uint64(j)&(1<<24-1), false
+	}
 	if c.Session != 0 {
 		return mix(c.Session^seedSession, uint64(j)), true
 	}
 	if end := (j + 1) * bs; c.HashBlock > 0 && end <= q.PromptTokens && end <= len(c.Hashes)*c.HashBlock {
-		if q.chain == nil {
-			q.chain = make([]uint64, len(c.Hashes))
+		if c.chain == nil {
+			c.chain = make([]uint64, len(c.Hashes))
 			h := uint64(seedChain)
 			for i, id := range c.Hashes {
 				h = mix(h, id)
-				q.chain[i] = h
+				c.chain[i] = h
 			}
 		}
-		return mix(q.chain[(end-1)/c.HashBlock], uint64(j)), true
+		return mix(c.chain[(end-1)/c.HashBlock], uint64(j)), true
 	}
-	return mix(q.serial^seedPrivate, uint64(j)), false
+	// A private key needs no hashing: the serial and the block number
+	// side by side, with the top bit set (a shared key, a 64-bit hash,
+	// equals one with negligible odds).
+	return 1<<63 | q.serial<<24 | uint64(j)&(1<<24-1), false
 }
 
 // kvPool is the block pool. free counts blocks no request holds, cached
@@ -91,6 +107,7 @@ type kvPool struct {
 	free    int
 
 	hash       []uint64 // a block's identity, 0 when it has none
+	indexed    []bool   // the index may name the block (its key is shared)
 	ref        []int32  // requests holding the block
 	prev, next []int32  // the free queue, linked through block ids; n is its sentinel
 	index      map[uint64]int32
@@ -108,6 +125,7 @@ func newKVPool(n, bs int, caching bool) *kvPool {
 		return p
 	}
 	p.hash = make([]uint64, n)
+	p.indexed = make([]bool, n)
 	p.ref = make([]int32, n)
 	p.prev = make([]int32, n+1)
 	p.next = make([]int32, n+1)
@@ -141,10 +159,10 @@ func (p *kvPool) take() int32 {
 	id := p.next[p.sentinel()]
 	p.unlink(id)
 	if h := p.hash[id]; h != 0 {
-		if p.index[h] == id {
+		if p.indexed[id] && p.index[h] == id {
 			delete(p.index, h)
 		}
-		p.hash[id] = 0
+		p.hash[id], p.indexed[id] = 0, false
 	}
 	p.ref[id] = 1
 	return id
@@ -222,12 +240,13 @@ func (p *kvPool) grow(q *Seq, upTo, filled int, hits []int32) {
 
 // cache names q's blocks that are full once tokens tokens are computed.
 func (p *kvPool) cache(q *Seq, tokens int) {
-	for full := min(tokens/p.bs, len(q.table)); q.hashed < full; q.hashed++ {
+	for full := int32(min(tokens/p.bs, len(q.table))); q.hashed < full; q.hashed++ {
 		j := q.hashed
-		key, shared := q.blockKey(j, p.bs)
+		key, shared := q.blockKey(int(j), p.bs)
 		id := q.table[j]
 		p.hash[id] = key
 		if shared {
+			p.indexed[id] = true
 			if _, ok := p.index[key]; !ok {
 				p.index[key] = id
 			}
@@ -259,7 +278,7 @@ func (p *kvPool) forget(q *Seq) {
 	if q.table != nil && len(p.spare) < 4096 {
 		p.spare = append(p.spare, q.table[:0])
 	}
-	q.table, q.chain = nil, nil
+	q.table = nil
 }
 
 // newTable is an empty block table for q, with room for all of q's

@@ -26,18 +26,18 @@ func TestRandomWorkloadsNeverStall(t *testing.T) {
 // randomContent shares prefixes often: a third of the requests name
 // nothing, a third draw hash chains that diverge early, a third belong to
 // one of three sessions.
-func randomContent(rng *rand.Rand) Content {
+func randomContent(rng *rand.Rand) *Content {
 	switch rng.IntN(3) {
 	case 1:
 		h := make([]uint64, 1+rng.IntN(6))
 		for i := range h {
 			h[i] = uint64(i*10 + rng.IntN(2))
 		}
-		return Content{Hashes: h, HashBlock: 8}
+		return &Content{Hashes: h, HashBlock: 8}
 	case 2:
-		return Content{Session: 1 + uint64(rng.IntN(3))}
+		return &Content{Session: 1 + uint64(rng.IntN(3))}
 	}
-	return Content{}
+	return nil
 }
 
 func randomWorkloads(t *testing.T, caching bool) {

@@ -106,6 +106,9 @@ func (*prefixAffinity) NeedsWork() bool { return false }
 // whole prefix up to it: one per hash id, or the session's name.
 func prefixKeys(r *Request, dst []uint64) []uint64 {
 	dst = dst[:0]
+	if r.Content == nil {
+		return dst
+	}
 	if r.Content.Session != 0 {
 		return append(dst, mix(r.Content.Session, seedSession))
 	}

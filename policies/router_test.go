@@ -7,7 +7,7 @@ import "testing"
 func TestPrefixAffinity(t *testing.T) {
 	r, _ := NewRouter("prefix-affinity")
 	req := func(ids ...uint64) *Request {
-		return &Request{PromptTokens: 100 * len(ids), Content: Content{Hashes: ids, HashBlock: 100}}
+		return &Request{PromptTokens: 100 * len(ids), Content: &Content{Hashes: ids, HashBlock: 100}}
 	}
 	loads := []Load{{Jobs: 3}, {Jobs: 1}, {Jobs: 2}}
 	steps := []struct {
@@ -37,7 +37,7 @@ func TestPrefixAffinity(t *testing.T) {
 		t.Fatalf("after moving: routed to %d, want 0", got)
 	}
 	// Sessions stick to one replica.
-	s := &Request{PromptTokens: 10, Content: Content{Session: 42}}
+	s := &Request{PromptTokens: 10, Content: &Content{Session: 42}}
 	first := r.Route(s, []Load{{Jobs: 1}, {Jobs: 0}, {Jobs: 1}})
 	if got := r.Route(s, []Load{{Jobs: 0}, {Jobs: 2}, {Jobs: 0}}); got != first {
 		t.Fatalf("session moved from %d to %d", first, got)

@@ -93,6 +93,7 @@ func TestScenarios(t *testing.T) {
 					}
 				}
 				r := Request{ID: id, Index: len(ids), Arrival: now, PromptTokens: num("prompt", 1), OutputTokens: num("output", 1), Priority: num("priority", 0)}
+				r.Content = &Content{}
 				if h, ok := args["hashes"]; ok {
 					for _, v := range strings.Split(h, ",") {
 						n, _ := strconv.ParseUint(v, 10, 64)

@@ -221,7 +221,7 @@ func (s *Scheduler) alloc(q *Seq, tokens int) bool {
 	if upTo <= q.blocks*s.cfg.BlockSize {
 		// The blocks q holds suffice (most decodes): at most a block
 		// filled to cache.
-		if s.kv.caching && upTo >= (q.hashed+1)*s.cfg.BlockSize {
+		if s.kv.caching && upTo >= (int(q.hashed)+1)*s.cfg.BlockSize {
 			s.kv.cache(q, upTo)
 		}
 		return true
@@ -258,7 +258,7 @@ func (s *Scheduler) admit(q *Seq, budget int) (int, bool) {
 	}
 	if fresh {
 		q.Computed = base
-		q.rec.CachedTokens += base
+		q.rec.CachedTokens += int32(base)
 		s.stats.PrefixQueried += int64(q.Tokens())
 		s.stats.PrefixHit += int64(base)
 	}
@@ -523,7 +523,7 @@ func (s *Scheduler) Complete(now float64) {
 		q := it.Seq
 		q.inBatch = false
 		if s.kv.caching && !it.Decode {
-			q.rec.PrefillTokens += it.Tokens
+			q.rec.PrefillTokens += int32(it.Tokens)
 		}
 		q.Computed += it.Tokens
 		if q.Computed < q.Tokens() {

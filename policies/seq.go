@@ -10,8 +10,9 @@ type Request struct {
 	PromptTokens int
 	OutputTokens int // forced output length: the request finishes after this many tokens
 	Priority     int // lower is more urgent, as in vLLM
-	// Content names the request's tokens for the prefix cache.
-	Content Content
+	// Content names the request's tokens for the prefix cache; nil names
+	// nothing. The core keeps derived data in it: give each request its own.
+	Content *Content
 }
 
 // state is where a request is in the core.
@@ -35,22 +36,23 @@ type Seq struct {
 	Initial     float64 // the first prediction of the total output length
 	Preemptions int
 
+	// The fields every step reads sit together, after the request's
+	// (the simulator's time at a million requests is mostly cache misses).
 	state     state
-	blocks    int      // KV blocks held
-	order     int64    // queue position key: FIFO order, negative for front insertion
-	heapIdx   int      // index in the waiting heap, -1 when not queued
-	lastPred  int      // Generated at the last prediction
-	boundary  bool     // crossed a prediction window in the last step (ISRTF re-ranking)
-	paused    bool     // waiting but holding its KV blocks (ISRTF paper mode)
-	waitSince int64    // step at which it last entered the waiting queue (aging)
-	promoted  int64    // step until which aging promotes it; 0 when not promoted
-	inBatch   bool     // scheduled in the step being built
-	serial    uint64   // the order of arrival: the private identity of its blocks
-	table     []int32  // KV block ids (prefix caching): held, or last held
-	hashed    int      // leading blocks of table whose identity is cached
-	chain     []uint64 // chained identities of Content.Hashes, made on first use
+	inBatch   bool  // scheduled in the step being built
+	boundary  bool  // crossed a prediction window in the last step (ISRTF re-ranking)
+	paused    bool  // waiting but holding its KV blocks (ISRTF paper mode)
+	hashed    int32 // leading blocks of table whose identity is cached
+	blocks    int   // KV blocks held
 	lastToken float64
+	order     int64 // queue position key: FIFO order, negative for front insertion
+	heapIdx   int   // index in the waiting heap, -1 when not queued
+	lastPred  int   // Generated at the last prediction
+	waitSince int64 // step at which it last entered the waiting queue (aging)
+	promoted  int64 // step until which aging promotes it; 0 when not promoted
 	rec       Record
+	serial    uint64  // the order of arrival: the private identity of its blocks
+	table     []int32 // KV block ids (prefix caching): held, or last held
 }
 
 // Tokens is the length of the request's known sequence: prompt plus
@@ -100,11 +102,11 @@ type Record struct {
 	Rejected       string  `json:"rejected,omitempty"`
 	// With prefix caching on: prompt and recomputed tokens computed by
 	// prefill chunks, and tokens found in the cache at admissions.
-	PrefillTokens int `json:"prefill_tokens_computed,omitempty"`
-	CachedTokens  int `json:"cached_tokens,omitempty"`
+	PrefillTokens int32 `json:"prefill_tokens_computed,omitempty"`
+	CachedTokens  int32 `json:"cached_tokens,omitempty"`
 	// From a real server (bench): the reply's HTTP status and the server's
 	// id for the request (its log lines name it).
-	HTTPStatus  int          `json:"http_status,omitempty"`
+	HTTPStatus  int32        `json:"http_status,omitempty"`
 	ServerID    string       `json:"server_id,omitempty"`
 	Predictions []Prediction `json:"predictions,omitempty"`
 }

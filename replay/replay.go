@@ -138,7 +138,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			case <-time.After(time.Until(at)):
 			}
 			req := policies.Request{ID: r.ID, Index: i, Arrival: r.Arrival * cfg.TimeScale, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
-				Content: policies.Content{Hashes: r.HashIDs, HashBlock: r.HashBlock, Session: r.SessionKey()}}
+				Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 			mu.Lock()
 			if router.NeedsWork() && cfg.Predictor != nil {
 				probe := policies.Seq{Request: req}

@@ -356,10 +356,10 @@ const hashBlock = 16
 // contentOf names a token-id prompt's full blocks by their tokens, as
 // vLLM hashes blocks, so that prompts sharing a prefix share cached blocks
 // (the core chains the hashes). A text prompt names nothing.
-func contentOf(ids []int32) policies.Content {
+func contentOf(ids []int32) *policies.Content {
 	n := len(ids) / hashBlock
 	if n == 0 {
-		return policies.Content{}
+		return nil
 	}
 	h := make([]uint64, n)
 	for b := range h {
@@ -369,5 +369,5 @@ func contentOf(ids []int32) policies.Content {
 		}
 		h[b] = f.Sum64()
 	}
-	return policies.Content{Hashes: h, HashBlock: hashBlock}
+	return &policies.Content{Hashes: h, HashBlock: hashBlock}
 }

@@ -145,6 +145,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	byWork := router.NeedsWork()
 	routedWork := make([]float64, len(tr.Requests))
 	var probe policies.Seq
+	var req policies.Request
 
 	var sinkErr error
 	collect := func(w *worker) {
@@ -198,8 +199,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			now := reqs[next].Arrival
 			for ; next < len(reqs) && reqs[next].Arrival == now; next++ {
 				r := &reqs[next]
-				req := policies.Request{ID: r.ID, Index: next, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
-					Content: policies.Content{Hashes: r.HashIDs, HashBlock: r.HashBlock, Session: r.SessionKey()}}
+				// One variable for every request: routers see its address,
+				// which would move a fresh one to the heap each time.
+				req = policies.Request{ID: r.ID, Index: next, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
+					Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 				if byWork {
 					probe = policies.Seq{Request: req}
 					routedWork[next] = pred.Predict(&probe)

@@ -227,7 +227,7 @@ func TestPrefixCachingWithoutSharingChangesNothing(t *testing.T) {
 	}
 	for i := range on.Records {
 		r := on.Records[i]
-		if r.PrefillTokens != r.PromptTokens {
+		if int(r.PrefillTokens) != r.PromptTokens {
 			t.Fatalf("request %s computed %d prefill tokens of a %d-token prompt", r.ID, r.PrefillTokens, r.PromptTokens)
 		}
 		r.PrefillTokens, r.CachedTokens = 0, 0
