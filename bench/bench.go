@@ -278,26 +278,25 @@ func splitmix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// send runs request r (index i) against base and returns its record and
-// inter-token gaps. A chunk may carry several tokens: the usage's count
-// of completion tokens beyond the chunks counts as tokens arriving with
-// the chunks (gaps of 0), and the chunks' own gaps are the visible ones.
-func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i int, start time.Time) (policies.Record, []float64) {
-	sent := time.Now()
-	rec := policies.Record{ID: r.ID, Index: i, Arrival: sent.Sub(start).Seconds(), FirstScheduled: -1, FirstToken: -1, Finish: -1,
-		PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens}
-	// A client cannot see when the server first schedules a request:
-	// FirstScheduled stays -1, and reports leave queueing delay out (TTFT
-	// holds it).
-	fail := func(status int, format string, args ...any) (policies.Record, []float64) {
-		rec.HTTPStatus = int32(status)
-		rec.Rejected = fmt.Sprintf(format, args...)
-		rec.Finish, rec.FirstToken = -1, -1
-		return rec, nil
-	}
+// streamTimes is one request's stream as timed from its send.
+type streamTimes struct {
+	sent       time.Time
+	status     int
+	id         string
+	first      float64   // seconds to the first chunk with text
+	chunks     []float64 // seconds to each chunk with text
+	completion int       // tokens generated, from usage (or chunks)
+	offset     float64   // for the caller: the send's offset in its window
+}
+
+// sendTimed sends request r (index i) to base and times its stream. Its
+// error says what failed; the status, when there was a reply, is in the
+// result even then.
+func (cfg *Config) sendTimed(ctx context.Context, base string, r *traces.Request, i int) (*streamTimes, error) {
+	st := &streamTimes{sent: time.Now()}
 	body, err := cfg.body(r, i)
 	if err != nil {
-		return fail(0, "building the request: %v", err)
+		return st, fmt.Errorf("building the request: %v", err)
 	}
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -310,7 +309,7 @@ func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i i
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
 	if err != nil {
-		return fail(0, "%v", err)
+		return st, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	if cfg.APIKey != "" {
@@ -318,40 +317,63 @@ func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i i
 	}
 	resp, err := cfg.Client.Do(hr)
 	if err != nil {
-		return fail(0, "%v", err)
+		return st, err
 	}
 	defer resp.Body.Close()
-	rec.HTTPStatus = int32(resp.StatusCode)
+	st.status = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fail(resp.StatusCode, "HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+		return st, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
-	st, err := readStream(resp.Body, func() time.Duration { return time.Since(sent) })
-	if st != nil {
-		rec.ServerID = st.id
+	s, err := readStream(resp.Body, func() time.Duration { return time.Since(st.sent) })
+	if s != nil {
+		st.id = s.id
 	}
 	if err != nil {
-		return fail(resp.StatusCode, "%v", err)
+		return st, err
 	}
-	if len(st.chunks) == 0 {
-		return fail(resp.StatusCode, "the stream carried no tokens")
+	if len(s.chunks) == 0 {
+		return st, fmt.Errorf("the stream carried no tokens")
 	}
-	n := len(st.chunks)
-	if st.completion > 0 {
-		n = st.completion
+	for _, c := range s.chunks {
+		st.chunks = append(st.chunks, c.Seconds())
 	}
-	if !cfg.FreeLengths && n != r.OutputTokens {
-		return fail(resp.StatusCode, "asked for %d output tokens, the server generated %d", r.OutputTokens, n)
+	st.first = st.chunks[0]
+	st.completion = len(s.chunks)
+	if s.completion > 0 {
+		st.completion = s.completion
 	}
-	if st.prompt >= 0 && r.Prompt == "" && cfg.Endpoint != "chat" && st.prompt != r.PromptTokens {
-		return fail(resp.StatusCode, "sent %d prompt tokens, the server counted %d", r.PromptTokens, st.prompt)
+	if !cfg.FreeLengths && st.completion != r.OutputTokens {
+		return st, fmt.Errorf("asked for %d output tokens, the server generated %d", r.OutputTokens, st.completion)
 	}
+	if s.prompt >= 0 && r.Prompt == "" && cfg.Endpoint != "chat" && s.prompt != r.PromptTokens {
+		return st, fmt.Errorf("sent %d prompt tokens, the server counted %d", r.PromptTokens, s.prompt)
+	}
+	return st, nil
+}
+
+// send runs request r (index i) against base and returns its record and
+// inter-token gaps. A chunk may carry several tokens: the usage's count
+// of completion tokens beyond the chunks counts as tokens arriving with
+// the chunks (gaps of 0), and the chunks' own gaps are the visible ones.
+func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i int, start time.Time) (policies.Record, []float64) {
+	st, err := cfg.sendTimed(ctx, base, r, i)
+	// A client cannot see when the server first schedules a request:
+	// FirstScheduled stays -1, and reports leave queueing delay out (TTFT
+	// holds it).
+	rec := policies.Record{ID: r.ID, Index: i, Arrival: st.sent.Sub(start).Seconds(), FirstScheduled: -1, FirstToken: -1, Finish: -1,
+		PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, HTTPStatus: int32(st.status), ServerID: st.id}
+	if err != nil {
+		rec.Rejected = err.Error()
+		return rec, nil
+	}
+	n := st.completion
 	rec.Generated = n
-	rec.FirstToken = rec.Arrival + st.chunks[0].Seconds()
-	rec.Finish = rec.Arrival + st.chunks[len(st.chunks)-1].Seconds()
+	rec.FirstToken = rec.Arrival + st.first
+	rec.Finish = rec.Arrival + st.chunks[len(st.chunks)-1]
 	gaps := make([]float64, 0, n-1)
 	for k := 1; k < len(st.chunks); k++ {
-		g := (st.chunks[k] - st.chunks[k-1]).Seconds()
+		g := st.chunks[k] - st.chunks[k-1]
 		rec.MaxGap = math.Max(rec.MaxGap, g)
 		gaps = append(gaps, g)
 	}

@@ -142,3 +142,22 @@ func TestBenchRecordsFailures(t *testing.T) {
 		}
 	}
 }
+
+// Profile over HTTP gives one first-token timing per prompt length and one
+// decode step per batch and context, of the right shapes, from elis-sim
+// serve (whose numbers are the cost model's: how close a calibration gets
+// is wall-clock and lives in scripts/profile-url-roundtrip).
+func TestProfileAgainstServe(t *testing.T) {
+	hs := startServe(t, "fcfs")
+	sh := ProfileShapes{Prompts: []int{16, 200}, Batches: []int{1, 3}, Contexts: []int{32}, Decode: 12, Reps: 1}
+	p, err := Profile(context.Background(), Config{URLs: []string{hs.URL}, Model: "m"}, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Requests) != 2 || p.Requests[1].PromptTokens != 200 || !(p.Requests[0].Seconds > 0) {
+		t.Fatalf("requests: %+v", p.Requests)
+	}
+	if len(p.Steps) != 2 || p.Steps[1].DecodeSeqs != 3 || p.Steps[1].DecodeContext != 3*(32+6) || !(p.Steps[1].Seconds > 0) {
+		t.Fatalf("steps: %+v", p.Steps)
+	}
+}

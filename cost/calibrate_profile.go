@@ -16,6 +16,9 @@ import (
 // network's cost, when timed) to a device profile; the engine settings it
 // was taken with come along, so "run --cost-model" simulates that engine.
 func CalibrateProfile(p *DeviceProfile) (*CostFile, error) {
+	if len(p.Requests) > 0 {
+		return calibrateServer(p)
+	}
 	lin, err := FitLinear(p.Steps)
 	if err != nil {
 		return nil, err
@@ -23,20 +26,7 @@ func CalibrateProfile(p *DeviceProfile) (*CostFile, error) {
 	pe, de := lin.StepErrors(p.Steps)
 	cf := &CostFile{Kind: "linear", Device: p.Meta["device"], Model: p.Meta["model"], Linear: lin,
 		Errors: map[string]string{"prefill_step": fmt.Sprintf("%.1f%%", pe), "decode_step": fmt.Sprintf("%.1f%%", de)}}
-	eng := policies.Config{PredictionInterval: 50}
-	known := true
-	for key, dst := range map[string]*int{"block_size": &eng.BlockSize, "kv_blocks": &eng.NumBlocks, "max_num_seqs": &eng.MaxSeqs,
-		"max_num_batched_tokens": &eng.MaxBatchedTokens, "max_model_len": &eng.MaxModelLen, "long_prefill_token_threshold": &eng.LongPrefillThreshold} {
-		v, err := strconv.Atoi(p.Meta[key])
-		if err != nil {
-			known = false
-			continue
-		}
-		*dst = v
-	}
-	if known && eng.Validate() == nil {
-		cf.Engine = &eng
-	}
+	cf.Engine = profileEngine(p)
 	if len(p.Predictor) > 0 {
 		c, err := FitPredictorCost(p.Predictor)
 		if err != nil {
@@ -50,6 +40,52 @@ func CalibrateProfile(p *DeviceProfile) (*CostFile, error) {
 		cf.Errors["predictor"] = fmt.Sprintf("%.1f%%", mean(errs))
 	}
 	return cf, nil
+}
+
+// profileEngine is the engine a profile names in its metadata, nil when
+// it names too little of it.
+func profileEngine(p *DeviceProfile) *policies.Config {
+	eng := policies.Config{PredictionInterval: 50, BlockSize: 16}
+	for key, dst := range map[string]*int{"block_size": &eng.BlockSize, "kv_blocks": &eng.NumBlocks, "max_num_seqs": &eng.MaxSeqs,
+		"max_num_batched_tokens": &eng.MaxBatchedTokens, "max_model_len": &eng.MaxModelLen, "long_prefill_token_threshold": &eng.LongPrefillThreshold} {
+		v, err := strconv.Atoi(p.Meta[key])
+		if err != nil {
+			if key == "block_size" || key == "long_prefill_token_threshold" {
+				continue // vLLM's defaults: 16, off
+			}
+			return nil
+		}
+		*dst = v
+	}
+	if eng.Validate() != nil {
+		return nil
+	}
+	return &eng
+}
+
+// calibrateServer fits a live server's profile: steps and overheads.
+func calibrateServer(p *DeviceProfile) (*CostFile, error) {
+	budget, err := strconv.Atoi(p.Meta["max_num_batched_tokens"])
+	if err != nil || budget < 1 {
+		budget = 8192
+	}
+	lin, oh, err := FitServer(p.Steps, p.Requests, budget)
+	if err != nil {
+		return nil, err
+	}
+	_, de := lin.StepErrors(p.Steps)
+	var re []float64
+	for _, r := range p.Requests {
+		t := oh.PerRequest
+		for q := 0; q < r.PromptTokens; {
+			c := min(budget, r.PromptTokens-q)
+			t += lin.predict(&StepSample{PrefillTokens: c, PrefillContext: int64(q), PrefillAttn: float64(c) * (float64(q) + float64(c+1)/2)})
+			q += c
+		}
+		re = append(re, math.Abs(t-r.Seconds)/r.Seconds*100)
+	}
+	return &CostFile{Kind: "linear", Device: p.Meta["device"], Model: p.Meta["model"], Linear: lin, Overheads: oh, Engine: profileEngine(p),
+		Errors: map[string]string{"decode_step": fmt.Sprintf("%.1f%%", de), "first_token": fmt.Sprintf("%.1f%%", mean(re))}}, nil
 }
 
 // FitPredictorCost fits predictor.Cost (per batch, per call, per token) to

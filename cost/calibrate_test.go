@@ -1,6 +1,8 @@
 package cost
 
 import (
+	"bytes"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -83,5 +85,48 @@ func TestVLLMReference(t *testing.T) {
 		if !r.OK {
 			t.Errorf("%s: %.2f ms misses its target (%s)", r.Shape, r.Preset*1e3, r.Target)
 		}
+	}
+}
+
+// FitServer recovers a known step model and per-request overhead from
+// exact client-side timings: decode steps and lone requests' first tokens
+// (the prompt in chunks of the budget).
+func TestFitServerRecoversTruth(t *testing.T) {
+	truth := Linear{Base: 0.02, PerPrefillToken: 5e-5, PerDecodeSeq: 5e-4, PerDecodeContext: 1e-7}
+	const overhead, budget = 0.003, 512
+	var steps []StepSample
+	for _, b := range []int{1, 4, 16} {
+		for _, c := range []int64{128, 1024} {
+			s := StepSample{DecodeSeqs: b, DecodeContext: int64(b) * c}
+			s.Seconds = truth.predict(&s)
+			steps = append(steps, s)
+		}
+	}
+	var reqs []RequestSample
+	for _, n := range []int{16, 128, 512, 1024, 2048} {
+		tt := overhead
+		for p := 0; p < n; p += budget {
+			c := min(budget, n-p)
+			tt += truth.predict(&StepSample{PrefillTokens: c, PrefillContext: int64(p), PrefillAttn: float64(c) * (float64(p) + float64(c+1)/2)})
+		}
+		reqs = append(reqs, RequestSample{PromptTokens: n, Seconds: tt})
+	}
+	lin, oh, err := FitServer(steps, reqs, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []float64{lin.Base, lin.PerPrefillToken, lin.PerDecodeSeq, lin.PerDecodeContext, oh.PerRequest}
+	want := []float64{truth.Base, truth.PerPrefillToken, truth.PerDecodeSeq, truth.PerDecodeContext, overhead}
+	for i := range got {
+		if math.Abs(got[i]/want[i]-1) > 1e-6 {
+			t.Errorf("term %d: fitted %g, want %g", i, got[i], want[i])
+		}
+	}
+	// The profile file keeps request rows.
+	var buf bytes.Buffer
+	WriteDeviceProfile(&buf, &DeviceProfile{Meta: map[string]string{"device": "x"}, Steps: steps, Requests: reqs})
+	p, err := ParseDeviceProfile(buf.Bytes(), "p.csv")
+	if err != nil || len(p.Requests) != len(reqs) || p.Requests[2].PromptTokens != 512 {
+		t.Fatalf("round trip: %v %+v", err, p)
 	}
 }

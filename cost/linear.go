@@ -74,31 +74,47 @@ func FitLinear(samples []StepSample) (*Linear, error) {
 	if len(samples) < 6 {
 		return nil, fmt.Errorf("calibration needs at least 6 timed steps, got %d", len(samples))
 	}
-	// A term no sample exercises (say, prefills that read a cache) cannot
-	// be fitted: it stays 0.
-	active := make([]bool, 6)
+	rows := make([][]float64, len(samples))
+	ys := make([]float64, len(samples))
 	for i := range samples {
-		for j, f := range samples[i].features() {
+		rows[i], ys[i] = samples[i].features(), samples[i].Seconds
+	}
+	coef, err := fitNonNegative(rows, ys, "step")
+	if err != nil {
+		return nil, err
+	}
+	return &Linear{coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]}, nil
+}
+
+// fitNonNegative solves rows x = ys by least squares on relative error
+// with every coefficient >= 0 (a term that would come out negative is
+// dropped and the rest refitted); a column no row exercises stays 0. what
+// names a row in errors.
+func fitNonNegative(rows [][]float64, ys []float64, what string) ([]float64, error) {
+	n := len(rows[0])
+	active := make([]bool, n)
+	for _, r := range rows {
+		for j, f := range r {
 			active[j] = active[j] || f != 0
 		}
 	}
-	for round := 0; round < 6; round++ {
+	for i, y := range ys {
+		if !(y > 0) {
+			return nil, fmt.Errorf("%s %d: time %v, want > 0", what, i, y)
+		}
+	}
+	for round := 0; round < n; round++ {
 		var cols []int
 		for j, a := range active {
 			if a {
 				cols = append(cols, j)
 			}
 		}
-		A := mat.NewDense(len(samples), len(cols), nil)
-		y := mat.NewVecDense(len(samples), nil)
-		for i := range samples {
-			s := &samples[i]
-			if s.Seconds <= 0 {
-				return nil, fmt.Errorf("step %d: time %v, want > 0", i, s.Seconds)
-			}
-			f := s.features()
+		A := mat.NewDense(len(rows), len(cols), nil)
+		y := mat.NewVecDense(len(rows), nil)
+		for i, r := range rows {
 			for k, j := range cols {
-				A.Set(i, k, f[j]/s.Seconds)
+				A.Set(i, k, r[j]/ys[i])
 			}
 			y.SetVec(i, 1)
 		}
@@ -106,7 +122,7 @@ func FitLinear(samples []StepSample) (*Linear, error) {
 		if err := x.SolveVec(A, y); err != nil {
 			return nil, fmt.Errorf("calibration: %w (do the profile's shapes vary?)", err)
 		}
-		coef := make([]float64, 6)
+		coef := make([]float64, n)
 		neg := false
 		for k, j := range cols {
 			v := x.AtVec(k)
@@ -118,10 +134,68 @@ func FitLinear(samples []StepSample) (*Linear, error) {
 			}
 		}
 		if !neg {
-			return &Linear{coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]}, nil
+			return coef, nil
 		}
 	}
 	return nil, fmt.Errorf("calibration did not settle on non-negative coefficients")
+}
+
+// Overheads are a serving engine's delays outside its steps: before a
+// request can be scheduled (tokenising, handing it to the engine: a fixed
+// part and a part per prompt token) and between a token's step and the
+// client (detokenising, streaming). Zero unless measured: calibrate fits
+// them from a live server's profile.
+type Overheads struct {
+	PerRequest     float64 `json:"per_request_s"`
+	PerPromptToken float64 `json:"per_prompt_token_s"`
+	PerOutputToken float64 `json:"per_output_token_s"`
+}
+
+// RequestSample is a request timed alone from a client: its prompt's
+// tokens and its time to first token, which is the overheads before the
+// engine plus its prefill steps plus the first token's way back.
+type RequestSample struct {
+	PromptTokens int
+	Seconds      float64
+}
+
+// FitServer fits a Linear model and the overheads to a live server's
+// profile: steps timed from a client (decode steps, from the gaps between
+// tokens of concurrent requests) and lone requests' times to first token.
+// The steps pin the step's own terms, so what a lone request takes beyond
+// its prefill step is the overhead. The per-prompt-token overhead cannot be
+// told apart from the prefill's per-token cost from outside the server: it
+// is left 0 (and the prefill term carries it).
+func FitServer(steps []StepSample, reqs []RequestSample, budget int) (*Linear, *Overheads, error) {
+	var rows [][]float64
+	var ys []float64
+	for i := range steps {
+		rows = append(rows, append(steps[i].features(), 0))
+		ys = append(ys, steps[i].Seconds)
+	}
+	for _, r := range reqs {
+		// The prompt's chunks of at most budget tokens, each a step.
+		row := make([]float64, 7)
+		for p := 0; p < r.PromptTokens; {
+			c := min(budget, r.PromptTokens-p)
+			s := StepSample{PrefillTokens: c, PrefillContext: int64(p), PrefillAttn: float64(c) * (float64(p) + float64(c+1)/2)}
+			for j, f := range s.features() {
+				row[j] += f
+			}
+			p += c
+		}
+		row[6] = 1
+		rows = append(rows, row)
+		ys = append(ys, r.Seconds)
+	}
+	if len(rows) < 7 {
+		return nil, nil, fmt.Errorf("calibration needs at least 7 timings, got %d", len(rows))
+	}
+	coef, err := fitNonNegative(rows, ys, "timing")
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Linear{coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]}, &Overheads{PerRequest: coef[6]}, nil
 }
 
 // CostFile is a fitted cost model on disk: either a roofline or a linear
@@ -135,6 +209,7 @@ type CostFile struct {
 	Roofline  *Roofline         `json:"roofline,omitempty"`
 	Engine    *policies.Config  `json:"engine,omitempty"`
 	Predictor *predictor.Cost   `json:"predictor_cost,omitempty"`
+	Overheads *Overheads        `json:"overheads,omitempty"`
 	Errors    map[string]string `json:"fit_errors,omitempty"` // class -> mean |error| on the profile
 }
 

@@ -19,6 +19,9 @@ type DeviceProfile struct {
 	Meta      map[string]string
 	Steps     []StepSample
 	Predictor []PredictorCall
+	// Requests are lone requests' times to first token, from a live
+	// server's profile (profile --url).
+	Requests []RequestSample
 }
 
 // PredictorCall is one timed batched predictor call.
@@ -50,6 +53,9 @@ func WriteDeviceProfile(w io.Writer, p *DeviceProfile) error {
 	}
 	for _, c := range p.Predictor {
 		cw.Write([]string{"predictor", "0", "0", "0", "0", "0", strconv.Itoa(c.Calls), strconv.Itoa(c.Tokens), f(c.Seconds * 1e3)})
+	}
+	for _, r := range p.Requests {
+		cw.Write([]string{"request", strconv.Itoa(r.PromptTokens), "0", "0", "0", "0", "0", "0", f(r.Seconds * 1e3)})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
@@ -109,8 +115,10 @@ func ParseDeviceProfile(data []byte, path string) (*DeviceProfile, error) {
 				DecodeSeqs: int(v[3]), DecodeContext: int64(v[4]), Seconds: v[7] / 1e3})
 		case "predictor":
 			p.Predictor = append(p.Predictor, PredictorCall{Calls: int(v[5]), Tokens: int(v[6]), Seconds: v[7] / 1e3})
+		case "request":
+			p.Requests = append(p.Requests, RequestSample{PromptTokens: int(v[0]), Seconds: v[7] / 1e3})
 		default:
-			return nil, fmt.Errorf("profile %s line %d: kind %q (valid: step, predictor)", path, row, rec[0])
+			return nil, fmt.Errorf("profile %s line %d: kind %q (valid: step, predictor, request)", path, row, rec[0])
 		}
 	}
 	if len(p.Steps) == 0 {

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"math"
+	"sort"
 
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/internal/hist"
@@ -27,6 +28,9 @@ type Config struct {
 	Check bool
 	// KeepHistory keeps every prediction in the records.
 	KeepHistory bool
+	// Overheads delay each request before it joins an engine and each
+	// token on its way back (zero: none).
+	Overheads cost.Overheads
 	// OnRecord, when set, gets each request's record as soon as it is
 	// final (finished or rejected) and the result keeps none: a run of
 	// millions of requests streams them out instead of holding them.
@@ -151,6 +155,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	collect := func(w *worker) {
 		for _, r := range w.core.TakeFinished() {
 			r.Worker = w.id
+			if c := cfg.Overheads.PerOutputToken; c > 0 && r.FirstToken >= 0 {
+				r.FirstToken += c
+				r.Finish += c
+			}
 			if cfg.OnRecord == nil {
 				res.Records[r.Index] = r
 			} else if sinkErr == nil {
@@ -185,6 +193,31 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	if len(reqs) > 0 {
 		t0 = reqs[0].Arrival
 	}
+	// A request joins its engine after the overheads before scheduling:
+	// order[k] is the k-th to join, at joins[k].
+	var order []int
+	var joins []float64
+	oh := cfg.Overheads
+	if oh.PerRequest > 0 || oh.PerPromptToken > 0 {
+		order = make([]int, len(reqs))
+		joins = make([]float64, len(reqs))
+		for i := range order {
+			order[i] = i
+		}
+		at := func(i int) float64 {
+			return reqs[i].Arrival + oh.PerRequest + oh.PerPromptToken*float64(reqs[i].PromptTokens)
+		}
+		sort.SliceStable(order, func(a, b int) bool { return at(order[a]) < at(order[b]) })
+		for k, i := range order {
+			joins[k] = at(i)
+		}
+	}
+	joinAt := func(k int) (int, float64) {
+		if order == nil {
+			return k, reqs[k].Arrival
+		}
+		return order[k], joins[k]
+	}
 	last := t0
 	for {
 		wi, tEnd := -1, math.Inf(1)
@@ -193,23 +226,31 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 				wi, tEnd = i, w.until
 			}
 		}
-		if next < len(reqs) && reqs[next].Arrival <= tEnd {
+		nextAt := math.Inf(1)
+		if next < len(reqs) {
+			_, nextAt = joinAt(next)
+		}
+		if nextAt <= tEnd && next < len(reqs) {
 			// Every request arriving at this instant joins before idle
 			// workers build their next step.
-			now := reqs[next].Arrival
-			for ; next < len(reqs) && reqs[next].Arrival == now; next++ {
-				r := &reqs[next]
+			now := nextAt
+			for ; next < len(reqs); next++ {
+				i, at := joinAt(next)
+				if at != now {
+					break
+				}
+				r := &reqs[i]
 				// One variable for every request: routers see its address,
 				// which would move a fresh one to the heap each time.
-				req = policies.Request{ID: r.ID, Index: next, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
+				req = policies.Request{ID: r.ID, Index: i, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
 					Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 				if byWork {
 					probe = policies.Seq{Request: req}
-					routedWork[next] = pred.Predict(&probe)
+					routedWork[i] = pred.Predict(&probe)
 				}
 				w := ws[router.Route(&req, loads)]
 				loads[w.id].Jobs++
-				loads[w.id].Work += routedWork[next]
+				loads[w.id].Work += routedWork[i]
 				w.core.Add(req, now)
 				collect(w) // rejections are final at once
 			}

@@ -236,3 +236,29 @@ func TestPrefixCachingWithoutSharingChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A cost file's overheads: a request joins its engine late by the
+// per-request and per-prompt-token delays (its arrival stays the trace's),
+// and each token reaches the client late by the per-output-token delay.
+func TestOverheads(t *testing.T) {
+	tr := &traces.Trace{Requests: []traces.Request{{ID: "a", Arrival: 0, PromptTokens: 100, OutputTokens: 3}, {ID: "b", Arrival: 0.001, PromptTokens: 10, OutputTokens: 3}}}
+	cfg := testConfig(t, "fcfs")
+	cfg.Cost = &cost.Linear{Base: 0.01}
+	plain, err := Run(tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Overheads = cost.Overheads{PerRequest: 0.5, PerPromptToken: 0.01, PerOutputToken: 0.2}
+	late, err := Run(tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := late.Records[0], late.Records[1]
+	// a joins at 0.5 + 1.0 = 1.5 s, b at 0.001 + 0.5 + 0.1 = 0.601 s: b goes first.
+	if a.Arrival != 0 || math.Abs(b.FirstScheduled-0.601) > 1e-9 || math.Abs(a.FirstScheduled-1.5) > 1e-9 {
+		t.Fatalf("joins: a %+v, b %+v", a, b)
+	}
+	if math.Abs(b.FirstToken-(b.FirstScheduled+0.01+0.2)) > 1e-9 || math.Abs(b.Finish-b.FirstToken-(plain.Records[1].Finish-plain.Records[1].FirstToken)) > 1e-9 {
+		t.Fatalf("token delays: %+v", b)
+	}
+}

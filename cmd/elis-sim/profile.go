@@ -3,11 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/elis-sim/elis-sim/bench"
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
@@ -28,13 +32,17 @@ func profileCommand() *cli.Command {
 		&cli.IntFlag{Name: "max-model-len", Usage: "context length recorded for calibrate"},
 		&cli.IntFlag{Name: "long-prefill-token-threshold", Usage: "engine setting recorded for calibrate"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of random weights"},
+		&cli.StringFlag{Name: "url", Usage: "profile a live OpenAI-compatible server instead (vLLM, elis-sim serve): --model is the served name; --prefill the prompt lengths timed alone, --batches x --contexts the concurrent decodes"},
+		&cli.IntFlag{Name: "decode", Value: bench.DefaultProfileShapes.Decode, Usage: "with --url: tokens each concurrent request generates"},
+		&cli.StringFlag{Name: "api-key-env", Value: "OPENAI_API_KEY", Usage: "with --url: environment variable holding the API key"},
 	)
 	return usageErrors(&cli.Command{
-		Name:      "profile",
-		Usage:     "time step shapes and predictor calls on a device, for calibrate",
-		UsageText: "elis-sim profile --model tiny --device cpu -o profile.csv",
-		Flags:     flags,
-		Action:    profileAction,
+		Name:  "profile",
+		Usage: "time step shapes and predictor calls on a device, or a live server, for calibrate",
+		UsageText: "elis-sim profile --model tiny --device cpu -o profile.csv\n" +
+			"elis-sim profile --url http://localhost:8000 --model meta-llama/Llama-3.1-8B-Instruct --max-num-batched-tokens 8192 -o profile.csv",
+		Flags:  flags,
+		Action: profileAction,
 	})
 }
 
@@ -61,6 +69,9 @@ func parseInts(flag, s string) ([]int, error) {
 func profileAction(c *cli.Context) error {
 	if err := checkOut(c, "out"); err != nil {
 		return err
+	}
+	if c.String("url") != "" {
+		return profileURL(c)
 	}
 	m, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
 	if err != nil {
@@ -118,6 +129,49 @@ func profileAction(c *cli.Context) error {
 	return nil
 }
 
+// profileURL profiles a live server: lone requests' times to first token
+// and concurrent decodes' token gaps, for calibrate.
+func profileURL(c *cli.Context) error {
+	u := c.String("url")
+	if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return badf("--url %q: want http://HOST:PORT or https://HOST:PORT", u)
+	}
+	sh := bench.DefaultProfileShapes
+	var err error
+	for _, f := range []struct {
+		name string
+		dst  *[]int
+	}{{"prefill", &sh.Prompts}, {"batches", &sh.Batches}, {"contexts", &sh.Contexts}} {
+		if c.IsSet(f.name) {
+			if *f.dst, err = parseInts(f.name, c.String(f.name)); err != nil {
+				return err
+			}
+		}
+	}
+	if c.IsSet("reps") {
+		sh.Reps = c.Int("reps")
+	}
+	sh.Decode = c.Int("decode")
+	if sh.Reps < 1 || sh.Decode < 2 {
+		return badf("--reps >= 1 and --decode >= 2, got %d and %d", sh.Reps, sh.Decode)
+	}
+	cfg := bench.Config{URLs: []string{u}, Model: c.String("model"), APIKey: os.Getenv(c.String("api-key-env")), Seed: c.Uint64("seed"), Timeout: 10 * time.Minute}
+	p, err := bench.Profile(c.Context, cfg, sh)
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{"max-num-batched-tokens", "max-num-seqs", "kv-blocks", "max-model-len"} {
+		if c.IsSet(k) {
+			p.Meta[strings.ReplaceAll(k, "-", "_")] = strconv.Itoa(c.Int(k))
+		}
+	}
+	if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) }); err != nil {
+		return err
+	}
+	fmt.Printf("profiled %s (%s): %d prompt lengths alone, %d decode shapes, in %s s, into %s\n", u, c.String("model"), len(p.Requests), len(p.Steps), p.Meta["profile_seconds"], c.String("out"))
+	return nil
+}
+
 func calibrateCommand() *cli.Command {
 	return usageErrors(&cli.Command{
 		Name:      "calibrate",
@@ -143,8 +197,13 @@ func calibrateCommand() *cli.Command {
 			if err := cost.WriteCostFile(c.String("out"), cf); err != nil {
 				return err
 			}
-			fmt.Printf("fitted a linear step cost model to %d steps of %s on %s: mean |error| %s on prefill steps, %s on decode steps\n",
-				len(p.Steps), cf.Model, cf.Device, cf.Errors["prefill_step"], cf.Errors["decode_step"])
+			if cf.Overheads != nil {
+				fmt.Printf("fitted a linear step cost model and the overheads to %d decode steps and %d first tokens of %s on %s: mean |error| %s on decode steps, %s on first tokens; %.3g ms per request outside the steps\n",
+					len(p.Steps), len(p.Requests), cf.Model, cf.Device, cf.Errors["decode_step"], cf.Errors["first_token"], cf.Overheads.PerRequest*1e3)
+			} else {
+				fmt.Printf("fitted a linear step cost model to %d steps of %s on %s: mean |error| %s on prefill steps, %s on decode steps\n",
+					len(p.Steps), cf.Model, cf.Device, cf.Errors["prefill_step"], cf.Errors["decode_step"])
+			}
 			if cf.Predictor != nil {
 				fmt.Printf("predictor network: %.3g ms per batch + %.3g ms per call + %.3g us per token (%s mean |error|)\n",
 					cf.Predictor.PerBatch*1e3, cf.Predictor.PerCall*1e3, cf.Predictor.PerToken*1e6, cf.Errors["predictor"])

@@ -87,12 +87,16 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	var roof *cost.Roofline
 	var eng policies.Config
 	var fileCost *predictor.Cost
+	var overheads cost.Overheads
 	if f := c.String("cost-model"); f != "" {
 		cf, err := cost.LoadCostFile(f)
 		if err != nil {
 			return nil, bad(fmt.Errorf("--cost-model: %w", err))
 		}
 		coster, roof, fileCost = cf.Coster(), cf.Roofline, cf.Predictor
+		if cf.Overheads != nil {
+			overheads = *cf.Overheads
+		}
 		if roof != nil {
 			eng = cost.EngineDefaults(roof, util)
 			s.engine = fmt.Sprintf("%s on %s", roof.Arch.Name, roof.GPU.Name)
@@ -155,7 +159,7 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if c.IsSet("predictor-cost-ms") || fileCost == nil {
 		pc.PerBatch = c.Float64("predictor-cost-ms") / 1e3
 	}
-	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster,
+	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster, Overheads: overheads,
 		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"),
 		// Every prediction is kept only for the outputs that show them; the
 		// summary's accuracy comes from the core's running sums.
