@@ -225,7 +225,10 @@ func rooflineFor(gpu GPU, m *Measurement) *Roofline {
 // Fit tunes the efficiencies of gpu to ms by minimising the squared log
 // error (Nelder-Mead over the parameters the measurements constrain).
 // Parameters stay within physical ranges.
-func Fit(gpu GPU, ms []Measurement) GPU {
+func Fit(gpu GPU, ms []Measurement) GPU { return FitEvals(gpu, ms, 20000) }
+
+// FitEvals is Fit with a budget of loss evaluations.
+func FitEvals(gpu GPU, ms []Measurement, evals int) GPU {
 	type param struct {
 		p      *float64
 		lo, hi float64
@@ -255,6 +258,21 @@ func Fit(gpu GPU, ms []Measurement) GPU {
 	if classes["prefill_step"] || classes["decode_step"] {
 		ps = append(ps, param{&e.StepOverhead, 0, 0.1})
 	}
+	tps := map[int]bool{}
+	for _, m := range ms {
+		tps[max(m.TP, 1)] = true
+	}
+	if len(tps) > 1 || !tps[1] {
+		// Tensor parallelism's costs beyond the ideal, when the
+		// measurements span TP degrees.
+		if e.GemmHalfShard == 0 {
+			e.GemmHalfShard = 256
+		}
+		if e.CommStepLatency == 0 {
+			e.CommStepLatency = 5e-6
+		}
+		ps = append(ps, param{&e.GemmHalfShard, 0, 20000}, param{&e.CommStepLatency, 0, 500e-6}, param{&e.CommLatency, 0, 500e-6})
+	}
 	// Optimise in a logit/log space so the bounds hold.
 	set := func(x []float64) {
 		for i, p := range ps {
@@ -280,7 +298,7 @@ func Fit(gpu GPU, ms []Measurement) GPU {
 	}
 	// Minimize returns its best point even when it stops on the
 	// evaluation limit, so res is what counts, not err.
-	res, _ := optimize.Minimize(optimize.Problem{Func: loss}, x0, &optimize.Settings{FuncEvaluations: 20000}, &optimize.NelderMead{})
+	res, _ := optimize.Minimize(optimize.Problem{Func: loss}, x0, &optimize.Settings{FuncEvaluations: evals}, &optimize.NelderMead{})
 	if res != nil {
 		set(res.X)
 	} else {

@@ -130,3 +130,20 @@ func TestFitServerRecoversTruth(t *testing.T) {
 		t.Fatalf("round trip: %v %+v", err, p)
 	}
 }
+
+// The physical rule: a step faster than its FLOPs at every GPU's peak, or
+// than one read of the weights at every GPU's bandwidth, is impossible.
+func TestImpossible(t *testing.T) {
+	g, _ := LookupGPUStack("a100-80g", "2023")
+	// 64 x 512 prefill tokens of llama-2-70b on 2 A100s: at least ~4.4 s of
+	// compute at peak; 0.794 s cannot be.
+	if !Impossible(g, &Measurement{Model: "llama-2-70b", TP: 2, Class: "prefill_step", A: 64, B: 512, Measured: 0.794}) {
+		t.Error("a prefill 5x faster than peak passed")
+	}
+	if Impossible(g, &Measurement{Model: "llama-2-70b", TP: 2, Class: "prefill_step", A: 1, B: 512, Measured: 0.196}) {
+		t.Error("a plausible prefill was refused")
+	}
+	if !Impossible(g, &Measurement{Model: "llama-2-70b", TP: 8, Class: "decode_step", A: 1, B: 1, Measured: 0.001}) {
+		t.Error("a decode faster than reading the weights passed")
+	}
+}

@@ -78,7 +78,12 @@ func (r *Roofline) gemm(m, n, k float64) float64 {
 	b := float64(r.Arch.DtypeBytes)
 	flops := 2 * m * n * k
 	bytes := (n*k + m*(n+k)) * b
-	return math.Max(flops/(r.GPU.PeakFLOPS*e.GemmFLOP), bytes/(r.GPU.MemBW*e.GemmBW)) + e.GemmLaunch
+	eff := e.GemmFLOP
+	if h := e.GemmHalfShard; h > 0 && r.TP > 1 {
+		s := math.Min(n, k) // the sharded dimension is the smaller one
+		eff *= s / (s + h)
+	}
+	return math.Max(flops/(r.GPU.PeakFLOPS*eff), bytes/(r.GPU.MemBW*e.GemmBW)) + e.GemmLaunch
 }
 
 // elem prices an elementwise pass over bytes.
@@ -135,7 +140,7 @@ func (r *Roofline) stepTime(tokens float64, seqs, decodeSeqs int, decodeCtx int6
 		r.gemm(tokens, h, inter)
 	if r.TP > 1 {
 		// Ring all-reduce of the activations after attention and after the MLP.
-		layer += 2 * (2*(tp-1)/tp*tokens*h*db/r.GPU.LinkBW + e.CommLatency)
+		layer += 2 * (2*(tp-1)/tp*tokens*h*db/r.GPU.LinkBW + e.CommLatency + 2*(tp-1)*e.CommStepLatency)
 	}
 	head := r.elem(2*float64(seqs)*h*db) + r.gemm(float64(seqs), float64(a.Vocab)/tp, h)
 	return float64(a.Layers)*layer + head + e.StepOverhead

@@ -81,6 +81,12 @@ type Eff struct {
 	ElemLaunch   float64 `json:"elem_launch_s"`
 	StepOverhead float64 `json:"step_overhead_s"` // scheduling, sampling, host work per step
 	CommLatency  float64 `json:"comm_latency_s"`  // per all-reduce
+	// Tensor parallelism's costs beyond the ideal: a GEMM whose sharded
+	// dimension is s runs at gemm_flop x s/(s + gemm_half_shard) (small
+	// shards use the GPU less well), and a ring all-reduce pays
+	// comm_step_latency_s on each of its 2(tp-1) steps. Zero: ideal.
+	GemmHalfShard   float64 `json:"gemm_half_shard,omitempty"`
+	CommStepLatency float64 `json:"comm_step_latency_s,omitempty"`
 }
 
 // Stacks name the serving stacks the GPU presets price. vllm-v1 is vLLM's

@@ -47,6 +47,7 @@ func costCommand() *cli.Command {
 				&cli.StringFlag{Name: "profile-gpu", Value: "h200", Usage: "the GPU preset the profile was measured on"},
 				&cli.StringFlag{Name: "splitwise", Usage: "Splitwise perf_model.csv (A100 and H100 step times)"},
 				&cli.BoolFlag{Name: "fit", Usage: "also fit the efficiencies to the measurements and print them as JSON"},
+				&cli.BoolFlag{Name: "held-out", Usage: "with --splitwise: fit on part of the measurements and judge on the rest (the other GPU; each TP degree left out)"},
 			},
 			Action: costCheck,
 		}},
@@ -113,6 +114,27 @@ func costCheck(c *cli.Context) error {
 			f := cost.Fit(g, byGPU[name])
 			b, _ := json.MarshalIndent(f.Eff, "", "  ")
 			fmt.Fprintf(os.Stdout, "fitted efficiencies for %s:\n%s\n", name, b)
+		}
+	}
+	if c.Bool("held-out") {
+		var sw []cost.Measurement
+		for _, m := range ms {
+			if m.Class == "prefill_step" || m.Class == "decode_step" {
+				sw = append(sw, m)
+			}
+		}
+		rows, err := cost.HeldOut(sw, 8000)
+		if err != nil {
+			return err
+		}
+		fmt.Println("\nheld out (2023 stack; targets: median <= 8%, 90% within 15%, none beyond 25%)")
+		fmt.Printf("%-40s %5s %5s %8s %8s %8s %9s  %s\n", "split", "n", "excl", "median", "p90", "max", "within15", "worst")
+		for _, r := range rows {
+			verdict := ""
+			if !r.OK {
+				verdict = " (misses)"
+			}
+			fmt.Printf("%-40s %5d %5d %7.1f%% %7.1f%% %7.1f%% %8.0f%%  %s%s\n", r.Split, r.N, r.Excluded, r.Median, r.P90, r.Max, r.Within15, r.Worst, verdict)
 		}
 	}
 	return nil
