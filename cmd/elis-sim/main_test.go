@@ -3,13 +3,21 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/elis-sim/elis-sim/cost"
+	"github.com/elis-sim/elis-sim/engine"
+	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/serve"
+	"github.com/elis-sim/elis-sim/traces"
 )
 
 // elis runs the CLI in-process and returns its exit code and stdout.
@@ -208,5 +216,53 @@ func TestMooncakeRunsWithPrefixSharing(t *testing.T) {
 	}
 	if on.Preemptions >= off.Preemptions || on.JCT.Mean >= off.JCT.Mean {
 		t.Errorf("preemptions %d with the cache, %d without; mean JCT %.2f s, %.2f s", on.Preemptions, off.Preemptions, on.JCT.Mean, off.JCT.Mean)
+	}
+}
+
+// bench as a user runs it, against elis-sim's own server on loopback and
+// against one that answers 500: both write the run file, the failures
+// recorded with their status, and compare reads them.
+func TestBenchCLI(t *testing.T) {
+	pol, _ := policies.New("fcfs", policies.RerankPause)
+	srv, err := serve.New(serve.Config{Model: "m", MaxModelLen: 4096, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
+		NewWorker: func(int) (engine.Config, error) {
+			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50, PrefixCaching: true}
+			core, err := policies.NewScheduler(eng, pol, nil)
+			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-3}}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := httptest.NewServer(srv)
+	defer func() { good.Close(); srv.Close() }()
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }))
+	defer bad.Close()
+	dir := t.TempDir()
+	tr := filepath.Join(dir, "t.json")
+	if code, out := elis(t, "trace", "gen", "--n", "12", "--arrivals", "poisson:100", "--prompt", "uniform:10:80", "--output", "uniform:2:9", "-o", tr); code != 0 {
+		t.Fatalf("trace gen: %d %s", code, out)
+	}
+	for _, c := range []struct {
+		url, label string
+		failed     int
+	}{{good.URL, "good", 0}, {bad.URL, "bad", 12}} {
+		out := filepath.Join(dir, c.label+".json")
+		code, text := elis(t, "bench", tr, "--url", c.url, "--model", "m", "--label", c.label, "--metrics-interval", "0", "-o", out)
+		if code != 0 || !strings.Contains(text, fmt.Sprintf("failed %d of 12 sent", c.failed)) {
+			t.Fatalf("%s: exit %d: %s", c.label, code, text)
+		}
+		run, err := report.ReadRun(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(run.Records) != 12 || run.Setup["source"] != "bench" || (c.failed > 0) != (run.Records[0].HTTPStatus == 500) {
+			t.Fatalf("%s: run file %+v", c.label, run.Records[0])
+		}
+	}
+	if code, text := elis(t, "compare", filepath.Join(dir, "good.json"), filepath.Join(dir, "bad.json")); code != 0 {
+		t.Fatalf("compare: %d %s", code, text)
+	}
+	if code, _ := elis(t, "bench", tr, "--url", "ftp://x", "--model", "m"); code != 2 {
+		t.Fatalf("a bad --url: exit %d, want 2", code)
 	}
 }
