@@ -20,6 +20,20 @@ type Config struct {
 	// PredictionInterval is the ISRTF window K: a request is re-predicted
 	// every K generated tokens (VLLM_ELIS_PREDICTION_INTERVAL, default 50).
 	PredictionInterval int
+	// LazyPredictions calls the predictor only where its answer can change
+	// an order: a request arriving to an empty queue with room in the
+	// batch is admitted unpredicted, and a running request's window
+	// re-prediction is skipped while nothing waits (its last prediction
+	// stands; not in resubmit mode, where a window ends the request). A
+	// request is predicted when it must be ranked after all: when a queue
+	// forms around it, or when victims are chosen by predicted work.
+	LazyPredictions bool
+	// DisplaceMargin and DisplaceRatio are the paper mode's hysteresis: a
+	// running request is displaced only by a waiting one whose predicted
+	// remaining is smaller by more than DisplaceMargin tokens and by more
+	// than DisplaceRatio of its own, so prediction noise does not churn
+	// requests of similar length.
+	DisplaceMargin, DisplaceRatio float64
 	// PrefixCaching is vLLM's automatic prefix caching
 	// (enable_prefix_caching): on by default in vLLM v1 and in elis-sim's
 	// drivers, off in the zero Config.
@@ -55,6 +69,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("prediction interval %d: want >= 1", c.PredictionInterval)
 	case c.Guard.AgingSteps < 0 || c.Guard.PromoteSteps < 0 || (c.Guard.AgingSteps > 0 && c.Guard.PromoteSteps < 1):
 		return errors.New("aging: want steps >= 1 to wait and >= 1 to promote")
+	case c.DisplaceMargin < 0 || c.DisplaceRatio < 0 || c.DisplaceRatio >= 1 || math.IsNaN(c.DisplaceMargin+c.DisplaceRatio):
+		return fmt.Errorf("displace margin %v tokens, ratio %v: want >= 0 tokens and a ratio in [0, 1)", c.DisplaceMargin, c.DisplaceRatio)
 	case c.Guard.PreemptLimit < 0 || math.IsNaN(c.Guard.PreemptLimit):
 		return fmt.Errorf("preempt limit %v: want a fraction >= 0", c.Guard.PreemptLimit)
 	}

@@ -49,7 +49,8 @@ func randomWorkloads(t *testing.T, caching bool) {
 			for seed := uint64(0); seed < 150; seed++ {
 				rng := rand.New(rand.NewPCG(seed, 1))
 				pol, _ := New(name, mode)
-				s, err := NewScheduler(Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 16, MaxModelLen: 256, PredictionInterval: 8, PrefixCaching: caching}, pol, hashPredictor{})
+				s, err := NewScheduler(Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 16, MaxModelLen: 256, PredictionInterval: 8, PrefixCaching: caching,
+					LazyPredictions: seed%2 == 1, DisplaceMargin: float64(seed % 3 * 5), DisplaceRatio: float64(seed%4) / 10}, pol, hashPredictor{})
 				if err != nil {
 					t.Fatal(err)
 				}

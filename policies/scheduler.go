@@ -30,6 +30,8 @@ type Scheduler struct {
 	promoted []*Seq
 
 	pendingPred, pendingPredTokens int
+	clock                          float64 // the latest time a driver gave
+	lazyWaiting                    []*Seq  // waiting requests not yet predicted
 
 	// KeepHistory keeps every prediction in the records, for the
 	// predictor's accuracy, --out and the prediction log.
@@ -53,6 +55,7 @@ type Stats struct {
 	Steps, Preemptions, Rejected, Finished int64
 	Aborted                                int64 // dropped by Abort
 	Predictions                            int64 // predictor calls
+	PredictionsSkipped                     int64 // re-predictions skipped while nothing waited
 	// PrefixQueried and PrefixHit count the tokens of requests admitted
 	// with nothing computed and those of them the prefix cache held
 	// (vLLM's prefix cache queries and hits); 0 with caching off.
@@ -101,6 +104,7 @@ func (s *Stats) Add(o Stats) {
 	s.Finished += o.Finished
 	s.Aborted += o.Aborted
 	s.Predictions += o.Predictions
+	s.PredictionsSkipped += o.PredictionsSkipped
 	s.PrefixQueried += o.PrefixQueried
 	s.PrefixHit += o.PrefixHit
 	s.Errors.Merge(o.Errors)
@@ -169,12 +173,34 @@ func (s *Scheduler) Add(r Request, now float64) {
 		s.reject(q, fmt.Sprintf("needs %d KV blocks, the cache holds %d", s.blocksFor(total), s.cfg.NumBlocks))
 		return
 	}
+	s.clock = now
 	if s.pol.Predictive() {
-		s.predict(q, now)
-		q.Initial = q.Predicted
+		if s.cfg.LazyPredictions && s.waiting.Len() == 0 && len(s.running) < s.cfg.MaxSeqs {
+			// It goes in at the next step whatever it is predicted to be.
+			q.lazy = true
+			s.stats.PredictionsSkipped++
+		} else {
+			s.predict(q, now)
+			q.Initial = q.Predicted
+		}
 	}
 	s.enqueue(q, false)
 }
+
+// rankLazy predicts the waiting requests whose prediction was deferred,
+// now that they must be ranked against others.
+func (s *Scheduler) rankLazy() {
+	for _, q := range s.lazyWaiting {
+		if q.lazy && q.state == stWaiting {
+			s.predictDeferred(q)
+			s.waiting.Fix(q.heapIdx)
+		}
+	}
+	clear(s.lazyWaiting)
+	s.lazyWaiting = s.lazyWaiting[:0]
+}
+
+func (s *Scheduler) predictDeferred(q *Seq) { s.predict(q, s.clock) }
 
 func (s *Scheduler) reject(q *Seq, why string) {
 	q.state = stRejected
@@ -192,6 +218,18 @@ func (s *Scheduler) enqueue(q *Seq, front bool) {
 	}
 	q.state = stWaiting
 	q.waitSince = s.step
+	if s.cfg.LazyPredictions && s.pol.Predictive() {
+		if q.lazy {
+			s.lazyWaiting = append(s.lazyWaiting, q)
+		}
+		if s.waiting.Len() > 0 && len(s.lazyWaiting) > 0 {
+			// A queue forms: its order now matters.
+			if q.lazy {
+				s.predictDeferred(q)
+			}
+			s.rankLazy()
+		}
+	}
 	s.waiting.Push(q)
 	if s.cfg.Guard.AgingSteps > 0 {
 		s.aging = append(s.aging, agingEntry{q, s.step})
@@ -205,6 +243,11 @@ func (s *Scheduler) predict(q *Seq, now float64) {
 	}
 	q.Predicted = p
 	q.lastPred = q.Generated
+	if q.lazy {
+		// A deferred first prediction: the total it implies.
+		q.lazy = false
+		q.Initial = p + float64(q.Generated)
+	}
 	s.pendingPred++
 	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
 	s.stats.Predictions++
@@ -291,6 +334,7 @@ func (s *Scheduler) Next(now float64) *Batch {
 // be empty with work remaining (see Next, which drivers call). The batch
 // is valid until the next call.
 func (s *Scheduler) Schedule(now float64) *Batch {
+	s.clock = now
 	s.step++
 	b := &s.batch
 	b.reset(s.step)
@@ -354,6 +398,10 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 		s.place(q, ask, now)
 		budget -= ask
 	}
+	if s.waiting.Len() == 0 && len(s.lazyWaiting) > 0 {
+		clear(s.lazyWaiting) // all admitted unpredicted: no order to keep
+		s.lazyWaiting = s.lazyWaiting[:0]
+	}
 	s.stats.Steps++
 	return b
 }
@@ -379,6 +427,14 @@ func (s *Scheduler) place(q *Seq, tokens int, now float64) {
 // promoted requests and, with a preempt limit, those past it are spared
 // while another candidate exists.
 func (s *Scheduler) victim() int {
+	if s.cfg.LazyPredictions && s.pol.Predictive() {
+		// Victims may be chosen by predicted work: rank the unpredicted.
+		for _, q := range s.running {
+			if q.lazy {
+				s.predictDeferred(q)
+			}
+		}
+	}
 	vi := s.pol.Victim(s.running)
 	if !s.protected(s.running[vi]) {
 		return vi
@@ -431,6 +487,12 @@ func (s *Scheduler) displace() {
 		q.boundary = false
 		if len(s.running) < s.cfg.MaxSeqs || s.waiting.Len() == 0 || s.protected(q) || !s.pol.Less(s.waiting.Peek(), q) {
 			continue
+		}
+		if w := s.waiting.Peek(); s.cfg.DisplaceMargin > 0 || s.cfg.DisplaceRatio > 0 {
+			lead := q.Predicted - w.Predicted
+			if !(lead > s.cfg.DisplaceMargin && lead > s.cfg.DisplaceRatio*q.Predicted) {
+				continue // within the hysteresis band: noise, not a better job
+			}
 		}
 		s.running = append(s.running[:i], s.running[i+1:]...)
 		i--
@@ -557,6 +619,13 @@ func (s *Scheduler) Complete(now float64) {
 			continue
 		}
 		if s.pol.Predictive() && q.Generated-q.lastPred >= k {
+			if s.cfg.LazyPredictions && !resubmit && s.waiting.Len() == 0 {
+				// Nothing waits: no order can change; the next window
+				// predicts if something does.
+				q.lastPred = q.Generated
+				s.stats.PredictionsSkipped++
+				continue
+			}
 			s.predict(q, now)
 			switch {
 			case resubmit:

@@ -42,6 +42,7 @@ type Seq struct {
 	inBatch   bool  // scheduled in the step being built
 	boundary  bool  // crossed a prediction window in the last step (ISRTF re-ranking)
 	paused    bool  // waiting but holding its KV blocks (ISRTF paper mode)
+	lazy      bool  // its prediction was deferred (LazyPredictions)
 	hashed    int32 // leading blocks of table whose identity is cached
 	blocks    int   // KV blocks held
 	lastToken float64

@@ -26,6 +26,16 @@ type Cost struct {
 // an H200: launch-bound near 5 ms per batched call up to 16 x 512 tokens.
 var DefaultCost = Cost{PerBatch: 5e-3, PerCall: 0, PerToken: 2e-7}
 
+// SyncSeconds prices calls predictions made one at a time, each its own
+// batch on the scheduler's critical path (the vLLM patch's way).
+func (c Cost) SyncSeconds(calls, tokens int) float64 {
+	if calls == 0 {
+		return 0
+	}
+	t := float64(tokens)
+	return float64(calls)*(c.PerBatch+c.PerCall) + c.PerToken*t + c.PerTokenSq*t*t/float64(calls)
+}
+
 // Seconds prices calls predictions over tokens input tokens, batched.
 func (c Cost) Seconds(calls, tokens int) float64 {
 	if calls == 0 {

@@ -28,6 +28,10 @@ type Config struct {
 	Check bool
 	// KeepHistory keeps every prediction in the records.
 	KeepHistory bool
+	// SyncPredictions prices each predictor call as its own batch (the
+	// vLLM patch calls the predictor per request, synchronously); else the
+	// calls before a step are one batch (ELIS's frontend).
+	SyncPredictions bool
 	// Overheads delay each request before it joins an engine and each
 	// token on its way back (zero: none).
 	Overheads cost.Overheads
@@ -183,7 +187,11 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			return nil
 		}
 		w.busy = true
-		w.until = now + cfg.Cost.StepTime(b) + cost.Seconds(b.Predictions, b.PredictionTokens)
+		pc := cost.Seconds(b.Predictions, b.PredictionTokens)
+		if cfg.SyncPredictions {
+			pc = cost.SyncSeconds(b.Predictions, b.PredictionTokens)
+		}
+		w.until = now + cfg.Cost.StepTime(b) + pc
 		return nil
 	}
 

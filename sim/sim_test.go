@@ -83,6 +83,11 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 		{"default", func(*Config) {}, false},
 		{"no-prefix-caching", func(c *Config) { tight(c); c.Engine.PrefixCaching = false }, false},
 		{"shared-prefixes", tight, true},
+		{"isrtf-guards", func(c *Config) {
+			tight(c)
+			c.Engine.LazyPredictions, c.Engine.DisplaceMargin, c.Engine.DisplaceRatio = true, 10, 0.1
+			c.SyncPredictions = true
+		}, false},
 		{"tight-memory", tight, false},
 		{"aging", func(c *Config) { tight(c); c.Engine.Guard = policies.Guard{AgingSteps: 20, PromoteSteps: 5} }, false},
 		{"preempt-limit", func(c *Config) { tight(c); c.Engine.Guard.PreemptLimit = 0.8 }, false},

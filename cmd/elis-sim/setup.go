@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -42,6 +43,9 @@ func simFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-enable-prefix-caching", Usage: "turn off vLLM's automatic prefix caching (on by default, as in vLLM v1)"},
 		&cli.StringFlag{Name: "aging", Usage: "starvation guard N,M: a request waiting N steps is promoted for M steps"},
 		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
+		&cli.StringFlag{Name: "predictor-calls", Usage: "how predictor calls are priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode) or batched (one call per step, as ELIS's frontend; the default otherwise)"},
+		&cli.BoolFlag{Name: "lazy-predictions", Usage: "call the predictor only where its answer can change an order: not for an arrival to an empty queue with room in the batch, not at a window while nothing waits"},
+		&cli.StringFlag{Name: "displace-margin", Usage: "paper mode hysteresis TOKENS[:RATIO]: displace a running request only for a waiting one predicted shorter by more than TOKENS and RATIO of its remaining"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noisy predictor and the embedded workload", EnvVars: []string{"ELIS_SIM_SEED"}},
 		&cli.BoolFlag{Name: "check", Usage: "verify the scheduler's invariants after every step (slower)"},
 		&cli.StringFlag{Name: "slo", Usage: "goodput objectives, e.g. ttft=2s,tpot=100ms,jct=60s"},
@@ -159,7 +163,17 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	if c.IsSet("predictor-cost-ms") || fileCost == nil {
 		pc.PerBatch = c.Float64("predictor-cost-ms") / 1e3
 	}
-	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster, Overheads: overheads,
+	sync := mode == policies.RerankNone
+	switch c.String("predictor-calls") {
+	case "":
+	case "sync":
+		sync = true
+	case "batched":
+		sync = false
+	default:
+		return nil, badf("--predictor-calls %q: want sync or batched", c.String("predictor-calls"))
+	}
+	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster, Overheads: overheads, SyncPredictions: sync,
 		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"),
 		// Every prediction is kept only for the outputs that show them; the
 		// summary's accuracy comes from the core's running sums.
@@ -336,6 +350,17 @@ func applyPolicyFlags(c *cli.Context, eng *policies.Config) error {
 		}
 	}
 	eng.Guard.PreemptLimit = c.Float64("preempt-limit")
+	eng.LazyPredictions = c.Bool("lazy-predictions")
+	if m := c.String("displace-margin"); m != "" {
+		tok, ratio, hasRatio := strings.Cut(m, ":")
+		var err error
+		if eng.DisplaceMargin, err = strconv.ParseFloat(tok, 64); err == nil && hasRatio {
+			eng.DisplaceRatio, err = strconv.ParseFloat(ratio, 64)
+		}
+		if err != nil {
+			return badf("--displace-margin %q: want TOKENS[:RATIO], e.g. 20:0.1", m)
+		}
+	}
 	if err := eng.Validate(); err != nil {
 		return badf("engine settings: %w", err)
 	}
