@@ -50,6 +50,13 @@ type Guard struct {
 	// generated this fraction of its initial predicted length (TRAIL's
 	// limited preemption; C = 0.8 worked best there).
 	PreemptLimit float64
+	// SlowdownCap > 1 bounds the tail: a waiting request whose projected
+	// slowdown (steps since it arrived plus its predicted remaining
+	// tokens, over its predicted length: a decode step makes a token, so
+	// its length in steps is what it would take alone) reaches the cap is
+	// promoted for good: first in the queue, never displaced or preempted
+	// while another candidate exists.
+	SlowdownCap float64
 }
 
 // Validate reports the first unusable setting.
@@ -71,6 +78,8 @@ func (c *Config) Validate() error {
 		return errors.New("aging: want steps >= 1 to wait and >= 1 to promote")
 	case c.DisplaceMargin < 0 || c.DisplaceRatio < 0 || c.DisplaceRatio >= 1 || math.IsNaN(c.DisplaceMargin+c.DisplaceRatio):
 		return fmt.Errorf("displace margin %v tokens, ratio %v: want >= 0 tokens and a ratio in [0, 1)", c.DisplaceMargin, c.DisplaceRatio)
+	case c.Guard.SlowdownCap != 0 && !(c.Guard.SlowdownCap > 1):
+		return fmt.Errorf("slowdown cap %v: want a factor > 1 (0: off)", c.Guard.SlowdownCap)
 	case c.Guard.PreemptLimit < 0 || math.IsNaN(c.Guard.PreemptLimit):
 		return fmt.Errorf("preempt limit %v: want a fraction >= 0", c.Guard.PreemptLimit)
 	}

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"container/heap"
 	"fmt"
 	"math"
 )
@@ -28,6 +29,7 @@ type Scheduler struct {
 
 	aging    []agingEntry // waiting requests by the step they started waiting
 	promoted []*Seq
+	capped   capHeap // waiting requests by the step the slowdown cap promotes them
 
 	pendingPred, pendingPredTokens int
 	clock                          float64 // the latest time a driver gave
@@ -124,7 +126,7 @@ func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
 	}
 	s := &Scheduler{cfg: cfg, pol: pol, pred: pred, kv: newKVPool(cfg.NumBlocks, cfg.BlockSize, cfg.PrefixCaching)}
 	s.waiting.less = pol.Less
-	if b, ok := pol.(*basic); ok && b.key == nil && cfg.Guard.AgingSteps == 0 {
+	if b, ok := pol.(*basic); ok && b.key == nil && cfg.Guard.AgingSteps == 0 && cfg.Guard.SlowdownCap == 0 {
 		// Queue order alone (FCFS without the starvation guard): the same
 		// order as Less, without its promotion and key checks, which are
 		// most of the heap's cost at a million requests.
@@ -163,6 +165,7 @@ func (s *Scheduler) blocksFor(tokens int) int {
 func (s *Scheduler) Add(r Request, now float64) {
 	q := newSeq(r, s.nextOrder)
 	q.serial = uint64(s.nextOrder)
+	q.arrived = s.step
 	s.nextOrder++
 	total := r.PromptTokens + r.OutputTokens
 	switch {
@@ -231,6 +234,12 @@ func (s *Scheduler) enqueue(q *Seq, front bool) {
 		}
 	}
 	s.waiting.Push(q)
+	if c := s.cfg.Guard.SlowdownCap; c > 0 && q.promoted == 0 && !math.IsInf(q.Initial, 0) {
+		l := math.Max(q.Initial, 1)
+		rem := math.Max(l-float64(q.Generated), 1)
+		q.capEpoch++
+		heap.Push(&s.capped, capEntry{at: q.arrived + int64(math.Ceil(c*l-rem)), q: q, epoch: q.capEpoch})
+	}
 	if s.cfg.Guard.AgingSteps > 0 {
 		s.aging = append(s.aging, agingEntry{q, s.step})
 	}
@@ -342,6 +351,9 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 	s.pendingPred, s.pendingPredTokens = 0, 0
 	if s.cfg.Guard.AgingSteps > 0 {
 		s.age()
+	}
+	if s.cfg.Guard.SlowdownCap > 0 {
+		s.capSlowdown()
 	}
 	if s.pol.Rerank() == RerankPause {
 		s.displace()
@@ -540,6 +552,44 @@ func (s *Scheduler) unpause(q *Seq) {
 			return
 		}
 	}
+}
+
+// capSlowdown promotes for good the waiting requests whose projected
+// slowdown reached the cap.
+func (s *Scheduler) capSlowdown() {
+	for len(s.capped) > 0 && s.capped[0].at <= s.step {
+		e := heap.Pop(&s.capped).(capEntry)
+		q := e.q
+		if q.state != stWaiting || q.capEpoch != e.epoch || q.promoted != 0 {
+			continue
+		}
+		q.promoted = capPromoted + s.step // after the aging guard's, in order of promotion
+		s.waiting.Fix(q.heapIdx)
+	}
+}
+
+// capPromoted marks a promotion that never ends.
+const capPromoted = 1 << 50
+
+type capEntry struct {
+	at    int64
+	q     *Seq
+	epoch int32
+}
+
+// capHeap is a min-heap of deadlines.
+type capHeap []capEntry
+
+func (h capHeap) Len() int           { return len(h) }
+func (h capHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h capHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *capHeap) Push(x any)        { *h = append(*h, x.(capEntry)) }
+func (h *capHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = capEntry{}
+	*h = old[:len(old)-1]
+	return e
 }
 
 // age runs the starvation guard's promotions and demotions.

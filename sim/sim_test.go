@@ -86,6 +86,7 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 		{"isrtf-guards", func(c *Config) {
 			tight(c)
 			c.Engine.LazyPredictions, c.Engine.DisplaceMargin, c.Engine.DisplaceRatio = true, 10, 0.1
+			c.Engine.Guard.SlowdownCap = 3
 			c.SyncPredictions = true
 		}, false},
 		{"tight-memory", tight, false},

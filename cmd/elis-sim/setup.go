@@ -44,6 +44,7 @@ func simFlags() []cli.Flag {
 		&cli.StringFlag{Name: "aging", Usage: "starvation guard N,M: a request waiting N steps is promoted for M steps"},
 		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
 		&cli.StringFlag{Name: "predictor-calls", Usage: "how predictor calls are priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode) or batched (one call per step, as ELIS's frontend; the default otherwise)"},
+		&cli.Float64Flag{Name: "slowdown-cap", Usage: "tail guard, any policy: a waiting request whose projected slowdown (over running alone) reaches this factor is promoted for good (0: off)"},
 		&cli.BoolFlag{Name: "lazy-predictions", Usage: "call the predictor only where its answer can change an order: not for an arrival to an empty queue with room in the batch, not at a window while nothing waits"},
 		&cli.StringFlag{Name: "displace-margin", Usage: "paper mode hysteresis TOKENS[:RATIO]: displace a running request only for a waiting one predicted shorter by more than TOKENS and RATIO of its remaining"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noisy predictor and the embedded workload", EnvVars: []string{"ELIS_SIM_SEED"}},
@@ -351,6 +352,7 @@ func applyPolicyFlags(c *cli.Context, eng *policies.Config) error {
 	}
 	eng.Guard.PreemptLimit = c.Float64("preempt-limit")
 	eng.LazyPredictions = c.Bool("lazy-predictions")
+	eng.Guard.SlowdownCap = c.Float64("slowdown-cap")
 	if m := c.String("displace-margin"); m != "" {
 		tok, ratio, hasRatio := strings.Cut(m, ":")
 		var err error
