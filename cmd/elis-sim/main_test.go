@@ -84,6 +84,8 @@ func TestBadInputExits2WithoutOutput(t *testing.T) {
 		{"run", "--predictor", "psychic"},
 		{"run", "--gpu", "tpu-v5"},
 		{"run", "--stack", "2024"},
+		{"run", "--policy", "isrtf+bogus"},
+		{"run", "--policy", "isrtf/fast"},
 		{"run", "--bogus-flag"},
 		{"run", bad},
 		{"replay", "a.json", "b.json"},
@@ -264,5 +266,24 @@ func TestBenchCLI(t *testing.T) {
 	}
 	if code, _ := elis(t, "bench", tr, "--url", "ftp://x", "--model", "m"); code != 2 {
 		t.Fatalf("a bad --url: exit %d, want 2", code)
+	}
+}
+
+// Policy entries with modes and guards run side by side under their own
+// names, and the guards change the runs.
+func TestPolicyVariants(t *testing.T) {
+	code, out := elis(t, "run", "--policy", "isrtf,isrtf+lazy+cap=2,isrtf/patch+sync", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var runs []report.Run
+	if err := json.Unmarshal([]byte(out), &runs); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 3 || runs[0].Label != "isrtf" || runs[1].Label != "isrtf+lazy+cap=2" || runs[2].Label != "isrtf/patch+sync" {
+		t.Fatalf("labels: %s, %s, %s", runs[0].Label, runs[1].Label, runs[2].Label)
+	}
+	if runs[0].Summary.JCT.Mean == runs[1].Summary.JCT.Mean || runs[0].Summary.JCT.Mean == runs[2].Summary.JCT.Mean {
+		t.Fatalf("the variants ran as plain isrtf: mean JCT %v, %v, %v", runs[0].Summary.JCT.Mean, runs[1].Summary.JCT.Mean, runs[2].Summary.JCT.Mean)
 	}
 }

@@ -69,8 +69,7 @@ func serveAction(c *cli.Context) error {
 	if len(setup.policies) != 1 {
 		return badf("--policy %q: serve runs one policy; start one server per policy", c.String("policy"))
 	}
-	cfg := setup.base
-	cfg.Policy = setup.policies[0]
+	cfg := setup.configFor(setup.base, setup.policies[0])
 	pol, err := policies.New(cfg.Policy, cfg.Mode)
 	if err != nil {
 		return badf("--policy: %w", err)

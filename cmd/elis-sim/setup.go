@@ -21,7 +21,7 @@ import (
 // simFlags are the flags that set up a simulated run (shared with sweep).
 func simFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "policy", Value: "fcfs,isrtf", Usage: "comma-separated policies: " + strings.Join(policies.Names(), ", ")},
+		&cli.StringFlag{Name: "policy", Value: "fcfs,isrtf", Usage: "comma-separated policies: " + strings.Join(policies.Names(), ", ") + "; each may name an ISRTF mode and guards, NAME[/MODE][+GUARD...] with guards " + guardHelp + " (isrtf/patch+lazy+cap=2)"},
 		&cli.StringFlag{Name: "isrtf-mode", Value: "paper", Usage: "ISRTF mode: paper (re-rank at window boundaries, pause keeping KV), resubmit (each window a new request), patch (order the waiting queue only)"},
 		&cli.StringFlag{Name: "predictor", Value: "noisy:mae=19.9", Usage: "oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded (from the trace) or constant:TOKENS"},
 		&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "re-predict every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
@@ -59,18 +59,104 @@ type simSetup struct {
 	policies []string
 	engine   string // "model on gpu (tpN)" for the setup line
 	slo      report.SLO
+	specs    map[string]*policySpec // by the --policy entry
+}
+
+// policySpec is one --policy entry: a policy, an ISRTF mode when it names
+// one, and guards, e.g. isrtf/patch+lazy+cap=2, so that variants run side
+// by side in one table or sweep.
+type policySpec struct {
+	policy  string
+	mode    policies.Rerank
+	modeSet bool
+	mods    []func(*sim.Config)
+}
+
+// guardHelp lists what may follow a policy after "+".
+const guardHelp = "lazy, cap=S, margin=TOKENS[:RATIO], limit=C, sync, batched"
+
+// parsePolicySpec reads NAME[/MODE][+GUARD...].
+func parsePolicySpec(entry string) (*policySpec, error) {
+	parts := strings.Split(entry, "+")
+	ps := &policySpec{policy: parts[0]}
+	if name, mode, ok := strings.Cut(parts[0], "/"); ok {
+		m, err := policies.ParseRerank(mode)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", entry, err)
+		}
+		ps.policy, ps.mode, ps.modeSet = name, m, true
+	}
+	if _, err := policies.New(ps.policy, policies.RerankPause); err != nil {
+		return nil, err
+	}
+	for _, g := range parts[1:] {
+		key, val, _ := strings.Cut(g, "=")
+		num := func() (float64, error) {
+			v, err := strconv.ParseFloat(val, 64)
+			if err != nil || !(v >= 0) {
+				return 0, fmt.Errorf("%q: guard %q wants a number", entry, g)
+			}
+			return v, nil
+		}
+		switch key {
+		case "lazy":
+			ps.mods = append(ps.mods, func(c *sim.Config) { c.Engine.LazyPredictions = true })
+		case "sync", "batched":
+			sync := key == "sync"
+			ps.mods = append(ps.mods, func(c *sim.Config) { c.SyncPredictions = sync })
+		case "cap", "limit":
+			v, err := num()
+			if err != nil {
+				return nil, err
+			}
+			if key == "cap" {
+				ps.mods = append(ps.mods, func(c *sim.Config) { c.Engine.Guard.SlowdownCap = v })
+			} else {
+				ps.mods = append(ps.mods, func(c *sim.Config) { c.Engine.Guard.PreemptLimit = v })
+			}
+		case "margin":
+			tok, ratio, hasRatio := strings.Cut(val, ":")
+			m, err := strconv.ParseFloat(tok, 64)
+			r := 0.0
+			if err == nil && hasRatio {
+				r, err = strconv.ParseFloat(ratio, 64)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%q: guard %q wants margin=TOKENS[:RATIO]", entry, g)
+			}
+			ps.mods = append(ps.mods, func(c *sim.Config) { c.Engine.DisplaceMargin, c.Engine.DisplaceRatio = m, r })
+		default:
+			return nil, fmt.Errorf("%q: unknown guard %q (valid: %s)", entry, g, guardHelp)
+		}
+	}
+	return ps, nil
+}
+
+// configFor is base set up for the --policy entry spec.
+func (s *simSetup) configFor(base sim.Config, spec string) sim.Config {
+	ps := s.specs[spec]
+	base.Policy = ps.policy
+	if ps.modeSet {
+		base.Mode = ps.mode
+	}
+	for _, m := range ps.mods {
+		m(&base)
+	}
+	return base
 }
 
 // parseSimSetup reads the simulation flags. paperBatch (the embedded
 // workloads) caps the batch at the ELIS paper's 4 requests unless
 // --max-num-seqs says otherwise.
 func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
-	s := &simSetup{}
+	s := &simSetup{specs: map[string]*policySpec{}}
 	for _, p := range strings.Split(c.String("policy"), ",") {
 		p = strings.TrimSpace(p)
-		if _, err := policies.New(p, policies.RerankPause); err != nil {
+		ps, err := parsePolicySpec(p)
+		if err != nil {
 			return nil, badf("--policy: %w", err)
 		}
+		s.specs[p] = ps
 		s.policies = append(s.policies, p)
 	}
 	mode, err := policies.ParseRerank(c.String("isrtf-mode"))
@@ -182,8 +268,13 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 	return s, nil
 }
 
-// label names a policy's run in tables and plots.
+// label names a --policy entry's run in tables and plots: a plain ISRTF
+// gets its mode when it is not the paper's; an entry with a mode or guards
+// is its own name.
 func (s *simSetup) label(policy string) string {
+	if ps := s.specs[policy]; ps != nil && (ps.modeSet || len(ps.mods) > 0) {
+		return policy
+	}
 	if (policy == "isrtf" || policy == "srpt-oracle") && s.base.Mode != policies.RerankPause {
 		return policy + "/" + s.base.Mode.String()
 	}
@@ -210,9 +301,7 @@ func (s *simSetup) runAll(tr *traces.Trace, desc string, stream *streamOut, each
 	sigma := 0.0
 	reads := false // does any run read the predictor?
 	for _, p := range s.policies {
-		cfg := base
-		cfg.Policy = p
-		reads = reads || sim.ReadsPredictor(cfg)
+		reads = reads || sim.ReadsPredictor(s.configFor(base, p))
 	}
 	if spec := base.Predictor; reads && spec.Kind == "noisy" && spec.MAE > 0 {
 		// Fit the noisy predictor's sigma once, for every run.
@@ -225,10 +314,9 @@ func (s *simSetup) runAll(tr *traces.Trace, desc string, stream *streamOut, each
 	}
 	var runs []*report.Run
 	for _, p := range s.policies {
-		cfg := base
-		cfg.Policy = p
+		cfg := s.configFor(base, p)
 		if stream != nil {
-			run, err := s.streamRun(tr, desc, cfg, sigma, stream)
+			run, err := s.streamRun(tr, desc, cfg, p, sigma, stream)
 			if err != nil {
 				return nil, err
 			}
@@ -256,8 +344,8 @@ func (s *simSetup) toRun(policy, desc string, res *sim.Result, sigma float64) *r
 
 // streamRun simulates one policy with its records summarised, written to
 // their run file and sampled for the plot as they finish, never held.
-func (s *simSetup) streamRun(tr *traces.Trace, desc string, cfg sim.Config, sigma float64, st *streamOut) (*report.Run, error) {
-	label := s.label(cfg.Policy)
+func (s *simSetup) streamRun(tr *traces.Trace, desc string, cfg sim.Config, spec string, sigma float64, st *streamOut) (*report.Run, error) {
+	label := s.label(spec)
 	z := report.NewSummarizer(s.slo)
 	var rw *report.RunWriter
 	if st.out != "" {
@@ -288,7 +376,7 @@ func (s *simSetup) streamRun(tr *traces.Trace, desc string, cfg sim.Config, sigm
 	if err != nil {
 		return nil, err
 	}
-	run := summaryRun(label, s.setupOf(cfg.Policy, desc, max(sigma, res.Sigma)), z, &res.Gaps, &res.Stats.Errors, nil)
+	run := summaryRun(label, s.setupOf(spec, desc, max(sigma, res.Sigma)), z, &res.Gaps, &res.Stats.Errors, nil)
 	if st.plotMetric != "" {
 		run.PlotValues = map[string][]float64{st.plotMetric: vals}
 	}

@@ -164,7 +164,7 @@ func (p point) label() string {
 
 // usesPredictor tells the policies whose results depend on the predictor's
 // error (srpt-oracle has a perfect one built in).
-func usesPredictor(policy string) bool { return policy == "isrtf" }
+func usesPredictor(policy string) bool { return strings.HasPrefix(policy, "isrtf") }
 
 func (sw *sweep) run(sc scenario, base *traces.Trace) error {
 	var pts []point
@@ -188,8 +188,8 @@ func (sw *sweep) run(sc scenario, base *traces.Trace) error {
 					if mae > 0 && !usesPredictor(pol) && mae != maes[0] {
 						continue // the predictor does not matter to these
 					}
-					cfg := sw.setup.base
-					cfg.Policy, cfg.Seed = pol, seed
+					cfg := sw.setup.configFor(sw.setup.base, pol)
+					cfg.Seed = seed
 					cfg.KeepHistory = sc.logPreds
 					if mae > 0 {
 						cfg.Predictor = predictor.Spec{Kind: "noisy", MAE: mae}
