@@ -366,3 +366,50 @@ func Scatter(title, xlabel, ylabel string, floor float64, groups []ScatterGroup)
 	}
 	return p, nil
 }
+
+// Pareto draws each label's mean JCT against its P99 JCT at one load, the
+// trade a tail guard makes: lower-left is better on both, and the points
+// no other beats on both (the Pareto front) are joined.
+func Pareto(title string, curves map[string][]LoadPoint, order []string, load float64) (*plot.Plot, error) {
+	p := newPlot(title, "mean job completion time (s)", "P99 job completion time (s)")
+	p.Legend.Top = true
+	type pt struct{ x, y float64 }
+	var all []pt
+	for i, label := range order {
+		for _, lp := range curves[label] {
+			if lp.Load != load || math.IsNaN(lp.Mean.Mean) {
+				continue
+			}
+			s, err := plotter.NewScatter(plotter.XYs{{X: lp.Mean.Mean, Y: lp.P99.Mean}})
+			if err != nil {
+				return nil, err
+			}
+			s.GlyphStyle.Color = plotutil.Color(i)
+			s.GlyphStyle.Shape = plotutil.Shape(i)
+			s.GlyphStyle.Radius = vg.Points(4)
+			p.Add(s)
+			p.Legend.Add(label, s)
+			all = append(all, pt{lp.Mean.Mean, lp.P99.Mean})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].x < all[j].x })
+	var front plotter.XYs
+	best := math.Inf(1)
+	for _, q := range all {
+		if q.y < best {
+			front = append(front, plotter.XY{X: q.x, Y: q.y})
+			best = q.y
+		}
+	}
+	if len(front) > 1 {
+		l, err := plotter.NewLine(front)
+		if err != nil {
+			return nil, err
+		}
+		l.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
+		l.Color = color.Gray{Y: 120}
+		p.Add(l)
+		p.Legend.Add("Pareto front", l)
+	}
+	return p, nil
+}

@@ -27,17 +27,24 @@ type scenario struct {
 	prompt      traces.Lengths
 	output      traces.Lengths
 	logPreds    bool // write the prediction log of ISRTF at the highest load
+	// policies, when set, are the scenario's own --policy default; only
+	// runs it when named (not in "all").
+	policies string
+	only     bool
 }
 
 // scenarios follow the ISRTF test guide for the patched vLLM.
 var scenarios = []scenario{
 	{"fcfs-vs-isrtf", "ELIS-like gamma arrivals, LMSYS-like lengths",
-		traces.Gamma{Shape: 0.73, Scale: 10.41}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, traces.LogNormal{Mean: 160, Sigma: 0.9, Max: 1024}, false},
+		traces.Gamma{Shape: 0.73, Scale: 10.41}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, traces.LogNormal{Mean: 160, Sigma: 0.9, Max: 1024}, false, "", false},
 	{"mixed-lengths", "a third each of short (50-100), medium (100-300) and long (300-500) outputs",
 		traces.Gamma{Shape: 0.73, Scale: 10.41}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048},
-		traces.Mixture{traces.Uniform{Min: 50, Max: 100}, traces.Uniform{Min: 100, Max: 300}, traces.Uniform{Min: 300, Max: 500}}, false},
+		traces.Mixture{traces.Uniform{Min: 50, Max: 100}, traces.Uniform{Min: 100, Max: 300}, traces.Uniform{Min: 300, Max: 500}}, false, "", false},
 	{"long-output", "long outputs (800-1600 tokens) whose prediction updates can be watched",
-		traces.Gamma{Shape: 0.73, Scale: 10.41 * 6}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, traces.Uniform{Min: 800, Max: 1600}, true},
+		traces.Gamma{Shape: 0.73, Scale: 10.41 * 6}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, traces.Uniform{Min: 800, Max: 1600}, true, "", false},
+	{name: "isrtf-variants", about: "FCFS, ISRTF as the paper has it, the vLLM patch and each guard, on the fcfs-vs-isrtf workload: run with --policy to choose the variants",
+		arrivals: traces.Gamma{Shape: 0.73, Scale: 10.41}, prompt: traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, output: traces.LogNormal{Mean: 160, Sigma: 0.9, Max: 1024},
+		policies: "fcfs,isrtf,isrtf/patch+sync,isrtf+lazy,isrtf+lazy+margin=20:0.2,isrtf+lazy+cap=2,isrtf+lazy+cap=1.5", only: true},
 }
 
 func scenarioNames() []string {
@@ -91,7 +98,13 @@ func sweepAction(c *cli.Context) error {
 		return err
 	}
 	if !c.IsSet("policy") {
-		c.Set("policy", "fcfs,isrtf,srpt-oracle")
+		def := "fcfs,isrtf,srpt-oracle"
+		for _, s := range scenarios {
+			if s.name == c.String("scenario") && s.policies != "" && c.String("trace") == "" {
+				def = s.policies
+			}
+		}
+		c.Set("policy", def)
 	}
 	setup, err := parseSimSetup(c, c.String("trace") == "")
 	if err != nil {
@@ -120,7 +133,7 @@ func sweepAction(c *cli.Context) error {
 		todo = []scenario{{name: strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)), about: p}}
 	} else {
 		for _, s := range scenarios {
-			if c.String("scenario") == "all" || c.String("scenario") == s.name {
+			if c.String("scenario") == "all" && !s.only || c.String("scenario") == s.name {
 				todo = append(todo, s)
 			}
 		}
@@ -259,6 +272,18 @@ func (sw *sweep) report(sc scenario, dir string, runs []report.SweepRun) error {
 	if err := report.Save(p, filepath.Join(dir, "load.png")); err != nil {
 		return err
 	}
+	if len(order) > 2 {
+		// Several policies or variants: the mean-against-tail trade per load.
+		for _, l := range sw.loads {
+			p, err := report.Pareto(fmt.Sprintf("%s at %gx: mean against P99 job completion time (%s)", sc.name, l, seeds), curves, order, l)
+			if err != nil {
+				return err
+			}
+			if err := report.Save(p, filepath.Join(dir, fmt.Sprintf("pareto-%gx.png", l))); err != nil {
+				return err
+			}
+		}
+	}
 	if sc.logPreds {
 		if err := sw.writePredictionLog(dir, runs); err != nil {
 			return err
@@ -271,7 +296,7 @@ func (sw *sweep) report(sc scenario, dir string, runs []report.SweepRun) error {
 	if err := report.WriteSweepSummary(os.Stdout, head, loads); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s/{results.csv,summary.txt,load.png,cdf-*.png}\n\n", dir)
+	fmt.Printf("\nwrote %s/{results.csv,summary.txt,load.png,cdf-*.png,pareto-*.png}\n\n", dir)
 	return nil
 }
 

@@ -73,3 +73,24 @@ func TestSweepReportsPredictorError(t *testing.T) {
 		}
 	}
 }
+
+// The isrtf-variants scenario runs its own policies (FCFS, ISRTF, the
+// patch and the guards) unless told otherwise, stays out of "all", and
+// draws the mean-against-P99 trade per load.
+func TestSweepISRTFVariants(t *testing.T) {
+	dir := t.TempDir()
+	code, out := elis(t, "sweep", "--scenario", "isrtf-variants", "--loads", "1,5", "--seeds", "1", "--n", "80", "-o", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, f := range []string{"pareto-1x.png", "pareto-5x.png", "summary.txt"} {
+		if st, err := os.Stat(filepath.Join(dir, "isrtf-variants", f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, v := range []string{"isrtf/patch+sync", "isrtf+lazy+cap=2"} {
+		if !strings.Contains(out, v) {
+			t.Errorf("the summary lacks %s", v)
+		}
+	}
+}
