@@ -178,7 +178,7 @@ func (s *Scheduler) Add(r Request, now float64) {
 	}
 	s.clock = now
 	if s.pol.Predictive() {
-		if s.cfg.LazyPredictions && s.waiting.Len() == 0 && len(s.running) < s.cfg.MaxSeqs {
+		if s.cfg.LazyPredictions && !s.queued(1) {
 			// It goes in at the next step whatever it is predicted to be.
 			q.lazy = true
 			s.stats.PredictionsSkipped++
@@ -188,6 +188,14 @@ func (s *Scheduler) Add(r Request, now float64) {
 		}
 	}
 	s.enqueue(q, false)
+}
+
+// queued reports whether, with extra more requests waiting, more would
+// wait than the batch has free places: then the queue's order decides who
+// goes first, and predictions matter. (Under memory pressure order matters
+// with free places too; lazy predictions do not see that.)
+func (s *Scheduler) queued(extra int) bool {
+	return s.waiting.Len()+extra > s.cfg.MaxSeqs-len(s.running)
 }
 
 // rankLazy predicts the waiting requests whose prediction was deferred,
@@ -225,7 +233,7 @@ func (s *Scheduler) enqueue(q *Seq, front bool) {
 		if q.lazy {
 			s.lazyWaiting = append(s.lazyWaiting, q)
 		}
-		if s.waiting.Len() > 0 && len(s.lazyWaiting) > 0 {
+		if len(s.lazyWaiting) > 0 && s.queued(1) {
 			// A queue forms: its order now matters.
 			if q.lazy {
 				s.predictDeferred(q)
@@ -345,6 +353,9 @@ func (s *Scheduler) Next(now float64) *Batch {
 func (s *Scheduler) Schedule(now float64) *Batch {
 	s.clock = now
 	s.step++
+	if s.cfg.LazyPredictions && len(s.lazyWaiting) > 0 && s.queued(0) {
+		s.rankLazy() // the batch filled up around them
+	}
 	b := &s.batch
 	b.reset(s.step)
 	b.Predictions, b.PredictionTokens = s.pendingPred, s.pendingPredTokens
@@ -669,7 +680,7 @@ func (s *Scheduler) Complete(now float64) {
 			continue
 		}
 		if s.pol.Predictive() && q.Generated-q.lastPred >= k {
-			if s.cfg.LazyPredictions && !resubmit && s.waiting.Len() == 0 {
+			if s.cfg.LazyPredictions && !resubmit && !s.queued(0) {
 				// Nothing waits: no order can change; the next window
 				// predicts if something does.
 				q.lastPred = q.Generated
