@@ -177,7 +177,7 @@ func TestPredictTraceThenRunRecorded(t *testing.T) {
 	if code, out := elis(t, "predict", "trace", tr, "--checkpoint", ckpt, "--tokenizer", tok, "-o", pred); code != 0 {
 		t.Fatalf("predict trace: exit %d: %s", code, out)
 	}
-	code, out := elis(t, "run", pred, "--policy", "fcfs,isrtf", "--predictor", "recorded")
+	code, out := elis(t, "run", pred, "--policy", "fcfs,isrtf+eager", "--predictor", "recorded") // eager: predict with no queue too
 	if code != 0 || !strings.Contains(out, "predictor recorded") || !strings.Contains(out, "predictor MAE") {
 		t.Fatalf("run --predictor recorded: exit %d:\n%s", code, out)
 	}

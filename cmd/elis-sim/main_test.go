@@ -272,7 +272,7 @@ func TestBenchCLI(t *testing.T) {
 // Policy entries with modes and guards run side by side under their own
 // names, and the guards change the runs.
 func TestPolicyVariants(t *testing.T) {
-	code, out := elis(t, "run", "--policy", "isrtf,isrtf+lazy+cap=2,isrtf/patch+sync", "--json")
+	code, out := elis(t, "run", "--policy", "isrtf,isrtf+eager+cap=2,isrtf/patch+sync", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -280,7 +280,7 @@ func TestPolicyVariants(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &runs); err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 3 || runs[0].Label != "isrtf" || runs[1].Label != "isrtf+lazy+cap=2" || runs[2].Label != "isrtf/patch+sync" {
+	if len(runs) != 3 || runs[0].Label != "isrtf" || runs[1].Label != "isrtf+eager+cap=2" || runs[2].Label != "isrtf/patch+sync" {
 		t.Fatalf("labels: %s, %s, %s", runs[0].Label, runs[1].Label, runs[2].Label)
 	}
 	if runs[0].Summary.JCT.Mean == runs[1].Summary.JCT.Mean || runs[0].Summary.JCT.Mean == runs[2].Summary.JCT.Mean {

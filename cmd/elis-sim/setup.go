@@ -45,7 +45,7 @@ func simFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
 		&cli.StringFlag{Name: "predictor-calls", Usage: "how predictor calls are priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode) or batched (one call per step, as ELIS's frontend; the default otherwise)"},
 		&cli.Float64Flag{Name: "slowdown-cap", Usage: "tail guard, any policy: a waiting request whose projected slowdown (over running alone) reaches this factor is promoted for good (0: off)"},
-		&cli.BoolFlag{Name: "lazy-predictions", Usage: "call the predictor only where its answer can change an order: not for an arrival to an empty queue with room in the batch, not at a window while nothing waits"},
+		&cli.BoolFlag{Name: "lazy-predictions", Value: true, Usage: "call the predictor only where its answer can change an order: not while no more requests wait than the batch has places (--lazy-predictions=false, or +eager in --policy, predicts at every arrival and window as ELIS and the vLLM patch do)"},
 		&cli.StringFlag{Name: "displace-margin", Usage: "paper mode hysteresis TOKENS[:RATIO]: displace a running request only for a waiting one predicted shorter by more than TOKENS and RATIO of its remaining"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noisy predictor and the embedded workload", EnvVars: []string{"ELIS_SIM_SEED"}},
 		&cli.BoolFlag{Name: "check", Usage: "verify the scheduler's invariants after every step (slower)"},
@@ -73,7 +73,7 @@ type policySpec struct {
 }
 
 // guardHelp lists what may follow a policy after "+".
-const guardHelp = "lazy, cap=S, margin=TOKENS[:RATIO], limit=C, sync, batched"
+const guardHelp = "lazy, eager, cap=S, margin=TOKENS[:RATIO], limit=C, sync, batched"
 
 // parsePolicySpec reads NAME[/MODE][+GUARD...].
 func parsePolicySpec(entry string) (*policySpec, error) {
@@ -99,8 +99,9 @@ func parsePolicySpec(entry string) (*policySpec, error) {
 			return v, nil
 		}
 		switch key {
-		case "lazy":
-			ps.mods = append(ps.mods, func(c *sim.Config) { c.Engine.LazyPredictions = true })
+		case "lazy", "eager":
+			lazy := key == "lazy"
+			ps.mods = append(ps.mods, func(c *sim.Config) { c.Engine.LazyPredictions = lazy })
 		case "sync", "batched":
 			sync := key == "sync"
 			ps.mods = append(ps.mods, func(c *sim.Config) { c.SyncPredictions = sync })

@@ -44,7 +44,7 @@ var scenarios = []scenario{
 		traces.Gamma{Shape: 0.73, Scale: 10.41 * 6}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, traces.Uniform{Min: 800, Max: 1600}, true, "", false},
 	{name: "isrtf-variants", about: "FCFS, ISRTF as the paper has it, the vLLM patch and each guard, on the fcfs-vs-isrtf workload: run with --policy to choose the variants",
 		arrivals: traces.Gamma{Shape: 0.73, Scale: 10.41}, prompt: traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, output: traces.LogNormal{Mean: 160, Sigma: 0.9, Max: 1024},
-		policies: "fcfs,isrtf,isrtf/patch+sync,isrtf+lazy,isrtf+lazy+margin=20:0.2,isrtf+lazy+cap=2,isrtf+lazy+cap=1.5", only: true},
+		policies: "fcfs,isrtf+eager,isrtf/patch+sync+eager,isrtf,isrtf+margin=20:0.2,isrtf+cap=2,isrtf+cap=1.5", only: true},
 }
 
 func scenarioNames() []string {

@@ -88,7 +88,7 @@ func TestSweepISRTFVariants(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	for _, v := range []string{"isrtf/patch+sync", "isrtf+lazy+cap=2"} {
+	for _, v := range []string{"isrtf/patch+sync+eager", "isrtf+cap=2"} {
 		if !strings.Contains(out, v) {
 			t.Errorf("the summary lacks %s", v)
 		}
