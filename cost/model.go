@@ -115,13 +115,14 @@ var GPUs = map[string]GPU{
 	"a100-80g": {PeakFLOPS: 312e12, MemBW: 2.039e12, MemBytes: 80 * (1 << 30), LinkBW: 240e9,
 		Eff: Eff{GemmFLOP: 0.70, GemmBW: 0.845, GemmLaunch: 3e-6, AttnFLOP: 0.55, AttnBW: 0.90, AttnLaunch: 4e-6,
 			ElemBW: 0.7, ElemLaunch: 2e-6, StepOverhead: 1e-3, CommLatency: 25e-6}},
-	"h100": {PeakFLOPS: 989e12, MemBW: 3.35e12, MemBytes: 80 * (1 << 30), LinkBW: 360e9, Large: true,
-		Eff: Eff{GemmFLOP: 0.736, GemmBW: 0.845, GemmLaunch: 3e-6, AttnFLOP: 0.537, AttnBW: 0.944, AttnLaunch: 4e-6,
-			ElemBW: 0.7, ElemLaunch: 2e-6, StepOverhead: 1e-3, CommLatency: 20e-6}},
-	"h200": {PeakFLOPS: 989e12, MemBW: 4.8e12, MemBytes: 143771 * (1 << 20), LinkBW: 360e9, Large: true,
-		Eff: Eff{GemmFLOP: 0.736, GemmBW: 0.845, GemmLaunch: 3e-6, AttnFLOP: 0.537, AttnBW: 0.944, AttnLaunch: 4e-6,
-			ElemBW: 0.7, ElemLaunch: 2e-6, StepOverhead: 1e-3, CommLatency: 20e-6}},
+	"h100": {PeakFLOPS: 989e12, MemBW: 3.35e12, MemBytes: 80 * (1 << 30), LinkBW: 360e9, Large: true, Eff: hopperV1},
+	"h200": {PeakFLOPS: 989e12, MemBW: 4.8e12, MemBytes: 143771 * (1 << 20), LinkBW: 360e9, Large: true, Eff: hopperV1},
 }
+
+// hopperV1 are the vllm-v1 efficiencies of H100 and H200, which share the
+// GH100 compute die (they differ in memory, not in kernels).
+var hopperV1 = Eff{GemmFLOP: 0.736, GemmBW: 0.845, GemmLaunch: 3e-6, AttnFLOP: 0.537, AttnBW: 0.944, AttnLaunch: 4e-6,
+	ElemBW: 0.7, ElemLaunch: 2e-6, StepOverhead: 1e-3, CommLatency: 20e-6}
 
 // GPUs2023 are the presets of the 2023 stack: a100-80g and h100 fitted to
 // Splitwise's perf_model.csv (a vLLM-like engine of 2023: 13.5 ms of host

@@ -26,23 +26,10 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 	}
 	for {
 		// Take every request that has arrived, and every abort.
-	drain:
 		for in != nil || aborts != nil {
-			select {
-			case r, ok := <-in:
-				if !ok {
-					in = nil
-					continue
-				}
-				w.Add(r)
-			case i, ok := <-aborts:
-				if !ok {
-					aborts = nil
-					continue
-				}
-				w.abort(i)
-			default:
-				break drain
+			var got bool
+			if in, aborts, got = w.receive(in, aborts, nil); !got {
+				break
 			}
 		}
 		collect()
@@ -54,20 +41,9 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 			if in == nil {
 				return nil
 			}
-			select {
-			case r, ok := <-in:
-				if !ok {
-					in = nil
-					continue
-				}
-				w.Add(r)
-			case i, ok := <-aborts:
-				if !ok {
-					aborts = nil
-					continue
-				}
-				w.abort(i)
-			case <-abandon.Done():
+			// Nothing to run: wait for an arrival, an abort or the end.
+			in, aborts, _ = w.receive(in, aborts, abandon.Done())
+			if abandon.Err() != nil {
 				return nil
 			}
 			continue
@@ -82,6 +58,43 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 		}
 		collect()
 	}
+}
+
+// receive takes one arrival or abort into the core, or, with wait nil,
+// reports false when none is ready; with wait set, it blocks until one
+// comes or wait is closed. A closed channel comes back nil.
+func (w *Worker) receive(in <-chan Submission, aborts <-chan int, wait <-chan struct{}) (<-chan Submission, <-chan int, bool) {
+	var r Submission
+	var i int
+	var fromIn, ok bool
+	if wait == nil {
+		select {
+		case r, ok = <-in:
+			fromIn = true
+		case i, ok = <-aborts:
+		default:
+			return in, aborts, false
+		}
+	} else {
+		select {
+		case r, ok = <-in:
+			fromIn = true
+		case i, ok = <-aborts:
+		case <-wait:
+			return in, aborts, false
+		}
+	}
+	switch {
+	case fromIn && !ok:
+		return nil, aborts, true
+	case fromIn:
+		w.Add(r)
+	case !ok:
+		return in, nil, true
+	default:
+		w.abort(i)
+	}
+	return in, aborts, true
 }
 
 // abort drops request i from the core; an abort that overtook its request

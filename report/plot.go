@@ -355,16 +355,25 @@ func Scatter(title, xlabel, ylabel string, floor float64, groups []ScatterGroup)
 		p.Legend.Add(g.Label, s)
 	}
 	if lo > 0 && hi >= lo {
-		d, err := plotter.NewLine(plotter.XYs{{X: lo, Y: lo}, {X: hi, Y: hi}})
-		if err != nil {
+		if err := addGuide(p, plotter.XYs{{X: lo, Y: lo}, {X: hi, Y: hi}}, "predicted = actual"); err != nil {
 			return nil, err
 		}
-		d.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
-		d.Color = color.Gray{Y: 120}
-		p.Add(d)
-		p.Legend.Add("predicted = actual", d)
 	}
 	return p, nil
+}
+
+// addGuide draws a grey dashed reference line through pts, in the legend
+// as label.
+func addGuide(p *plot.Plot, pts plotter.XYs, label string) error {
+	l, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	l.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+	l.Color = color.Gray{Y: 120}
+	p.Add(l)
+	p.Legend.Add(label, l)
+	return nil
 }
 
 // Pareto draws each label's mean JCT against its P99 JCT at one load, the
@@ -402,14 +411,9 @@ func Pareto(title string, curves map[string][]LoadPoint, order []string, load fl
 		}
 	}
 	if len(front) > 1 {
-		l, err := plotter.NewLine(front)
-		if err != nil {
+		if err := addGuide(p, front, "Pareto front"); err != nil {
 			return nil, err
 		}
-		l.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
-		l.Color = color.Gray{Y: 120}
-		p.Add(l)
-		p.Legend.Add("Pareto front", l)
 	}
 	return p, nil
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -95,20 +93,8 @@ func benchAction(c *cli.Context) error {
 		f.Close()
 	}
 
-	stop, stopCancel := context.WithCancel(context.Background())
-	abandon, abandonCancel := context.WithCancel(context.Background())
-	defer stopCancel()
-	defer abandonCancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt)
-	defer signal.Stop(sigs)
-	go func() {
-		<-sigs
-		fmt.Fprintln(os.Stderr, "elis-sim bench: stopped sending; Ctrl-C again to abandon requests in flight")
-		stopCancel()
-		<-sigs
-		abandonCancel()
-	}()
+	stop, abandon, done := interrupts("elis-sim bench: stopped sending; Ctrl-C again to abandon requests in flight")
+	defer done()
 	// The server log on stdin is read while the run goes (docker logs -f
 	// ... | elis-sim bench ... --server-log -).
 	logDone := make(chan error, 1)

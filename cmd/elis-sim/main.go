@@ -4,9 +4,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -107,5 +109,31 @@ func setUsageErrors(c *cli.Command, path string) {
 	}
 	for _, s := range c.Subcommands {
 		setUsageErrors(s, path+" "+s.Name)
+	}
+}
+
+// interrupts is the two-step Ctrl-C of the wall-clock commands: the first
+// cancels stop (no new arrivals; say so with msg), the second abandon (drop
+// what is in flight). done releases the signal.
+func interrupts(msg string) (stop, abandon context.Context, done func()) {
+	stop, stopCancel := context.WithCancel(context.Background())
+	abandon, abandonCancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt)
+	go func() {
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		fmt.Fprintln(os.Stderr, msg)
+		stopCancel()
+		if _, ok := <-sigs; ok {
+			abandonCancel()
+		}
+	}()
+	return stop, abandon, func() {
+		signal.Stop(sigs)
+		close(sigs)
+		stopCancel()
+		abandonCancel()
 	}
 }

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
-	"os"
-	"os/signal"
 	"runtime"
 	"strings"
 
@@ -185,21 +182,8 @@ func replayAction(c *cli.Context) error {
 		return bad(err)
 	}
 	perGPU := c.Int("workers-per-gpu")
-	// First Ctrl-C: stop arrivals; second: abandon what is in flight.
-	stop, stopCancel := context.WithCancel(context.Background())
-	abandon, abandonCancel := context.WithCancel(context.Background())
-	defer stopCancel()
-	defer abandonCancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt)
-	defer signal.Stop(sigs)
-	go func() {
-		<-sigs
-		fmt.Fprintln(os.Stderr, "elis-sim: stopping arrivals; Ctrl-C again to abandon requests in flight")
-		stopCancel()
-		<-sigs
-		abandonCancel()
-	}()
+	stop, abandon, done := interrupts("elis-sim: stopping arrivals; Ctrl-C again to abandon requests in flight")
+	defer done()
 
 	var runs []*report.Run
 	for _, pol := range strings.Split(c.String("policy"), ",") {
