@@ -28,6 +28,11 @@ type Config struct {
 	// request is predicted when it must be ranked after all: when a queue
 	// forms around it, or when victims are chosen by predicted work.
 	LazyPredictions bool
+	// AsyncPredictions runs the predictor beside the forward pass: a
+	// prediction asked for before a step is known only after it, so the
+	// core ranks by it one step late (and drivers price it at nothing on
+	// the critical path).
+	AsyncPredictions bool
 	// DisplaceMargin and DisplaceRatio are the paper mode's hysteresis: a
 	// running request is displaced only by a waiting one whose predicted
 	// remaining is smaller by more than DisplaceMargin tokens and by more

@@ -28,7 +28,7 @@ func (p scriptPredictor) Predict(s *Seq) float64 {
 // TestScenarios runs the scripts in testdata/: each file is a sequence of
 // commands and the expected output of each.
 //
-//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [margin=TOKENS,RATIO] [cap=S]
+//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [async] [margin=TOKENS,RATIO] [cap=S]
 //	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0] [hashes=1,2,3 hashblock=8] [session=7]
 //	step [n=1]     schedule one step, print it, complete it one second later
 //	state          print the queues and the free blocks
@@ -71,6 +71,7 @@ func TestScenarios(t *testing.T) {
 					LongPrefillThreshold: num("threshold", 0)}
 				_, cfg.PrefixCaching = args["caching"]
 				_, cfg.LazyPredictions = args["lazy"]
+				_, cfg.AsyncPredictions = args["async"]
 				if c, ok := args["cap"]; ok {
 					cfg.Guard.SlowdownCap, _ = strconv.ParseFloat(c, 64)
 				}

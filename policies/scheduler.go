@@ -34,6 +34,7 @@ type Scheduler struct {
 	pendingPred, pendingPredTokens int
 	clock                          float64 // the latest time a driver gave
 	lazyWaiting                    []*Seq  // waiting requests not yet predicted
+	asking, answered               []*Seq  // asynchronous predictions: asked this step, known at the next
 
 	// KeepHistory keeps every prediction in the records, for the
 	// predictor's accuracy, --out and the prediction log.
@@ -184,7 +185,6 @@ func (s *Scheduler) Add(r Request, now float64) {
 			s.stats.PredictionsSkipped++
 		} else {
 			s.predict(q, now)
-			q.Initial = q.Predicted
 		}
 	}
 	s.enqueue(q, false)
@@ -258,12 +258,13 @@ func (s *Scheduler) predict(q *Seq, now float64) {
 	if math.IsNaN(p) || p < 0 {
 		p = math.Inf(1) // a failed prediction: the patch then behaves like FCFS
 	}
-	q.Predicted = p
 	q.lastPred = q.Generated
-	if q.lazy {
-		// A deferred first prediction: the total it implies.
-		q.lazy = false
-		q.Initial = p + float64(q.Generated)
+	q.lazy = false
+	if s.cfg.AsyncPredictions {
+		q.next = p
+		s.asking = append(s.asking, q)
+	} else {
+		s.know(q, p)
 	}
 	s.pendingPred++
 	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
@@ -272,6 +273,30 @@ func (s *Scheduler) predict(q *Seq, now float64) {
 	if s.KeepHistory {
 		q.rec.Predictions = append(q.rec.Predictions, Prediction{At: now, Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
 	}
+}
+
+// know makes p q's prediction: the one the core ranks it by.
+func (s *Scheduler) know(q *Seq, p float64) {
+	q.Predicted = p
+	if !q.initSet {
+		q.initSet = true
+		q.Initial = p + float64(q.Generated) // the total it implies
+	}
+}
+
+// answer makes known the asynchronous predictions asked for before the
+// last step, and moves those asked since to wait one step.
+func (s *Scheduler) answer() {
+	for _, q := range s.answered {
+		if q.state == stWaiting || q.state == stRunning {
+			s.know(q, q.next)
+			if q.state == stWaiting {
+				s.waiting.Fix(q.heapIdx)
+			}
+		}
+	}
+	clear(s.answered)
+	s.answered, s.asking = s.asking, s.answered[:0]
 }
 
 // alloc gives running request q blocks for tokens more tokens, reporting
@@ -353,6 +378,9 @@ func (s *Scheduler) Next(now float64) *Batch {
 func (s *Scheduler) Schedule(now float64) *Batch {
 	s.clock = now
 	s.step++
+	if s.cfg.AsyncPredictions {
+		s.answer()
+	}
 	if s.cfg.LazyPredictions && len(s.lazyWaiting) > 0 && s.queued(0) {
 		s.rankLazy() // the batch filled up around them
 	}

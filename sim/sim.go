@@ -188,7 +188,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		}
 		w.busy = true
 		pc := cost.Seconds(b.Predictions, b.PredictionTokens)
-		if cfg.SyncPredictions {
+		switch {
+		case cfg.Engine.AsyncPredictions:
+			pc = 0 // beside the forward pass, off the critical path
+		case cfg.SyncPredictions:
 			pc = cost.SyncSeconds(b.Predictions, b.PredictionTokens)
 		}
 		w.until = now + cfg.Cost.StepTime(b) + pc

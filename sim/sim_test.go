@@ -87,6 +87,7 @@ func TestPropertiesOnEveryPolicy(t *testing.T) {
 			tight(c)
 			c.Engine.LazyPredictions, c.Engine.DisplaceMargin, c.Engine.DisplaceRatio = true, 10, 0.1
 			c.Engine.Guard.SlowdownCap = 3
+			c.Engine.AsyncPredictions = true
 			c.SyncPredictions = true
 		}, false},
 		{"tight-memory", tight, false},

@@ -43,7 +43,7 @@ func simFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-enable-prefix-caching", Usage: "turn off vLLM's automatic prefix caching (on by default, as in vLLM v1)"},
 		&cli.StringFlag{Name: "aging", Usage: "starvation guard N,M: a request waiting N steps is promoted for M steps"},
 		&cli.Float64Flag{Name: "preempt-limit", Usage: "protect a request from preemption after this fraction of its predicted length (TRAIL's C)"},
-		&cli.StringFlag{Name: "predictor-calls", Usage: "how predictor calls are priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode) or batched (one call per step, as ELIS's frontend; the default otherwise)"},
+		&cli.StringFlag{Name: "predictor-calls", Usage: "how predictor calls are made and priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode), batched (one call per step, as ELIS's frontend; the default otherwise) or async (batched beside the forward pass: free, its answer known one step late)"},
 		&cli.Float64Flag{Name: "slowdown-cap", Usage: "tail guard, any policy: a waiting request whose projected slowdown (over running alone) reaches this factor is promoted for good (0: off)"},
 		&cli.BoolFlag{Name: "lazy-predictions", Value: true, Usage: "call the predictor only where its answer can change an order: not while no more requests wait than the batch has places (--lazy-predictions=false, or +eager in --policy, predicts at every arrival and window as ELIS and the vLLM patch do)"},
 		&cli.StringFlag{Name: "displace-margin", Usage: "paper mode hysteresis TOKENS[:RATIO]: displace a running request only for a waiting one predicted shorter by more than TOKENS and RATIO of its remaining"},
@@ -73,7 +73,7 @@ type policySpec struct {
 }
 
 // guardHelp lists what may follow a policy after "+".
-const guardHelp = "lazy, eager, cap=S, margin=TOKENS[:RATIO], limit=C, sync, batched"
+const guardHelp = "lazy, eager, cap=S, margin=TOKENS[:RATIO], limit=C, sync, batched, async"
 
 // parsePolicySpec reads NAME[/MODE][+GUARD...].
 func parsePolicySpec(entry string) (*policySpec, error) {
@@ -102,9 +102,9 @@ func parsePolicySpec(entry string) (*policySpec, error) {
 		case "lazy", "eager":
 			lazy := key == "lazy"
 			ps.mods = append(ps.mods, func(c *sim.Config) { c.Engine.LazyPredictions = lazy })
-		case "sync", "batched":
-			sync := key == "sync"
-			ps.mods = append(ps.mods, func(c *sim.Config) { c.SyncPredictions = sync })
+		case "sync", "batched", "async":
+			sync, async := key == "sync", key == "async"
+			ps.mods = append(ps.mods, func(c *sim.Config) { c.SyncPredictions, c.Engine.AsyncPredictions = sync, async })
 		case "cap", "limit":
 			v, err := num()
 			if err != nil {
@@ -258,8 +258,10 @@ func parseSimSetup(c *cli.Context, paperBatch bool) (*simSetup, error) {
 		sync = true
 	case "batched":
 		sync = false
+	case "async":
+		sync, eng.AsyncPredictions = false, true
 	default:
-		return nil, badf("--predictor-calls %q: want sync or batched", c.String("predictor-calls"))
+		return nil, badf("--predictor-calls %q: want sync, batched or async", c.String("predictor-calls"))
 	}
 	s.base = sim.Config{Engine: eng, Mode: mode, Predictor: spec, PredCost: pc, Cost: coster, Overheads: overheads, SyncPredictions: sync,
 		Workers: c.Int("workers"), Router: c.String("router"), Seed: c.Uint64("seed"), Check: c.Bool("check"),
