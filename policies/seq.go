@@ -39,16 +39,16 @@ type Seq struct {
 	// The fields every step reads sit together, after the request's
 	// (the simulator's time at a million requests is mostly cache misses).
 	state     state
-	inBatch   bool  // scheduled in the step being built
-	boundary  bool  // crossed a prediction window in the last step (ISRTF re-ranking)
-	paused    bool  // waiting but holding its KV blocks (ISRTF paper mode)
-	lazy      bool  // its prediction was deferred (LazyPredictions)
-	initSet   bool  // Initial holds its first known prediction
+	inBatch   bool    // scheduled in the step being built
+	boundary  bool    // crossed a prediction window in the last step (ISRTF re-ranking)
+	paused    bool    // waiting but holding its KV blocks (ISRTF paper mode)
+	lazy      bool    // its prediction was deferred (LazyPredictions)
+	initSet   bool    // Initial holds its first known prediction
 	next      float64 // an asynchronous prediction not yet known (AsyncPredictions)
-	arrived   int64 // the step at which it arrived (the slowdown cap)
-	capEpoch  int32 // which of its waits the slowdown cap's deadline is for
-	hashed    int32 // leading blocks of table whose identity is cached
-	blocks    int   // KV blocks held
+	arrived   int64   // the step at which it arrived (the slowdown cap)
+	capEpoch  int32   // which of its waits the slowdown cap's deadline is for
+	hashed    int32   // leading blocks of table whose identity is cached
+	blocks    int     // KV blocks held
 	lastToken float64
 	order     int64 // queue position key: FIFO order, negative for front insertion
 	heapIdx   int   // index in the waiting heap, -1 when not queued
