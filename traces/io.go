@@ -230,10 +230,12 @@ func parseRequestLines(data []byte, first int, name string) ([]Request, error) {
 	type part struct {
 		data  []byte
 		first int
-		reqs  []Request
+		off   int       // where its stretch of all starts
+		reqs  []Request // decoded, in place in all
 		err   error
 	}
 	parts := make([]part, 0, pieces)
+	total := 0
 	for start, line := 0, first; start < len(data); {
 		end := len(data)
 		if len(parts) < pieces-1 {
@@ -244,8 +246,20 @@ func parseRequestLines(data []byte, first int, name string) ([]Request, error) {
 			}
 		}
 		parts = append(parts, part{data: data[start:end], first: line})
-		line += bytes.Count(data[start:end], []byte{'\n'})
+		n := bytes.Count(data[start:end], []byte{'\n'})
+		line += n
+		total += n + 1 // at most a request a line
 		start = end
+	}
+	// Every piece decodes into its own stretch of one slice, so that the
+	// requests (a million of them, holding pointers) are never copied
+	// again but to close the gaps blank lines leave.
+	all := make([]Request, total)
+	off := 0
+	for i := range parts {
+		n := bytes.Count(parts[i].data, []byte{'\n'}) + 1
+		parts[i].off, parts[i].reqs = off, all[off:off:off+n]
+		off += n
 	}
 	var wg sync.WaitGroup
 	for i := range parts {
@@ -263,12 +277,11 @@ func parseRequestLines(data []byte, first int, name string) ([]Request, error) {
 				if len(b) == 0 {
 					continue
 				}
-				var r Request
-				if err := unmarshalRequest(b, &r); err != nil {
+				p.reqs = p.reqs[:len(p.reqs)+1]
+				if err := unmarshalRequest(b, &p.reqs[len(p.reqs)-1]); err != nil {
 					p.err = fmt.Errorf("trace %s line %d: %w", name, line, err)
 					return
 				}
-				p.reqs = append(p.reqs, r)
 			}
 		}(&parts[i])
 	}
@@ -278,13 +291,13 @@ func parseRequestLines(data []byte, first int, name string) ([]Request, error) {
 		if p.err != nil {
 			return nil, p.err
 		}
+		if p.off != n {
+			copy(all[n:], p.reqs) // close the gap blank lines left
+		}
 		n += len(p.reqs)
 	}
-	reqs := make([]Request, 0, n)
-	for _, p := range parts {
-		reqs = append(reqs, p.reqs...)
-	}
-	return reqs, nil
+	clear(all[n:])
+	return all[:n:n], nil
 }
 
 // Encode writes t in the native format: JSON with one request per line, or

@@ -161,6 +161,19 @@ func TestParseLargeJSONLInPieces(t *testing.T) {
 	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
 		t.Fatal("read back differently")
 	}
+	// Blank lines anywhere (so pieces decode fewer requests than lines)
+	// change nothing.
+	blank := strings.ReplaceAll(buf.String(), "\n{\"id\":\"r1000\"", "\n\n{\"id\":\"r1000\"")
+	blank = strings.ReplaceAll(blank, "\n{\"id\":\"r29999\"", "\n\n\n{\"id\":\"r29999\"")
+	got, err = Parse([]byte(blank+"\n\n"), "blank.jsonl", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Reset()
+	Encode(&again, got, true)
+	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+		t.Fatal("blank lines changed what was read")
+	}
 	lines := strings.Split(buf.String(), "\n")
 	bad := func(n int) { lines[n-1] = `{"id":"x","arrival_s":0,"prompt_tokens":0,"output_tokens":1}` }
 	bad(25001) // in a late piece
