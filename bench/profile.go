@@ -53,16 +53,16 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 	p := &cost.DeviceProfile{Meta: map[string]string{"device": cfg.URLs[0], "model": cfg.Model, "source": "profile --url"}}
 	start := time.Now()
 	seq := 0
+	// Each request's prompt is drawn from a fresh seed, so that no two
+	// requests share a block.
 	request := func(prompt, output int) *traces.Request {
 		seq++
 		return &traces.Request{ID: fmt.Sprintf("profile-%d", seq), PromptTokens: prompt, OutputTokens: output}
 	}
-	// Each request's prompt is drawn from its own index: cfg.Seed varies
-	// per call so that no two requests share a block.
 	send := func(r *traces.Request) (*streamTimes, error) {
 		c := cfg
 		c.Seed = cfg.Seed ^ rand.Uint64()
-		return c.sendTimed(ctx, cfg.URLs[0], r, seq)
+		return c.sendTimed(ctx, cfg.URLs[0], r, 0)
 	}
 	for _, n := range sh.Prompts {
 		var ts []float64
