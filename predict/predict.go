@@ -48,26 +48,38 @@ func Input(enc Encoder, r *traces.ELISRow, maxPositions int) ([]int32, error) {
 }
 
 // Predict runs net over rows, batch rows a call, and returns each row's
-// predicted remaining tokens.
-func Predict(net gpu.PredictorNet, enc Encoder, rows []traces.ELISRow, batch int) ([]float64, error) {
+// predicted remaining tokens. With a cache, rows whose input it holds are
+// not run, and those run are added to it.
+func Predict(net gpu.PredictorNet, enc Encoder, rows []traces.ELISRow, batch int, cache *Cache) ([]float64, error) {
 	batch = max(batch, 1)
-	out := make([]float64, 0, len(rows))
-	for lo := 0; lo < len(rows); lo += batch {
-		hi := min(lo+batch, len(rows))
-		ids := make([][]int32, 0, hi-lo)
-		for i := lo; i < hi; i++ {
-			in, err := Input(enc, &rows[i], net.Config().MaxPositions)
-			if err != nil {
-				return nil, err
-			}
-			ids = append(ids, in)
-		}
-		p, err := net.Predict(ids, nil)
+	out := make([]float64, len(rows))
+	var todo []int
+	var inputs [][]int32
+	for i := range rows {
+		in, err := Input(enc, &rows[i], net.Config().MaxPositions)
 		if err != nil {
 			return nil, err
 		}
-		for _, v := range p {
-			out = append(out, float64(v))
+		if cache != nil {
+			if v, ok := cache.get(in); ok {
+				out[i] = float64(v)
+				continue
+			}
+		}
+		todo = append(todo, i)
+		inputs = append(inputs, in)
+	}
+	for lo := 0; lo < len(todo); lo += batch {
+		hi := min(lo+batch, len(todo))
+		p, err := net.Predict(inputs[lo:hi], nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range p {
+			out[todo[lo+k]] = float64(v)
+			if cache != nil {
+				cache.put(inputs[lo+k], v)
+			}
 		}
 	}
 	return out, nil
@@ -182,7 +194,7 @@ func RecordTrace(net gpu.PredictorNet, enc Encoder, tr *traces.Trace, k, batch i
 		}
 		rows[i] = traces.ELISRow{Line: i + 1, Prompt: r.Prompt}
 	}
-	total, err := Predict(net, enc, rows, batch)
+	total, err := Predict(net, enc, rows, batch, nil)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package predict
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 
@@ -143,5 +144,35 @@ func TestScatterGroups(t *testing.T) {
 	g := ScatterGroups(rs, preds, 2)
 	if len(g) != 2 || len(g[0].X) != 3 || len(g[1].X) != 9 || g[1].Label != "50 generated+" {
 		t.Fatalf("%+v", g)
+	}
+}
+
+// The cache keeps outputs by input content, survives a reopen, ignores a
+// torn last record, and keeps networks apart.
+func TestCache(t *testing.T) {
+	dir := t.TempDir()
+	c, err := OpenCache(dir, []byte("net-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.put([]int32{1, 2, 3}, 41.5)
+	c.put([]int32{1, 2, 4}, 7)
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := OpenCache(dir, []byte("net-a"))
+	if v, ok := again.get([]int32{1, 2, 3}); !ok || v != 41.5 || again.Len() != 2 {
+		t.Fatalf("reopened: %v %v, %d entries", v, ok, again.Len())
+	}
+	other, _ := OpenCache(dir, []byte("net-b"))
+	if other.Len() != 0 {
+		t.Fatal("another network sees this one's outputs")
+	}
+	f, _ := os.OpenFile(again.path, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write([]byte{1, 2, 3})
+	f.Close()
+	torn, err := OpenCache(dir, []byte("net-a"))
+	if err != nil || torn.Len() != 2 {
+		t.Fatalf("torn file: %v, %d entries", err, torn.Len())
 	}
 }

@@ -146,15 +146,25 @@ func TestPredictEval(t *testing.T) {
 	}
 	os.WriteFile(data, []byte(b.String()), 0o644)
 	png := filepath.Join(dir, "scatter.png")
-	code, out := elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok, "--split", "test", "--split-by", "prompt", "--plot", png)
+	cache := filepath.Join(dir, "cache")
+	code, out := elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok, "--split", "test", "--split-by", "prompt", "--plot", png, "--cache", cache)
 	if code != 0 || !strings.Contains(out, "network") || !strings.Contains(out, "constant") || !strings.Contains(out, "tokens generated") {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	// A second run takes every output from the cache, and reports the same.
+	code, again := elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok, "--split", "test", "--split-by", "prompt", "--cache", cache)
+	if code != 0 || !strings.Contains(again, "the network ran on 0 of") || !strings.Contains(out, "the network ran on") {
+		t.Fatalf("second run: exit %d:\n%s", code, again)
+	}
+	strip := func(s string) string { return s[strings.Index(s, "predictor "):] }
+	if strip(out) != strip(again) {
+		t.Fatalf("the cached run reports otherwise:\n%s\n%s", out, again)
 	}
 	if st, err := os.Stat(png); err != nil || st.Size() == 0 {
 		t.Fatalf("no plot: %v", err)
 	}
 	os.WriteFile(data, []byte(b.String()+`{"input_prompt":"x","number_of_output_tokens":10,"remaining_tokens":11}`+"\n"), 0o644)
-	code, out = elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok)
+	code, out = elis(t, "predict", "eval", data, "--checkpoint", ckpt, "--tokenizer", tok, "--cache", "")
 	if code != 2 || !strings.Contains(out, "line 17") || !strings.Contains(out, "remaining_tokens") {
 		t.Fatalf("bad row: exit %d:\n%s", code, out)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -36,6 +37,7 @@ func predictCommand() *cli.Command {
 				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split"},
 				&cli.IntFlag{Name: "batch", Value: 32, Usage: "rows a network call"},
 				&cli.IntFlag{Name: "groups", Value: 8, Usage: "groups by tokens generated (the last holds the rest)"},
+				&cli.StringFlag{Name: "cache", Value: defaultPredictionCache(), Usage: "folder keeping the network's outputs by input content, per checkpoint and device, so a second run is instant (\"\": none)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				&cli.StringFlag{Name: "plot", Usage: "draw predicted against actual remaining tokens to this .png, .svg or .pdf file"},
 			),
@@ -157,9 +159,25 @@ func predictEval(c *cli.Context) error {
 			fmt.Fprintln(os.Stderr, "elis-sim: a split by row puts slices of one prompt's answer on both sides; --split-by prompt keeps prompts apart")
 		}
 	}
-	preds, err := predict.Predict(net, enc, scored, c.Int("batch"))
+	var cache *predict.Cache
+	if dir := c.String("cache"); dir != "" {
+		id, err := predict.FileID(c.String("checkpoint"))
+		if err != nil {
+			return badf("--checkpoint: %v", err)
+		}
+		if cache, err = predict.OpenCache(dir, append(id, []byte("|"+c.String("device"))...)); err != nil {
+			return fmt.Errorf("--cache: %w", err)
+		}
+	}
+	preds, err := predict.Predict(net, enc, scored, c.Int("batch"), cache)
 	if err != nil {
 		return err
+	}
+	if cache != nil {
+		if err := cache.Save(); err != nil {
+			return fmt.Errorf("--cache: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "elis-sim: the network ran on %d of %d rows; the cache in %s held the rest\n", cache.Added(), len(scored), c.String("cache"))
 	}
 	rep := predict.Evaluate(scored, preds, predict.MeanRemaining(train), c.Int("groups"))
 	if path := c.String("plot"); path != "" {
@@ -187,4 +205,14 @@ func predictEval(c *cli.Context) error {
 	}
 	fmt.Println("\nthe network by tokens generated:")
 	return report.WriteAccuracy(os.Stdout, rep.ByProgress)
+}
+
+// defaultPredictionCache is where predict eval keeps outputs: the user's
+// cache folder ("" when the system names none).
+func defaultPredictionCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "elis-sim", "predictions")
 }
