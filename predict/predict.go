@@ -10,8 +10,10 @@ package predict
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/policies"
@@ -187,22 +189,46 @@ func RecordTrace(net gpu.PredictorNet, enc Encoder, tr *traces.Trace, k, batch i
 	if k < 1 {
 		return fmt.Errorf("prediction interval %d: want >= 1", k)
 	}
-	rows := make([]traces.ELISRow, len(tr.Requests))
+	// One row a prediction point: the prompt alone (whose estimate of the
+	// whole answer, less what was generated, is the remaining tokens), or,
+	// where the trace carries the answer's text, the prompt and the text
+	// so far, which the network reads as the vLLM patch feeds it.
+	var rows []traces.ELISRow
+	type point struct{ req, gen int }
+	var points []point
 	for i, r := range tr.Requests {
 		if r.Prompt == "" {
 			return fmt.Errorf("request %s has no prompt text (import a trace that carries it, such as apex, sharegpt or elis-train)", r.ID)
 		}
-		rows[i] = traces.ELISRow{Line: i + 1, Prompt: r.Prompt}
+		if r.Output == "" {
+			rows = append(rows, traces.ELISRow{Line: i + 1, Prompt: r.Prompt})
+			points = append(points, point{i, -1})
+			continue
+		}
+		words := strings.Fields(r.Output)
+		for g := 0; g < r.OutputTokens; g += k {
+			// The first g of its OutputTokens tokens, as that share of the
+			// answer's words (the served model's tokens are not known).
+			n := min(len(words), int(math.Round(float64(len(words))*float64(g)/float64(r.OutputTokens))))
+			rows = append(rows, traces.ELISRow{Line: i + 1, Prompt: r.Prompt, Output: strings.Join(words[:n], " ")})
+			points = append(points, point{i, g})
+		}
 	}
-	total, err := Predict(net, enc, rows, batch, nil)
+	preds, err := Predict(net, enc, rows, batch, nil)
 	if err != nil {
 		return err
 	}
 	for i := range tr.Requests {
-		r := &tr.Requests[i]
-		r.Predictions = r.Predictions[:0]
+		tr.Requests[i].Predictions = tr.Requests[i].Predictions[:0]
+	}
+	for j, pt := range points {
+		r := &tr.Requests[pt.req]
+		if pt.gen >= 0 {
+			r.Predictions = append(r.Predictions, traces.Prediction{Generated: pt.gen, Remaining: max(preds[j], 0)})
+			continue
+		}
 		for g := 0; g < r.OutputTokens; g += k {
-			r.Predictions = append(r.Predictions, traces.Prediction{Generated: g, Remaining: max(total[i]-float64(g), 0)})
+			r.Predictions = append(r.Predictions, traces.Prediction{Generated: g, Remaining: max(preds[j]-float64(g), 0)})
 		}
 	}
 	return nil

@@ -136,6 +136,24 @@ func TestRecordTrace(t *testing.T) {
 	}
 }
 
+// With the answer's text in the trace, each point reads the prompt and
+// the answer so far (the share of its words its tokens reach), and the
+// network's output is the remaining tokens itself.
+func TestRecordTraceReadsTheAnswerSoFar(t *testing.T) {
+	tr := &traces.Trace{Requests: []traces.Request{
+		// 100 tokens of answer, 4 words: at 0 tokens none, at 50 two ("w1 w2").
+		{ID: "a", PromptTokens: 3, OutputTokens: 100, Prompt: "abc", Output: "w1 w2 w3 w4"},
+	}}
+	if err := RecordTrace(fakeNet{}, words{}, tr, 50, 4); err != nil {
+		t.Fatal(err)
+	}
+	p := tr.Requests[0].Predictions
+	// ids: [CLS] + runes + [SEP]; "abc" = 5 ids -> 50; "abc w1 w2" = 11 ids -> 110.
+	if len(p) != 2 || p[0] != (traces.Prediction{Generated: 0, Remaining: 50}) || p[1] != (traces.Prediction{Generated: 50, Remaining: 110}) {
+		t.Fatalf("%+v", p)
+	}
+}
+
 // Scatter groups follow Evaluate's grouping: one a tokens-generated value,
 // the rest merged into the last.
 func TestScatterGroups(t *testing.T) {

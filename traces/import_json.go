@@ -239,7 +239,7 @@ func shareGPTTurns(tr *Trace, convs []shareGPTConv, name string, opt ImportOptio
 			r := Request{ID: fmt.Sprintf("sharegpt-%d-%d", i, k), PromptTokens: min(atLeastOne(history), MaxTokens),
 				OutputTokens: min(atLeastOne(out), MaxTokens), Session: session}
 			if opt.KeepText {
-				r.Prompt = text.String()
+				r.Prompt, r.Output = text.String(), c.Turns[k+1].Value
 			}
 			tr.Requests = append(tr.Requests, r)
 		}
@@ -283,7 +283,7 @@ func importShareGPT(data []byte, name string, opt ImportOptions) (*Trace, error)
 		r := Request{ID: "sharegpt-" + strconv.Itoa(len(tr.Requests)),
 			PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(out)}
 		if opt.KeepText {
-			r.Prompt = c.Turns[h].Value
+			r.Prompt, r.Output = c.Turns[h].Value, c.Turns[h+1].Value
 		}
 		tr.Requests = append(tr.Requests, r)
 	}
@@ -400,23 +400,27 @@ func importELISTrain(data []byte, name string, opt ImportOptions) (*Trace, error
 		return nil, err
 	}
 	tr := &Trace{Name: "elis-train"}
-	seen := map[string]bool{}
+	seen := map[string]int{} // prompt -> its request
 	err := forEachLine(data, name, func(line int, b []byte) error {
 		row, err := parseELISRow(b, name, line)
 		if err != nil {
 			return err
 		}
-		if seen[row.Prompt] {
+		if i, ok := seen[row.Prompt]; ok {
+			// A later cut of the same answer: keep the longest text known.
+			if r := &tr.Requests[i]; opt.KeepText && len(row.Output) > len(r.Output) {
+				r.Output = row.Output
+			}
 			return nil
 		}
-		seen[row.Prompt] = true
+		seen[row.Prompt] = len(tr.Requests)
 		in, err := opt.Tokens.CountTokens(row.Prompt)
 		if err != nil {
 			return fmt.Errorf("%s line %d: %w", name, line, err)
 		}
 		r := Request{ID: "elis-" + strconv.Itoa(len(tr.Requests)), PromptTokens: atLeastOne(in), OutputTokens: atLeastOne(row.Total)}
 		if opt.KeepText {
-			r.Prompt = row.Prompt
+			r.Prompt, r.Output = row.Prompt, row.Output
 		}
 		tr.Requests = append(tr.Requests, r)
 		return nil

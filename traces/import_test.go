@@ -32,7 +32,7 @@ func TestImporters(t *testing.T) {
 	cases := []struct {
 		format, file, content string
 		opt                   ImportOptions
-		want                  []Request // ID, Arrival, PromptTokens, OutputTokens, Prompt, HashIDs, HashBlock checked
+		want                  []Request // ID, Arrival, PromptTokens, OutputTokens, Prompt, Output, HashIDs, HashBlock checked
 	}{
 		{"azure", "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\r\n2023-11-16 18:15:46.6805900,374,44\r\n2023-11-16 18:15:50.9951690,396,109\r\n", ImportOptions{},
 			[]Request{{ID: "azure-0", Arrival: 0, PromptTokens: 374, OutputTokens: 44}, {ID: "azure-1", Arrival: 4.314579, PromptTokens: 396, OutputTokens: 109}}},
@@ -48,13 +48,13 @@ func TestImporters(t *testing.T) {
 			[]Request{{ID: "vidur-0", Arrival: 0.5, PromptTokens: 100, OutputTokens: 20}, {ID: "vidur-1", Arrival: 1.25, PromptTokens: 30, OutputTokens: 4}}},
 		{"sharegpt", "s.json", `[{"id":"c1","conversations":[{"from":"human","value":"one two three"},{"from":"gpt","value":"a b"}]},{"id":"c2","conversations":[{"from":"human","value":"alone"}]},` +
 			`{"id":"c3","conversations":[{"from":"gpt","value":"how can I help"},{"from":"human","value":"say hi"},{"from":"gpt","value":"hi"}]}]`, words,
-			[]Request{{ID: "sharegpt-0", PromptTokens: 3, OutputTokens: 2, Prompt: "one two three"}, {ID: "sharegpt-1", PromptTokens: 2, OutputTokens: 1, Prompt: "say hi"}}},
+			[]Request{{ID: "sharegpt-0", PromptTokens: 3, OutputTokens: 2, Prompt: "one two three", Output: "a b"}, {ID: "sharegpt-1", PromptTokens: 2, OutputTokens: 1, Prompt: "say hi", Output: "hi"}}},
 		{"elis-prompts", "p.json", `{"prompts": ["write a poem", "hi"]}`, ImportOptions{Tokens: Words{}, OutputTokens: 100},
 			[]Request{{ID: "elis-0", PromptTokens: 3, OutputTokens: 100}, {ID: "elis-1", PromptTokens: 1, OutputTokens: 100}}},
 		{"elis-train", "t.jsonl", `{"input_prompt": "why is the sky blue", "output_prompt": "", "number_of_output_tokens": 120, "remaining_tokens": 120}` + "\n" +
 			`{"input_prompt": "why is the sky blue", "output_prompt": "because ...", "number_of_output_tokens": 120, "remaining_tokens": 70}` + "\n" +
 			`{"input_prompt": "hello", "output_prompt": "", "number_of_output_tokens": 9, "remaining_tokens": 9}` + "\n", words,
-			[]Request{{ID: "elis-0", PromptTokens: 5, OutputTokens: 120, Prompt: "why is the sky blue"}, {ID: "elis-1", PromptTokens: 1, OutputTokens: 9, Prompt: "hello"}}},
+			[]Request{{ID: "elis-0", PromptTokens: 5, OutputTokens: 120, Prompt: "why is the sky blue", Output: "because ..."}, {ID: "elis-1", PromptTokens: 1, OutputTokens: 9, Prompt: "hello"}}},
 	}
 	for _, c := range cases {
 		tr, err := Import(strings.Fields(c.format)[0], writeFixture(t, c.file, c.content), c.opt)
@@ -68,7 +68,7 @@ func TestImporters(t *testing.T) {
 		}
 		for i, w := range c.want {
 			g := tr.Requests[i]
-			if g.ID != w.ID || fmt.Sprintf("%.6f", g.Arrival) != fmt.Sprintf("%.6f", w.Arrival) || g.PromptTokens != w.PromptTokens || g.OutputTokens != w.OutputTokens || g.Prompt != w.Prompt ||
+			if g.ID != w.ID || fmt.Sprintf("%.6f", g.Arrival) != fmt.Sprintf("%.6f", w.Arrival) || g.PromptTokens != w.PromptTokens || g.OutputTokens != w.OutputTokens || g.Prompt != w.Prompt || g.Output != w.Output ||
 				!slices.Equal(g.HashIDs, w.HashIDs) || g.HashBlock != w.HashBlock {
 				t.Errorf("%s request %d: got %+v, want %+v", c.format, i, g, w)
 			}

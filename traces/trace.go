@@ -20,13 +20,17 @@ type Prediction struct {
 
 // Request is one request of a trace.
 type Request struct {
-	ID           string       `json:"id"`
-	Arrival      float64      `json:"arrival_s"`
-	PromptTokens int          `json:"prompt_tokens"`
-	OutputTokens int          `json:"output_tokens"`
-	Prompt       string       `json:"prompt,omitempty"`
-	Priority     int          `json:"priority,omitempty"`
-	Predictions  []Prediction `json:"predictions,omitempty"`
+	ID           string  `json:"id"`
+	Arrival      float64 `json:"arrival_s"`
+	PromptTokens int     `json:"prompt_tokens"`
+	OutputTokens int     `json:"output_tokens"`
+	Prompt       string  `json:"prompt,omitempty"`
+	// Output is the answer's text, when the trace knows it (sharegpt and
+	// elis-train imports): what predict trace feeds the network as the
+	// text generated so far.
+	Output      string       `json:"output,omitempty"`
+	Priority    int          `json:"priority,omitempty"`
+	Predictions []Prediction `json:"predictions,omitempty"`
 	// HashIDs name the prompt's blocks of HashBlock tokens from its start
 	// (Mooncake's hash_ids): requests whose first k ids are equal have
 	// equal first k*HashBlock tokens, which a prefix cache shares. The

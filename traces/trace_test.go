@@ -10,7 +10,7 @@ import (
 
 func sample() *Trace {
 	return &Trace{Name: "t", Requests: []Request{
-		{ID: "a", Arrival: 0, PromptTokens: 10, OutputTokens: 5, Prompt: "hi \"there\"", Priority: 2,
+		{ID: "a", Arrival: 0, PromptTokens: 10, OutputTokens: 5, Prompt: "hi \"there\"", Output: "hello you", Priority: 2,
 			Predictions: []Prediction{{0, 6}, {50, 1.5}}},
 		{ID: "b", Arrival: 0.25, PromptTokens: 1, OutputTokens: 1},
 		{ID: "c", Arrival: 0.5, PromptTokens: 1000, OutputTokens: 3, HashIDs: []uint64{7, 1 << 60}, HashBlock: 512},
