@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -91,7 +92,7 @@ func (s *scraper) result() Scrape {
 
 // ParseMetrics reads Prometheus text and returns the Followed metrics
 // present, each summed over its label sets.
-func ParseMetrics(r interface{ Read([]byte) (int, error) }) (map[string]float64, error) {
+func ParseMetrics(r io.Reader) (map[string]float64, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
