@@ -4,8 +4,11 @@
 // names, runs the batch (on a cost model or on a device), and tells it what
 // the batch produced and when it ended. It follows vLLM v1's scheduling rules
 // (running requests first, a per-step token budget, chunked prefill, a paged
-// KV cache, preemption by recomputation) and lets a Policy order the queues
-// and pick preemption victims: FCFS, priority, SJF, oracle SJF/SRPT and
-// ISRTF with its three modes. Routers, the policies that spread requests
-// over engine replicas, live here too.
+// KV cache with automatic prefix caching, preemption by recomputation) and
+// lets a Policy order the queues and pick preemption victims: FCFS,
+// priority, SJF, oracle SJF/SRPT and ISRTF with its three modes and its
+// guards (lazy or asynchronous predictions, displacement hysteresis, a
+// slowdown cap). Routers, the policies that spread requests over engine
+// replicas (least loaded, round robin, by predicted work, by prefix
+// affinity), live here too.
 package policies
