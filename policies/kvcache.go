@@ -263,7 +263,9 @@ func (p *kvPool) release(q *Seq) {
 		q.blocks = 0
 		return
 	}
-	for j := len(q.table) - 1; j >= 0; j-- {
+	// Only the blocks q holds: a request that already gave them back (a
+	// preempted one, waiting) keeps its table as a memory, not a claim.
+	for j := q.blocks - 1; j >= 0; j-- {
 		id := q.table[j]
 		if p.ref[id]--; p.ref[id] == 0 {
 			p.pushTail(id)

@@ -14,7 +14,8 @@ func (hashPredictor) Predict(s *Seq) float64 {
 }
 
 // Random small workloads in a cache tight enough to preempt often: a core
-// that is not idle always has work to run from Next, its invariants
+// that is not idle always has work to run from Next (clients leaving at
+// random times included), its invariants
 // hold after every step, and every request finishes or is rejected; with
 // prefix caching on as well, with requests sharing prefixes and sessions.
 func TestRandomWorkloadsNeverStall(t *testing.T) {
@@ -77,6 +78,13 @@ func randomWorkloads(t *testing.T, caching bool) {
 					}
 					if !b.Empty() {
 						s.Complete(float64(step) + 0.5)
+					}
+					if added > 0 && rng.IntN(40) == 0 {
+						// A client leaves, wherever its request is.
+						s.Abort(rng.IntN(added), float64(step)+0.5)
+						if err := s.CheckInvariants(); err != nil {
+							t.Fatalf("%s/%s seed %d after an abort: %v", name, mode, seed, err)
+						}
 					}
 					done += len(s.TakeFinished())
 				}

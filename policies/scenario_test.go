@@ -90,6 +90,7 @@ func TestScenarios(t *testing.T) {
 				}
 				s.KeepHistory = true
 				now = 0
+				clear(ids)
 				return "ok"
 			case "add":
 				id := args["id"]
@@ -134,6 +135,9 @@ func TestScenarios(t *testing.T) {
 			case "abort":
 				if !s.Abort(ids[args["id"]], now) {
 					return "not in the core"
+				}
+				if err := s.CheckInvariants(); err != nil {
+					d.Fatalf(t, "%v", err)
 				}
 				recs := s.TakeFinished()
 				return fmt.Sprintf("%s: %s | free %d", recs[0].ID, recs[0].Rejected, s.FreeBlocks())
