@@ -113,10 +113,6 @@ type kvPool struct {
 	index      map[uint64]int32
 	hits       []int32   // lookup scratch
 	spare      [][]int32 // block tables of finished requests, for reuse
-
-	// Queried and Hit count prompt tokens looked up at admission and
-	// found cached (vLLM's prefix cache queries and hits).
-	queried, hit int64
 }
 
 func newKVPool(n, bs int, caching bool) *kvPool {
@@ -208,8 +204,9 @@ func (p *kvPool) need(q *Seq, upTo int, hits []int32) int {
 }
 
 // grow gives q blocks for upTo tokens, reusing hits first, and caches
-// the identities of the blocks that tokens up to filled will fill.
-func (p *kvPool) grow(q *Seq, upTo, filled int, hits []int32) {
+// the identities of the blocks those tokens fill (vLLM caches a step's
+// blocks when it allocates them).
+func (p *kvPool) grow(q *Seq, upTo int, hits []int32) {
 	if !p.caching {
 		n := (upTo+p.bs-1)/p.bs - q.blocks
 		p.free -= n
@@ -235,7 +232,7 @@ func (p *kvPool) grow(q *Seq, upTo, filled int, hits []int32) {
 		q.table = append(q.table, p.take())
 	}
 	q.blocks = len(q.table)
-	p.cache(q, filled)
+	p.cache(q, upTo)
 }
 
 // cache names q's blocks that are full once tokens tokens are computed.

@@ -203,15 +203,13 @@ func (s *Scheduler) queued(extra int) bool {
 func (s *Scheduler) rankLazy() {
 	for _, q := range s.lazyWaiting {
 		if q.lazy && q.state == stWaiting {
-			s.predictDeferred(q)
+			s.predict(q, s.clock)
 			s.waiting.Fix(q.heapIdx)
 		}
 	}
 	clear(s.lazyWaiting)
 	s.lazyWaiting = s.lazyWaiting[:0]
 }
-
-func (s *Scheduler) predictDeferred(q *Seq) { s.predict(q, s.clock) }
 
 func (s *Scheduler) reject(q *Seq, why string) {
 	q.state = stRejected
@@ -236,7 +234,7 @@ func (s *Scheduler) enqueue(q *Seq, front bool) {
 		if len(s.lazyWaiting) > 0 && s.queued(1) {
 			// A queue forms: its order now matters.
 			if q.lazy {
-				s.predictDeferred(q)
+				s.predict(q, s.clock)
 			}
 			s.rankLazy()
 		}
@@ -314,7 +312,7 @@ func (s *Scheduler) alloc(q *Seq, tokens int) bool {
 	if s.kv.need(q, upTo, nil) > s.kv.free {
 		return false
 	}
-	s.kv.grow(q, upTo, upTo, nil)
+	s.kv.grow(q, upTo, nil)
 	return true
 }
 
@@ -331,11 +329,7 @@ func (s *Scheduler) admit(q *Seq, budget int) (int, bool) {
 		base = s.kv.lookup(q)
 		hits = s.kv.hits
 	}
-	ask := q.Tokens() - base
-	if t := s.cfg.LongPrefillThreshold; t > 0 && ask > t {
-		ask = t
-	}
-	ask = min(ask, budget)
+	ask := s.chunk(q.Tokens()-base, budget)
 	for s.kv.need(q, base+ask, hits) > s.kv.free {
 		if !s.freePaused(q) {
 			return 0, false
@@ -347,7 +341,7 @@ func (s *Scheduler) admit(q *Seq, budget int) (int, bool) {
 		s.stats.PrefixQueried += int64(q.Tokens())
 		s.stats.PrefixHit += int64(base)
 	}
-	s.kv.grow(q, base+ask, base+ask, hits)
+	s.kv.grow(q, base+ask, hits)
 	return ask, true
 }
 
@@ -458,12 +452,15 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 }
 
 // ask is how many tokens q computes this step, within budget.
-func (s *Scheduler) ask(q *Seq, budget int) int {
-	ask := q.Tokens() - q.Computed
-	if t := s.cfg.LongPrefillThreshold; t > 0 && ask > t {
-		ask = t
+func (s *Scheduler) ask(q *Seq, budget int) int { return s.chunk(q.Tokens()-q.Computed, budget) }
+
+// chunk is how many of left tokens a request computes in one step: at
+// most long_prefill_token_threshold (when set) and the budget.
+func (s *Scheduler) chunk(left, budget int) int {
+	if t := s.cfg.LongPrefillThreshold; t > 0 && left > t {
+		left = t
 	}
-	return min(ask, budget)
+	return min(left, budget)
 }
 
 func (s *Scheduler) place(q *Seq, tokens int, now float64) {
@@ -482,7 +479,7 @@ func (s *Scheduler) victim() int {
 		// Victims may be chosen by predicted work: rank the unpredicted.
 		for _, q := range s.running {
 			if q.lazy {
-				s.predictDeferred(q)
+				s.predict(q, s.clock)
 			}
 		}
 	}
