@@ -35,9 +35,12 @@ type Config struct {
 	// model's engine).
 	Net      gpu.PredictorNet
 	PredCost predictor.Cost
-	Vocab    int // the served model's vocabulary, for synthetic prompts
-	Seed     uint64
-	Start    time.Time // time 0 of the core's clock
+	// SyncPredictions prices the calls one at a time, as the vLLM patch
+	// makes them (predictor.Cost.StepSeconds).
+	SyncPredictions bool
+	Vocab           int // the served model's vocabulary, for synthetic prompts
+	Seed            uint64
+	Start           time.Time // time 0 of the core's clock
 	// OnToken, when set, is called in the worker's goroutine with each
 	// token a request generates (its index, the token, how many it has).
 	OnToken func(index int, token int32, generated int)
@@ -208,7 +211,7 @@ func (w *Worker) Step() (bool, error) {
 func (w *Worker) timedStep(b *policies.Batch, t0 time.Time) error {
 	d := w.Coster.StepTime(b)
 	if b.Predictions > 0 {
-		d += w.PredCost.Seconds(b.Predictions, b.PredictionTokens)
+		d += w.PredCost.StepSeconds(b.Predictions, b.PredictionTokens, w.SyncPredictions, w.Core.AsyncPredictions())
 	}
 	if w.busy && w.deadline.Before(t0) {
 		t0 = w.deadline

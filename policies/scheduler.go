@@ -143,6 +143,10 @@ func (s *Scheduler) Stats() Stats { return s.stats }
 // request's BlockTable names the blocks it uses.
 func (s *Scheduler) PrefixCaching() bool { return s.kv.caching }
 
+// AsyncPredictions reports whether predictions run beside the forward
+// pass, known one step late (drivers price them at nothing).
+func (s *Scheduler) AsyncPredictions() bool { return s.cfg.AsyncPredictions }
+
 // NumBlocks is the KV cache's capacity in blocks.
 func (s *Scheduler) NumBlocks() int { return s.cfg.NumBlocks }
 

@@ -26,6 +26,20 @@ type Cost struct {
 // an H200: launch-bound near 5 ms per batched call up to 16 x 512 tokens.
 var DefaultCost = Cost{PerBatch: 5e-3, PerCall: 0, PerToken: 2e-7}
 
+// StepSeconds is what calls predictions over tokens input tokens add to
+// the step they precede, as the system makes them: one batch (ELIS's
+// frontend), one call each on the critical path (sync: the vLLM patch),
+// or nothing when they run beside the forward pass (async).
+func (c Cost) StepSeconds(calls, tokens int, sync, async bool) float64 {
+	switch {
+	case async:
+		return 0
+	case sync:
+		return c.SyncSeconds(calls, tokens)
+	}
+	return c.Seconds(calls, tokens)
+}
+
 // SyncSeconds prices calls predictions made one at a time, each its own
 // batch on the scheduler's critical path (the vLLM patch's way).
 func (c Cost) SyncSeconds(calls, tokens int) float64 {

@@ -101,3 +101,18 @@ func FuzzParseSpec(f *testing.F) {
 		}
 	})
 }
+
+// A step's prediction cost: one batch, one call each, or nothing beside
+// the forward pass.
+func TestStepSeconds(t *testing.T) {
+	c := Cost{PerBatch: 5e-3, PerToken: 1e-6}
+	if got := c.StepSeconds(3, 100, false, false); got != c.Seconds(3, 100) || math.Abs(got-(5e-3+1e-4)) > 1e-12 {
+		t.Errorf("batched: %v", got)
+	}
+	if got := c.StepSeconds(3, 100, true, false); math.Abs(got-(15e-3+1e-4)) > 1e-12 {
+		t.Errorf("sync: %v", got)
+	}
+	if got := c.StepSeconds(3, 100, true, true); got != 0 {
+		t.Errorf("async: %v", got)
+	}
+}

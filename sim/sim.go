@@ -187,14 +187,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			return nil
 		}
 		w.busy = true
-		pc := cost.Seconds(b.Predictions, b.PredictionTokens)
-		switch {
-		case cfg.Engine.AsyncPredictions:
-			pc = 0 // beside the forward pass, off the critical path
-		case cfg.SyncPredictions:
-			pc = cost.SyncSeconds(b.Predictions, b.PredictionTokens)
-		}
-		w.until = now + cfg.Cost.StepTime(b) + pc
+		w.until = now + cfg.Cost.StepTime(b) + cost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
 		return nil
 	}
 

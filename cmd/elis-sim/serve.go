@@ -127,7 +127,7 @@ func serveAction(c *cli.Context) error {
 			}
 			core.KeepHistory = pol.Predictive()
 			core.OnGap = func(g float64, n int) { mu.Lock(); gaps.AddN(g, uint64(n)); mu.Unlock() }
-			ec := engine.Config{Core: core, Coster: cfg.Cost, PredCost: cfg.PredCost, Seed: cfg.Seed}
+			ec := engine.Config{Core: core, Coster: cfg.Cost, PredCost: cfg.PredCost, SyncPredictions: cfg.SyncPredictions, Seed: cfg.Seed}
 			if m != nil {
 				exec, err := gpu.NewExecutor(device, i, m, cfg.Engine.BlockSize, cfg.Engine.NumBlocks)
 				if err != nil {
