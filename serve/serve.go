@@ -299,20 +299,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, para
 	p := s.submit(kind, pr.ids, n, out, params.Priority)
 	st := &stream{kind: kind, id: p.id, model: s.cfg.Model, created: time.Now().Unix()}
 	var toks []int32
+	take := func(tok int32) {
+		if params.Stream {
+			st.token(w, tok)
+		} else {
+			toks = append(toks, tok)
+		}
+	}
 	var rec *policies.Record
-	started := false
 	for rec == nil {
 		select {
 		case tok := <-p.tokens:
-			if !params.Stream {
-				toks = append(toks, tok)
-				continue
-			}
-			if !started {
-				st.begin(w)
-				started = true
-			}
-			st.token(w, tok)
+			take(tok)
 		case rc := <-p.done:
 			rec = &rc
 		case <-r.Context().Done():
@@ -320,28 +318,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, para
 			return
 		}
 	}
-	// Tokens the engine sent just before the record.
-	for len(p.tokens) > 0 {
-		tok := <-p.tokens
-		if params.Stream && started {
-			st.token(w, tok)
-		} else if params.Stream {
-			st.begin(w)
-			started = true
-			st.token(w, tok)
-		} else {
-			toks = append(toks, tok)
-		}
+	for len(p.tokens) > 0 { // tokens the engine sent just before the record
+		take(<-p.tokens)
 	}
-	if rec.Rejected != "" && !started {
+	if rec.Rejected != "" && !st.begun {
 		writeError(w, badRequest(fmt.Errorf("the engine cannot serve this request: %s", rec.Rejected)))
 		return
 	}
 	u := usage{PromptTokens: n, CompletionTokens: rec.Generated, TotalTokens: n + rec.Generated}
 	if params.Stream {
-		if !started {
-			st.begin(w)
-		}
 		st.end(w, params.StreamOptions != nil && params.StreamOptions.IncludeUsage, u)
 		return
 	}

@@ -17,6 +17,7 @@ type stream struct {
 	model   string
 	created int64
 	role    bool // the chat's first delta carried the role
+	begun   bool // the event stream's headers are written
 }
 
 // TokenText is the text of a placeholder token: a word per token, so that
@@ -49,7 +50,13 @@ func (st *stream) chunk(choices []map[string]any) map[string]any {
 	return map[string]any{"id": st.id, "object": st.object(true), "created": st.created, "model": st.model, "choices": choices}
 }
 
+// begin writes the event stream's headers, once: not before the first
+// event, so that a request the engine refuses still gets an error status.
 func (st *stream) begin(w http.ResponseWriter) {
+	if st.begun {
+		return
+	}
+	st.begun = true
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -57,6 +64,7 @@ func (st *stream) begin(w http.ResponseWriter) {
 }
 
 func (st *stream) event(w http.ResponseWriter, v any) {
+	st.begin(w)
 	b, _ := json.Marshal(v)
 	fmt.Fprintf(w, "data: %s\n\n", b)
 	if f, ok := w.(http.Flusher); ok {
