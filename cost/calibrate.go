@@ -27,6 +27,9 @@ type Measurement struct {
 	// kv_len; steps batch, prompt, context.
 	A, B, C  float64
 	Measured float64 // seconds
+	// FailedRun marks a measurement whose run also produced a physically
+	// impossible timing (see Impossible): the run is not trusted at all.
+	FailedRun bool
 }
 
 // Predict prices m with the cost model r (whose Arch must be m's model).
@@ -167,16 +170,23 @@ func ReadSplitwise(path string) ([]Measurement, error) {
 		}
 		p, n, t, tp := v[0], v[1], v[2], int(v[5])
 		src := path + ":" + row["_line"]
-		// Prefills of more than 16k tokens in one step are beyond what a
-		// vLLM token budget schedules, and the table's values there are not
-		// monotone in the batch (b=64 at 512 tokens takes less than b=32):
-		// they are left out.
-		if n*p <= 16384 {
-			out = append(out, Measurement{Source: src, Model: model, GPU: gpu, TP: tp, Class: "prefill_step", A: n, B: p, Measured: v[3] / 1e3,
-				Label: fmt.Sprintf("prefill tp%d b=%g p=%g", tp, n, p)})
+		pre := Measurement{Source: src, Model: model, GPU: gpu, TP: tp, Class: "prefill_step", A: n, B: p, Measured: v[3] / 1e3,
+			Label: fmt.Sprintf("prefill tp%d b=%g p=%g", tp, n, p)}
+		dec := Measurement{Source: src, Model: model, GPU: gpu, TP: tp, Class: "decode_step", A: n, B: p, C: p + t/2, Measured: v[4] / 1e3,
+			Label: fmt.Sprintf("decode tp%d b=%g ctx=%g", tp, n, p+t/2)}
+		// A row is one run: when its prefill is faster than the cards'
+		// peak allows (TP2, batch 64), its decode time is not trusted
+		// either.
+		g, _ := LookupGPUStack(gpu, "2023")
+		if Impossible(g, &pre) {
+			pre.FailedRun, dec.FailedRun = true, true
 		}
-		out = append(out, Measurement{Source: src, Model: model, GPU: gpu, TP: tp, Class: "decode_step", A: n, B: p, C: p + t/2, Measured: v[4] / 1e3,
-			Label: fmt.Sprintf("decode tp%d b=%g ctx=%g", tp, n, p+t/2)})
+		// Prefills of more than 16k tokens in one step are beyond what a
+		// vLLM token budget schedules: they are left out.
+		if n*p <= 16384 {
+			out = append(out, pre)
+		}
+		out = append(out, dec)
 	}
 	return out, nil
 }

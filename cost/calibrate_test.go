@@ -147,3 +147,36 @@ func TestImpossible(t *testing.T) {
 		t.Error("a decode faster than reading the weights passed")
 	}
 }
+
+// A Splitwise row is one run: when its prefill is impossible, its decode
+// time is not trusted either, and both are excluded.
+func TestReadSplitwiseFailedRun(t *testing.T) {
+	path := t.TempDir() + "/perf_model.csv"
+	csv := "model,hardware,prompt_size,batch_size,token_size,prompt_time,token_time,tensor_parallel\n" +
+		"llama2-70b,a100-80gb,512,64,128,795.9,67.3,2\n" + // 32k prefill tokens in 0.8 s on 2 A100s
+		"llama2-70b,a100-80gb,512,1,128,195.6,58.5,2\n"
+	if err := os.WriteFile(path, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := ReadSplitwise(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := LookupGPUStack("a100-80g", "2023")
+	var bad, good int
+	for i := range ms {
+		if Impossible(g, &ms[i]) {
+			bad++
+			if ms[i].A != 64 {
+				t.Errorf("%s excluded", ms[i].Label)
+			}
+		} else {
+			good++
+		}
+	}
+	// The b=64 row's prefill is beyond a step's 16k tokens and not read;
+	// its decode is read and excluded; the b=1 row gives two good ones.
+	if bad != 1 || good != 2 {
+		t.Errorf("excluded %d, kept %d; want 1 and 2", bad, good)
+	}
+}

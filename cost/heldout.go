@@ -10,8 +10,12 @@ import (
 // faster than its FLOPs at every GPU's peak rate, or than reading the
 // weights once at every GPU's peak bandwidth. Such rows (Splitwise's
 // table has some at TP2, batch 64) are left out of fits and checks by this
-// rule, not by hand.
+// rule, not by hand, and so are the other timings of the same run
+// (Measurement.FailedRun).
 func Impossible(g GPU, m *Measurement) bool {
+	if m.FailedRun {
+		return true
+	}
 	a, ok := Archs[m.Model]
 	if !ok {
 		return false
@@ -50,7 +54,8 @@ type HeldOutRow struct {
 // beyond 25%. Physically impossible rows are excluded first.
 func HeldOut(ms []Measurement, evals int) ([]HeldOutRow, error) {
 	byGPU := map[string][]Measurement{}
-	excluded := map[string]int{}
+	excluded := map[string]int{}   // by GPU
+	excludedTP := map[string]int{} // by GPU and TP degree
 	for _, m := range ms {
 		g, err := LookupGPUStack(m.GPU, "2023")
 		if err != nil {
@@ -58,6 +63,7 @@ func HeldOut(ms []Measurement, evals int) ([]HeldOutRow, error) {
 		}
 		if Impossible(g, &m) {
 			excluded[m.GPU]++
+			excludedTP[fmt.Sprint(m.GPU, m.TP)]++
 			continue
 		}
 		byGPU[m.GPU] = append(byGPU[m.GPU], m)
@@ -102,6 +108,11 @@ func HeldOut(ms []Measurement, evals int) ([]HeldOutRow, error) {
 		}
 	}
 	for _, name := range gpus {
+		// The same fit judged on what it saw: no held-out split can be
+		// expected to do better than this, so it says how much of a miss
+		// is the model's shape and how much is extrapolation.
+		start, _ := LookupGPUStack(name, "2023")
+		out = append(out, judge(fmt.Sprintf("%s: fit all, judge all (in sample)", name), FitEvals(start, byGPU[name], evals), byGPU[name], excluded[name]))
 		tps := map[int]bool{}
 		for _, m := range byGPU[name] {
 			tps[m.TP] = true
@@ -122,7 +133,7 @@ func HeldOut(ms []Measurement, evals int) ([]HeldOutRow, error) {
 			}
 			start, _ := LookupGPUStack(name, "2023")
 			fit := FitEvals(start, train, evals)
-			out = append(out, judge(fmt.Sprintf("%s: fit other TPs, predict TP%d", name, tp), fit, test, 0))
+			out = append(out, judge(fmt.Sprintf("%s: fit other TPs, predict TP%d", name, tp), fit, test, excludedTP[fmt.Sprint(name, tp)]))
 		}
 	}
 	return out, nil
