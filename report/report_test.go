@@ -205,7 +205,7 @@ func TestSweepAggregates(t *testing.T) {
 		t.Fatalf("%d JCT samples at load 1, want 6", n)
 	}
 	var buf bytes.Buffer
-	if err := WriteSweepCSV(&buf, runs); err != nil || strings.Count(buf.String(), "\n") != 5 {
+	if err := WriteSweepCSV(&buf, nil, runs); err != nil || strings.Count(buf.String(), "\n") != 5 {
 		t.Fatalf("csv: %v\n%s", err, buf.String())
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
+
+	"gonum.org/v1/gonum/stat"
 )
 
 // SweepRun is one cell of a load sweep: a run and where it sits in the grid.
@@ -14,24 +17,53 @@ type SweepRun struct {
 	Policy string
 	Load   float64 // multiplier of the arrival rate
 	Seed   uint64
-	MAE    float64 // target predictor error, 0 when the run's own
+	MAE    float64  // target predictor error, 0 when the run's own
+	Axes   []string // the values of the sweep's other axes, in its order
+	Cell   string   // the cell's key: its record is cells/<key>.json
 }
 
-// WriteSweepCSV writes one row per run with its grid position and headline
-// metrics.
-func WriteSweepCSV(w io.Writer, runs []SweepRun) error {
+// WriteSweepCSV writes one row per run with its grid position (its
+// values of the axes named, then its cell key last) and headline metrics.
+func WriteSweepCSV(w io.Writer, axes []string, runs []SweepRun) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"label", "policy", "load", "seed", "predictor_mae_target", "requests", "jct_mean_s", "jct_p50_s", "jct_p99_s",
-		"ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "queue_mean_s", "throughput_rps", "preemptions", "predictor_mae", "predictor_r2"})
+	head := []string{"label", "policy", "load", "seed", "predictor_mae_target"}
+	head = append(head, axes...)
+	head = append(head, "requests", "jct_mean_s", "jct_p50_s", "jct_p99_s",
+		"ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "queue_mean_s", "throughput_rps", "preemptions", "predictor_mae", "predictor_r2", "cell")
+	cw.Write(head)
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 	for _, sr := range runs {
 		s := &sr.Run.Summary
-		cw.Write([]string{sr.Run.Label, sr.Policy, f(sr.Load), strconv.FormatUint(sr.Seed, 10), f(sr.MAE), strconv.Itoa(s.Requests),
+		row := []string{sr.Run.Label, sr.Policy, f(sr.Load), strconv.FormatUint(sr.Seed, 10), f(sr.MAE)}
+		for i := range axes {
+			v := ""
+			if i < len(sr.Axes) {
+				v = sr.Axes[i]
+			}
+			row = append(row, v)
+		}
+		row = append(row, strconv.Itoa(s.Requests),
 			f(s.JCT.Mean), f(s.JCT.P50), f(s.JCT.P99), f(s.TTFT.Mean), f(s.TTFT.P99), f(s.TPOT.Mean), f(s.Queue.Mean), f(s.RPS),
-			strconv.Itoa(s.Preemptions), f(s.Predictor.MAE), f(s.Predictor.R2)})
+			strconv.Itoa(s.Preemptions), f(s.Predictor.MAE), f(s.Predictor.R2), sr.Cell)
+		cw.Write(row)
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// Quantiles are x's values at quantiles 0, 1/n, ..., 1 (empirical): a
+// run's distribution in n+1 numbers, what a CDF plot needs of it.
+func Quantiles(x []float64, n int) []float64 {
+	if len(x) == 0 {
+		return nil
+	}
+	s := append([]float64(nil), x...)
+	sort.Float64s(s)
+	out := make([]float64, n+1)
+	for i := range out {
+		out[i] = stat.Quantile(float64(i)/float64(n), stat.Empirical, s, nil)
+	}
+	return out
 }
 
 // SweepLoad is what a sweep shows at one load: the comparison table's rows
