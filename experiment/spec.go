@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -33,7 +34,7 @@ type Spec struct {
 // Workload is one of the built-in scenarios or a trace file.
 type Workload struct {
 	Scenario string `yaml:"scenario,omitempty" json:"scenario,omitempty"`
-	Trace    string `yaml:"trace,omitempty" json:"trace,omitempty"`
+	Trace    string `yaml:"trace,omitempty" json:"trace,omitempty"` // relative to the spec's directory
 	// TraceSHA256 is the trace file's content hash, filled in by Resolve:
 	// a cell's key depends on the trace's bytes, not on its name.
 	TraceSHA256 string `yaml:"-" json:"trace_sha256,omitempty"`
@@ -231,9 +232,14 @@ func Parse(path string) (*Spec, error) {
 	if len(s.Workloads) == 0 {
 		return nil, fmt.Errorf("%s: workloads: want at least one scenario or trace", path)
 	}
-	for _, w := range s.Workloads {
+	for i := range s.Workloads {
+		w := &s.Workloads[i]
 		if (w.Scenario == "") == (w.Trace == "") {
 			return nil, fmt.Errorf("%s:%d: workloads: each names one scenario or one trace", path, w.Line)
+		}
+		// A trace's path is relative to the spec, which travels with it.
+		if w.Trace != "" && !filepath.IsAbs(w.Trace) {
+			w.Trace = filepath.Join(filepath.Dir(path), w.Trace)
 		}
 	}
 	for _, l := range s.Loads {

@@ -311,3 +311,27 @@ func TestExampleSpecs(t *testing.T) {
 		t.Errorf("the README's spec is not examples/sweep.yaml:\n%s\n---\n%s", strip(block), strip(string(file)))
 	}
 }
+
+// A trace workload: its path is relative to the spec, its loads scale its
+// arrivals, and it runs at the engine's own batch limits (not the
+// paper's 4).
+func TestSpecTraceWorkload(t *testing.T) {
+	dir := t.TempDir()
+	if code, out := elis(t, "trace", "gen", "--n", "80", "--seed", "3", "-o", filepath.Join(dir, "t.jsonl")); code != 0 {
+		t.Fatalf("trace gen: exit %d: %s", code, out)
+	}
+	spec := filepath.Join(dir, "exp.yaml")
+	os.WriteFile(spec, []byte("workloads:\n  - trace: t.jsonl\nseeds: 1\nloads: [1, 4]\naxes:\n  policy: [fcfs, isrtf]\n"), 0o644)
+	t.Chdir(t.TempDir())
+	code, out := elis(t, "sweep", "--spec", spec, "-o", "out")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	csv, err := os.ReadFile(filepath.Join("out", "t", "results.csv"))
+	if err != nil || strings.Count(string(csv), "\n") != 5 {
+		t.Fatalf("results.csv: %v\n%s", err, csv)
+	}
+	if strings.Contains(out, "max 4 seqs") {
+		t.Errorf("a trace ran at the paper's batch of 4:\n%s", out)
+	}
+}
