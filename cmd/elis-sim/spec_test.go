@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	batchv1 "k8s.io/api/batch/v1"
@@ -211,10 +213,7 @@ func TestBatchSystemExamples(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
 	}
-	bin := filepath.Join(t.TempDir(), "elis-sim")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	spec := specFile(t, strings.Replace(testSpec, "  - scenario: long-output\n", "", 1))
 	res := t.TempDir()
 	for id := 1; id <= 3; id++ {
@@ -334,4 +333,82 @@ func TestSpecTraceWorkload(t *testing.T) {
 	if strings.Contains(out, "max 4 seqs") {
 		t.Errorf("a trace ran at the paper's batch of 4:\n%s", out)
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.path != "" {
+		os.RemoveAll(filepath.Dir(built.path))
+	}
+	os.Exit(code)
+}
+
+var built struct {
+	once sync.Once
+	path string
+	err  error
+	out  []byte
+}
+
+// binary builds elis-sim once for the tests that run it as a user does.
+func binary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "elis-sim-bin")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.path = filepath.Join(dir, "elis-sim")
+		built.out, built.err = exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
+	})
+	if built.err != nil {
+		t.Fatalf("go build: %v\n%s", built.err, built.out)
+	}
+	return built.path
+}
+
+// A sweep killed (SIGKILL, mid-write for all it knows) and restarted
+// finishes with the bytes of one that ran through.
+func TestSpecKilledAndRestarted(t *testing.T) {
+	bin := binary(t)
+	spec := specFile(t, strings.Replace(testSpec, "requests: 60", "requests: 1500", 1))
+	ref, killed := t.TempDir(), t.TempDir()
+	if out, err := exec.Command(bin, "sweep", "--spec", spec, "--parallel", "2", "-o", ref).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "sweep", "--spec", spec, "--parallel", "2", "-o", killed)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Kill it once some cells are recorded (if it finishes first, the
+	// restart has nothing to do and the check still holds).
+	n := 0
+	for n < 5 {
+		select {
+		case <-exited:
+			n = 1 << 30
+			continue
+		default:
+		}
+		cells, _ := os.ReadDir(filepath.Join(killed, "cells"))
+		n = len(cells)
+		time.Sleep(5 * time.Millisecond) // leave the cores to the sweep
+	}
+	cmd.Process.Kill()
+	<-exited
+	done, _ := os.ReadDir(filepath.Join(killed, "cells"))
+	t.Logf("killed with %d of 48 cells recorded", len(done))
+	if out, err := exec.Command(bin, "sweep", "--spec", spec, "-o", killed).CombinedOutput(); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	got := outputs(t, killed)
+	for k := range got {
+		if strings.HasPrefix(filepath.Base(k), ".") {
+			delete(got, k) // a temporary file the kill left behind
+		}
+	}
+	sameOutputs(t, outputs(t, ref), got, "killed and restarted")
 }
