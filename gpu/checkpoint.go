@@ -202,3 +202,102 @@ func predictorFromState(cfg BertConfig, sd map[string]*Tensor, name string) (*Pr
 	}
 	return p, nil
 }
+
+// NamedTensor is one entry of a state dict: float32, row-major.
+type NamedTensor struct {
+	Name  string
+	Shape []int
+	Data  []float32
+}
+
+// ReadStateDict reads a checkpoint's model_state_dict in its file order,
+// every entry as float32: what a fine-tune rewrites with a new head,
+// keeping the rest (the encoder, its unused pooler) as it was.
+func ReadStateDict(path string) ([]NamedTensor, error) {
+	obj, err := pytorch.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	top, ok := asMap(obj)
+	if !ok {
+		return nil, fmt.Errorf("checkpoint %s: top level is %T, want a dict", path, obj)
+	}
+	sdObj, ok := top["model_state_dict"]
+	if !ok {
+		sdObj = obj
+	}
+	var out []NamedTensor
+	add := func(k, v any) error {
+		name, _ := k.(string)
+		t, ok := v.(*pytorch.Tensor)
+		if !ok {
+			return fmt.Errorf("checkpoint %s: %s is %T, not a tensor", path, name, v)
+		}
+		data, err := tensorData(t)
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: tensor %s: %w", path, name, err)
+		}
+		out = append(out, NamedTensor{Name: name, Shape: append([]int(nil), t.Size...), Data: data})
+		return nil
+	}
+	switch d := sdObj.(type) {
+	case *types.OrderedDict:
+		for el := d.List.Front(); el != nil; el = el.Next() {
+			e := el.Value.(*types.OrderedDictEntry)
+			if err := add(e.Key, e.Value); err != nil {
+				return nil, err
+			}
+		}
+	case *types.Dict:
+		for _, e := range *d {
+			if err := add(e.Key, e.Value); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("checkpoint %s: model_state_dict is %T, want a dict", path, sdObj)
+	}
+	return out, nil
+}
+
+// StateDict is p's weights under the ELIS trainer's names, in its order
+// (bge_model.* for the encoder, predictor.0, .2, ... for the head's
+// Linear layers, ReLUs between them); the pooler, which the predictor
+// does not use, is left out.
+func (p *Predictor) StateDict() []NamedTensor {
+	c := &p.Cfg
+	H, I := c.Hidden, c.Intermediate
+	var out []NamedTensor
+	add := func(name string, data []float32, shape ...int) {
+		out = append(out, NamedTensor{Name: name, Shape: shape, Data: data})
+	}
+	e := "bge_model.embeddings."
+	add(e+"word_embeddings.weight", p.word, c.Vocab, H)
+	add(e+"position_embeddings.weight", p.pos, c.MaxPositions, H)
+	add(e+"token_type_embeddings.weight", p.typ, c.TypeVocab, H)
+	add(e+"LayerNorm.weight", p.embLNW, H)
+	add(e+"LayerNorm.bias", p.embLNB, H)
+	lin := func(name string, l linear, o, i int) {
+		add(name+".weight", l.W, o, i)
+		add(name+".bias", l.B, o)
+	}
+	for n, l := range p.layers {
+		pre := fmt.Sprintf("bge_model.encoder.layer.%d.", n)
+		lin(pre+"attention.self.query", l.q, H, H)
+		lin(pre+"attention.self.key", l.k, H, H)
+		lin(pre+"attention.self.value", l.v, H, H)
+		lin(pre+"attention.output.dense", l.o, H, H)
+		add(pre+"attention.output.LayerNorm.weight", l.ln1W, H)
+		add(pre+"attention.output.LayerNorm.bias", l.ln1B, H)
+		lin(pre+"intermediate.dense", l.up, I, H)
+		lin(pre+"output.dense", l.down, H, I)
+		add(pre+"output.LayerNorm.weight", l.ln2W, H)
+		add(pre+"output.LayerNorm.bias", l.ln2B, H)
+	}
+	in := H
+	for k, l := range p.head {
+		lin(fmt.Sprintf("predictor.%d", 2*k), l, len(l.B), in)
+		in = len(l.B)
+	}
+	return out
+}

@@ -1,6 +1,8 @@
 package gpu
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -94,9 +96,24 @@ func RandomPredictor(cfg BertConfig, head []int, seed uint64) *Predictor {
 // [CLS] and [SEP] as the tokenizer gives them); mask marks real tokens (nil:
 // all of them). Sequences are padded to the longest internally.
 func (p *Predictor) Predict(ids [][]int32, mask [][]int32) ([]float32, error) {
+	emb, err := p.Embed(ids, mask)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, len(ids))
+	for s, v := range emb {
+		out[s] = p.HeadOf(v)
+	}
+	return out, nil
+}
+
+// Embed returns each sequence's pooled encoding: the frozen encoder's
+// output, masked-mean pooled over its tokens ([CLS] and [SEP] included),
+// which is all the head sees. Training the head needs these once per row.
+func (p *Predictor) Embed(ids [][]int32, mask [][]int32) ([][]float32, error) {
 	c := &p.Cfg
 	H := c.Hidden
-	out := make([]float32, len(ids))
+	out := make([][]float32, len(ids))
 	for s, seq := range ids {
 		n := len(seq)
 		if n == 0 || n > c.MaxPositions {
@@ -134,21 +151,77 @@ func (p *Predictor) Predict(ids [][]int32, mask [][]int32) ([]float32, error) {
 		for j := range pooled {
 			pooled[j] /= max(cnt, 1e-9)
 		}
-		v := pooled
-		for k, l := range p.head {
-			p.prec.roundAll(v)
-			o := make([]float32, len(l.B))
-			matmul(o, v, l.W, l.B, 1, len(v), len(o))
-			if k < len(p.head)-1 {
-				for i, a := range o {
-					o[i] = max(a, 0)
-				}
-			}
-			v = o
-		}
-		out[s] = v[0]
+		out[s] = pooled
 	}
 	return out, nil
+}
+
+// HeadOf runs the head on one pooled encoding.
+func (p *Predictor) HeadOf(pooled []float32) float32 {
+	v := append([]float32(nil), pooled...)
+	for k, l := range p.head {
+		p.prec.roundAll(v)
+		o := make([]float32, len(l.B))
+		matmul(o, v, l.W, l.B, 1, len(v), len(o))
+		if k < len(p.head)-1 {
+			for i, a := range o {
+				o[i] = max(a, 0)
+			}
+		}
+		v = o
+	}
+	return v[0]
+}
+
+// HeadLayer is one Linear layer of the head: W is [out][in], row-major
+// (PyTorch's layout), B has out values.
+type HeadLayer struct{ W, B []float32 }
+
+// Head returns a copy of the head's layers, first to last.
+func (p *Predictor) Head() []HeadLayer {
+	out := make([]HeadLayer, len(p.head))
+	for i, l := range p.head {
+		out[i] = HeadLayer{W: append([]float32(nil), l.W...), B: append([]float32(nil), l.B...)}
+	}
+	return out
+}
+
+// WithHead returns p with another head of the same shape (the encoder is
+// shared, not copied).
+func (p *Predictor) WithHead(head []HeadLayer) (*Predictor, error) {
+	if len(head) != len(p.head) {
+		return nil, fmt.Errorf("head of %d layers, want %d", len(head), len(p.head))
+	}
+	q := *p
+	q.head = make([]linear, len(head))
+	for i, l := range head {
+		if len(l.W) != len(p.head[i].W) || len(l.B) != len(p.head[i].B) {
+			return nil, fmt.Errorf("head layer %d: %d weights and %d biases, want %d and %d", i, len(l.W), len(l.B), len(p.head[i].W), len(p.head[i].B))
+		}
+		q.head[i] = linear{W: append([]float32(nil), l.W...), B: append([]float32(nil), l.B...)}
+	}
+	return &q, nil
+}
+
+// EncoderID identifies the encoder's weights (a hash of them and its
+// shape): pooled encodings cached under it stay valid for any head.
+func (p *Predictor) EncoderID() []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%+v|%v|", p.Cfg, p.prec)
+	put := func(xs ...[]float32) {
+		var b [4]byte
+		for _, x := range xs {
+			for _, v := range x {
+				binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
+				h.Write(b[:])
+			}
+		}
+	}
+	put(p.word, p.pos, p.typ, p.embLNW, p.embLNB)
+	for _, l := range p.layers {
+		put(l.q.W, l.q.B, l.k.W, l.k.B, l.v.W, l.v.B, l.o.W, l.o.B, l.up.W, l.up.B, l.down.W, l.down.B, l.ln1W, l.ln1B, l.ln2W, l.ln2B)
+	}
+	return h.Sum(nil)
 }
 
 func (p *Predictor) layer(x, m []float32, l *bertLayer) {
