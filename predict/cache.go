@@ -18,22 +18,24 @@ import (
 // so that evaluating the same rows again runs nothing: one file per
 // network (named by what identifies it: its checkpoint's bytes and the
 // device that runs it, whose precision changes the outputs), holding a
-// 16-byte hash of each input's token ids and the output.
+// 16-byte hash of each input's token ids and the output, width float32s
+// (1 for a prediction, the hidden size for a pooled encoding).
 type Cache struct {
 	path  string
-	known map[[16]byte]float32
+	width int
+	known map[[16]byte][]float32
 	added int
 }
 
-// cacheRecord is a key and a float32.
-const cacheRecord = 16 + 4
-
-// OpenCache opens dir's cache for the network identified by id (any
-// bytes: a checkpoint's hash and a device). A missing file is an empty
-// cache; a damaged one is read up to its damage.
-func OpenCache(dir string, id []byte) (*Cache, error) {
-	sum := sha256.Sum256(id)
-	c := &Cache{path: filepath.Join(dir, fmt.Sprintf("%x.bin", sum[:12])), known: map[[16]byte]float32{}}
+// OpenCache opens dir's cache of width-wide outputs for the network
+// identified by id (any bytes: a checkpoint's hash and a device). A
+// missing file is an empty cache; a damaged one is read up to its damage.
+func OpenCache(dir string, id []byte, width int) (*Cache, error) {
+	if width < 1 {
+		return nil, fmt.Errorf("cache width %d: want >= 1", width)
+	}
+	sum := sha256.Sum256(append(append([]byte(nil), id...), fmt.Sprintf("|w%d", width)...))
+	c := &Cache{path: filepath.Join(dir, fmt.Sprintf("%x.bin", sum[:12])), width: width, known: map[[16]byte][]float32{}}
 	f, err := os.Open(c.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -43,14 +45,18 @@ func OpenCache(dir string, id []byte) (*Cache, error) {
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
-	var rec [cacheRecord]byte
+	rec := make([]byte, 16+4*width)
 	for {
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
+		if _, err := io.ReadFull(r, rec); err != nil {
 			break // the end, or a torn last record
 		}
 		var k [16]byte
 		copy(k[:], rec[:16])
-		c.known[k] = math.Float32frombits(binary.LittleEndian.Uint32(rec[16:]))
+		v := make([]float32, width)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(rec[16+4*i:]))
+		}
+		c.known[k] = v
 	}
 	return c, nil
 }
@@ -73,12 +79,12 @@ func (c *Cache) Len() int { return len(c.known) }
 // Added is the number of outputs computed since it was opened.
 func (c *Cache) Added() int { return c.added }
 
-func (c *Cache) get(ids []int32) (float32, bool) {
+func (c *Cache) get(ids []int32) ([]float32, bool) {
 	v, ok := c.known[cacheKey(ids)]
 	return v, ok
 }
 
-func (c *Cache) put(ids []int32, v float32) {
+func (c *Cache) put(ids []int32, v []float32) {
 	c.known[cacheKey(ids)] = v
 	c.added++
 }
@@ -93,11 +99,13 @@ func (c *Cache) Save() error {
 	}
 	return atomicfile.Write(c.path, func(w io.Writer) error {
 		bw := bufio.NewWriter(w)
-		var rec [cacheRecord]byte
+		rec := make([]byte, 16+4*c.width)
 		for k, v := range c.known {
 			copy(rec[:16], k[:])
-			binary.LittleEndian.PutUint32(rec[16:], math.Float32bits(v))
-			bw.Write(rec[:])
+			for i, x := range v {
+				binary.LittleEndian.PutUint32(rec[16+4*i:], math.Float32bits(x))
+			}
+			bw.Write(rec)
 		}
 		return bw.Flush()
 	})

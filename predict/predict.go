@@ -4,8 +4,11 @@
 // rows of the ELIS trainer's data, as its users judge a checkpoint before
 // scheduling with it (error and rank correlation overall and by tokens
 // generated, beside a constant baseline, on a split made as the trainer
-// makes it or by prompt), and records its predictions into a trace so
-// that the simulator schedules by the network's own errors.
+// makes it or by prompt), records its predictions into a trace so that
+// the simulator schedules by the network's own errors, and fine-tunes the
+// head on the user's rows by the trainer's recipe (the encoder frozen, its
+// pooled vectors computed once), writing a checkpoint in the trainer's
+// layout.
 package predict
 
 import (
@@ -64,7 +67,7 @@ func Predict(net gpu.PredictorNet, enc Encoder, rows []traces.ELISRow, batch int
 		}
 		if cache != nil {
 			if v, ok := cache.get(in); ok {
-				out[i] = float64(v)
+				out[i] = float64(v[0])
 				continue
 			}
 		}
@@ -80,7 +83,7 @@ func Predict(net gpu.PredictorNet, enc Encoder, rows []traces.ELISRow, batch int
 		for k, v := range p {
 			out[todo[lo+k]] = float64(v)
 			if cache != nil {
-				cache.put(inputs[lo+k], v)
+				cache.put(inputs[lo+k], []float32{v})
 			}
 		}
 	}
@@ -264,4 +267,25 @@ func ScatterGroups(rows []traces.ELISRow, preds []float64, groups int) []report.
 		g.Y = append(g.Y, preds[i])
 	}
 	return out
+}
+
+// TooLong lists the rows whose text (prompt and answer so far, with
+// [CLS] and [SEP]) is over maxPositions tokens: the encoder cannot read
+// them whole. Each comes with an error naming its line.
+func TooLong(enc Encoder, rows []traces.ELISRow, maxPositions int, file string) (idx []int, errs []error, err error) {
+	for i := range rows {
+		text := rows[i].Prompt
+		if rows[i].Output != "" {
+			text += " " + rows[i].Output
+		}
+		ids, err := enc.Encode(text, true)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s line %d: %w", file, rows[i].Line, err)
+		}
+		if len(ids) > maxPositions {
+			idx = append(idx, i)
+			errs = append(errs, fmt.Errorf("%s line %d: text of %d tokens, over the encoder's %d", file, rows[i].Line, len(ids), maxPositions))
+		}
+	}
+	return idx, errs, nil
 }

@@ -169,27 +169,27 @@ func TestScatterGroups(t *testing.T) {
 // torn last record, and keeps networks apart.
 func TestCache(t *testing.T) {
 	dir := t.TempDir()
-	c, err := OpenCache(dir, []byte("net-a"))
+	c, err := OpenCache(dir, []byte("net-a"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.put([]int32{1, 2, 3}, 41.5)
-	c.put([]int32{1, 2, 4}, 7)
+	c.put([]int32{1, 2, 3}, []float32{41.5})
+	c.put([]int32{1, 2, 4}, []float32{7})
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
 	}
-	again, _ := OpenCache(dir, []byte("net-a"))
-	if v, ok := again.get([]int32{1, 2, 3}); !ok || v != 41.5 || again.Len() != 2 {
+	again, _ := OpenCache(dir, []byte("net-a"), 1)
+	if v, ok := again.get([]int32{1, 2, 3}); !ok || v[0] != 41.5 || again.Len() != 2 {
 		t.Fatalf("reopened: %v %v, %d entries", v, ok, again.Len())
 	}
-	other, _ := OpenCache(dir, []byte("net-b"))
+	other, _ := OpenCache(dir, []byte("net-b"), 1)
 	if other.Len() != 0 {
 		t.Fatal("another network sees this one's outputs")
 	}
 	f, _ := os.OpenFile(again.path, os.O_APPEND|os.O_WRONLY, 0)
 	f.Write([]byte{1, 2, 3})
 	f.Close()
-	torn, err := OpenCache(dir, []byte("net-a"))
+	torn, err := OpenCache(dir, []byte("net-a"), 1)
 	if err != nil || torn.Len() != 2 {
 		t.Fatalf("torn file: %v, %d entries", err, torn.Len())
 	}

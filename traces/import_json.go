@@ -375,24 +375,37 @@ func parseELISRow(b []byte, name string, line int) (ELISRow, error) {
 }
 
 // ReadELISRows reads an ELIS training file: JSONL rows of input_prompt,
-// output_prompt, number_of_output_tokens and remaining_tokens.
+// output_prompt, number_of_output_tokens and remaining_tokens. The first
+// bad row is an error naming its line.
 func ReadELISRows(path string) ([]ELISRow, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var rows []ELISRow
-	err = forEachLine(data, path, func(line int, b []byte) error {
-		r, err := parseELISRow(b, path, line)
-		if err == nil {
-			rows = append(rows, r)
-		}
-		return err
-	})
-	if err == nil && len(rows) == 0 {
-		err = fmt.Errorf("%s: no rows", path)
+	rows, bad, err := ReadELISRowsSkipping(path)
+	if err == nil && len(bad) > 0 {
+		err = bad[0]
 	}
 	return rows, err
+}
+
+// ReadELISRowsSkipping reads an ELIS training file past its bad rows (a
+// line that is not JSON, a missing field, a negative count): each is
+// returned as an error naming its line, and the good rows beside them.
+func ReadELISRowsSkipping(path string) (rows []ELISRow, bad []error, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = forEachLine(data, path, func(line int, b []byte) error {
+		r, err := parseELISRow(b, path, line)
+		if err != nil {
+			bad = append(bad, err)
+			return nil
+		}
+		rows = append(rows, r)
+		return nil
+	})
+	if err == nil && len(rows) == 0 && len(bad) == 0 {
+		err = fmt.Errorf("%s: no rows", path)
+	}
+	return rows, bad, err
 }
 
 func importELISTrain(data []byte, name string, opt ImportOptions) (*Trace, error) {

@@ -1,15 +1,23 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/internal/atomicfile"
+	"github.com/elis-sim/elis-sim/internal/torchsave"
 	"github.com/elis-sim/elis-sim/predict"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/traces"
@@ -37,9 +45,10 @@ func predictCommand() *cli.Command {
 				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split"},
 				&cli.IntFlag{Name: "batch", Value: 32, Usage: "rows a network call"},
 				&cli.IntFlag{Name: "groups", Value: 8, Usage: "groups by tokens generated (the last holds the rest)"},
-				&cli.StringFlag{Name: "cache", Value: defaultPredictionCache(), Usage: "folder keeping the network's outputs by input content, per checkpoint and device, so a second run is instant (\"\": none)"},
+				&cli.StringFlag{Name: "cache", Value: defaultCache("predictions"), Usage: "folder keeping the network's outputs by input content, per checkpoint and device, so a second run is instant (\"\": none)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				&cli.StringFlag{Name: "plot", Usage: "draw predicted against actual remaining tokens to this .png, .svg or .pdf file"},
+				badRowsFlag(), truncateFlag(),
 			),
 			Action: predictEval,
 		}, {
@@ -59,8 +68,252 @@ func predictCommand() *cli.Command {
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "-", Usage: "output trace (.json or .jsonl); - for stdout"},
 			),
 			Action: predictTrace,
+		}, {
+			Name:      "train",
+			Usage:     "fine-tune a predictor checkpoint's head on your rows, as the ELIS trainer trains it",
+			ArgsUsage: "DATA.jsonl",
+			UsageText: "elis-sim predict train rows.jsonl --init latest_model.pt --tokenizer bge-tokenizer.json -o tuned.pt",
+			Description: "Trains the head (the Linear+ReLU layers after the frozen encoder) on the training part of a\n" +
+				"6:2:2 split of the rows with the ELIS trainer's recipe: MSE on the remaining tokens, Adam at\n" +
+				"1e-4, batches of 16; after each epoch the validation MAE, and training stops when it has not\n" +
+				"improved for --patience epochs, keeping the best epoch's head. The encoder is frozen, so each\n" +
+				"row is encoded once (and cached: --cache). The output is a PyTorch checkpoint in the trainer's\n" +
+				"layout (model_state_dict with the same keys, dtypes and shapes, epoch, metrics, history), so\n" +
+				"the vLLM patch loads it (VLLM_ELIS_CHECKPOINT) and elis-sim too; its config.json is copied\n" +
+				"beside it.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "init", Required: true, Usage: "the ELIS checkpoint to start from (config.json beside it)"},
+				&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
+				&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the encoder runs: cpu (the head trains on the CPU)"},
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "the tuned checkpoint (.pt)"},
+				&cli.IntFlag{Name: "epochs", Value: predict.DefaultTrain.Epochs, Usage: "at most this many epochs"},
+				&cli.IntFlag{Name: "patience", Value: predict.DefaultTrain.Patience, Usage: "stop after this many epochs without a better validation MAE"},
+				&cli.IntFlag{Name: "batch", Value: predict.DefaultTrain.Batch, Usage: "rows a training step"},
+				&cli.Float64Flag{Name: "lr", Value: predict.DefaultTrain.LR, Usage: "Adam's step size"},
+				&cli.StringFlag{Name: "split-by", Value: "row", Usage: "row (the trainer's 6:2:2 split) or prompt (no prompt on two sides)"},
+				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split and of the order rows are visited in"},
+				&cli.IntFlag{Name: "embed-batch", Value: 32, Usage: "rows an encoder call"},
+				&cli.StringFlag{Name: "cache", Value: defaultCache("embeddings"), Usage: "folder keeping pooled encodings by input content, per encoder, so rows are encoded once across fine-tunes (\"\": none)"},
+				badRowsFlag(), truncateFlag(),
+			},
+			Action: predictTrain,
 		}},
 	})
+}
+
+func badRowsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "bad-rows", Value: "refuse", Usage: "rows with a missing field, a negative count or text over the encoder's 512 tokens: refuse (list them, exit 2) or skip (leave them out, saying how many)"}
+}
+
+func truncateFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "truncate", Usage: "cut text over the encoder's limit to it (keeping [SEP], as the trainer's tokenizer does) instead of counting it a bad row"}
+}
+
+// readTrainingRows reads ELIS rows, refusing or skipping the bad ones as
+// --bad-rows says, each named by its line.
+func readTrainingRows(c *cli.Context, path string, enc predict.Encoder, maxPositions int) ([]traces.ELISRow, error) {
+	mode := c.String("bad-rows")
+	if mode != "refuse" && mode != "skip" {
+		return nil, badf("--bad-rows %q: valid are refuse, skip", mode)
+	}
+	rows, badRows, err := traces.ReadELISRowsSkipping(path)
+	if err != nil {
+		return nil, bad(err)
+	}
+	if !c.Bool("truncate") {
+		idx, errs, err := predict.TooLong(enc, rows, maxPositions, path)
+		if err != nil {
+			return nil, bad(err)
+		}
+		badRows = append(badRows, errs...)
+		for k := len(idx) - 1; k >= 0; k-- {
+			rows = slices.Delete(rows, idx[k], idx[k]+1)
+		}
+	}
+	if len(badRows) == 0 {
+		return rows, nil
+	}
+	slices.SortStableFunc(badRows, func(a, b error) int { return cmp.Compare(lineOf(a), lineOf(b)) })
+	var sb strings.Builder
+	for i, e := range badRows {
+		if i == 10 {
+			fmt.Fprintf(&sb, "\n  ... and %d more", len(badRows)-10)
+			break
+		}
+		fmt.Fprintf(&sb, "\n  %v", e)
+	}
+	if mode == "refuse" {
+		return nil, badf("%s: %d bad rows (--bad-rows skip leaves them out; --truncate cuts long text):%s", path, len(badRows), sb.String())
+	}
+	fmt.Fprintf(os.Stderr, "elis-sim: %s: skipped %d bad rows of %d:%s\n", path, len(badRows), len(rows)+len(badRows), sb.String())
+	if len(rows) == 0 {
+		return nil, badf("%s: no good rows", path)
+	}
+	return rows, nil
+}
+
+// lineOf is the line an error of a rows file names ("FILE line N: ...").
+func lineOf(err error) int {
+	_, rest, _ := strings.Cut(err.Error(), " line ")
+	n, _ := strconv.Atoi(strings.SplitN(rest, ":", 2)[0])
+	return n
+}
+
+func predictTrain(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return badf("predict train wants one DATA.jsonl, got %d arguments", c.NArg())
+	}
+	out := c.String("out")
+	if err := atomicfile.Check(out); err != nil {
+		return badf("--out: %w", err)
+	}
+	if by := c.String("split-by"); by != "row" && by != "prompt" {
+		return badf("--split-by %q: valid are row, prompt", by)
+	}
+	if c.String("device") != "cpu" {
+		return badf("--device %q: the encoder's pooled output for training is computed on the cpu only, so far", c.String("device"))
+	}
+	cfg := predict.TrainConfig{Epochs: c.Int("epochs"), Patience: c.Int("patience"), Batch: c.Int("batch"), LR: c.Float64("lr"), Seed: c.Uint64("seed")}
+	if cfg.Epochs < 1 || cfg.Patience < 1 || cfg.Batch < 1 || !(cfg.LR > 0) || c.Int("embed-batch") < 1 {
+		return badf("--epochs, --patience, --batch and --embed-batch: want >= 1; --lr: want > 0")
+	}
+	init := c.String("init")
+	tc, err := traces.LoadTokenCounter(c.String("tokenizer"))
+	if err != nil {
+		return badf("--tokenizer: %w", err)
+	}
+	enc, ok := tc.(traces.HFTokenizer)
+	if !ok {
+		return badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
+	}
+	net, err := gpu.LoadELISCheckpoint(init, "")
+	if err != nil {
+		return badf("--init: %w", err)
+	}
+	rows, err := readTrainingRows(c, c.Args().First(), enc, net.Cfg.MaxPositions)
+	if err != nil {
+		return err
+	}
+	train, val, test := predict.Split(rows, c.String("split-by") == "prompt", c.Uint64("seed"))
+	if len(train) == 0 || len(val) == 0 {
+		return badf("%s: %d rows leave no training or validation split (6:2:2)", c.Args().First(), len(rows))
+	}
+	var cache *predict.Cache
+	if dir := c.String("cache"); dir != "" {
+		if cache, err = predict.OpenCache(dir, net.EncoderID(), net.Cfg.Hidden); err != nil {
+			return fmt.Errorf("--cache: %w", err)
+		}
+	}
+	examples := func(rs []traces.ELISRow) ([]predict.Example, error) {
+		emb, err := predict.Embed(net, enc, rs, c.Int("embed-batch"), cache)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]predict.Example, len(rs))
+		for i := range rs {
+			out[i] = predict.Example{X: emb[i], Y: float64(rs[i].Remaining)}
+		}
+		return out, nil
+	}
+	trainX, err := examples(train)
+	if err != nil {
+		return err
+	}
+	valX, err := examples(val)
+	if err != nil {
+		return err
+	}
+	testX, err := examples(test)
+	if err != nil {
+		return err
+	}
+	if cache != nil {
+		if err := cache.Save(); err != nil {
+			return fmt.Errorf("--cache: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "elis-sim: encoded %d of %d rows; the cache in %s held the rest\n", cache.Added(), len(rows), c.String("cache"))
+	}
+
+	stepsPerEpoch := (len(trainX) + cfg.Batch - 1) / cfg.Batch
+	var bar *progressbar.ProgressBar
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		bar = progressbar.NewOptions(cfg.Epochs*stepsPerEpoch, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("training"),
+			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+	}
+	progress := func(step int, loss float64, e *predict.Epoch) {
+		if e != nil {
+			if bar != nil {
+				bar.Describe(fmt.Sprintf("epoch %d, validation MAE %.1f", e.N, e.ValMAE))
+			} else {
+				fmt.Fprintf(os.Stderr, "epoch %d: training loss %.1f, validation MAE %.1f\n", e.N, e.TrainLoss, e.ValMAE)
+			}
+			return
+		}
+		if bar != nil {
+			bar.Set(step)
+		}
+	}
+	before := predict.MAE(headPredictions(net, valX), valX)
+	head, epoch, hist, err := predict.Train(net.Head(), trainX, valX, cfg, progress)
+	if bar != nil {
+		bar.Finish()
+	}
+	if err != nil {
+		return err
+	}
+	tuned, err := net.WithHead(head)
+	if err != nil {
+		return err
+	}
+	valMAE := predict.MAE(headPredictions(tuned, valX), valX)
+	scoredRows, scoredX, on := test, testX, "test"
+	if len(test) == 0 {
+		scoredRows, scoredX, on = val, valX, "validation"
+	}
+	rep := predict.Evaluate(scoredRows, headPredictions(tuned, scoredX), predict.MeanRemaining(train), 1)
+	var losses, maes []float64
+	for _, e := range hist {
+		losses, maes = append(losses, e.TrainLoss), append(maes, e.ValMAE)
+	}
+	err = predict.WriteCheckpoint(out, init, head, predict.Checkpoint{Epoch: epoch,
+		Metrics: torchsave.Dict{{Key: "mae", Value: rep.Network.MAE}, {Key: "rmse", Value: rep.Network.RMSE}, {Key: "r2", Value: rep.Network.R2},
+			{Key: "val_mae", Value: valMAE}},
+		History: torchsave.Dict{{Key: "train_loss", Value: losses}, {Key: "val_mae", Value: maes}}})
+	if err != nil {
+		return err
+	}
+	if err := copyConfigBeside(init, out); err != nil {
+		return err
+	}
+	fmt.Printf("%s: %d rows (%d train, %d validation, %d test; split by %s, seed %d)\n", c.Args().First(), len(rows), len(train), len(val), len(test), c.String("split-by"), c.Uint64("seed"))
+	fmt.Printf("validation MAE: %.1f tokens before, %.1f after (best epoch %d of %d run)\n", before, valMAE, epoch, len(hist))
+	fmt.Printf("on the %s split: MAE %.1f, RMSE %.1f, R^2 %.3f (constant %.1f: MAE %.1f)\n", on, rep.Network.MAE, rep.Network.RMSE, rep.Network.R2, rep.Constant, rep.Baseline.MAE)
+	fmt.Printf("wrote %s\n", out)
+	return nil
+}
+
+// headPredictions runs p's head on pooled encodings.
+func headPredictions(p *gpu.Predictor, xs []predict.Example) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = float64(p.HeadOf(x.X))
+	}
+	return out
+}
+
+// copyConfigBeside puts the encoder's config.json beside a written
+// checkpoint, where loaders look for it, unless one is there.
+func copyConfigBeside(init, out string) error {
+	src := filepath.Join(filepath.Dir(init), "config.json")
+	dst := filepath.Join(filepath.Dir(out), "config.json")
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(dst, func(w io.Writer) error { _, err := w.Write(data); return err })
 }
 
 // networkFlags name the predictor network of a predict command.
@@ -135,15 +388,15 @@ func predictEval(c *cli.Context) error {
 	if err := checkPlot(c.String("plot")); err != nil {
 		return err
 	}
-	rows, err := traces.ReadELISRows(c.Args().First())
-	if err != nil {
-		return bad(err)
-	}
 	net, enc, err := predictorNet(c)
 	if err != nil {
 		return err
 	}
 	defer net.Close()
+	rows, err := readTrainingRows(c, c.Args().First(), enc, net.Config().MaxPositions)
+	if err != nil {
+		return err
+	}
 
 	scored, train := rows, rows
 	what := fmt.Sprintf("all %d rows", len(rows))
@@ -165,7 +418,7 @@ func predictEval(c *cli.Context) error {
 		if err != nil {
 			return badf("--checkpoint: %v", err)
 		}
-		if cache, err = predict.OpenCache(dir, append(id, []byte("|"+c.String("device"))...)); err != nil {
+		if cache, err = predict.OpenCache(dir, append(id, []byte("|"+c.String("device"))...), 1); err != nil {
 			return fmt.Errorf("--cache: %w", err)
 		}
 	}
@@ -207,12 +460,13 @@ func predictEval(c *cli.Context) error {
 	return report.WriteAccuracy(os.Stdout, rep.ByProgress)
 }
 
-// defaultPredictionCache is where predict eval keeps outputs: the user's
-// cache folder ("" when the system names none).
-func defaultPredictionCache() string {
+// defaultCache is where predict keeps outputs (predictions) or pooled
+// encodings (embeddings): the user's cache folder ("" when the system
+// names none).
+func defaultCache(what string) string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "elis-sim", "predictions")
+	return filepath.Join(dir, "elis-sim", what)
 }
