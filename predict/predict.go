@@ -56,18 +56,40 @@ func Input(enc Encoder, r *traces.ELISRow, maxPositions int) ([]int32, error) {
 // predicted remaining tokens. With a cache, rows whose input it holds are
 // not run, and those run are added to it.
 func Predict(net gpu.PredictorNet, enc Encoder, rows []traces.ELISRow, batch int, cache *Cache) ([]float64, error) {
-	batch = max(batch, 1)
+	vs, err := cached(enc, rows, net.Config().MaxPositions, batch, cache, func(in [][]int32) ([][]float32, error) {
+		p, err := net.Predict(in, nil)
+		out := make([][]float32, len(p))
+		for i, v := range p {
+			out[i] = []float32{v}
+		}
+		return out, err
+	})
+	if err != nil {
+		return nil, err
+	}
 	out := make([]float64, len(rows))
+	for i, v := range vs {
+		out[i] = float64(v[0])
+	}
+	return out, nil
+}
+
+// cached runs a network's call over the rows' inputs, batch rows a call,
+// except on the inputs cache holds (nil: none), which it adds those run
+// to.
+func cached(enc Encoder, rows []traces.ELISRow, maxPositions, batch int, cache *Cache, call func([][]int32) ([][]float32, error)) ([][]float32, error) {
+	batch = max(batch, 1)
+	out := make([][]float32, len(rows))
 	var todo []int
 	var inputs [][]int32
 	for i := range rows {
-		in, err := Input(enc, &rows[i], net.Config().MaxPositions)
+		in, err := Input(enc, &rows[i], maxPositions)
 		if err != nil {
 			return nil, err
 		}
 		if cache != nil {
 			if v, ok := cache.get(in); ok {
-				out[i] = float64(v[0])
+				out[i] = v
 				continue
 			}
 		}
@@ -76,14 +98,14 @@ func Predict(net gpu.PredictorNet, enc Encoder, rows []traces.ELISRow, batch int
 	}
 	for lo := 0; lo < len(todo); lo += batch {
 		hi := min(lo+batch, len(todo))
-		p, err := net.Predict(inputs[lo:hi], nil)
+		vs, err := call(inputs[lo:hi])
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range p {
-			out[todo[lo+k]] = float64(v)
+		for k, v := range vs {
+			out[todo[lo+k]] = v
 			if cache != nil {
-				cache.put(inputs[lo+k], []float32{v})
+				cache.put(inputs[lo+k], v)
 			}
 		}
 	}

@@ -23,38 +23,9 @@ type Embedder interface {
 // rows whose input it holds are not run, and those run are added: the
 // encoder is frozen, so a row is encoded once for every fine-tune after.
 func Embed(net Embedder, enc Encoder, rows []traces.ELISRow, batch int, cache *Cache) ([][]float32, error) {
-	batch = max(batch, 1)
-	out := make([][]float32, len(rows))
-	var todo []int
-	var inputs [][]int32
-	for i := range rows {
-		in, err := Input(enc, &rows[i], net.Config().MaxPositions)
-		if err != nil {
-			return nil, err
-		}
-		if cache != nil {
-			if v, ok := cache.get(in); ok {
-				out[i] = v
-				continue
-			}
-		}
-		todo = append(todo, i)
-		inputs = append(inputs, in)
-	}
-	for lo := 0; lo < len(todo); lo += batch {
-		hi := min(lo+batch, len(todo))
-		e, err := net.Embed(inputs[lo:hi], nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range e {
-			out[todo[lo+k]] = v
-			if cache != nil {
-				cache.put(inputs[lo+k], v)
-			}
-		}
-	}
-	return out, nil
+	return cached(enc, rows, net.Config().MaxPositions, batch, cache, func(in [][]int32) ([][]float32, error) {
+		return net.Embed(in, nil)
+	})
 }
 
 // TrainConfig is the fine-tuning recipe; DefaultTrain is the ELIS
