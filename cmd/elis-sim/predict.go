@@ -45,7 +45,7 @@ func predictCommand() *cli.Command {
 				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split"},
 				&cli.IntFlag{Name: "batch", Value: 32, Usage: "rows a network call"},
 				&cli.IntFlag{Name: "groups", Value: 8, Usage: "groups by tokens generated (the last holds the rest)"},
-				&cli.StringFlag{Name: "cache", Value: defaultCache("predictions"), Usage: "folder keeping the network's outputs by input content, per checkpoint and device, so a second run is instant (\"\": none)"},
+				&cli.StringFlag{Name: "cache", Value: defaultCache(), Usage: "folder keeping, by input content, the encoder's pooled outputs (cpu: per encoder, so any head on it, a fine-tune's too, is scored at once) or the network's outputs (cuda: per checkpoint and device), so a second run is instant (\"\": none)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				&cli.StringFlag{Name: "plot", Usage: "draw predicted against actual remaining tokens to this .png, .svg or .pdf file"},
 				badRowsFlag(), truncateFlag(),
@@ -93,7 +93,7 @@ func predictCommand() *cli.Command {
 				&cli.StringFlag{Name: "split-by", Value: "row", Usage: "row (the trainer's 6:2:2 split) or prompt (no prompt on two sides)"},
 				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split and of the order rows are visited in"},
 				&cli.IntFlag{Name: "embed-batch", Value: 32, Usage: "rows an encoder call"},
-				&cli.StringFlag{Name: "cache", Value: defaultCache("embeddings"), Usage: "folder keeping pooled encodings by input content, per encoder, so rows are encoded once across fine-tunes (\"\": none)"},
+				&cli.StringFlag{Name: "cache", Value: defaultCache(), Usage: "folder keeping pooled encodings by input content, per encoder, so rows are encoded once across fine-tunes and evaluations (\"\": none)"},
 				badRowsFlag(), truncateFlag(),
 			},
 			Action: predictTrain,
@@ -200,7 +200,7 @@ func predictTrain(c *cli.Context) error {
 	}
 	var cache *predict.Cache
 	if dir := c.String("cache"); dir != "" {
-		if cache, err = predict.OpenCache(dir, net.EncoderID(), net.Cfg.Hidden); err != nil {
+		if cache, err = predict.OpenCache(filepath.Join(dir, "embeddings"), net.EncoderID(), net.Cfg.Hidden); err != nil {
 			return fmt.Errorf("--cache: %w", err)
 		}
 	}
@@ -412,18 +412,36 @@ func predictEval(c *cli.Context) error {
 			fmt.Fprintln(os.Stderr, "elis-sim: a split by row puts slices of one prompt's answer on both sides; --split-by prompt keeps prompts apart")
 		}
 	}
+	// On the CPU the cache keeps pooled encodings, keyed by the encoder's
+	// weights: any head on the same encoder (a fine-tune's) is then scored
+	// without running the encoder. On a GPU it keeps the outputs, per
+	// checkpoint and device, whose precision changes them.
 	var cache *predict.Cache
+	var preds []float64
+	host, onHost := net.(*gpu.Predictor)
 	if dir := c.String("cache"); dir != "" {
-		id, err := predict.FileID(c.String("checkpoint"))
-		if err != nil {
-			return badf("--checkpoint: %v", err)
+		if onHost {
+			cache, err = predict.OpenCache(filepath.Join(dir, "embeddings"), host.EncoderID(), host.Cfg.Hidden)
+		} else {
+			var id []byte
+			if id, err = predict.FileID(c.String("checkpoint")); err != nil {
+				return badf("--checkpoint: %v", err)
+			}
+			cache, err = predict.OpenCache(filepath.Join(dir, "predictions"), append(id, []byte("|"+c.String("device"))...), 1)
 		}
-		if cache, err = predict.OpenCache(dir, append(id, []byte("|"+c.String("device"))...), 1); err != nil {
+		if err != nil {
 			return fmt.Errorf("--cache: %w", err)
 		}
 	}
-	preds, err := predict.Predict(net, enc, scored, c.Int("batch"), cache)
-	if err != nil {
+	if onHost {
+		emb, err := predict.Embed(host, enc, scored, c.Int("batch"), cache)
+		if err != nil {
+			return err
+		}
+		for _, e := range emb {
+			preds = append(preds, float64(host.HeadOf(e)))
+		}
+	} else if preds, err = predict.Predict(net, enc, scored, c.Int("batch"), cache); err != nil {
 		return err
 	}
 	if cache != nil {
@@ -460,13 +478,13 @@ func predictEval(c *cli.Context) error {
 	return report.WriteAccuracy(os.Stdout, rep.ByProgress)
 }
 
-// defaultCache is where predict keeps outputs (predictions) or pooled
-// encodings (embeddings): the user's cache folder ("" when the system
+// defaultCache is where predict keeps pooled encodings (embeddings/) and
+// outputs (predictions/): the user's cache folder ("" when the system
 // names none).
-func defaultCache(what string) string {
+func defaultCache() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "elis-sim", what)
+	return filepath.Join(dir, "elis-sim")
 }
