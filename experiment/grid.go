@@ -60,10 +60,11 @@ func (c *Cell) Label() string {
 
 // Grid options: what the caller knows of the flags.
 type Grid struct {
-	// Ignores tells settings that cannot change a cell's result under a
-	// policy (the predictor, for a policy that calls none): such cells
-	// are run once, and the setting is left out of their key and label.
-	Ignores func(policy, flag string) bool
+	// Ignores tells settings that cannot change a cell's result, given
+	// the cell's other values (the predictor's, for a policy and router
+	// that read none): such cells are run once, and the setting is left
+	// out of their key and label.
+	Ignores func(c *Cell, flag string) bool
 	// Version is the binary's version, part of every key.
 	Version string
 }
@@ -107,15 +108,14 @@ func (g Grid) Cells(s *Spec) []Cell {
 	return out
 }
 
-// drop removes the settings the cell's policy ignores.
+// drop removes the settings the cell ignores.
 func (g Grid) drop(c *Cell) {
 	if g.Ignores == nil {
 		return
 	}
-	pol := c.Policy()
 	kept := c.Values[:0:0]
 	for _, v := range c.Values {
-		if !g.Ignores(pol, v.Flag) {
+		if !g.Ignores(c, v.Flag) {
 			kept = append(kept, v)
 		}
 	}

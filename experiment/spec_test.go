@@ -70,7 +70,7 @@ func cellsOf(t *testing.T, text, version string) []Cell {
 	if err := s.Resolve(); err != nil {
 		t.Fatal(err)
 	}
-	g := Grid{Version: version, Ignores: func(pol, flag string) bool { return flag == "predictor" && pol == "fcfs" }}
+	g := Grid{Version: version, Ignores: func(c *Cell, flag string) bool { return flag == "predictor" && c.Policy() == "fcfs" }}
 	return g.Cells(s)
 }
 

@@ -394,6 +394,28 @@ func clearEnv(f cli.Flag) {
 // error (srpt-oracle has a perfect one built in).
 func usesPredictor(policy string) bool { return strings.HasPrefix(policy, "isrtf") }
 
+// predictorFlags only shape the predictor, its calls and what the
+// scheduler does with its answers.
+var predictorFlags = map[string]bool{"predictor": true, "prediction-interval": true, "predictor-cost-ms": true,
+	"predictor-calls": true, "lazy-predictions": true, "displace-margin": true, "isrtf-mode": true}
+
+// ignoredByCell tells the flags a cell's result cannot depend on: the
+// predictor's, when its policy and router read no predictor (the
+// simulator then builds none and prices no call), and the predictor and
+// its cost for srpt-oracle, whose predictions are the truth and free.
+// Such cells run once per point, however many values those axes have.
+func ignoredByCell(c *experiment.Cell, flag string) bool {
+	if !predictorFlags[flag] {
+		return false
+	}
+	base, _, _ := strings.Cut(c.Policy(), "+")
+	name, _, _ := strings.Cut(base, "/")
+	if !sim.ReadsPredictor(sim.Config{Policy: name, Router: c.Get("router")}) {
+		return true
+	}
+	return (flag == "predictor" || flag == "predictor-cost-ms") && name == "srpt-oracle"
+}
+
 // sweepRun binds a spec's cells to simulations.
 type sweepRun struct {
 	spec     *experiment.Spec
@@ -423,7 +445,7 @@ func newSweepRun(spec *experiment.Spec, specPath, out string) (*sweepRun, error)
 }
 
 func (sw *sweepRun) prepare() error {
-	grid := experiment.Grid{Version: sw.manifest.Version, Ignores: func(policy, flag string) bool { return flag == "predictor" && !usesPredictor(policy) }}
+	grid := experiment.Grid{Version: sw.manifest.Version, Ignores: ignoredByCell}
 	sw.cells = grid.Cells(sw.spec)
 	for i := range sw.cells {
 		c := &sw.cells[i]
@@ -586,7 +608,7 @@ func sweepMergeAction(c *cli.Context) error {
 		man = m
 		stores = append(stores, s)
 	}
-	grid := experiment.Grid{Version: man.Version, Ignores: func(policy, flag string) bool { return flag == "predictor" && !usesPredictor(policy) }}
+	grid := experiment.Grid{Version: man.Version, Ignores: ignoredByCell}
 	cells := grid.Cells(man.Spec)
 	missing := experiment.Missing(stores, cells)
 	if len(missing) > 0 {
