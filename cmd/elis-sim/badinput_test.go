@@ -129,12 +129,7 @@ func TestStreamedRunFilesMatchKeptRecords(t *testing.T) {
 // predict eval scores the golden ELIS checkpoint on rows the way a user
 // runs it, and refuses a bad row naming its line.
 func TestPredictEval(t *testing.T) {
-	ckpt, tok := "../../../shared/golden/elis-tiny/latest_model.pt", "../../../shared/data/tokenizers/bge-tokenizer.json"
-	for _, f := range []string{ckpt, tok} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skip("no ../shared beside the checkout")
-		}
-	}
+	ckpt, tok := shared(t, "golden/elis-tiny/latest_model.pt"), shared(t, "data/tokenizers/bge-tokenizer.json")
 	dir := t.TempDir()
 	data := filepath.Join(dir, "rows.jsonl")
 	var b strings.Builder
@@ -173,12 +168,7 @@ func TestPredictEval(t *testing.T) {
 // predict trace records the golden network's predictions into an APEX
 // import, and the simulator schedules by them.
 func TestPredictTraceThenRunRecorded(t *testing.T) {
-	ckpt, tok, apex := "../../../shared/golden/elis-tiny/latest_model.pt", "../../../shared/data/tokenizers/bge-tokenizer.json", "../../../shared/data/apex-lmsys/lmsys_05.jsonl"
-	for _, f := range []string{ckpt, tok, apex} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skip("no ../shared beside the checkout")
-		}
-	}
+	ckpt, tok, apex := shared(t, "golden/elis-tiny/latest_model.pt"), shared(t, "data/tokenizers/bge-tokenizer.json"), shared(t, "data/apex-lmsys/lmsys_05.jsonl")
 	dir := t.TempDir()
 	tr, pred := filepath.Join(dir, "t.json"), filepath.Join(dir, "p.json")
 	if code, out := elis(t, "trace", "import", "--format", "apex", apex, "--max", "40", "-o", tr); code != 0 {

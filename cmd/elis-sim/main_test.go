@@ -37,6 +37,17 @@ func elis(t *testing.T, args ...string) (int, string) {
 	return code, string(<-done)
 }
 
+// shared is a file of ../shared beside the checkout (real data and golden
+// models, read in place); the test is skipped where there is none.
+func shared(t *testing.T, rel string) string {
+	t.Helper()
+	p := filepath.Join("../../../shared", rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skip("no ../shared beside the checkout")
+	}
+	return p
+}
+
 func TestDefaultRunShowsFCFSNextToISRTF(t *testing.T) {
 	code, out := elis(t, "run")
 	if code != 0 {

@@ -42,12 +42,7 @@ func synthRows(prompts int) (good, withBad string) {
 // scores on the test split what training reported, and bad rows are
 // refused or skipped with their lines, as asked.
 func TestPredictTrain(t *testing.T) {
-	ckpt, tok := "../../../shared/golden/elis-tiny/latest_model.pt", "../../../shared/data/tokenizers/bge-tokenizer.json"
-	for _, f := range []string{ckpt, tok} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skip("no ../shared beside the checkout")
-		}
-	}
+	ckpt, tok := shared(t, "golden/elis-tiny/latest_model.pt"), shared(t, "data/tokenizers/bge-tokenizer.json")
 	dir := t.TempDir()
 	good, withBad := synthRows(150)
 	data := filepath.Join(dir, "rows.jsonl")
