@@ -398,7 +398,28 @@ func rmsNorm(dst, x, w []float32, n int, eps float32) {
 // [O][I]; large products are split over the CPU's cores by output.
 func matmul(out, x, W, b []float32, T, I, O int) {
 	work := func(lo, hi int) {
-		for t := 0; t < T; t++ {
+		t := 0
+		// Four rows at a time share each weight load and give the CPU four
+		// independent sums; each sum still runs over i in order, so the
+		// result is the one-row loop's to the bit.
+		for ; t+4 <= T; t += 4 {
+			x0, x1, x2, x3 := x[t*I:(t+1)*I], x[(t+1)*I:(t+2)*I], x[(t+2)*I:(t+3)*I], x[(t+3)*I:(t+4)*I]
+			for o := lo; o < hi; o++ {
+				w := W[o*I : (o+1)*I]
+				var s0, s1, s2, s3 float32
+				for i, v := range w {
+					s0 += x0[i] * v
+					s1 += x1[i] * v
+					s2 += x2[i] * v
+					s3 += x3[i] * v
+				}
+				if b != nil {
+					s0, s1, s2, s3 = s0+b[o], s1+b[o], s2+b[o], s3+b[o]
+				}
+				out[t*O+o], out[(t+1)*O+o], out[(t+2)*O+o], out[(t+3)*O+o] = s0, s1, s2, s3
+			}
+		}
+		for ; t < T; t++ {
 			xr := x[t*I : (t+1)*I]
 			for o := lo; o < hi; o++ {
 				s := dot(xr, W[o*I:(o+1)*I])
