@@ -12,6 +12,8 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/elis-sim/elis-sim/report"
 )
 
 // Spec is an experiment file: the workloads, loads and seeds of a grid,
@@ -55,9 +57,54 @@ func (w Workload) Name() string {
 
 // Report says which metrics the summaries show and which plots are drawn.
 type Report struct {
-	Metrics []string `yaml:"metrics,omitempty" json:"metrics,omitempty"`
-	Plots   []string `yaml:"plots,omitempty" json:"plots,omitempty"`
+	Metrics MetricNames `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+	Plots   PlotNames   `yaml:"plots,omitempty" json:"plots,omitempty"`
 }
+
+// MetricNames and PlotNames are lists of names each checked, with its
+// line, against Metrics or Plots.
+type (
+	MetricNames []string
+	PlotNames   []string
+)
+
+// UnmarshalYAML reads metric names.
+func (n *MetricNames) UnmarshalYAML(node ast.Node) error {
+	return names((*[]string)(n), node, "metrics", Metrics)
+}
+
+// UnmarshalYAML reads plot names.
+func (n *PlotNames) UnmarshalYAML(node ast.Node) error {
+	return names((*[]string)(n), node, "plots", Plots)
+}
+
+func names(dst *[]string, node ast.Node, what string, valid []string) error {
+	seq, ok := node.(*ast.SequenceNode)
+	if !ok {
+		return posErr(node, "report: %s: want a list, e.g. [%s]", what, valid[0])
+	}
+	*dst = nil
+	for _, v := range seq.Values {
+		name, err := scalar(v)
+		if err != nil {
+			return posErr(v, "report: %s: %v", what, err)
+		}
+		if !contains(valid, name) {
+			return posErr(v, "report: %s: unknown %q (valid: %s)", what, name, strings.Join(valid, ", "))
+		}
+		*dst = append(*dst, name)
+	}
+	return nil
+}
+
+// Metrics a sweep's summaries can show (report.CompareMetrics).
+var Metrics = func() []string {
+	var out []string
+	for _, m := range report.CompareMetrics {
+		out = append(out, m.Name)
+	}
+	return out
+}()
 
 // Plots a sweep can draw.
 var Plots = []string{"load", "cdf", "pareto"}
@@ -249,11 +296,6 @@ func Parse(path string) (*Spec, error) {
 	}
 	if s.Requests < 0 {
 		return nil, fmt.Errorf("%s: requests: want >= 1", path)
-	}
-	for _, m := range s.Report.Plots {
-		if !contains(Plots, m) {
-			return nil, fmt.Errorf("%s: report: plots: unknown plot %q (valid: %s)", path, m, strings.Join(Plots, ", "))
-		}
 	}
 	return &s, nil
 }
