@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -316,24 +317,28 @@ func TestExampleSpecs(t *testing.T) {
 	}
 }
 
-// A trace workload: its path is relative to the spec, its loads scale its
-// arrivals, and it runs at the engine's own batch limits (not the
-// paper's 4).
+// Trace workloads: a path relative to the spec, loads that scale the
+// arrivals, the engine's own batch limits (not the paper's 4), and two
+// traces under the same settings each run on its own requests.
 func TestSpecTraceWorkload(t *testing.T) {
 	dir := t.TempDir()
-	if code, out := elis(t, "trace", "gen", "--n", "80", "--seed", "3", "-o", filepath.Join(dir, "t.jsonl")); code != 0 {
-		t.Fatalf("trace gen: exit %d: %s", code, out)
+	for i, name := range []string{"t.jsonl", "u.jsonl"} {
+		if code, out := elis(t, "trace", "gen", "--n", strconv.Itoa(80+40*i), "--seed", "3", "-o", filepath.Join(dir, name)); code != 0 {
+			t.Fatalf("trace gen: exit %d: %s", code, out)
+		}
 	}
 	spec := filepath.Join(dir, "exp.yaml")
-	os.WriteFile(spec, []byte("workloads:\n  - trace: t.jsonl\nseeds: 1\nloads: [1, 4]\naxes:\n  policy: [fcfs, isrtf]\n"), 0o644)
+	os.WriteFile(spec, []byte("workloads:\n  - trace: t.jsonl\n  - trace: u.jsonl\nseeds: 1\nloads: [1, 4]\naxes:\n  policy: [fcfs, isrtf]\n"), 0o644)
 	t.Chdir(t.TempDir())
 	code, out := elis(t, "sweep", "--spec", spec, "-o", "out")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	csv, err := os.ReadFile(filepath.Join("out", "t", "results.csv"))
-	if err != nil || strings.Count(string(csv), "\n") != 5 {
-		t.Fatalf("results.csv: %v\n%s", err, csv)
+	for name, requests := range map[string]string{"t": ",80,", "u": ",120,"} {
+		csv, err := os.ReadFile(filepath.Join("out", name, "results.csv"))
+		if err != nil || strings.Count(string(csv), "\n") != 5 || strings.Count(string(csv), requests) != 4 {
+			t.Fatalf("%s/results.csv: %v\n%s", name, err, csv)
+		}
 	}
 	if strings.Contains(out, "max 4 seqs") {
 		t.Errorf("a trace ran at the paper's batch of 4:\n%s", out)

@@ -445,6 +445,15 @@ func newSweepRun(spec *experiment.Spec, specPath, out string) (*sweepRun, error)
 }
 
 func (sw *sweepRun) prepare() error {
+	for _, w := range sw.spec.Workloads {
+		if p := w.Trace; p != "" && sw.traces[p] == nil {
+			tr, err := traces.ReadFile(p)
+			if err != nil {
+				return bad(err)
+			}
+			sw.traces[p] = tr
+		}
+	}
 	grid := experiment.Grid{Version: sw.manifest.Version, Ignores: ignoredByCell}
 	sw.cells = grid.Cells(sw.spec)
 	for i := range sw.cells {
@@ -464,11 +473,6 @@ func (sw *sweepRun) prepare() error {
 		}
 		if err != nil {
 			return sw.cellError(c, err)
-		}
-		if p := c.Workload.Trace; p != "" && sw.traces[p] == nil {
-			if sw.traces[p], err = traces.ReadFile(p); err != nil {
-				return bad(err)
-			}
 		}
 	}
 	return nil
