@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -213,36 +214,31 @@ func ShardFromEnv(getenv func(string) string, count int) (s Shard, ok bool, err 
 	return Shard{}, false, nil
 }
 
-var (
-	versionOnce sync.Once
-	version     string
-)
-
 // Version identifies the running binary for cell keys: the module's
 // version and VCS revision when the build recorded them, and always the
 // executable's content hash, so that a rebuilt binary reruns every cell
 // and the same binary reuses them.
-func Version() string {
-	versionOnce.Do(func() {
-		var parts []string
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			parts = append(parts, bi.Main.Version)
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
-					parts = append(parts, s.Value)
-				}
+var Version = sync.OnceValue(func() string {
+	var parts []string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		parts = append(parts, bi.Main.Version)
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+				parts = append(parts, s.Value)
 			}
 		}
-		if exe, err := os.Executable(); err == nil {
-			if data, err := os.ReadFile(exe); err == nil {
-				sum := sha256.Sum256(data)
-				parts = append(parts, hex.EncodeToString(sum[:8]))
+	}
+	if exe, err := os.Executable(); err == nil {
+		if f, err := os.Open(exe); err == nil {
+			h := sha256.New()
+			if _, err := io.Copy(h, f); err == nil { // streamed: the binary is tens of MB
+				parts = append(parts, hex.EncodeToString(h.Sum(nil)[:8]))
 			}
+			f.Close()
 		}
-		version = strings.Join(parts, " ")
-	})
-	return version
-}
+	}
+	return strings.Join(parts, " ")
+})
 
 // Manifest is what a sweep's output directory records of its spec, so
 // that shards can be merged by a later binary: the resolved spec and the

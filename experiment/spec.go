@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -48,11 +49,8 @@ func (w Workload) Name() string {
 	if w.Scenario != "" {
 		return w.Scenario
 	}
-	base := w.Trace[strings.LastIndex(w.Trace, "/")+1:]
-	if i := strings.LastIndex(base, "."); i > 0 {
-		base = base[:i]
-	}
-	return base
+	base := filepath.Base(w.Trace)
+	return strings.TrimSuffix(base, filepath.Ext(base))
 }
 
 // Report says which metrics the summaries show and which plots are drawn.
@@ -89,7 +87,7 @@ func names(dst *[]string, node ast.Node, what string, valid []string) error {
 		if err != nil {
 			return posErr(v, "report: %s: %v", what, err)
 		}
-		if !contains(valid, name) {
+		if !slices.Contains(valid, name) {
 			return posErr(v, "report: %s: unknown %q (valid: %s)", what, name, strings.Join(valid, ", "))
 		}
 		*dst = append(*dst, name)
@@ -117,8 +115,8 @@ func (s *Seeds) UnmarshalYAML(node ast.Node) error {
 	switch n := node.(type) {
 	case *ast.IntegerNode:
 		var k int
-		if _, err := fmt.Sscan(n.GetToken().Value, &k); err != nil || k < 1 {
-			return posErr(node, "seeds: want a count >= 1 or a list of seeds")
+		if _, err := fmt.Sscan(n.GetToken().Value, &k); err != nil || k < 1 || k > maxSeeds {
+			return posErr(node, "seeds: want a count from 1 to %d, or a list of seeds", maxSeeds)
 		}
 		*s = nil
 		for i := 1; i <= k; i++ {
@@ -226,13 +224,9 @@ func eachKey(node ast.Node, what string, f func(key string, line int, v ast.Node
 	default:
 		return posErr(node, "%s: want a mapping of names to values", what)
 	}
-	seen := map[string]bool{}
+	// A key given twice is the parser's error, with both lines.
 	for _, p := range pairs {
 		key := p.Key.GetToken().Value
-		if seen[key] {
-			return posErr(p.Key, "%s: %s given twice", what, key)
-		}
-		seen[key] = true
 		if err := f(key, p.Key.GetToken().Position.Line, p.Value); err != nil {
 			return err
 		}
@@ -279,6 +273,7 @@ func Parse(path string) (*Spec, error) {
 	if len(s.Workloads) == 0 {
 		return nil, fmt.Errorf("%s: workloads: want at least one scenario or trace", path)
 	}
+	named := map[string]int{} // a workload's reports go to OUT/<its name>
 	for i := range s.Workloads {
 		w := &s.Workloads[i]
 		if (w.Scenario == "") == (w.Trace == "") {
@@ -288,6 +283,10 @@ func Parse(path string) (*Spec, error) {
 		if w.Trace != "" && !filepath.IsAbs(w.Trace) {
 			w.Trace = filepath.Join(filepath.Dir(path), w.Trace)
 		}
+		if l, ok := named[w.Name()]; ok {
+			return nil, fmt.Errorf("%s:%d: workloads: %q is also the name of line %d's workload; their reports would share one folder", path, w.Line, w.Name(), l)
+		}
+		named[w.Name()] = w.Line
 	}
 	for _, l := range s.Loads {
 		if !(l > 0) {
@@ -358,19 +357,11 @@ func fileError(path string, err error) error {
 	return fmt.Errorf("%s: %w", path, err)
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// Defaults fill what a spec leaves out.
+// Defaults fill what a spec leaves out; maxSeeds bounds a count.
 const (
 	DefaultRequests = 2000
 	DefaultSeeds    = 5
+	maxSeeds        = 100000
 )
 
 // Reserved are names a spec sets with its own keys, not as settings or
@@ -381,13 +372,11 @@ var Reserved = map[string]string{"seed": "seeds", "out": "the -o flag", "n": "re
 // (a flag of "elis-sim run": nil when the value is one it takes), naming
 // the spec's line for each problem.
 func (s *Spec) Check(path string, known func(flag, value string) error) error {
+	seen := map[string]int{}
 	for _, st := range s.Settings {
 		if err := checkOne(path, st.Line, "settings", st.Flag, st.Value, known); err != nil {
 			return err
 		}
-	}
-	seen := map[string]int{}
-	for _, st := range s.Settings {
 		seen[st.Flag] = st.Line
 	}
 	for _, ax := range s.Axes {
