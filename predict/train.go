@@ -1,6 +1,7 @@
 package predict
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/internal/torchsave"
 	"github.com/elis-sim/elis-sim/traces"
 )
 
@@ -48,6 +50,15 @@ type Epoch struct {
 	N         int
 	TrainLoss float64
 	ValMAE    float64
+}
+
+// Progress is where training is: after step Step of at most Steps (early
+// stopping may end it sooner), that step's loss; Epoch is set when the
+// step ended an epoch.
+type Progress struct {
+	Step, Steps int
+	Loss        float64
+	Epoch       *Epoch
 }
 
 // Example is a row as the head sees it: a pooled encoding and the
@@ -120,7 +131,8 @@ func (m *mlp) forward(x *mat.Dense) (zs, as []*mat.Dense) {
 	return zs, as
 }
 
-// step does one Adam step on the batch's mean squared error and returns it.
+// trainStep does one Adam step on the batch's mean squared error and
+// returns it.
 func (m *mlp) trainStep(x *mat.Dense, y []float64, lr float64) float64 {
 	const b1, b2, eps = 0.9, 0.999, 1e-8
 	zs, as := m.forward(x)
@@ -148,10 +160,10 @@ func (m *mlp) trainStep(x *mat.Dense, y []float64, lr float64) float64 {
 		gw := mat.NewDense(outN, inN, nil)
 		gw.Mul(dz.T(), as[l])
 		gb := mat.NewDense(1, outN, nil)
+		sum := gb.RawRowView(0)
 		for i := 0; i < n; i++ {
-			row := dz.RawRowView(i)
-			for j, v := range row {
-				gb.Set(0, j, gb.At(0, j)+v)
+			for j, v := range dz.RawRowView(i) {
+				sum[j] += v
 			}
 		}
 		if l > 0 {
@@ -225,9 +237,8 @@ func MAE(preds []float64, xs []Example) float64 {
 // Train fine-tunes head on train by cfg, judging each epoch by the MAE on
 // val, and returns the head of the best epoch (the starting head when no
 // epoch beats it), that epoch's number (0: the start) and every epoch's
-// outcome; progress, when set, hears of each step (its batch's loss) and
-// each epoch.
-func Train(head []gpu.HeadLayer, train, val []Example, cfg TrainConfig, progress func(step int, loss float64, e *Epoch)) ([]gpu.HeadLayer, int, []Epoch, error) {
+// outcome; progress, when set, hears of each step and each epoch.
+func Train(head []gpu.HeadLayer, train, val []Example, cfg TrainConfig, progress func(Progress)) ([]gpu.HeadLayer, int, []Epoch, error) {
 	if len(train) == 0 || len(val) == 0 {
 		return nil, 0, nil, fmt.Errorf("training needs rows on both sides: %d to train on, %d to validate", len(train), len(val))
 	}
@@ -242,7 +253,7 @@ func Train(head []gpu.HeadLayer, train, val []Example, cfg TrainConfig, progress
 	bestMAE := MAE(m.predict(val), val)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x7472616e))
 	var hist []Epoch
-	steps := 0
+	steps, maxSteps := 0, cfg.Epochs*((len(train)+cfg.Batch-1)/cfg.Batch)
 	for ep := 1; ep <= cfg.Epochs; ep++ {
 		order := rng.Perm(len(train))
 		sum, n := 0.0, 0
@@ -259,13 +270,13 @@ func Train(head []gpu.HeadLayer, train, val []Example, cfg TrainConfig, progress
 			n += len(ys)
 			steps++
 			if progress != nil {
-				progress(steps, loss, nil)
+				progress(Progress{Step: steps, Steps: maxSteps, Loss: loss})
 			}
 		}
 		e := Epoch{N: ep, TrainLoss: sum / float64(n), ValMAE: MAE(m.predict(val), val)}
 		hist = append(hist, e)
 		if progress != nil {
-			progress(steps, e.TrainLoss, &e)
+			progress(Progress{Step: steps, Steps: maxSteps, Loss: e.TrainLoss, Epoch: &e})
 		}
 		if e.ValMAE < bestMAE {
 			best, bestEpoch, bestMAE = m.head(), ep, e.ValMAE
@@ -274,4 +285,99 @@ func Train(head []gpu.HeadLayer, train, val []Example, cfg TrainConfig, progress
 		}
 	}
 	return best, bestEpoch, hist, nil
+}
+
+// Examples are rows as the head sees them: each one's pooled encoding
+// (Embed, with cache) and its remaining tokens.
+func Examples(net Embedder, enc Encoder, rows []traces.ELISRow, batch int, cache *Cache) ([]Example, error) {
+	emb, err := Embed(net, enc, rows, batch, cache)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Example, len(rows))
+	for i := range rows {
+		out[i] = Example{X: emb[i], Y: float64(rows[i].Remaining)}
+	}
+	return out, nil
+}
+
+// HeadPredictions are p's head's outputs on the examples' encodings.
+func HeadPredictions(p *gpu.Predictor, xs []Example) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = float64(p.HeadOf(x.X))
+	}
+	return out
+}
+
+// ErrTooFewRows is FineTune's error when the rows cannot be split three
+// ways.
+var ErrTooFewRows = errors.New("too few rows")
+
+// FineTuned is what FineTune did: the split, the tuned head, its epochs,
+// and how it scores.
+type FineTuned struct {
+	Train, Val, Test    []traces.ELISRow
+	Head                []gpu.HeadLayer
+	Epoch               int // the best; 0: the starting head stayed
+	History             []Epoch
+	ValBefore, ValAfter float64 // validation MAE of the starting and the tuned head
+	On                  string  // the split Report scores: "test", or "validation" when there is no test row
+	Report              Report
+}
+
+// FineTune trains net's head on rows by cfg, the ELIS trainer's way: the
+// 6:2:2 split (by row, or byPrompt), each row encoded once (cache, when
+// set, is saved once every row is encoded, before training), training on
+// the first part, early stopping on the second, scoring on the third.
+func FineTune(net *gpu.Predictor, enc Encoder, rows []traces.ELISRow, byPrompt bool, embedBatch int, cache *Cache, cfg TrainConfig, progress func(Progress)) (*FineTuned, error) {
+	ft := &FineTuned{}
+	ft.Train, ft.Val, ft.Test = Split(rows, byPrompt, cfg.Seed)
+	if len(ft.Train) == 0 || len(ft.Val) == 0 {
+		return nil, fmt.Errorf("%d rows leave no training or validation split (6:2:2): %w", len(rows), ErrTooFewRows)
+	}
+	var parts [3][]Example
+	for i, rs := range [][]traces.ELISRow{ft.Train, ft.Val, ft.Test} {
+		var err error
+		if parts[i], err = Examples(net, enc, rs, embedBatch, cache); err != nil {
+			return nil, err
+		}
+	}
+	if cache != nil {
+		if err := cache.Save(); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+	}
+	train, val, test := parts[0], parts[1], parts[2]
+	ft.ValBefore = MAE(HeadPredictions(net, val), val)
+	var err error
+	if ft.Head, ft.Epoch, ft.History, err = Train(net.Head(), train, val, cfg, progress); err != nil {
+		return nil, err
+	}
+	tuned, err := net.WithHead(ft.Head)
+	if err != nil {
+		return nil, err
+	}
+	ft.ValAfter = MAE(HeadPredictions(tuned, val), val)
+	scoredRows, scored, on := ft.Test, test, "test"
+	if len(test) == 0 {
+		scoredRows, scored, on = ft.Val, val, "validation"
+	}
+	ft.On = on
+	ft.Report = Evaluate(scoredRows, HeadPredictions(tuned, scored), MeanRemaining(ft.Train), 1)
+	return ft, nil
+}
+
+// Checkpoint is what a fine-tune's checkpoint records beside the weights:
+// the best epoch, the scores (mae, rmse, r2 on the scored split; val_mae)
+// and each epoch's training loss and validation MAE.
+func (ft *FineTuned) Checkpoint() Checkpoint {
+	var losses, maes []float64
+	for _, e := range ft.History {
+		losses, maes = append(losses, e.TrainLoss), append(maes, e.ValMAE)
+	}
+	n := &ft.Report.Network
+	return Checkpoint{Epoch: ft.Epoch,
+		Metrics: torchsave.Dict{{Key: "mae", Value: n.MAE}, {Key: "rmse", Value: n.RMSE}, {Key: "r2", Value: n.R2}, {Key: "val_mae", Value: ft.ValAfter}},
+		History: torchsave.Dict{{Key: "train_loss", Value: losses}, {Key: "val_mae", Value: maes}}}
 }

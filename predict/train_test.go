@@ -15,19 +15,6 @@ import (
 	"github.com/elis-sim/elis-sim/traces"
 )
 
-func randomHead(rng *rand.Rand, sizes ...int) []gpu.HeadLayer {
-	var h []gpu.HeadLayer
-	for i := 1; i < len(sizes); i++ {
-		in, out := sizes[i-1], sizes[i]
-		l := gpu.HeadLayer{W: make([]float32, out*in), B: make([]float32, out)}
-		for k := range l.W {
-			l.W[k] = float32(rng.NormFloat64() / math.Sqrt(float64(in)))
-		}
-		h = append(h, l)
-	}
-	return h
-}
-
 // The head learns a truth it can represent: validation MAE falls to a
 // small part of where it started, and the best epoch's head is returned.
 func TestTrainLearnsALinearTruth(t *testing.T) {
@@ -44,19 +31,28 @@ func TestTrainLearnsALinearTruth(t *testing.T) {
 		return out
 	}
 	train, val := ex(400), ex(100)
-	head := randomHead(rng, 8, 32, 32, 1)
-	start := MAE(predictHead(head, val), val)
+	// A predictor of hidden size 8 for its head (32, 32, 1).
+	net := gpu.RandomPredictor(gpu.BertConfig{Hidden: 8, Intermediate: 8, Layers: 1, Heads: 1, Vocab: 4, MaxPositions: 4, TypeVocab: 1}, []int{32, 32, 1}, 9)
+	head := net.Head()
+	score := func(h []gpu.HeadLayer) float64 {
+		p, err := net.WithHead(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return MAE(HeadPredictions(p, val), val)
+	}
+	start := score(head)
 	var epochs int
 	tuned, best, hist, err := Train(head, train, val, TrainConfig{Epochs: 300, Patience: 20, Batch: 16, LR: 1e-2, Seed: 3},
-		func(_ int, _ float64, e *Epoch) {
-			if e != nil {
+		func(p Progress) {
+			if p.Epoch != nil {
 				epochs++
 			}
 		})
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := MAE(predictHead(tuned, val), val)
+	end := score(tuned)
 	if !(end < start/10) || epochs != len(hist) || best < 1 || math.Abs(hist[best-1].ValMAE-end) > 1e-3*end+1e-3 {
 		t.Fatalf("validation MAE %.2f -> %.2f over %d epochs (best %d: %+v)", start, end, len(hist), best, hist[max(best-1, 0)])
 	}
@@ -65,30 +61,6 @@ func TestTrainLearnsALinearTruth(t *testing.T) {
 	if again[0].W[5] != tuned[0].W[5] || again[2].B[0] != tuned[2].B[0] {
 		t.Error("the same seed trained another head")
 	}
-}
-
-// predictHead runs a head alone, in float32 as gpu does.
-func predictHead(head []gpu.HeadLayer, xs []Example) []float64 {
-	out := make([]float64, len(xs))
-	for i, e := range xs {
-		v := e.X
-		for k, l := range head {
-			o := make([]float32, len(l.B))
-			for r := range o {
-				s := l.B[r]
-				for c, x := range v {
-					s += l.W[r*len(v)+c] * x
-				}
-				if k < len(head)-1 {
-					s = max(s, 0)
-				}
-				o[r] = s
-			}
-			v = o
-		}
-		out[i] = float64(v[0])
-	}
-	return out
 }
 
 // hashedWords is a stand-in tokenizer: [CLS]=1, a word's id from its hash,
@@ -147,15 +119,11 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	}
 	train, val, _ := Split(rows, false, 42)
 	embed := func(rs []traces.ELISRow) []Example {
-		emb, err := Embed(net, hashedWords(cfg.Vocab), rs, 8, nil)
+		xs, err := Examples(net, hashedWords(cfg.Vocab), rs, 8, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := make([]Example, len(rs))
-		for i := range rs {
-			out[i] = Example{X: emb[i], Y: float64(rs[i].Remaining)}
-		}
-		return out
+		return xs
 	}
 	head, epoch, _, err := Train(net.Head(), embed(train), embed(val), TrainConfig{Epochs: 3, Patience: 3, Batch: 16, LR: 1e-3, Seed: 1}, nil)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
-	"github.com/elis-sim/elis-sim/internal/torchsave"
 	"github.com/elis-sim/elis-sim/predict"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/traces"
@@ -178,13 +178,9 @@ func predictTrain(c *cli.Context) error {
 		return badf("--epochs, --patience, --batch and --embed-batch: want >= 1; --lr: want > 0")
 	}
 	init := c.String("init")
-	tc, err := traces.LoadTokenCounter(c.String("tokenizer"))
+	enc, err := bgeTokenizer(c)
 	if err != nil {
-		return badf("--tokenizer: %w", err)
-	}
-	enc, ok := tc.(traces.HFTokenizer)
-	if !ok {
-		return badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
+		return err
 	}
 	net, err := gpu.LoadELISCheckpoint(init, "")
 	if err != nil {
@@ -194,111 +190,52 @@ func predictTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	train, val, test := predict.Split(rows, c.String("split-by") == "prompt", c.Uint64("seed"))
-	if len(train) == 0 || len(val) == 0 {
-		return badf("%s: %d rows leave no training or validation split (6:2:2)", c.Args().First(), len(rows))
-	}
 	var cache *predict.Cache
 	if dir := c.String("cache"); dir != "" {
 		if cache, err = predict.OpenCache(filepath.Join(dir, "embeddings"), net.EncoderID(), net.Cfg.Hidden); err != nil {
 			return fmt.Errorf("--cache: %w", err)
 		}
 	}
-	examples := func(rs []traces.ELISRow) ([]predict.Example, error) {
-		emb, err := predict.Embed(net, enc, rs, c.Int("embed-batch"), cache)
-		if err != nil {
-			return nil, err
+	var bar *progressbar.ProgressBar
+	progress := func(p predict.Progress) {
+		if bar == nil && term.IsTerminal(int(os.Stderr.Fd())) {
+			bar = progressbar.NewOptions(p.Steps, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("training"),
+				progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 		}
-		out := make([]predict.Example, len(rs))
-		for i := range rs {
-			out[i] = predict.Example{X: emb[i], Y: float64(rs[i].Remaining)}
+		switch {
+		case bar != nil && p.Epoch != nil:
+			bar.Describe(fmt.Sprintf("epoch %d, validation MAE %.1f", p.Epoch.N, p.Epoch.ValMAE))
+		case bar != nil:
+			bar.Set(p.Step)
+		case p.Epoch != nil:
+			fmt.Fprintf(os.Stderr, "epoch %d: training loss %.1f, validation MAE %.1f\n", p.Epoch.N, p.Epoch.TrainLoss, p.Epoch.ValMAE)
 		}
-		return out, nil
 	}
-	trainX, err := examples(train)
-	if err != nil {
-		return err
+	ft, err := predict.FineTune(net, enc, rows, c.String("split-by") == "prompt", c.Int("embed-batch"), cache, cfg, progress)
+	if bar != nil {
+		bar.Finish()
 	}
-	valX, err := examples(val)
-	if err != nil {
-		return err
+	if errors.Is(err, predict.ErrTooFewRows) {
+		return badf("%s: %w", c.Args().First(), err)
 	}
-	testX, err := examples(test)
 	if err != nil {
 		return err
 	}
 	if cache != nil {
-		if err := cache.Save(); err != nil {
-			return fmt.Errorf("--cache: %w", err)
-		}
 		fmt.Fprintf(os.Stderr, "elis-sim: encoded %d of %d rows; the cache in %s held the rest\n", cache.Added(), len(rows), c.String("cache"))
 	}
-
-	stepsPerEpoch := (len(trainX) + cfg.Batch - 1) / cfg.Batch
-	var bar *progressbar.ProgressBar
-	if term.IsTerminal(int(os.Stderr.Fd())) {
-		bar = progressbar.NewOptions(cfg.Epochs*stepsPerEpoch, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("training"),
-			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
-	}
-	progress := func(step int, loss float64, e *predict.Epoch) {
-		if e != nil {
-			if bar != nil {
-				bar.Describe(fmt.Sprintf("epoch %d, validation MAE %.1f", e.N, e.ValMAE))
-			} else {
-				fmt.Fprintf(os.Stderr, "epoch %d: training loss %.1f, validation MAE %.1f\n", e.N, e.TrainLoss, e.ValMAE)
-			}
-			return
-		}
-		if bar != nil {
-			bar.Set(step)
-		}
-	}
-	before := predict.MAE(headPredictions(net, valX), valX)
-	head, epoch, hist, err := predict.Train(net.Head(), trainX, valX, cfg, progress)
-	if bar != nil {
-		bar.Finish()
-	}
-	if err != nil {
-		return err
-	}
-	tuned, err := net.WithHead(head)
-	if err != nil {
-		return err
-	}
-	valMAE := predict.MAE(headPredictions(tuned, valX), valX)
-	scoredRows, scoredX, on := test, testX, "test"
-	if len(test) == 0 {
-		scoredRows, scoredX, on = val, valX, "validation"
-	}
-	rep := predict.Evaluate(scoredRows, headPredictions(tuned, scoredX), predict.MeanRemaining(train), 1)
-	var losses, maes []float64
-	for _, e := range hist {
-		losses, maes = append(losses, e.TrainLoss), append(maes, e.ValMAE)
-	}
-	err = predict.WriteCheckpoint(out, init, head, predict.Checkpoint{Epoch: epoch,
-		Metrics: torchsave.Dict{{Key: "mae", Value: rep.Network.MAE}, {Key: "rmse", Value: rep.Network.RMSE}, {Key: "r2", Value: rep.Network.R2},
-			{Key: "val_mae", Value: valMAE}},
-		History: torchsave.Dict{{Key: "train_loss", Value: losses}, {Key: "val_mae", Value: maes}}})
-	if err != nil {
+	if err := predict.WriteCheckpoint(out, init, ft.Head, ft.Checkpoint()); err != nil {
 		return err
 	}
 	if err := copyConfigBeside(init, out); err != nil {
 		return err
 	}
-	fmt.Printf("%s: %d rows (%d train, %d validation, %d test; split by %s, seed %d)\n", c.Args().First(), len(rows), len(train), len(val), len(test), c.String("split-by"), c.Uint64("seed"))
-	fmt.Printf("validation MAE: %.1f tokens before, %.1f after (best epoch %d of %d run)\n", before, valMAE, epoch, len(hist))
-	fmt.Printf("on the %s split: MAE %.1f, RMSE %.1f, R^2 %.3f (constant %.1f: MAE %.1f)\n", on, rep.Network.MAE, rep.Network.RMSE, rep.Network.R2, rep.Constant, rep.Baseline.MAE)
+	rep := &ft.Report
+	fmt.Printf("%s: %d rows (%d train, %d validation, %d test; split by %s, seed %d)\n", c.Args().First(), len(rows), len(ft.Train), len(ft.Val), len(ft.Test), c.String("split-by"), c.Uint64("seed"))
+	fmt.Printf("validation MAE: %.1f tokens before, %.1f after (best epoch %d of %d run)\n", ft.ValBefore, ft.ValAfter, ft.Epoch, len(ft.History))
+	fmt.Printf("on the %s split: MAE %.1f, RMSE %.1f, R^2 %.3f (constant %.1f: MAE %.1f)\n", ft.On, rep.Network.MAE, rep.Network.RMSE, rep.Network.R2, rep.Constant, rep.Baseline.MAE)
 	fmt.Printf("wrote %s\n", out)
 	return nil
-}
-
-// headPredictions runs p's head on pooled encodings.
-func headPredictions(p *gpu.Predictor, xs []predict.Example) []float64 {
-	out := make([]float64, len(xs))
-	for i, x := range xs {
-		out[i] = float64(p.HeadOf(x.X))
-	}
-	return out
 }
 
 // copyConfigBeside puts the encoder's config.json beside a written
@@ -325,15 +262,24 @@ func networkFlags() []cli.Flag {
 	}
 }
 
-// predictorNet loads --checkpoint with --tokenizer onto --device.
-func predictorNet(c *cli.Context) (gpu.PredictorNet, traces.HFTokenizer, error) {
+// bgeTokenizer loads --tokenizer, which must be a tokenizer.json.
+func bgeTokenizer(c *cli.Context) (traces.HFTokenizer, error) {
 	tc, err := traces.LoadTokenCounter(c.String("tokenizer"))
 	if err != nil {
-		return nil, traces.HFTokenizer{}, badf("--tokenizer: %w", err)
+		return traces.HFTokenizer{}, badf("--tokenizer: %w", err)
 	}
 	enc, ok := tc.(traces.HFTokenizer)
 	if !ok {
-		return nil, traces.HFTokenizer{}, badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
+		return traces.HFTokenizer{}, badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
+	}
+	return enc, nil
+}
+
+// predictorNet loads --checkpoint with --tokenizer onto --device.
+func predictorNet(c *cli.Context) (gpu.PredictorNet, traces.HFTokenizer, error) {
+	enc, err := bgeTokenizer(c)
+	if err != nil {
+		return nil, enc, err
 	}
 	host, err := gpu.LoadPredictorNet(c.String("checkpoint"), c.Uint64("seed"))
 	if err != nil {
@@ -434,13 +380,11 @@ func predictEval(c *cli.Context) error {
 		}
 	}
 	if onHost {
-		emb, err := predict.Embed(host, enc, scored, c.Int("batch"), cache)
+		xs, err := predict.Examples(host, enc, scored, c.Int("batch"), cache)
 		if err != nil {
 			return err
 		}
-		for _, e := range emb {
-			preds = append(preds, float64(host.HeadOf(e)))
-		}
+		preds = predict.HeadPredictions(host, xs)
 	} else if preds, err = predict.Predict(net, enc, scored, c.Int("batch"), cache); err != nil {
 		return err
 	}
