@@ -233,23 +233,20 @@ func specFromFlags(c *cli.Context) (*experiment.Spec, error) {
 			return nil, badf("--scenario %q: valid are all, %s", c.String("scenario"), strings.Join(scenarioNames(), ", "))
 		}
 	}
-	pols := "fcfs,isrtf,srpt-oracle"
+	// --policy is a setting here; policyAxis makes it the first axis.
+	pols := defaultSweepPolicies
 	if c.IsSet("policy") {
 		pols = c.String("policy")
 	} else if sc := scenarioByName(c.String("scenario")); sc != nil && sc.policies != "" && c.String("trace") == "" {
 		pols = sc.policies
 	}
+	s.Settings = append(s.Settings, experiment.Setting{Flag: "policy", Value: pols})
 	for _, name := range simFlagNames() {
 		if name == "policy" || name == "seed" || !c.IsSet(name) {
 			continue
 		}
 		s.Settings = append(s.Settings, experiment.Setting{Flag: name, Value: fmt.Sprint(c.Value(name))})
 	}
-	pol := experiment.Axis{Flag: "policy"}
-	for _, p := range strings.Split(pols, ",") {
-		pol.Values = append(pol.Values, strings.TrimSpace(p))
-	}
-	s.Axes = append(s.Axes, pol)
 	if m := c.String("mae"); m != "" {
 		maes, err := parseFloats("mae", m)
 		if err != nil {
@@ -269,6 +266,9 @@ func specFromFlags(c *cli.Context) (*experiment.Spec, error) {
 	}
 	return s, nil
 }
+
+// defaultSweepPolicies are what a sweep compares unless told otherwise.
+const defaultSweepPolicies = "fcfs,isrtf,srpt-oracle"
 
 func specLine(c *cli.Context, line int) string {
 	if c.String("spec") == "" {
@@ -335,7 +335,7 @@ func policyAxis(spec *experiment.Spec) {
 			return
 		}
 	}
-	pols := "fcfs,isrtf,srpt-oracle"
+	pols := defaultSweepPolicies
 	if i := slices.IndexFunc(spec.Settings, func(s experiment.Setting) bool { return s.Flag == "policy" }); i >= 0 {
 		pols = spec.Settings[i].Value
 		spec.Settings = slices.Delete(spec.Settings, i, i+1)
