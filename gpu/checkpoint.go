@@ -28,7 +28,7 @@ func LoadELISCheckpoint(path, configPath string) (*Predictor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: its encoder's config.json beside it: %w", path, err)
 	}
-	obj, err := pytorch.Load(path)
+	obj, err := loadTorch(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
@@ -129,9 +129,27 @@ func tensorData(t *pytorch.Tensor) ([]float32, error) {
 	default:
 		return nil, fmt.Errorf("storage %T is not floating point", t.Source)
 	}
-	n := 1
-	for _, d := range t.Size {
-		n *= d
+	// The shape and strides are the file's word: check them against the
+	// storage before allocating or indexing.
+	if len(t.Stride) != len(t.Size) {
+		return nil, fmt.Errorf("%d strides for %d dimensions", len(t.Stride), len(t.Size))
+	}
+	n, last := 1, t.StorageOffset
+	for d, size := range t.Size {
+		if size < 0 || t.Stride[d] < 0 || t.Stride[d] > len(src) {
+			return nil, fmt.Errorf("dimension %d: size %d, stride %d over a storage of %d", d, size, t.Stride[d], len(src))
+		}
+		if size == 0 {
+			return []float32{}, nil
+		}
+		if n > len(src)/size {
+			return nil, fmt.Errorf("shape %v holds more elements than its storage's %d", t.Size, len(src))
+		}
+		n *= size
+		last += (size - 1) * t.Stride[d]
+	}
+	if t.StorageOffset < 0 || last >= len(src) {
+		return nil, fmt.Errorf("shape %v, strides %v at offset %d reach outside a storage of %d", t.Size, t.Stride, t.StorageOffset, len(src))
 	}
 	out := make([]float32, n)
 	idx := make([]int, len(t.Size))
@@ -139,9 +157,6 @@ func tensorData(t *pytorch.Tensor) ([]float32, error) {
 		off := t.StorageOffset
 		for d, v := range idx {
 			off += v * t.Stride[d]
-		}
-		if off < 0 || off >= len(src) {
-			return nil, fmt.Errorf("element %d at storage offset %d outside %d values", i, off, len(src))
 		}
 		out[i] = src[off]
 		for d := len(idx) - 1; d >= 0; d-- {
@@ -214,7 +229,7 @@ type NamedTensor struct {
 // every entry as float32: what a fine-tune rewrites with a new head,
 // keeping the rest (the encoder, its unused pooler) as it was.
 func ReadStateDict(path string) ([]NamedTensor, error) {
-	obj, err := pytorch.Load(path)
+	obj, err := loadTorch(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}

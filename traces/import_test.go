@@ -272,3 +272,28 @@ func TestStripAccents(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// FuzzTokenizer feeds arbitrary tokenizer.json files and texts to the
+// loader and the counter: anything sugarme/tokenizer cannot build is an
+// error naming the file, never a panic.
+func FuzzTokenizer(f *testing.F) {
+	f.Add([]byte(tinyTokenizerJSON), "Hello worlds!")
+	f.Add([]byte(`{"model":{}}`), "x") // panicked in the library before the guard
+	f.Add([]byte(`{"texts": ["a"]}`), "a")
+	f.Fuzz(func(t *testing.T, data []byte, text string) {
+		path := filepath.Join(t.TempDir(), "tokenizer.json")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tc, err := LoadTokenCounter(path)
+		if err != nil {
+			if !strings.Contains(err.Error(), path) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if n, err := tc.CountTokens(text); err == nil && n < 0 {
+			t.Fatalf("%d tokens", n)
+		}
+	})
+}

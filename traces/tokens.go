@@ -3,6 +3,7 @@ package traces
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -98,9 +99,24 @@ func LoadTokenCounter(spec string) (TokenCounter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w (want a Hugging Face tokenizer.json or \"words\")", spec, err)
 	}
-	tk, err := pretrained.FromReader(bytes.NewReader(data))
+	tk, err := parseTokenizer(data)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w (want a Hugging Face tokenizer.json or \"words\")", spec, err)
 	}
 	return HFTokenizer{tk: tk, stripAccents: bertStripsAccents(data)}, nil
+}
+
+// parseTokenizer builds a tokenizer from a tokenizer.json with
+// sugarme/tokenizer, which panics on JSON it half understands (a model
+// without its fields, a field of another type): that is an error here.
+func parseTokenizer(data []byte) (tk *tokenizer.Tokenizer, err error) {
+	if !json.Valid(data) {
+		return nil, errors.New("not JSON")
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tk, err = nil, fmt.Errorf("not a tokenizer.json this reader understands (%v)", p)
+		}
+	}()
+	return pretrained.FromReader(bytes.NewReader(data))
 }

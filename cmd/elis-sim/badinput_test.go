@@ -27,6 +27,11 @@ func TestBadInputExits2AndWritesNothing(t *testing.T) {
 	empty := write("empty.json", `{"elis_trace": 1, "requests": []}`)
 	azure := write("azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n")
 	cost := write("cost.json", `{"kind":"linear","linear":{"base_s":-1}}`)
+	// A checkpoint's reader looks for config.json beside it first.
+	write("config.json", `{"hidden_size":8,"num_attention_heads":2,"num_hidden_layers":1,"vocab_size":16,"max_position_embeddings":16,"intermediate_size":16}`)
+	emptyPT, textPT := write("empty.pt", ""), write("text.pt", "not a checkpoint\n")
+	rows := write("rows.jsonl", `{"prompt":"hi","generated":"","remaining":3}`+"\n")
+	notTokenizer := write("tokenizer.json", `{"model":{}}`)
 	cases := []struct {
 		name   string
 		args   []string
@@ -49,6 +54,11 @@ func TestBadInputExits2AndWritesNothing(t *testing.T) {
 		{"noisy sigma not a number", []string{"run", trace, "--predictor", "noisy:sigma=abc"}, `sigma="abc" is not a finite number`, nil},
 		{"recorded without predictions", []string{"run", trace, "--predictor", "recorded"}, "no recorded predictions", nil},
 		{"missing checkpoint", []string{"replay", trace, "--model", "tiny", "--predictor-model", p("nope.pt")}, "nope.pt: no such file", nil},
+		// An empty checkpoint hung the reader (gopickle's pre-1.6 path).
+		{"empty checkpoint", []string{"replay", trace, "--model", "tiny", "--predictor-model", emptyPT}, "empty.pt: not a PyTorch checkpoint in torch.save's zip format", nil},
+		{"text as checkpoint", []string{"replay", trace, "--model", "tiny", "--predictor-model", textPT}, "text.pt: not a PyTorch checkpoint", nil},
+		// A JSON file that is not a tokenizer panicked in the library.
+		{"not a tokenizer", []string{"predict", "eval", rows, "--checkpoint", textPT, "--tokenizer", notTokenizer}, "tokenizer.json: not a tokenizer.json this reader understands", nil},
 	}
 	for _, c := range cases {
 		code, out := elis(t, c.args...)
