@@ -160,6 +160,9 @@ func CDF(title, xlabel string, logX bool, series []Series) (*plot.Plot, error) {
 		if len(x) == 0 {
 			return nil, fmt.Errorf("series %q is empty", s.Label)
 		}
+		if lo, hi := x[0], x[len(x)-1]; !(lo >= -maxAxis && hi <= maxAxis) {
+			return nil, fmt.Errorf("series %q has values no axis can show (%v to %v)", s.Label, lo, hi)
+		}
 		if logX {
 			clampPositive(x)
 		}
@@ -179,7 +182,35 @@ func CDF(title, xlabel string, logX bool, series []Series) (*plot.Plot, error) {
 		p.X.Tick.Marker = ticks125{}
 		p.X.Label.Text += ", log scale"
 	}
+	fitRanges(p)
 	return p, nil
+}
+
+// maxAxis bounds the values a plot draws: past it the padding and ticks
+// of an axis overflow. No latency comes near it; a damaged file can.
+const maxAxis = 1e300
+
+// fitRanges gives each axis of p a range gonum/plot can draw. An axis
+// over one value (every queueing delay zero at light load, one load, one
+// point) gets a range around it and one with no data a default: gonum/plot
+// would widen the first by a unit each way, which a log scale cannot show
+// below zero and which vanishes next to a large value, and start the second
+// at zero; either panics.
+func fitRanges(p *plot.Plot) {
+	for _, a := range []*plot.Axis{&p.X, &p.Y} {
+		_, log := a.Scale.(plot.LogScale)
+		switch {
+		case a.Min > a.Max && log:
+			a.Min, a.Max = 1, 10
+		case a.Min > a.Max:
+			a.Min, a.Max = 0, 1
+		case a.Min == a.Max && log && a.Min > 0:
+			a.Min, a.Max = a.Min/2, a.Max*2
+		case a.Min == a.Max && !log:
+			d := math.Max(math.Abs(a.Min)/10, 1)
+			a.Min, a.Max = a.Min-d, a.Max+d
+		}
+	}
 }
 
 // clampPositive replaces values <= 0 (a zero queueing delay) with half the
@@ -268,6 +299,7 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 		p.Y.Min = math.Min(blo, lo/math.Pow(10, 0.1*span))
 		p.Y.Max = math.Max(bhi, hi*math.Pow(10, 0.6*span))
 	}
+	fitRanges(p)
 	return p, nil
 }
 
@@ -359,6 +391,7 @@ func Scatter(title, xlabel, ylabel string, floor float64, groups []ScatterGroup)
 			return nil, err
 		}
 	}
+	fitRanges(p)
 	return p, nil
 }
 
@@ -415,5 +448,6 @@ func Pareto(title string, curves map[string][]LoadPoint, order []string, load fl
 			return nil, err
 		}
 	}
+	fitRanges(p)
 	return p, nil
 }

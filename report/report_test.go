@@ -2,11 +2,16 @@ package report
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/plot"
 
 	"github.com/elis-sim/elis-sim/policies"
 )
@@ -307,5 +312,93 @@ func TestSideBySideCountsAndShares(t *testing.T) {
 	}
 	if strings.Contains(out, "109.0") || strings.Contains(out, "2.000") {
 		t.Errorf("a count printed with decimals:\n%s", out)
+	}
+}
+
+// FuzzReadRun reads arbitrary run files and takes what it accepts through
+// everything compare and plot do with them: a hand-edited or foreign file
+// is an error or a report, never a panic.
+func FuzzReadRun(f *testing.F) {
+	dir := f.TempDir()
+	for i, recs := range [][]policies.Record{fixture(), nil} {
+		path := filepath.Join(dir, fmt.Sprint(i, ".json"))
+		r := &Run{Label: "isrtf", Setup: map[string]string{"policy": "isrtf", "source": "sim"}, Summary: Summary{Requests: len(recs)}, Records: recs, ITLQuantiles: []float64{0.01, 0.02}}
+		if err := WriteRun(path, r); err != nil {
+			f.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"elis_run":1,"records":[{"arrival_s":5,"finish_s":-1e308,"first_token_s":1e308}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "run.json")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ReadRun(path)
+		if err != nil {
+			return
+		}
+		other := *r
+		other.Setup = map[string]string{"source": "replay"}
+		maps.Copy(other.Setup, r.Setup)
+		runs := []*Run{r, &other}
+		_ = WriteCompare(io.Discard, Compare(runs))
+		if fid := CheckFidelity(runs); fid != nil {
+			_ = WriteFidelity(io.Discard, fid)
+		}
+		for _, metric := range PlotMetricNames() {
+			v, err := Values(r, metric)
+			if err != nil {
+				continue
+			}
+			for _, logX := range []bool{false, true} {
+				if p, err := CDF("fuzz", metric, logX, []Series{{Label: r.Label, Values: v}}); err == nil {
+					if w, err := p.WriterTo(64, 48, "png"); err == nil {
+						_, _ = w.WriteTo(io.Discard)
+					}
+				}
+			}
+		}
+	})
+}
+
+// An axis over one value (every queueing delay zero at light load, a
+// single point) or none draws: gonum/plot widened such a range below zero
+// on a log axis, or by nothing next to a large value, and panicked ("plot
+// --metric queue --log-x" of a light-load run did).
+func TestLogPlotsOfOneValueDraw(t *testing.T) {
+	cdf, err := CDF("queue", "queue (s)", true, []Series{{Label: "fcfs", Values: []float64{0, 0, 0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := Scatter("s", "x", "y", 1, []ScatterGroup{{Label: "a", X: []float64{5}, Y: []float64{5}}})
+	floor, _ := Scatter("s", "x", "y", 1, []ScatterGroup{{Label: "a", X: []float64{0}, Y: []float64{0}}})
+	none, _ := Scatter("s", "x", "y", 1, nil)
+	curve, _ := LoadCurves("c", map[string][]LoadPoint{"fcfs": {{Load: 1, Mean: Estimate{Mean: 2}, P99: Estimate{Mean: 2}}}}, []string{"fcfs"})
+	pareto, _ := Pareto("p", map[string][]LoadPoint{"fcfs": {{Load: 1, Mean: Estimate{Mean: 2}, P99: Estimate{Mean: 2}}}}, []string{"fcfs"}, 1)
+	far, err := CDF("jct", "jct (s)", false, []Series{{Label: "fcfs", Values: []float64{1e20}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]*plot.Plot{"cdf": cdf, "scatter": one, "scatter at floor": floor, "empty scatter": none,
+		"load curve": curve, "pareto": pareto, "linear cdf of one large value": far} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: %v", name, r)
+				}
+			}()
+			w, err := p.WriterTo(100, 80, "png")
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if _, err := w.WriteTo(io.Discard); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}()
 	}
 }

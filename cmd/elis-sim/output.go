@@ -84,7 +84,7 @@ func plotRuns(runs []*report.Run, metric string, logX bool, path string) error {
 	}
 	p, err := report.CDF(title, xlabel, logX, series)
 	if err != nil {
-		return err
+		return bad(err) // what the runs hold cannot be drawn
 	}
 	if err := report.Save(p, path); err != nil {
 		return bad(err)
