@@ -57,16 +57,22 @@ func LoadRoofline(path string) (*Roofline, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("cost model %s: %w", path, err)
 	}
+	if err := r.fill(""); err != nil {
+		return nil, fmt.Errorf("cost model %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// fill gives a roofline read from a file its defaults (tensor parallelism
+// 1, two-byte weights) and checks it.
+func (r *Roofline) fill(prefix string) error {
 	if r.TP == 0 {
 		r.TP = 1
-	}
-	if r.Arch.Layers < 1 || r.Arch.Hidden < 1 || r.Arch.Heads < 1 || r.Arch.KVHeads < 1 || r.GPU.PeakFLOPS <= 0 || r.GPU.MemBW <= 0 {
-		return nil, fmt.Errorf("cost model %s: model and gpu need layers, hidden, heads, kv_heads, peak_flops and mem_bw > 0", path)
 	}
 	if r.Arch.DtypeBytes == 0 {
 		r.Arch.DtypeBytes = 2
 	}
-	return &r, nil
+	return r.check(prefix)
 }
 
 // gemm prices an [m,k] x [k,n] product.

@@ -237,18 +237,37 @@ func LoadCostFile(path string) (*CostFile, error) {
 			return nil, fmt.Errorf("cost model %s: field \"engine\": %w", path, err)
 		}
 	}
+	var fixed []field
+	if o := f.Overheads; o != nil {
+		fixed = append(fixed, field{"overheads.per_request_s", o.PerRequest}, field{"overheads.per_prompt_token_s", o.PerPromptToken},
+			field{"overheads.per_output_token_s", o.PerOutputToken})
+	}
+	if c := f.Predictor; c != nil {
+		fixed = append(fixed, field{"predictor_cost.per_batch_s", c.PerBatch}, field{"predictor_cost.per_call_s", c.PerCall},
+			field{"predictor_cost.per_token_s", c.PerToken}, field{"predictor_cost.per_token_sq_s", c.PerTokenSq})
+	}
+	if err := seconds(fixed); err != nil {
+		return nil, fmt.Errorf("cost model %s: %w", path, err)
+	}
 	switch f.Kind {
 	case "linear":
 		if f.Linear == nil {
 			return nil, fmt.Errorf("cost model %s: kind linear without a \"linear\" object", path)
 		}
+		var coef []field
 		for i, v := range f.Linear.coef() {
-			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-				return nil, fmt.Errorf("cost model %s: field \"linear.%s\": %v, want a finite number of seconds >= 0", path, linearFields[i], v)
-			}
+			coef = append(coef, field{"linear." + linearFields[i], v})
+		}
+		if err := seconds(coef); err != nil {
+			return nil, fmt.Errorf("cost model %s: %w", path, err)
 		}
 		return &f, nil
 	case "roofline", "":
+		if f.Roofline != nil {
+			if err := f.Roofline.fill("roofline."); err != nil {
+				return nil, fmt.Errorf("cost model %s: %w", path, err)
+			}
+		}
 		if f.Roofline == nil {
 			r, err := LoadRoofline(path) // a bare roofline
 			if err != nil {

@@ -27,6 +27,7 @@ func TestBadInputExits2AndWritesNothing(t *testing.T) {
 	empty := write("empty.json", `{"elis_trace": 1, "requests": []}`)
 	azure := write("azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n")
 	cost := write("cost.json", `{"kind":"linear","linear":{"base_s":-1}}`)
+	noEff := write("noeff.json", `{"kind":"roofline","roofline":{"model":{"layers":40,"hidden":5120,"heads":40,"kv_heads":40,"intermediate":13824,"vocab":32000},"gpu":{"peak_flops":312e12,"mem_bw":2.039e12,"mem_bytes":85899345920}}}`)
 	// A checkpoint's reader looks for config.json beside it first.
 	write("config.json", `{"hidden_size":8,"num_attention_heads":2,"num_hidden_layers":1,"vocab_size":16,"max_position_embeddings":16,"intermediate_size":16}`)
 	emptyPT, textPT := write("empty.pt", ""), write("text.pt", "not a checkpoint\n")
@@ -51,6 +52,8 @@ func TestBadInputExits2AndWritesNothing(t *testing.T) {
 		{"replay time scale -1", []string{"replay", trace, "--model", "tiny", "--time-scale", "-1"}, "--time-scale -1", nil},
 		{"empty trace", []string{"run", empty, "--out", p("e")}, "no requests", []string{p("e")}},
 		{"negative cost coefficient", []string{"run", trace, "--cost-model", cost}, `field "linear.base_s": -1`, nil},
+		// Without efficiencies every step cost infinity: the run printed zeros and exited 0.
+		{"roofline without efficiencies", []string{"run", trace, "--cost-model", noEff, "--out", p("ne")}, `field "roofline.gpu.efficiency.gemm_flop": 0`, []string{p("ne")}},
 		{"noisy sigma not a number", []string{"run", trace, "--predictor", "noisy:sigma=abc"}, `sigma="abc" is not a finite number`, nil},
 		{"recorded without predictions", []string{"run", trace, "--predictor", "recorded"}, "no recorded predictions", nil},
 		{"missing checkpoint", []string{"replay", trace, "--model", "tiny", "--predictor-model", p("nope.pt")}, "nope.pt: no such file", nil},
