@@ -83,10 +83,13 @@ func readCSV(path string) ([]map[string]string, error) {
 	}
 }
 
+// num reads a column of a profile: a size or a time, so a number from 0
+// to 1e15 (a negative or NaN time would steer a fit anywhere; a larger
+// size is no real shape, and its products overflow).
 func num(row map[string]string, path, col string) (float64, error) {
 	v, err := strconv.ParseFloat(strings.TrimSpace(row[col]), 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s line %s: column %s: %q is not a number", path, row["_line"], col, row[col])
+	if err != nil || !(v >= 0 && v <= 1e15) {
+		return 0, fmt.Errorf("%s line %s: column %s: %q is not a number from 0 to 1e15", path, row["_line"], col, row[col])
 	}
 	return v, nil
 }
@@ -107,6 +110,9 @@ func ReadTorchProfile(path, gpu string) ([]Measurement, error) {
 		ms, err := num(row, path, "ms")
 		if err != nil {
 			return nil, err
+		}
+		if ms == 0 {
+			return nil, fmt.Errorf("%s line %s: column ms: 0, want the time the operator took", path, row["_line"])
 		}
 		m := Measurement{Source: path + ":" + row["_line"], Model: a.Name, GPU: gpu, TP: 1, Measured: ms / 1e3}
 		get := func(col string) float64 {
@@ -169,6 +175,9 @@ func ReadSplitwise(path string) ([]Measurement, error) {
 			}
 		}
 		p, n, t, tp := v[0], v[1], v[2], int(v[5])
+		if v[3] == 0 || v[4] == 0 || tp < 1 || tp > 1024 {
+			return nil, fmt.Errorf("%s line %s: prompt_time %g, token_time %g, tensor_parallel %g: want times > 0 and a degree from 1 to 1024", path, row["_line"], v[3], v[4], v[5])
+		}
 		src := path + ":" + row["_line"]
 		pre := Measurement{Source: src, Model: model, GPU: gpu, TP: tp, Class: "prefill_step", A: n, B: p, Measured: v[3] / 1e3,
 			Label: fmt.Sprintf("prefill tp%d b=%g p=%g", tp, n, p)}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -179,4 +180,35 @@ func TestReadSplitwiseFailedRun(t *testing.T) {
 	if bad != 1 || good != 2 {
 		t.Errorf("excluded %d, kept %d; want 1 and 2", bad, good)
 	}
+}
+
+// FuzzReadProfiles: the operator-profile and Splitwise readers take any
+// bytes; every measurement they return is a finite time > 0 of a shape of
+// finite sizes >= 0, which is what the fit and the error tables divide by.
+func FuzzReadProfiles(f *testing.F) {
+	f.Add([]byte("model,op,m,n,k,batch,q_len,kv_len,ms\nllama-2-7b,qkv,1,12288,4096,1,,,0.04237\nllama-2-7b,attn_decode,,,,8,1,512,0.02\n"), false)
+	f.Add([]byte("model,hardware,prompt_size,batch_size,token_size,prompt_time,token_time,tensor_parallel\nllama2-70b,a100-80gb,512,1,128,196.25,54.88,2\n"), true)
+	f.Add([]byte("model,op,m,n,k,batch,q_len,kv_len,ms\nllama-2-7b,qkv,1,12288,4096,1,,,NaN\n"), false)
+	f.Add([]byte("model,op,m,n,k,batch,q_len,kv_len,ms\nllama-2-7b,rmsnorm,1e308,1e308,0,1,,,1\n"), false)
+	f.Fuzz(func(t *testing.T, data []byte, splitwise bool) {
+		path := filepath.Join(t.TempDir(), "p.csv")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var ms []Measurement
+		var err error
+		if splitwise {
+			ms, err = ReadSplitwise(path)
+		} else {
+			ms, err = ReadTorchProfile(path, "h200")
+		}
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			if !(m.Measured > 0 && m.Measured < math.Inf(1)) || !(m.A >= 0 && m.B >= 0 && m.C >= 0) || math.IsInf(m.A+m.B+m.C, 0) {
+				t.Fatalf("measurement %+v", m)
+			}
+		}
+	})
 }
