@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -91,7 +92,8 @@ func (s *scraper) result() Scrape {
 }
 
 // ParseMetrics reads Prometheus text and returns the Followed metrics
-// present, each summed over its label sets.
+// present, each summed over its label sets (samples that are NaN or
+// infinite left out).
 func ParseMetrics(r io.Reader) (map[string]float64, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(r)
@@ -108,11 +110,17 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 				continue
 			}
 		}
-		sum := 0.0
+		sum, n := 0.0, 0
 		for _, m := range f.GetMetric() {
-			sum += value(f.GetType(), m)
+			// Prometheus text allows NaN and infinities; they say nothing
+			// of a queue or a cache, and a run file cannot hold them.
+			if v := value(f.GetType(), m); !math.IsNaN(v) && !math.IsInf(v, 0) {
+				sum, n = sum+v, n+1
+			}
 		}
-		out[name] = sum
+		if n > 0 && !math.IsInf(sum, 0) {
+			out[name] = sum
+		}
 	}
 	return out, nil
 }

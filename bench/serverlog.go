@@ -2,8 +2,10 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -48,6 +50,9 @@ func ReadServerLog(r io.Reader, name string) (ServerLog, error) {
 			continue // another [ELIS] line
 		}
 		v, err := strconv.ParseFloat(val, 64)
+		if err == nil && math.IsNaN(v) {
+			err = errors.New("not a number of tokens") // the regexp lets "nan" through
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s line %d: prediction %q: %w", name, line, val, err)
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,42 @@ INFO 11-27 10:00:02 [scheduler.py:210] [ELIS] Request cmpl-abc-0 prediction upda
 	if len(p) != 2 || p[0].Predicted != 150.3 || p[0].Actual != 120 || p[1].Generated != 50 || p[1].Predicted != 98.5 || p[1].Actual != 70 {
 		t.Fatalf("predictions %+v", p)
 	}
+}
+
+// FuzzServerLog: whatever a server's log holds, the predictions read from
+// it are numbers (inf for none), at a token count >= 0.
+func FuzzServerLog(f *testing.F) {
+	f.Add("INFO [ELIS] Request cmpl-abc-0 initial prediction: 150.3 tokens\n[ELIS] Request cmpl-abc-0 prediction updated: 150.3 -> 98.5 (at 50 tokens)\n")
+	f.Add("[ELIS] Request x initial prediction: nan tokens\n")
+	f.Fuzz(func(t *testing.T, log string) {
+		l, err := ReadServerLog(strings.NewReader(log), "log")
+		if err != nil {
+			return
+		}
+		for id, ps := range l {
+			for _, p := range ps {
+				if math.IsNaN(p.Predicted) || p.Generated < 0 {
+					t.Fatalf("%s: %+v", id, p)
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseMetrics: any Prometheus text gives finite sums, which a run
+// file can hold.
+func FuzzParseMetrics(f *testing.F) {
+	f.Add("# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 3\n# TYPE vllm:num_preemptions counter\nvllm:num_preemptions_total 2\n")
+	f.Add("# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc NaN\nvllm:num_requests_waiting +Inf\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		vals, err := ParseMetrics(strings.NewReader(text))
+		if err != nil {
+			return
+		}
+		for name, v := range vals {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Fatalf("%s = %v", name, v)
+			}
+		}
+	})
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/elis-sim/elis-sim/traces"
 )
 
-func newTestServer(t *testing.T, base float64) (*Server, *httptest.Server) {
+func newTestServer(t testing.TB, base float64) (*Server, *httptest.Server) {
 	t.Helper()
 	pol, _ := policies.New("fcfs", policies.RerankPause)
 	srv, err := New(Config{Model: "m", MaxModelLen: 100, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
@@ -181,4 +181,36 @@ func TestCPUEngine(t *testing.T) {
 	if !strings.Contains(string(b), `vllm:prefix_cache_hits_total{engine="0",model_name="tiny"} 16`) {
 		t.Fatalf("the second request should hit its first 16 tokens (one 16-token content block; the 21st is computed anyway):\n%s", b)
 	}
+}
+
+// FuzzRequests sends arbitrary bodies to both generation endpoints of a
+// real server on loopback: each gets a whole answer (200) or vLLM's error
+// object with a 4xx, never a 5xx or a dropped connection, and the server
+// keeps serving.
+func FuzzRequests(f *testing.F) {
+	_, hs := newTestServer(f, 1e-6)
+	f.Add(`{"model":"m","prompt":[1,2,3,4],"max_tokens":3,"stream":true,"stream_options":{"include_usage":true}}`, false)
+	f.Add(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"one two"}]}],"max_tokens":2}`, true)
+	f.Add(`{"prompt":["a b"],"max_completion_tokens":4,"min_tokens":2,"ignore_eos":true,"priority":-3,"n":1}`, false)
+	f.Fuzz(func(t *testing.T, body string, chat bool) {
+		path := "/v1/completions"
+		if chat {
+			path = "/v1/chat/completions"
+		}
+		resp, err := http.Post(hs.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: reading the answer: %v", body, err)
+		}
+		switch c := resp.StatusCode; {
+		case c == 200:
+		case c >= 400 && c < 500 && strings.Contains(string(b), `"object":"error"`):
+		default:
+			t.Fatalf("%s: %d %s", body, c, b)
+		}
+	})
 }
