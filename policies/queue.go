@@ -1,15 +1,38 @@
 package policies
 
-// waitQueue is the waiting queue: a binary heap ordered by the policy.
-// It is written out rather than built on container/heap to avoid interface
-// calls on the simulator's hot path.
+import (
+	"iter"
+	"slices"
+)
+
+// waitQueue is the waiting queue, in the policy's order: a binary heap,
+// or, where the order is the queue position alone (FCFS without guards),
+// two sorted runs. It is written out rather than built on container/heap
+// to avoid interface calls on the simulator's hot path.
+//
+// The FIFO form exists for scale: at a million requests the waiting queue
+// of an overloaded FCFS run holds hundreds of thousands, and each pop from
+// a heap that size walks twenty levels of scattered requests (most of the
+// admission's cost). In queue order a new arrival always goes last and a
+// preempted request always first (its order is below every other), so the
+// order is kept by appending: arrivals to items, front insertions to
+// front, whose last element is the next out.
 type waitQueue struct {
-	items []*Seq
+	items []*Seq // the heap; FIFO: arrivals, ascending order, items[0] next
+	front []*Seq // FIFO only: descending order, the last next
 	less  func(a, b *Seq) bool
+	fifo  bool
 }
 
-func (q *waitQueue) Len() int             { return len(q.items) }
-func (q *waitQueue) Peek() *Seq           { return q.items[0] }
+func (q *waitQueue) Len() int { return len(q.items) + len(q.front) }
+
+func (q *waitQueue) Peek() *Seq {
+	if n := len(q.front); n > 0 {
+		return q.front[n-1]
+	}
+	return q.items[0]
+}
+
 func (q *waitQueue) lessAt(i, j int) bool { return q.less(q.items[i], q.items[j]) }
 
 func (q *waitQueue) swap(i, j int) {
@@ -19,14 +42,77 @@ func (q *waitQueue) swap(i, j int) {
 }
 
 func (q *waitQueue) Push(s *Seq) {
+	if q.fifo {
+		q.pushFIFO(s)
+		return
+	}
 	s.heapIdx = len(q.items)
 	q.items = append(q.items, s)
 	q.up(s.heapIdx)
 }
 
-func (q *waitQueue) Pop() *Seq { return q.Remove(0) }
+// pushFIFO inserts s in order, keeping every order in front below every
+// order in items: at the end of its run in each case the scheduler makes
+// (a new arrival, a preempted request put first), by search otherwise, so
+// the order holds whatever the caller does.
+func (q *waitQueue) pushFIFO(s *Seq) {
+	toFront := len(q.items) > 0 && s.order < q.items[0].order ||
+		len(q.items) == 0 && len(q.front) > 0 && s.order < q.front[0].order
+	run := &q.items
+	i := 0
+	if toFront {
+		run = &q.front
+		i, _ = slices.BinarySearchFunc(q.front, s, func(a, b *Seq) int { return cmpOrder(b, a) })
+	} else {
+		i, _ = slices.BinarySearchFunc(q.items, s, cmpOrder)
+	}
+	if i == len(*run) {
+		*run = append(*run, s) // the usual case; Insert would allocate its argument
+	} else {
+		*run = slices.Insert(*run, i, s)
+	}
+}
 
-func (q *waitQueue) Remove(i int) *Seq {
+func cmpOrder(a, b *Seq) int {
+	switch {
+	case a.order < b.order:
+		return -1
+	case a.order > b.order:
+		return 1
+	}
+	return 0
+}
+
+func (q *waitQueue) Pop() *Seq {
+	if q.fifo {
+		if n := len(q.front); n > 0 {
+			s := q.front[n-1]
+			q.front[n-1] = nil
+			q.front = q.front[:n-1]
+			return s
+		}
+		s := q.items[0]
+		q.items[0] = nil
+		q.items = q.items[1:] // append reallocates, dropping the spent prefix
+		return s
+	}
+	return q.removeAt(0)
+}
+
+// Remove takes s, which must be queued, out of the queue.
+func (q *waitQueue) Remove(s *Seq) {
+	if !q.fifo {
+		q.removeAt(s.heapIdx)
+		return
+	}
+	if i := slices.Index(q.front, s); i >= 0 {
+		q.front = slices.Delete(q.front, i, i+1)
+	} else if i := slices.Index(q.items, s); i >= 0 {
+		q.items = slices.Delete(q.items, i, i+1)
+	}
+}
+
+func (q *waitQueue) removeAt(i int) *Seq {
 	n := len(q.items) - 1
 	s := q.items[i]
 	if i != n {
@@ -43,10 +129,28 @@ func (q *waitQueue) Remove(i int) *Seq {
 	return s
 }
 
-// Fix restores order after the key of the item at i changed.
-func (q *waitQueue) Fix(i int) {
-	if !q.down(i) {
-		q.up(i)
+// Fix restores order after s's key changed.
+func (q *waitQueue) Fix(s *Seq) {
+	if q.fifo {
+		q.Remove(s)
+		q.pushFIFO(s)
+		return
+	}
+	if !q.down(s.heapIdx) {
+		q.up(s.heapIdx)
+	}
+}
+
+// All yields the queued requests, in no particular order.
+func (q *waitQueue) All() iter.Seq[*Seq] {
+	return func(yield func(*Seq) bool) {
+		for _, run := range [][]*Seq{q.front, q.items} {
+			for _, s := range run {
+				if !yield(s) {
+					return
+				}
+			}
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -194,7 +195,7 @@ func dumpState(s *Scheduler) string {
 		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s)", q.ID, q.Generated, q.Computed, q.blocks, predString(q))
 	}
 	sb.WriteString("\nwaiting:")
-	w := append([]*Seq(nil), s.waiting.items...)
+	w := slices.Collect(s.waiting.All())
 	sort.Slice(w, func(i, j int) bool { return s.pol.Less(w[i], w[j]) })
 	for _, q := range w {
 		extra := ""
@@ -230,7 +231,7 @@ func dumpCache(s *Scheduler) string {
 			sb.WriteString("*")
 		}
 	}
-	all := append(append([]*Seq(nil), s.running...), s.waiting.items...)
+	all := append(slices.Clone(s.running), slices.Collect(s.waiting.All())...)
 	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
 	for _, q := range all {
 		if q.blocks > 0 {

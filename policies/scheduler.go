@@ -128,10 +128,9 @@ func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
 	s := &Scheduler{cfg: cfg, pol: pol, pred: pred, kv: newKVPool(cfg.NumBlocks, cfg.BlockSize, cfg.PrefixCaching)}
 	s.waiting.less = pol.Less
 	if b, ok := pol.(*basic); ok && b.key == nil && cfg.Guard.AgingSteps == 0 && cfg.Guard.SlowdownCap == 0 {
-		// Queue order alone (FCFS without the starvation guard): the same
-		// order as Less, without its promotion and key checks, which are
-		// most of the heap's cost at a million requests.
-		s.waiting.less = func(a, b *Seq) bool { return a.order < b.order }
+		// Queue order alone (FCFS without the starvation guard): kept
+		// by appending, not by a heap (see waitQueue).
+		s.waiting.fifo = true
 	}
 	return s, nil
 }
@@ -208,7 +207,7 @@ func (s *Scheduler) rankLazy() {
 	for _, q := range s.lazyWaiting {
 		if q.lazy && q.state == stWaiting {
 			s.predict(q, s.clock)
-			s.waiting.Fix(q.heapIdx)
+			s.waiting.Fix(q)
 		}
 	}
 	clear(s.lazyWaiting)
@@ -293,7 +292,7 @@ func (s *Scheduler) answer() {
 		if q.state == stWaiting || q.state == stRunning {
 			s.know(q, q.next)
 			if q.state == stWaiting {
-				s.waiting.Fix(q.heapIdx)
+				s.waiting.Fix(q)
 			}
 		}
 	}
@@ -604,7 +603,7 @@ func (s *Scheduler) capSlowdown() {
 			continue
 		}
 		q.promoted = capPromoted + s.step // after the aging guard's, in order of promotion
-		s.waiting.Fix(q.heapIdx)
+		s.waiting.Fix(q)
 	}
 }
 
@@ -643,7 +642,7 @@ func (s *Scheduler) age() {
 		}
 		q.promoted = 0
 		if q.state == stWaiting {
-			s.waiting.Fix(q.heapIdx)
+			s.waiting.Fix(q)
 			q.waitSince = s.step
 			s.aging = append(s.aging, agingEntry{q, s.step})
 		}
@@ -657,7 +656,7 @@ func (s *Scheduler) age() {
 			continue
 		}
 		q.promoted = s.step + int64(g.PromoteSteps)
-		s.waiting.Fix(q.heapIdx)
+		s.waiting.Fix(q)
 		s.promoted = append(s.promoted, q)
 	}
 	s.aging = append(s.aging[:0], s.aging[n:]...)
@@ -766,12 +765,14 @@ func (s *Scheduler) Abort(index int, now float64) bool {
 		}
 	}
 	if q == nil {
-		for _, r := range s.waiting.items {
+		for r := range s.waiting.All() {
 			if r.Index == index {
 				q = r
-				s.waiting.Remove(r.heapIdx)
 				break
 			}
+		}
+		if q != nil {
+			s.waiting.Remove(q)
 		}
 	}
 	if q == nil {
@@ -812,7 +813,7 @@ func (s *Scheduler) CheckInvariants() error {
 		}
 		holders = append(holders, q)
 	}
-	for _, q := range s.waiting.items {
+	for q := range s.waiting.All() {
 		if q.blocks != 0 && !q.paused {
 			return fmt.Errorf("step %d: waiting request %s holds %d blocks without being paused", s.step, q.ID, q.blocks)
 		}
