@@ -37,6 +37,10 @@ type Record struct {
 	PredictionLog string `json:"prediction_log,omitempty"`
 }
 
+// ErrDamaged is the error of a cell file that holds no record of its cell
+// (edited, or copied from elsewhere): bad input, which its message names.
+var ErrDamaged = errors.New("not a cell record")
+
 // Store keeps one file per finished cell under dir/cells, named by the
 // cell's key and written atomically: a killed sweep leaves whole records
 // or none, and a rerun finds what is done.
@@ -54,8 +58,10 @@ func (s Store) Get(key string) (*Record, bool, error) {
 		return nil, false, err
 	}
 	var r Record
-	if err := json.Unmarshal(data, &r); err != nil || r.Key != key {
-		return nil, false, fmt.Errorf("%s: not a cell record (delete it to rerun the cell): %v", s.path(key), err)
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, false, fmt.Errorf("%s: %w (delete it to rerun the cell): %v", s.path(key), ErrDamaged, err)
+	} else if r.Key != key {
+		return nil, false, fmt.Errorf("%s: %w (delete it to rerun the cell): it holds cell %q", s.path(key), ErrDamaged, r.Key)
 	}
 	return &r, true, nil
 }

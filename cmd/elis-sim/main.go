@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/elis-sim/elis-sim/experiment"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,7 +31,7 @@ func run(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "elis-sim:", err)
 	var bad *badInput
-	if errors.As(err, &bad) {
+	if errors.As(err, &bad) || errors.Is(err, experiment.ErrDamaged) {
 		return 2
 	}
 	var ec cli.ExitCoder

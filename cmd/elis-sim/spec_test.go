@@ -145,6 +145,18 @@ func TestSpecShardsMergeAndResume(t *testing.T) {
 	}
 	os.Remove(filepath.Join(killed, "cells", ".0123.json.tmp42"))
 	sameOutputs(t, ref, outputs(t, killed), "killed and restarted")
+
+	// A cell file edited by hand is bad input: named, exit 2, no report.
+	cellFiles, _ := filepath.Glob(filepath.Join(shards[0], "cells", "*.json"))
+	os.WriteFile(cellFiles[0], []byte("garbage"), 0o644)
+	damaged := filepath.Join(t.TempDir(), "m")
+	code, out = elis(t, append([]string{"sweep", "merge", "-o", damaged}, shards...)...)
+	if code != 2 || !strings.Contains(out, cellFiles[0]+": not a cell record") {
+		t.Errorf("merge with a damaged cell: exit %d, %s", code, out)
+	}
+	if _, err := os.Stat(damaged); err == nil {
+		t.Error("a merge with a damaged cell wrote a directory")
+	}
 }
 
 // A changed axis reruns only the cells it changes.

@@ -628,6 +628,11 @@ func sweepMergeAction(c *cli.Context) error {
 			return fmt.Errorf("merge: %d cells missing (rerun their shards, or --allow-missing to report the rest)", len(missing))
 		}
 	}
+	// Every record is read once before anything is written, so that a
+	// damaged one leaves no half-merged directory behind.
+	if err := experiment.Gather(stores, cells, func(*experiment.Record) error { return nil }); err != nil {
+		return err
+	}
 	// The merged directory is a sweep's output like any: its cells and
 	// spec, so that it resumes and merges again.
 	dst := experiment.Store{Dir: out}
