@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/elis-sim/elis-sim/internal/tempfile"
 )
 
 // The presets were fitted to the measurements in ../shared; this test keeps
@@ -191,10 +192,7 @@ func FuzzReadProfiles(f *testing.F) {
 	f.Add([]byte("model,op,m,n,k,batch,q_len,kv_len,ms\nllama-2-7b,qkv,1,12288,4096,1,,,NaN\n"), false)
 	f.Add([]byte("model,op,m,n,k,batch,q_len,kv_len,ms\nllama-2-7b,rmsnorm,1e308,1e308,0,1,,,1\n"), false)
 	f.Fuzz(func(t *testing.T, data []byte, splitwise bool) {
-		path := filepath.Join(t.TempDir(), "p.csv")
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		path := tempfile.Write(t, "p.csv", data)
 		var ms []Measurement
 		var err error
 		if splitwise {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elis-sim/elis-sim/internal/tempfile"
 	"github.com/elis-sim/elis-sim/policies"
 )
 
@@ -95,10 +96,7 @@ func FuzzLoadCostFile(f *testing.F) {
 		{DecodeSeqs: 256, DecodeContext: 256 * 4096, PrefillTokens: 2048, PrefillContext: 1 << 20, PrefillAttn: 4e6},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "cost.json")
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		path := tempfile.Write(t, "cost.json", data)
 		cf, err := LoadCostFile(path)
 		if err != nil {
 			return

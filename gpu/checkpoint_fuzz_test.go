@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/elis-sim/elis-sim/internal/tempfile"
 	"github.com/elis-sim/elis-sim/internal/torchsave"
 )
 
@@ -26,10 +27,7 @@ func FuzzReadCheckpoint(f *testing.F) {
 	}
 	f.Add(data)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "f.pt")
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		path := tempfile.Write(t, "f.pt", data)
 		if ts, err := ReadStateDict(path); err == nil {
 			for _, nt := range ts {
 				n := 1

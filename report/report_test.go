@@ -13,6 +13,7 @@ import (
 
 	"gonum.org/v1/plot"
 
+	"github.com/elis-sim/elis-sim/internal/tempfile"
 	"github.com/elis-sim/elis-sim/policies"
 )
 
@@ -334,10 +335,7 @@ func FuzzReadRun(f *testing.F) {
 	}
 	f.Add([]byte(`{"elis_run":1,"records":[{"arrival_s":5,"finish_s":-1e308,"first_token_s":1e308}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "run.json")
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		path := tempfile.Write(t, "run.json", data)
 		r, err := ReadRun(path)
 		if err != nil {
 			return

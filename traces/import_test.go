@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/elis-sim/elis-sim/internal/tempfile"
 )
 
 func writeFixture(t testing.TB, name, content string) string {
@@ -281,10 +283,7 @@ func FuzzTokenizer(f *testing.F) {
 	f.Add([]byte(`{"model":{}}`), "x") // panicked in the library before the guard
 	f.Add([]byte(`{"texts": ["a"]}`), "a")
 	f.Fuzz(func(t *testing.T, data []byte, text string) {
-		path := filepath.Join(t.TempDir(), "tokenizer.json")
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		path := tempfile.Write(t, "tokenizer.json", data)
 		tc, err := LoadTokenCounter(path)
 		if err != nil {
 			if !strings.Contains(err.Error(), path) {
