@@ -107,9 +107,10 @@ func TestProtocol(t *testing.T) {
 // A client that goes away mid-stream frees its sequence: the engine
 // aborts it, and /metrics counts it.
 func TestDisconnectAborts(t *testing.T) {
-	// Steps of 20 ms: the 90 tokens take long enough that the client is
-	// surely gone before they are done, however slow this machine is now.
-	srv, hs := newTestServer(t, 20e-3)
+	// Steps of half a second: the 90 tokens would take 45 s, so the
+	// client is gone long before they are done however busy this machine
+	// is; the engine sees the abort at the end of the step under way.
+	srv, hs := newTestServer(t, 0.5)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hs.URL+"/v1/completions", strings.NewReader(`{"prompt":[1,2,3],"max_tokens":90,"stream":true}`))
 	resp, err := http.DefaultClient.Do(req)
