@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"iter"
 	"slices"
 )
@@ -52,36 +53,26 @@ func (q *waitQueue) Push(s *Seq) {
 }
 
 // pushFIFO inserts s in order, keeping every order in front below every
-// order in items: at the end of its run in each case the scheduler makes
-// (a new arrival, a preempted request put first), by search otherwise, so
-// the order holds whatever the caller does.
+// order in items. In each case the scheduler makes (a new arrival, a
+// preempted request put first) s goes at the end of its run; any other is
+// placed by search, so the order holds whatever the caller does.
 func (q *waitQueue) pushFIFO(s *Seq) {
 	toFront := len(q.items) > 0 && s.order < q.items[0].order ||
 		len(q.items) == 0 && len(q.front) > 0 && s.order < q.front[0].order
-	run := &q.items
-	i := 0
+	run, by := &q.items, cmpOrder
 	if toFront {
-		run = &q.front
-		i, _ = slices.BinarySearchFunc(q.front, s, func(a, b *Seq) int { return cmpOrder(b, a) })
-	} else {
-		i, _ = slices.BinarySearchFunc(q.items, s, cmpOrder)
+		run, by = &q.front, func(a, b *Seq) int { return cmpOrder(b, a) } // descending
 	}
-	if i == len(*run) {
-		*run = append(*run, s) // the usual case; Insert would allocate its argument
-	} else {
-		*run = slices.Insert(*run, i, s)
+	r := *run
+	if n := len(r); n == 0 || by(r[n-1], s) < 0 {
+		*run = append(r, s) // the usual case, without searching a long queue
+		return
 	}
+	i, _ := slices.BinarySearchFunc(r, s, by)
+	*run = slices.Insert(r, i, s)
 }
 
-func cmpOrder(a, b *Seq) int {
-	switch {
-	case a.order < b.order:
-		return -1
-	case a.order > b.order:
-		return 1
-	}
-	return 0
-}
+func cmpOrder(a, b *Seq) int { return cmp.Compare(a.order, b.order) }
 
 func (q *waitQueue) Pop() *Seq {
 	if q.fifo {
