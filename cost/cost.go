@@ -41,7 +41,7 @@ func NewRooflineStack(model, gpu, stack string, tp int) (*Roofline, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tp < 1 || a.Heads%tp != 0 || a.KVHeads%tp != 0 && tp%a.KVHeads != 0 {
+	if !a.splitsOver(tp) {
 		return nil, fmt.Errorf("tensor parallelism %d: must divide the %d attention heads of %s", tp, a.Heads, model)
 	}
 	return &Roofline{Arch: a, GPU: g, TP: tp}, nil

@@ -26,6 +26,12 @@ type Arch struct {
 // HeadDim is the size of one attention head.
 func (a *Arch) HeadDim() int { return a.Hidden / a.Heads }
 
+// splitsOver tells whether tensor parallelism of degree tp divides the
+// model's heads, and its KV heads or their replicas.
+func (a *Arch) splitsOver(tp int) bool {
+	return tp >= 1 && a.Heads%tp == 0 && (a.KVHeads%tp == 0 || tp%a.KVHeads == 0)
+}
+
 // Params counts the weights, embeddings and LM head included.
 func (a *Arch) Params() float64 {
 	hd := a.HeadDim()

@@ -32,7 +32,7 @@ func (r *Roofline) check(prefix string) error {
 		return fmt.Errorf("field %q: %d, want 1 to 8", prefix+"model.dtype_bytes", a.DtypeBytes)
 	case a.MaxModelLen < 0:
 		return fmt.Errorf("field %q: %d, want >= 0 (0: the engine's)", prefix+"model.max_model_len", a.MaxModelLen)
-	case r.TP < 1 || a.Heads%r.TP != 0 || a.KVHeads%r.TP != 0 && r.TP%a.KVHeads != 0:
+	case !a.splitsOver(r.TP):
 		return fmt.Errorf("field %q: %d, want a degree >= 1 that divides the %d heads", prefix+"tensor_parallel", r.TP, a.Heads)
 	}
 	for _, f := range []struct {
