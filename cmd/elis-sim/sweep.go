@@ -390,10 +390,6 @@ func clearEnv(f cli.Flag) {
 	}
 }
 
-// usesPredictor tells the policies whose results depend on the predictor's
-// error (srpt-oracle has a perfect one built in).
-func usesPredictor(policy string) bool { return strings.HasPrefix(policy, "isrtf") }
-
 // predictorFlags only shape the predictor, its calls and what the
 // scheduler does with its answers.
 var predictorFlags = map[string]bool{"predictor": true, "prediction-interval": true, "predictor-cost-ms": true,
@@ -573,7 +569,7 @@ func (sw *sweepRun) runCell(c *experiment.Cell) (*experiment.Record, error) {
 	jct, _ := report.Values(run, "jct")
 	rec := &experiment.Record{Workload: c.Workload.Name(), Load: c.Load, Seed: c.Seed, Values: c.Values, Label: c.Label(), Policy: pol,
 		Setup: run.Setup, Summary: run.Summary, JCTQuantiles: report.Quantiles(jct, 200)}
-	if usesPredictor(pol) {
+	if !ignoredByCell(c, "predictor") { // the result depends on the predictor's error
 		rec.MAETarget = cfg.Predictor.MAE
 	}
 	if keepLog {
