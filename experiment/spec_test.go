@@ -282,3 +282,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A manifest without its spec (an edited spec.json) is refused with its
+// path and the reason, not a "<nil>".
+func TestManifestWithoutSpec(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "spec.json"), []byte(`{"version": "x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Store{Dir: dir}.ReadManifest()
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "spec.json")+`: no "spec"`) {
+		t.Fatalf("%v", err)
+	}
+}

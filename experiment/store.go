@@ -111,8 +111,11 @@ func (s Store) ReadManifest() (*Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil || m.Spec == nil {
-		return nil, fmt.Errorf("%s: %v", p, err)
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if m.Spec == nil {
+		return nil, fmt.Errorf("%s: no \"spec\": not a sweep's manifest", p)
 	}
 	return &m, nil
 }
