@@ -434,3 +434,23 @@ func TestSpecKilledAndRestarted(t *testing.T) {
 	}
 	sameOutputs(t, outputs(t, ref), got, "killed and restarted")
 }
+
+// The plots a spec asks for are the ones drawn, and the closing line
+// names only what was written.
+func TestSpecPlotsAsked(t *testing.T) {
+	spec := specFile(t, strings.Replace(strings.Replace(testSpec, "  - scenario: long-output\n", "", 1),
+		"report:\n", "report:\n  plots: [load]\n", 1))
+	out := t.TempDir()
+	code, text := elis(t, "sweep", "--spec", spec, "-o", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, text)
+	}
+	files, _ := os.ReadDir(filepath.Join(out, "fcfs-vs-isrtf"))
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name())
+	}
+	if strings.Join(names, " ") != "load.png results.csv summary.txt" || !strings.Contains(text, "fcfs-vs-isrtf/{results.csv,summary.txt,load.png}\n") {
+		t.Fatalf("files %v; said:\n%s", names, text)
+	}
+}

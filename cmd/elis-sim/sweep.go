@@ -736,7 +736,9 @@ func reportWorkload(spec *experiment.Spec, name, head, dir string, runs []report
 		}
 	}
 	plots := spec.Report.Plots
+	wrote := []string{"results.csv", "summary.txt"} // to say what was written
 	if slices.Contains(plots, "cdf") {
+		wrote = append(wrote, "cdf-*.png")
 		for _, l := range loads {
 			p, err := report.CDF(fmt.Sprintf("CDF of job completion time, %s at %gx load (all seeds)", name, l.Load), report.PlotMetrics["jct"], true, l.JCTs)
 			if err != nil {
@@ -752,6 +754,7 @@ func reportWorkload(spec *experiment.Spec, name, head, dir string, runs []report
 		seeds = "1 seed"
 	}
 	if slices.Contains(plots, "load") {
+		wrote = append(wrote, "load.png")
 		p, err := report.LoadCurves(fmt.Sprintf("%s: job completion time against load (%s)", name, seeds), curves, order)
 		if err != nil {
 			return err
@@ -762,6 +765,7 @@ func reportWorkload(spec *experiment.Spec, name, head, dir string, runs []report
 	}
 	if slices.Contains(plots, "pareto") && len(order) > 2 {
 		// Several policies or variants: the mean-against-tail trade per load.
+		wrote = append(wrote, "pareto-*.png")
 		for _, l := range spec.Loads {
 			p, err := report.Pareto(fmt.Sprintf("%s at %gx: mean against P99 job completion time (%s)", name, l, seeds), curves, order, l)
 			if err != nil {
@@ -778,7 +782,7 @@ func reportWorkload(spec *experiment.Spec, name, head, dir string, runs []report
 	if err := report.WriteSweepSummary(os.Stdout, head, loads); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s/{results.csv,summary.txt,load.png,cdf-*.png,pareto-*.png}\n\n", dir)
+	fmt.Printf("\nwrote %s/{%s}\n\n", dir, strings.Join(wrote, ","))
 	return nil
 }
 
