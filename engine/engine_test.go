@@ -98,7 +98,7 @@ func TestTimedEngineAndAbort(t *testing.T) {
 	close(aborts)
 	var recs []policies.Record
 	start := time.Now()
-	if err := w.Run(in, aborts, context.Background(), func(r []policies.Record) { recs = append(recs, r...) }); err != nil {
+	if err := w.Run(context.Background(), in, aborts, func(r []policies.Record) { recs = append(recs, r...) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != 3 || got[0] != 4 || got[1] != 6 || core.Stats().Aborted != 1 || core.FreeBlocks() != 64 {
@@ -106,5 +106,43 @@ func TestTimedEngineAndAbort(t *testing.T) {
 	}
 	if steps := core.Stats().Steps; time.Since(start) < time.Duration(steps)*2*time.Millisecond {
 		t.Fatalf("%d steps of 2 ms took %v", steps, time.Since(start))
+	}
+}
+
+// An idle worker blocks in Run, whatever its context: given
+// context.Background (whose Done is nil, as serve passes it), the loop
+// used to take its non-blocking branch and spin a core while no request
+// came. Run passes its loop once to find nothing, then waits; a request
+// and the inbox's close each wake it a bounded number of times.
+func TestIdleWorkerBlocks(t *testing.T) {
+	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50}
+	pol, _ := policies.New("fcfs", policies.RerankPause)
+	core, _ := policies.NewScheduler(eng, pol, nil)
+	w, err := New(Config{Core: core, Coster: &cost.Linear{Base: 1e-4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan Submission, 1)
+	ran := make(chan error, 1)
+	got := make(chan []policies.Record, 1)
+	go func() { ran <- w.Run(context.Background(), in, nil, func(r []policies.Record) { got <- r }) }()
+	// However long it is left idle, a blocked loop makes no more passes;
+	// a spinning one makes thousands in this time on any machine.
+	time.Sleep(200 * time.Millisecond)
+	if n := w.passes.Load(); n > 2 {
+		t.Fatalf("an idle worker passed its loop %d times in 200 ms: it polls instead of blocking", n)
+	}
+	in <- Submission{Req: policies.Request{ID: "a", Index: 0, PromptTokens: 4, OutputTokens: 2}}
+	if recs := <-got; len(recs) != 1 || recs[0].Generated != 2 {
+		t.Fatalf("records %+v", recs)
+	}
+	before := w.passes.Load()
+	time.Sleep(200 * time.Millisecond)
+	if n := w.passes.Load() - before; n > 1 {
+		t.Fatalf("idle again after a request, the worker passed its loop %d more times", n)
+	}
+	close(in)
+	if err := <-ran; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,10 +8,12 @@ import (
 )
 
 // Run serves the worker's inbox until it is closed and every request is
-// done, or abandon is cancelled; done gets the records of requests that
-// finished, were rejected or aborted. aborts (nil for none) names requests
-// whose clients left: the core drops them and frees their blocks.
-func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Context, done func([]policies.Record)) error {
+// done, or ctx is cancelled (what it holds is then abandoned); done gets
+// the records of requests that finished, were rejected or aborted. aborts
+// (nil for none) names requests whose clients left: the core drops them
+// and frees their blocks. While the core is idle Run blocks: an idle
+// engine costs no CPU, whatever ctx is (context.Background included).
+func (w *Worker) Run(ctx context.Context, in <-chan Submission, aborts <-chan int, done func([]policies.Record)) error {
 	collect := func() {
 		recs := w.Core.TakeFinished()
 		for _, r := range recs {
@@ -25,15 +27,16 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 		}
 	}
 	for {
+		w.passes.Add(1)
 		// Take every request that has arrived, and every abort.
 		for in != nil || aborts != nil {
 			var got bool
-			if in, aborts, got = w.receive(in, aborts, nil); !got {
+			if in, aborts, got = w.receive(in, aborts, nil, false); !got {
 				break
 			}
 		}
 		collect()
-		if abandon.Err() != nil {
+		if ctx.Err() != nil {
 			return nil
 		}
 		if w.Core.Idle() {
@@ -42,8 +45,8 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 				return nil
 			}
 			// Nothing to run: wait for an arrival, an abort or the end.
-			in, aborts, _ = w.receive(in, aborts, abandon.Done())
-			if abandon.Err() != nil {
+			in, aborts, _ = w.receive(in, aborts, ctx.Done(), true)
+			if ctx.Err() != nil {
 				return nil
 			}
 			continue
@@ -60,14 +63,16 @@ func (w *Worker) Run(in <-chan Submission, aborts <-chan int, abandon context.Co
 	}
 }
 
-// receive takes one arrival or abort into the core, or, with wait nil,
-// reports false when none is ready; with wait set, it blocks until one
-// comes or wait is closed. A closed channel comes back nil.
-func (w *Worker) receive(in <-chan Submission, aborts <-chan int, wait <-chan struct{}) (<-chan Submission, <-chan int, bool) {
+// receive takes one arrival or abort into the core. Without block it
+// reports false when none is ready; with block it waits until one comes
+// or wait is closed (a nil wait, as a context that is never cancelled
+// gives, waits for an arrival or an abort alone). A closed channel comes
+// back nil.
+func (w *Worker) receive(in <-chan Submission, aborts <-chan int, wait <-chan struct{}, block bool) (<-chan Submission, <-chan int, bool) {
 	var r Submission
 	var i int
 	var fromIn, ok bool
-	if wait == nil {
+	if !block {
 		select {
 		case r, ok = <-in:
 			fromIn = true

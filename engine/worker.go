@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/elis-sim/elis-sim/cost"
@@ -67,6 +68,9 @@ type Worker struct {
 	// it (the work between steps is inside a GPU's step time too).
 	busy     bool
 	deadline time.Time
+	// passes counts Run's loop passes: a test's proof that an idle worker
+	// blocks rather than polls.
+	passes atomic.Int64
 }
 
 // New returns a worker for cfg.
@@ -110,14 +114,14 @@ func (w *Worker) Add(sub Submission) {
 func (w *Worker) add(sub Submission) {
 	r := sub.Req
 	if sub.Prompt != nil {
-		p := make([]int32, len(sub.Prompt), len(sub.Prompt)+r.OutputTokens)
+		p := make([]int32, len(sub.Prompt), outputRoom(len(sub.Prompt), r.OutputTokens))
 		copy(p, sub.Prompt)
 		w.seqs[r.Index] = &seqState{tokens: p, session: sessionOf(r.Content)}
 		w.Core.Add(r, w.now())
 		return
 	}
 	rng := rand.New(rand.NewPCG(w.Seed, uint64(r.Index)))
-	p := make([]int32, r.PromptTokens, r.PromptTokens+r.OutputTokens)
+	p := make([]int32, r.PromptTokens, outputRoom(r.PromptTokens, r.OutputTokens))
 	c := r.Content
 	if c == nil {
 		c = &policies.Content{}
@@ -139,6 +143,12 @@ func (w *Worker) add(sub Submission) {
 	w.seqs[r.Index] = &seqState{tokens: p, session: c.Session}
 	w.Core.Add(r, w.now())
 }
+
+// outputRoom is the capacity of a request's token slice: its prompt and
+// room for the first outputs. A request's output limit (a chat's default
+// is the whole context) says how many tokens it may generate, not how many
+// it will: memory follows the tokens generated.
+func outputRoom(prompt, output int) int { return prompt + min(output, 256) }
 
 func sessionOf(c *policies.Content) uint64 {
 	if c == nil {

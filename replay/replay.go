@@ -156,7 +156,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	errs := make(chan error, len(ws))
 	for i, w := range ws {
 		go func() {
-			errs <- w.Run(inbox[i], nil, abandon, func(recs []policies.Record) {
+			errs <- w.Run(abandon, inbox[i], nil, func(recs []policies.Record) {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, r := range recs {

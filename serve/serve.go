@@ -101,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := w.Run(s.inbox[i], s.aborts[i], context.Background(), s.finished); err != nil {
+			if err := w.Run(context.Background(), s.inbox[i], s.aborts[i], s.finished); err != nil {
 				s.errc <- fmt.Errorf("engine %d: %w", i, err)
 			}
 		}()
