@@ -137,15 +137,6 @@ func (p *commonParams) outputTokens(def int) (int, error) {
 	return n, nil
 }
 
-// apiError is vLLM's error body.
-type apiError struct {
-	Object  string  `json:"object"`
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    int     `json:"code"`
-}
-
 // usage is the token counts of a request.
 type usage struct {
 	PromptTokens     int `json:"prompt_tokens"`

@@ -93,7 +93,7 @@ func TestProtocol(t *testing.T) {
 		{`{"prompt":"a","min_tokens":9,"max_tokens":3}`, 400, "min_tokens"},
 	} {
 		code, body := post(t, hs.URL+"/v1/completions", c.body)
-		if code != c.code || !strings.Contains(body, c.want) || !strings.Contains(body, `"object":"error"`) {
+		if code != c.code || !strings.Contains(body, c.want) || !strings.Contains(body, `"error":{`) {
 			t.Errorf("%s: %d %s", c.body, code, body)
 		}
 	}
@@ -209,7 +209,7 @@ func FuzzRequests(f *testing.F) {
 		}
 		switch c := resp.StatusCode; {
 		case c == 200:
-		case c >= 400 && c < 500 && strings.Contains(string(b), `"object":"error"`):
+		case c >= 400 && c < 500 && strings.Contains(string(b), `"error":{`):
 		default:
 			t.Fatalf("%s: %d %s", body, c, b)
 		}

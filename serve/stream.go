@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // stream writes one request's answer in the OpenAI format: server-sent
@@ -18,6 +19,17 @@ type stream struct {
 	created int64
 	role    bool // the chat's first delta carried the role
 	begun   bool // the event stream's headers are written
+	// rc sets a deadline on each write: a client that stops reading
+	// blocks a write for writeTimeout at most, then loses its stream.
+	rc           *http.ResponseController
+	writeTimeout time.Duration
+}
+
+// deadline bounds the next write.
+func (st *stream) deadline() {
+	if st.rc != nil && st.writeTimeout > 0 {
+		st.rc.SetWriteDeadline(time.Now().Add(st.writeTimeout))
+	}
 }
 
 // TokenText is the text of a placeholder token: a word per token, so that
@@ -63,29 +75,51 @@ func (st *stream) begin(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (st *stream) event(w http.ResponseWriter, v any) {
-	st.begin(w)
+// event writes one event and flushes it, within the write deadline; an
+// error means the client is gone or stopped reading.
+func (st *stream) event(w http.ResponseWriter, v any) error {
 	b, _ := json.Marshal(v)
-	fmt.Fprintf(w, "data: %s\n\n", b)
+	return st.raw(w, "data: %s\n\n", b)
+}
+
+func (st *stream) raw(w http.ResponseWriter, format string, args ...any) error {
+	st.deadline()
+	st.begin(w)
+	if _, err := fmt.Fprintf(w, format, args...); err != nil {
+		return err
+	}
+	if st.rc != nil {
+		return st.rc.Flush()
+	}
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
+	return nil
 }
 
-func (st *stream) token(w http.ResponseWriter, tok int32) {
-	st.event(w, st.chunk([]map[string]any{st.choice(TokenText(tok), nil)}))
+func (st *stream) token(w http.ResponseWriter, tok int32) error {
+	return st.event(w, st.chunk([]map[string]any{st.choice(TokenText(tok), nil)}))
 }
 
 func (st *stream) end(w http.ResponseWriter, withUsage bool, u usage) {
-	st.event(w, st.chunk([]map[string]any{st.choice("", "length")}))
+	if st.event(w, st.chunk([]map[string]any{st.choice("", "length")})) != nil {
+		return
+	}
 	if withUsage {
 		c := st.chunk([]map[string]any{})
 		c["usage"] = u
-		st.event(w, c)
+		if st.event(w, c) != nil {
+			return
+		}
 	}
-	fmt.Fprint(w, "data: [DONE]\n\n")
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
+	st.raw(w, "data: [DONE]\n\n")
+}
+
+// fail ends a stream that has begun with the error object as an event, as
+// vLLM reports an error after its 200, then [DONE].
+func (st *stream) fail(w http.ResponseWriter, e *apiError) {
+	if st.event(w, errorBody{e}) == nil {
+		st.raw(w, "data: [DONE]\n\n")
 	}
 }
 
@@ -110,5 +144,3 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"unicode"
 
 	"golang.org/x/text/runes"
@@ -27,8 +26,20 @@ type TokenCounter interface {
 // for a tokenizer (real tokenizers give about 1.3 tokens per English word).
 type Words struct{}
 
-// CountTokens returns the number of words in text.
-func (Words) CountTokens(text string) (int, error) { return len(strings.Fields(text)), nil }
+// CountTokens returns the number of words in text, as strings.Fields
+// splits it, without building the words: a long prompt costs no memory
+// beyond itself.
+func (Words) CountTokens(text string) (int, error) {
+	n, inWord := 0, false
+	for _, r := range text {
+		space := unicode.IsSpace(r)
+		if !space && !inWord {
+			n++
+		}
+		inWord = !space
+	}
+	return n, nil
+}
 
 // HFTokenizer encodes text with a Hugging Face tokenizer.json.
 type HFTokenizer struct {

@@ -183,3 +183,17 @@ func TestParseLargeJSONLInPieces(t *testing.T) {
 		t.Fatalf("got %v, want the error of line 20001", err)
 	}
 }
+
+// FuzzWords: the word counter counts what strings.Fields splits, without
+// building the words.
+func FuzzWords(f *testing.F) {
+	for _, s := range []string{"", " a  b\tc\n", "\u00a0x\u2003y ", "\xff\xfe a", "one"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, _ := Words{}.CountTokens(s)
+		if want := len(strings.Fields(s)); n != want {
+			t.Fatalf("%q: %d words, strings.Fields says %d", s, n, want)
+		}
+	})
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/elis-sim/elis-sim/report"
+)
+
+// startServe runs `elis-sim serve` as a user does, on a free loopback
+// port, and returns its base URL once it listens; the process is killed at
+// the end of the test if it is still running.
+func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"serve", "--port", "0"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	log := &strings.Builder{}
+	rd := bufio.NewReader(stderr)
+	addr := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)`)
+	for {
+		line, err := rd.ReadString('\n')
+		log.WriteString(line)
+		if m := addr.FindStringSubmatch(line); m != nil {
+			go io.Copy(log, rd)
+			return cmd, m[1], log
+		}
+		if err != nil {
+			t.Fatalf("serve did not start: %v\n%s", err, log)
+		}
+	}
+}
+
+// `elis-sim serve` with no --policy starts on its own default (one
+// policy), refuses token ids beyond its model's vocabulary with the sim
+// engine too, wants --api-key's token, and on SIGTERM finishes the stream
+// in flight, writes --out with each record's engine, and exits 0.
+func TestServeCLI(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "serve.json")
+	cmd, url, log := startServe(t, "--api-key", "k", "--workers", "2", "--router", "round-robin", "-o", out)
+	post := func(body string) (*http.Response, error) {
+		req, _ := http.NewRequest("POST", url+"/v1/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer k")
+		return http.DefaultClient.Do(req)
+	}
+	resp, err := post(`{"prompt":[1,2,32000],"max_tokens":2}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), `vocabulary of 32000`) || !strings.Contains(string(b), `"error":{`) {
+		t.Fatalf("an id beyond llama-2-13b's 32,000: %d %s", resp.StatusCode, b)
+	}
+	if r, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":[1],"max_tokens":1}`)); err != nil || r.StatusCode != 401 {
+		t.Fatalf("without the key: %v %v", r, err)
+	}
+	for range 2 { // one to each engine, then the stream to the first
+		r, err := post(`{"prompt":[1,2,3],"max_tokens":3}`)
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("%v %v", r, err)
+		}
+		r.Body.Close()
+	}
+	stream, err := post(`{"prompt":[1,2,3],"max_tokens":200,"stream":true}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	rd := bufio.NewReader(stream.Body)
+	rd.ReadString('\n') // a token came: the request is in flight
+	cmd.Process.Signal(syscall.SIGTERM)
+	rest, err := io.ReadAll(rd)
+	if err != nil || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("the stream in flight at SIGTERM (%v): ...%s", err, rest[max(0, len(rest)-200):])
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\n%s", err, log)
+	}
+	if strings.Contains(log.String(), "panic") {
+		t.Fatalf("serve panicked:\n%s", log)
+	}
+	run, err := report.ReadRun(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engines := map[int]int{}
+	for _, r := range run.Records {
+		engines[r.Worker]++
+	}
+	if run.Label != "fcfs" || len(run.Records) != 3 || engines[0] != 2 || engines[1] != 1 {
+		t.Fatalf("run file: policy %s, %d records, by engine %v", run.Label, len(run.Records), engines)
+	}
+}
