@@ -64,6 +64,10 @@ type Result struct {
 	Interrupted bool
 }
 
+// NotSent is the Rejected of a request an interrupted run never sent (its
+// Arrival is -1): reports count it apart from requests that failed.
+const NotSent = "not sent: the run stopped first"
+
 // LagStats are the send lags' quantiles, seconds.
 type LagStats struct {
 	P50, P99, Max float64
@@ -96,33 +100,39 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	res := &Result{Records: make([]policies.Record, len(tr.Requests))}
 	for i, r := range tr.Requests {
 		res.Records[i] = policies.Record{ID: r.ID, Index: i, Arrival: -1, FirstScheduled: -1, FirstToken: -1, Finish: -1,
-			PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Rejected: "not sent: the run stopped first"}
+			PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Rejected: NotSent}
 	}
 	scrapers := make([]*scraper, len(cfg.URLs))
 	start := time.Now()
 	since := func() float64 { return time.Since(start).Seconds() }
+	// Scrapes run beside the sender, never in its way: a slow /metrics
+	// delays its own samples, not the schedule. The first is taken as the
+	// sending starts, then every MetricsInterval; one scrape of a server
+	// at a time.
+	tickDone := make(chan struct{})
+	var scraping sync.WaitGroup
 	if !cfg.NoMetrics {
 		for i, u := range cfg.URLs {
 			scrapers[i] = newScraper(cfg.Client, u, cfg.APIKey, since)
-			scrapers[i].scrape()
-		}
-	}
-	tickDone := make(chan struct{})
-	if cfg.MetricsInterval > 0 && !cfg.NoMetrics {
-		go func() {
-			t := time.NewTicker(cfg.MetricsInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-tickDone:
+			scraping.Add(1)
+			go func() {
+				defer scraping.Done()
+				scrapers[i].scrape()
+				if cfg.MetricsInterval <= 0 {
 					return
-				case <-t.C:
-					for _, s := range scrapers {
-						s.scrape()
+				}
+				t := time.NewTicker(cfg.MetricsInterval)
+				defer t.Stop()
+				for {
+					select {
+					case <-tickDone:
+						return
+					case <-t.C:
+						scrapers[i].scrape()
 					}
 				}
-			}
-		}()
+			}()
+		}
 	}
 
 	var mu sync.Mutex // guards res and loads
@@ -181,6 +191,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	}
 	wg.Wait()
 	close(tickDone)
+	scraping.Wait()
 	res.Makespan = since()
 	res.Interrupted = res.Interrupted || abandon.Err() != nil
 	if !cfg.NoMetrics {
@@ -194,6 +205,55 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		res.Lag = LagStats{P50: lags[n/2], P99: lags[min(n-1, n*99/100)], Max: lags[n-1]}
 	}
 	return res, nil
+}
+
+// Failure is one kind of failure in a run: how many requests failed so,
+// and the first one's record.
+type Failure struct {
+	Kind  string // "HTTP 404", "connection refused", "error in the stream", ...
+	Count int
+	First policies.Record
+}
+
+// Failures groups the run's failed requests by kind, in the order each
+// kind first happened (requests never sent are left out: they did not
+// fail).
+func (res *Result) Failures() []Failure {
+	var out []Failure
+	at := map[string]int{}
+	for _, r := range res.Records {
+		if r.Finish >= 0 || r.Rejected == NotSent {
+			continue
+		}
+		k := failureKind(&r)
+		i, ok := at[k]
+		if !ok {
+			i = len(out)
+			at[k] = i
+			out = append(out, Failure{Kind: k, First: r})
+		}
+		out[i].Count++
+	}
+	return out
+}
+
+// failureKind names what a failure was without its particulars (addresses,
+// ids, counts): the reply's status, else the innermost cause.
+func failureKind(r *policies.Record) string {
+	if r.HTTPStatus != 0 && r.HTTPStatus != http.StatusOK {
+		return fmt.Sprintf("HTTP %d", r.HTTPStatus)
+	}
+	msg := r.Rejected
+	if i := strings.LastIndex(msg, ": "); i >= 0 && !strings.HasPrefix(msg, "error in the stream") {
+		msg = msg[i+2:]
+	}
+	if strings.HasPrefix(msg, "error in the stream") {
+		return "error in the stream"
+	}
+	if len(msg) > 60 {
+		msg = msg[:60] + "..."
+	}
+	return msg
 }
 
 func orDefault(s, def string) string {
@@ -325,7 +385,7 @@ func (cfg *Config) sendTimed(ctx context.Context, base string, r *traces.Request
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return st, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
-	s, err := readStream(resp.Body, func() time.Duration { return time.Since(st.sent) })
+	s, err := readStream(resp.Body, func() time.Duration { return time.Since(st.sent) }, r.OutputTokens)
 	if s != nil {
 		st.id = s.id
 	}
@@ -341,6 +401,11 @@ func (cfg *Config) sendTimed(ctx context.Context, base string, r *traces.Request
 	st.first = st.chunks[0]
 	st.completion = len(s.chunks)
 	if s.completion > 0 {
+		// Each chunk with text is at least one token: a usage that claims
+		// fewer is not to be trusted.
+		if s.completion < len(s.chunks) {
+			return st, fmt.Errorf("the usage claims %d completion tokens, but the stream carried %d chunks with text", s.completion, len(s.chunks))
+		}
 		st.completion = s.completion
 	}
 	if !cfg.FreeLengths && st.completion != r.OutputTokens {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/elis-sim/elis-sim/cost"
@@ -140,6 +141,78 @@ func TestBenchRecordsFailures(t *testing.T) {
 				t.Fatalf("%s: record %+v", c.want, r)
 			}
 		}
+	}
+}
+
+// Failures are grouped by kind, each with its first record: what the
+// command prints so that a run where everything failed says why.
+func TestFailureKinds(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := "http://" + ln.Addr().String()
+	ln.Close()
+	notFound := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(404)
+		fmt.Fprint(w, `{"error":{"message":"The model m does not exist.","type":"NotFoundError","param":null,"code":404}}`)
+	}))
+	defer notFound.Close()
+	tr := smallTrace(t, 6)
+	res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{refused, notFound.URL}, Router: "round-robin", Model: "m", NoMetrics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Failures()
+	if len(f) != 2 || f[0].Kind != "connection refused" || f[0].Count != 3 || f[1].Kind != "HTTP 404" || f[1].Count != 3 ||
+		!strings.Contains(f[1].First.Rejected, "does not exist") {
+		t.Fatalf("failures %+v", f)
+	}
+}
+
+// A /metrics that takes seconds to answer does not hold up the schedule:
+// scrapes run beside the sender, so every request is sent, and done,
+// while the first scrape is still waiting. A /metrics body of megabytes
+// of other metrics costs bench only the lines it follows.
+func TestSlowMetricsDoNotDelaySends(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	srv := startServe(t, "fcfs")
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			<-release // until the run has sent everything
+			fmt.Fprint(w, "# TYPE vllm:num_preemptions_total counter\nvllm:num_preemptions_total 2\n")
+			for range 200000 {
+				fmt.Fprint(w, "other_metric{label=\"a long label value\"} 1\n")
+			}
+			return
+		}
+		srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+	defer once.Do(func() { close(release) })
+	tr := smallTrace(t, 10)
+	cfg := Config{URLs: []string{slow.URL}, Model: "m", MetricsInterval: 0,
+		Progress: func(done, total int) {
+			if done == total {
+				once.Do(func() { close(release) })
+			}
+		}}
+	res, err := Run(context.Background(), context.Background(), tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != 0 || res.Sent != 10 {
+		t.Fatalf("%d failed of %d sent", res.Failed, res.Sent)
+	}
+	m := res.Metrics[0]
+	if m.Err != "" || len(m.Samples) != 2 || m.Samples[1].Values["vllm:num_preemptions_total"] != 2 {
+		t.Fatalf("metrics %+v", m)
+	}
+}
+
+// A /metrics body over the bound fails its scrape, not the bench.
+func TestHugeMetricsRefused(t *testing.T) {
+	_, err := ParseMetrics(infinite("vllm:num_requests_running{a=\"b\"} 1\n"))
+	if err == nil || !strings.Contains(err.Error(), "over") {
+		t.Fatalf("an endless /metrics: %v", err)
 	}
 }
 

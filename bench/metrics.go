@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -85,6 +87,87 @@ func (s *scraper) fetch() (map[string]float64, error) {
 	return ParseMetrics(resp.Body)
 }
 
+// Bounds on a scrape: what bench reads of a /metrics body, and what it
+// keeps of it (the lines of the Followed metrics) for the parser. A
+// server's /metrics is tens of kilobytes; one that sends more than this
+// is misbehaving, and its scrape fails rather than the bench's memory.
+const (
+	maxMetricsBody = 16 << 20
+	maxMetricsKept = 1 << 20
+	maxMetricsLine = 64 << 10
+)
+
+// followedLines copies from r the lines that can matter to the Followed
+// metrics (their samples and their # TYPE and # HELP lines), within the
+// bounds above.
+func followedLines(r io.Reader) ([]byte, error) {
+	br := bufio.NewReaderSize(io.LimitReader(r, maxMetricsBody+1), 64<<10)
+	var kept bytes.Buffer
+	read := 0
+	for {
+		line, err := readLine(br, &read)
+		if line != nil && follows(line) {
+			if kept.Len()+len(line)+1 > maxMetricsKept {
+				return nil, fmt.Errorf("metrics: over %d bytes of samples of the followed metrics", maxMetricsKept)
+			}
+			kept.Write(line)
+			kept.WriteByte('\n')
+		}
+		if read > maxMetricsBody {
+			return nil, fmt.Errorf("metrics: the body is over %d bytes", maxMetricsBody)
+		}
+		if err == io.EOF {
+			return kept.Bytes(), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading metrics: %w", err)
+		}
+	}
+}
+
+// readLine returns the next line without its newline; a line longer than
+// maxMetricsLine is skipped whole (nil). read counts the bytes consumed.
+func readLine(br *bufio.Reader, read *int) ([]byte, error) {
+	var line []byte
+	long := false
+	for {
+		frag, err := br.ReadSlice('\n')
+		*read += len(frag)
+		if !long {
+			line = append(line, frag...)
+			if len(line) > maxMetricsLine {
+				line, long = nil, true
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if long {
+			return nil, err
+		}
+		return bytes.TrimRight(line, "\r\n"), err
+	}
+}
+
+// follows reports whether a line of Prometheus text is about a Followed
+// metric.
+func follows(line []byte) bool {
+	name := line
+	if bytes.HasPrefix(line, []byte("#")) {
+		f := bytes.Fields(line)
+		if len(f) < 3 || (string(f[1]) != "TYPE" && string(f[1]) != "HELP") {
+			return false
+		}
+		name = f[2]
+	}
+	for _, m := range Followed {
+		if bytes.HasPrefix(name, []byte(m)) || bytes.HasPrefix(name, []byte(strings.TrimSuffix(m, "_total"))) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *scraper) result() Scrape {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,10 +176,16 @@ func (s *scraper) result() Scrape {
 
 // ParseMetrics reads Prometheus text and returns the Followed metrics
 // present, each summed over its label sets (samples that are NaN or
-// infinite left out).
+// infinite left out). Only the Followed metrics' lines reach the parser,
+// and a body over a few megabytes is refused: memory stays small whatever
+// a server sends.
 func ParseMetrics(r io.Reader) (map[string]float64, error) {
+	lines, err := followedLines(r)
+	if err != nil {
+		return nil, err
+	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(r)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(lines))
 	if err != nil {
 		return nil, fmt.Errorf("parsing metrics: %w", err)
 	}

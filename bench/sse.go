@@ -46,14 +46,17 @@ type streamed struct {
 }
 
 // readStream reads server-sent events until [DONE], the end of the body,
-// or an error event. since gives each chunk's arrival. Comment lines
+// or an error event. since gives each chunk's arrival. A stream of more
+// chunks with text than maxChunks (the max_tokens asked; 0: no bound) is
+// cut off there and is an error: a server cannot generate more tokens
+// than asked, whatever its usage says. Comment lines
 // (":"-prefixed keep-alives) and other fields are skipped; an event's
 // data may span several data: lines, joined by newlines as the SSE
 // specification says.
-func readStream(r io.Reader, since func() time.Duration) (*streamed, error) {
+func readStream(r io.Reader, since func() time.Duration, maxChunks int) (*streamed, error) {
 	s := &streamed{prompt: -1}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	sc.Buffer(make([]byte, 0, 64<<10), maxEventLine)
 	var data bytes.Buffer
 	flush := func() error {
 		if data.Len() == 0 {
@@ -80,6 +83,9 @@ func readStream(r io.Reader, since func() time.Duration) (*streamed, error) {
 		}
 		for _, ch := range c.Choices {
 			if ch.Text != "" || ch.Delta.Content != "" {
+				if maxChunks > 0 && len(s.chunks) >= maxChunks {
+					return fmt.Errorf("the stream carried more than the %d chunks with text that max_tokens allows; cut off", maxChunks)
+				}
 				s.chunks = append(s.chunks, since())
 			}
 			if ch.FinishReason != nil && *ch.FinishReason != "" {
@@ -103,6 +109,10 @@ func readStream(r io.Reader, since func() time.Duration) (*streamed, error) {
 			}
 		case strings.HasPrefix(line, ":"):
 			// a comment: keep-alive
+		case strings.HasPrefix(line, "error:"):
+			// llama.cpp's server reports a failure after its 200 as an
+			// event field of its own: keep its message.
+			return s, fmt.Errorf("error in the stream: %s", errorMessage(strings.TrimSpace(strings.TrimPrefix(line, "error:"))))
 		case strings.HasPrefix(line, "data:"):
 			if data.Len() > 0 {
 				data.WriteByte('\n')
@@ -121,6 +131,30 @@ func readStream(r io.Reader, since func() time.Duration) (*streamed, error) {
 	}
 	return s, nil
 }
+
+// errorMessage is the message of an error payload: an OpenAI error object
+// ({"error": {"message": ...}} or the object itself), or the text as it is.
+func errorMessage(payload string) string {
+	var e struct {
+		Message string `json:"message"`
+		Error   *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal([]byte(payload), &e) == nil {
+		switch {
+		case e.Error != nil && e.Error.Message != "":
+			return e.Error.Message
+		case e.Message != "":
+			return e.Message
+		}
+	}
+	return shorten(payload)
+}
+
+// maxEventLine bounds one line of an event stream: a token's chunk is a
+// few hundred bytes.
+const maxEventLine = 1 << 20
 
 func shorten(s string) string {
 	if len(s) > 120 {

@@ -1,6 +1,14 @@
 package bench
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/elis-sim/elis-sim/traces"
+
 	"math"
 	"strings"
 	"testing"
@@ -57,11 +65,13 @@ data: {"id":"cmpl-3","choi`, 1, -1, 0, "malformed event", "cmpl-3", ""},
 		{"no [DONE]", `data: {"id":"cmpl-4","choices":[{"index":0,"text":" a"}]}
 
 `, 1, -1, 0, "without [DONE]", "cmpl-4", ""},
+		{"llama.cpp's error field", "data: {\"id\":\"c-6\",\"choices\":[{\"index\":0,\"text\":\" a\"}]}\n\nerror: {\"code\":400,\"message\":\"the request exceeds the available context size\",\"type\":\"exceed_context_size_error\"}\n\n",
+			1, -1, 0, "error in the stream: the request exceeds the available context size", "c-6", ""},
 		{"multi-line data", "data: {\"id\":\"cmpl-5\",\ndata: \"choices\":[{\"index\":0,\"text\":\" a\"}]}\n\ndata: [DONE]\n\n", 1, -1, 0, "", "cmpl-5", ""},
 	}
 	for _, c := range cases {
 		n := 0
-		st, err := readStream(strings.NewReader(c.body), func() time.Duration { n++; return time.Duration(n) * time.Millisecond })
+		st, err := readStream(strings.NewReader(c.body), func() time.Duration { n++; return time.Duration(n) * time.Millisecond }, 0)
 		if (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
 			t.Errorf("%s: error %v, want %q", c.name, err, c.err)
 			continue
@@ -73,11 +83,45 @@ data: {"id":"cmpl-3","choi`, 1, -1, 0, "malformed event", "cmpl-3", ""},
 	}
 }
 
+// A stream is trusted no further than max_tokens: a server that sends more
+// chunks with text is cut off at the bound (not read to its end), and a
+// usage that claims fewer tokens than the chunks it sent is refused.
+func TestStreamBeyondMaxTokens(t *testing.T) {
+	chunk := "data: {\"id\":\"x\",\"choices\":[{\"text\":\" a\"}]}\n\n"
+	endless := io.MultiReader(strings.NewReader(strings.Repeat(chunk, 10)), infinite(chunk))
+	st, err := readStream(endless, func() time.Duration { return 0 }, 5)
+	if err == nil || !strings.Contains(err.Error(), "more than the 5 chunks") || len(st.chunks) != 5 {
+		t.Fatalf("an endless stream with max_tokens 5: %v, %d chunks kept", err, len(st.chunks))
+	}
+	claim := strings.Repeat(chunk, 9) + "data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n"
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, claim) }))
+	defer hs.Close()
+	tr := &traces.Trace{Requests: []traces.Request{{ID: "a", PromptTokens: 3, OutputTokens: 9}}}
+	res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{hs.URL}, Model: "m", NoMetrics: true, FreeLengths: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Records[0]; r.Finish >= 0 || !strings.Contains(r.Rejected, "usage claims 4 completion tokens, but the stream carried 9 chunks") || res.Gaps.N() != 0 {
+		t.Fatalf("a usage claiming fewer tokens than the chunks: %+v, %d gaps", r, res.Gaps.N())
+	}
+}
+
+// infinite repeats s for ever.
+type infinite string
+
+func (s infinite) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], s)
+	}
+	return n, nil
+}
+
 func FuzzReadStream(f *testing.F) {
 	f.Add("data: {\"id\":\"x\",\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n")
 	f.Add(": ping\n\ndata: {\"error\":{\"message\":\"m\"}}\n\n")
 	f.Fuzz(func(t *testing.T, body string) {
-		st, _ := readStream(strings.NewReader(body), func() time.Duration { return 0 })
+		st, _ := readStream(strings.NewReader(body), func() time.Duration { return 0 }, 0)
 		if st == nil {
 			t.Fatal("nil stream")
 		}

@@ -31,7 +31,37 @@ var CompareMetrics = []Metric{
 		}
 		return s.Goodput.RPS
 	}},
-	{"preemptions", "", func(s *Summary) float64 { return float64(s.Preemptions) }},
+	{"preemptions", "", preemptions},
+}
+
+// Comparable reports whether runs can be set side by side: none was
+// interrupted, and all cover the same number of requests. Its error names
+// each run that differs and how.
+func Comparable(runs []*Run, names []string) error {
+	var bad []string
+	for i, r := range runs {
+		name := r.Label
+		if i < len(names) {
+			name = names[i]
+		}
+		switch {
+		case r.Setup["interrupted"] != "":
+			bad = append(bad, fmt.Sprintf("%s was interrupted (%s)", name, r.Setup["interrupted"]))
+		case r.Summary.Requests != runs[0].Summary.Requests:
+			bad = append(bad, fmt.Sprintf("%s covers %d requests, %s %d", name, r.Summary.Requests, first(names, runs), runs[0].Summary.Requests))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the runs did not cover the same requests: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func first(names []string, runs []*Run) string {
+	if len(names) > 0 {
+		return names[0]
+	}
+	return runs[0].Label
 }
 
 // Row is one run (or one label's runs over several seeds) in a comparison.

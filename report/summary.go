@@ -36,23 +36,30 @@ type Accuracy struct {
 // time), queueing delay (arrival to first scheduled), normalized latency
 // (JCT per output token); ITL is over every inter-token gap.
 type Summary struct {
-	Requests    int      `json:"requests"`
-	Finished    int      `json:"finished"`
-	Rejected    int      `json:"rejected"`
-	TTFT        Dist     `json:"ttft_s"`
-	TPOT        Dist     `json:"tpot_s"`
-	ITL         Dist     `json:"itl_s"`
-	JCT         Dist     `json:"jct_s"`
-	Queue       Dist     `json:"queue_s"`
-	NormLatency Dist     `json:"normalized_latency_s_per_token"`
-	Makespan    float64  `json:"makespan_s"`
-	RPS         float64  `json:"throughput_rps"`
-	TPS         float64  `json:"throughput_tokens_per_s"`
-	Preemptions int      `json:"preemptions"`
-	MaxWait     float64  `json:"max_queue_s"`
-	JainJCT     float64  `json:"jain_normalized_latency"` // Jain's fairness index of normalized latency
-	Predictor   Accuracy `json:"predictor"`
-	Goodput     *Goodput `json:"goodput,omitempty"`
+	Requests int `json:"requests"`
+	Finished int `json:"finished"`
+	Rejected int `json:"rejected"`
+	// NotSent counts requests an interrupted client run never sent (their
+	// records' Arrival is -1): they neither finished nor failed.
+	NotSent     int     `json:"not_sent,omitempty"`
+	TTFT        Dist    `json:"ttft_s"`
+	TPOT        Dist    `json:"tpot_s"`
+	ITL         Dist    `json:"itl_s"`
+	JCT         Dist    `json:"jct_s"`
+	Queue       Dist    `json:"queue_s"`
+	NormLatency Dist    `json:"normalized_latency_s_per_token"`
+	Makespan    float64 `json:"makespan_s"`
+	RPS         float64 `json:"throughput_rps"`
+	TPS         float64 `json:"throughput_tokens_per_s"`
+	Preemptions int     `json:"preemptions"`
+	// PreemptionsUnmeasured: the run could not see preemptions (a client
+	// whose server exports no preemption counter); Preemptions means
+	// nothing then.
+	PreemptionsUnmeasured bool     `json:"preemptions_not_measured,omitempty"`
+	MaxWait               float64  `json:"max_queue_s"`
+	JainJCT               float64  `json:"jain_normalized_latency"` // Jain's fairness index of normalized latency
+	Predictor             Accuracy `json:"predictor"`
+	Goodput               *Goodput `json:"goodput,omitempty"`
 	// PrefixCache is present when the engine cached prefixes.
 	PrefixCache *CacheUse `json:"prefix_cache,omitempty"`
 }
@@ -84,6 +91,7 @@ func Summarize(recs []policies.Record, gaps *hist.H) Summary {
 type Summarizer struct {
 	slo                          SLO
 	n, finished, rejected, preem int
+	notSent                      int
 	met, tokens                  int
 	first, last                  float64
 	ttft, tpot, jct, queue, norm []float64
@@ -105,6 +113,10 @@ func (z *Summarizer) Add(r *policies.Record) {
 	}
 	if z.slo != (SLO{}) && z.slo.Met(r) {
 		z.met++
+	}
+	if r.Arrival < 0 && r.Finish < 0 {
+		z.notSent++
+		return
 	}
 	if r.Rejected != "" {
 		z.rejected++
@@ -134,7 +146,7 @@ func (z *Summarizer) Add(r *policies.Record) {
 // the inter-token gaps; errs, when the records carried no predictions,
 // the predictor's summed errors (a run that kept no history).
 func (z *Summarizer) Summary(gaps *hist.H, errs *policies.PredictionErrors) Summary {
-	s := Summary{Requests: z.n, Finished: z.finished, Rejected: z.rejected, Preemptions: z.preem}
+	s := Summary{Requests: z.n, Finished: z.finished, Rejected: z.rejected, NotSent: z.notSent, Preemptions: z.preem}
 	// Each distribution sorts its own sample: side by side, they cost a
 	// million-request run the time of the slowest.
 	var wg sync.WaitGroup

@@ -15,7 +15,7 @@ type metricRow struct {
 }
 
 // rowKinds are the rows that are not measures.
-var rowKinds = map[string]rowKind{"preemptions": count, "rejected": count, "requests meeting the SLO": share,
+var rowKinds = map[string]rowKind{"preemptions": count, "rejected": count, "not sent": count, "requests meeting the SLO": share,
 	"prefill tokens computed": count, "prefix cache hit rate": share}
 
 // rowKind says how a row's values print and change.
@@ -68,8 +68,9 @@ func tableRows() []metricRow {
 			}
 			return s.Goodput.Fraction * 100
 		}},
-		metricRow{"preemptions", "", func(s *Summary) float64 { return float64(s.Preemptions) }},
+		metricRow{"preemptions", "", preemptions},
 		metricRow{"rejected", "", func(s *Summary) float64 { return float64(s.Rejected) }},
+		metricRow{"not sent", "", func(s *Summary) float64 { return nanIfZero(s.NotSent, float64(s.NotSent)) }},
 		metricRow{"prefill tokens computed", "", func(s *Summary) float64 {
 			if s.PrefixCache == nil {
 				return math.NaN()
@@ -88,6 +89,15 @@ func tableRows() []metricRow {
 		metricRow{"predictor R^2", "", func(s *Summary) float64 { return nanIfZero(s.Predictor.N, s.Predictor.R2) }},
 	)
 	return rows
+}
+
+// preemptions is NaN (shown "-", not measured) where the run could not
+// see them.
+func preemptions(s *Summary) float64 {
+	if s.PreemptionsUnmeasured {
+		return math.NaN()
+	}
+	return float64(s.Preemptions)
 }
 
 func nanIfZero(n int, v float64) float64 {

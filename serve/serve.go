@@ -332,8 +332,8 @@ func (s *Server) submit(ctx context.Context, kind string, ids []int32, promptTok
 	}
 	idx := s.next
 	s.next++
-	p := &pending{id: fmt.Sprintf("%s-%d", kind, idx), index: idx, prompt: promptTokens, output: output, wake: make(chan struct{}, 1)}
-	req := policies.Request{ID: p.id, Index: idx, Arrival: s.now(), PromptTokens: promptTokens, OutputTokens: output, Priority: priority,
+	p := &pending{id: fmt.Sprintf("%s-%d", kind, idx), index: idx, prompt: promptTokens, output: output, arrival: s.now(), wake: make(chan struct{}, 1)}
+	req := policies.Request{ID: p.id, Index: idx, Arrival: p.arrival, PromptTokens: promptTokens, OutputTokens: output, Priority: priority,
 		Content: contentOf(ids)}
 	p.worker = s.router.Route(&req, s.loads)
 	e := s.engines[p.worker]
@@ -418,7 +418,7 @@ func (s *Server) fail(i int, err error) {
 	apiErr := newError(http.StatusInternalServerError, "%v", err)
 	for _, p := range failed {
 		if s.cfg.Records != nil {
-			s.cfg.Records(policies.Record{ID: p.id, Index: p.index, Arrival: -1, FirstScheduled: -1, FirstToken: -1, Finish: -1,
+			s.cfg.Records(policies.Record{ID: p.id, Index: p.index, Arrival: p.arrival, FirstScheduled: -1, FirstToken: -1, Finish: -1,
 				PromptTokens: p.prompt, OutputTokens: p.output, Worker: i, Rejected: err.Error()})
 		}
 		p.fail(apiErr)
@@ -616,11 +616,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, para
 // The tokens not yet taken are all it holds: memory follows the tokens
 // generated and not yet written, whatever max_tokens is.
 type pending struct {
-	id     string
-	index  int
-	worker int
-	prompt int
-	output int
+	id      string
+	index   int
+	worker  int
+	prompt  int
+	output  int
+	arrival float64
 
 	mu     sync.Mutex
 	toks   []int32

@@ -28,13 +28,17 @@ func benchCommand() *cli.Command {
 			"--free-lengths. Prompts are the trace's text, or exactly prompt_tokens token ids (equal hash ids or\n" +
 			"sessions give equal tokens, so the server's prefix cache sees the trace's sharing). Records have\n" +
 			"run's format, for compare and plot; failed requests are recorded with their error, never retried.\n" +
-			"/metrics is scraped at the start, the end and every --metrics-interval. --server-log reads the ISRTF\n" +
-			"fork's [ELIS] prediction lines (a file, or - for stdin) for the predictor's accuracy.\n" +
-			"Ctrl-C stops sending and waits for requests in flight; a second Ctrl-C abandons them.",
+			"/metrics is scraped beside the sender at the start, the end and every --metrics-interval; what a server\n" +
+			"does not export is \"not measured\" (-), never 0. --server-log reads the ISRTF fork's [ELIS]\n" +
+			"prediction lines (a file, or - for stdin) for the predictor's accuracy.\n" +
+			"Ctrl-C stops sending and waits for requests in flight; a second Ctrl-C abandons them.\n" +
+			"Exit status: 0 when every request succeeded (or the failures are within --max-failure-rate); 1 when\n" +
+			"more failed (the first error of each kind is printed); 2 for bad input; 130 when interrupted (requests\n" +
+			"never sent are counted as \"not sent\" and the run file is marked). The run file is written in every case.",
 		UsageText: "elis-sim bench trace.json --url http://localhost:8000 --model meta-llama/Llama-3.1-8B-Instruct --label isrtf -o bench/isrtf.json",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "url", Required: true, Usage: "server base URL; repeat to spread requests over several servers with --router"},
-			&cli.StringFlag{Name: "model", Required: true, Usage: "the model name the server serves"},
+			&cli.StringSliceFlag{Name: "url", Usage: "server base URL; repeat to spread requests over several servers with --router"},
+			&cli.StringFlag{Name: "model", Usage: "the model name the server serves (required)"},
 			&cli.StringFlag{Name: "label", Value: "bench", Usage: "the run's label in tables and plots (say, the server's policy)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "run file to write (records, summary, server metrics)"},
 			&cli.StringFlag{Name: "endpoint", Value: "completions", Usage: "completions (token-id prompts where the trace has no text) or chat"},
@@ -49,6 +53,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "vocab", Value: 32000, Usage: "synthetic prompts use token ids from 1000 to below this"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of synthetic prompts", EnvVars: []string{"ELIS_SIM_SEED"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON"},
+			&cli.Float64Flag{Name: "max-failure-rate", Usage: "exit 0 as long as at most this fraction of the requests sent failed (0: none may)"},
+			&cli.BoolFlag{Name: "allow-failures", Usage: "exit 0 whatever failed (same as --max-failure-rate 1)"},
 		},
 		Action: benchAction,
 	})
@@ -62,6 +68,15 @@ func benchAction(c *cli.Context) error {
 		return err
 	}
 	urls := c.StringSlice("url")
+	if len(urls) == 0 {
+		return badf("--url is required: the server's base URL, such as http://localhost:8000")
+	}
+	if c.String("model") == "" {
+		return badf("--model is required: the model name the server serves (its /v1/models lists it)")
+	}
+	if r := c.Float64("max-failure-rate"); r < 0 || r > 1 {
+		return badf("--max-failure-rate %v: want a fraction from 0 to 1", r)
+	}
 	for _, u := range urls {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
@@ -151,10 +166,16 @@ func benchAction(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		return printJSON([]*report.Run{run})
+		if err := printJSON([]*report.Run{run}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Println(run.Setup["summary"])
+		fmt.Printf("send lag: p50 %.1f ms, p99 %.1f ms, max %.1f ms; failed %d of %d sent\n", res.Lag.P50*1e3, res.Lag.P99*1e3, res.Lag.Max*1e3, res.Failed, res.Sent)
+		if err := report.SideBySide(os.Stdout, []*report.Run{run}); err != nil {
+			return err
+		}
 	}
-	fmt.Println(run.Setup["summary"])
-	fmt.Printf("send lag: p50 %.1f ms, p99 %.1f ms, max %.1f ms; failed %d of %d sent\n", res.Lag.P50*1e3, res.Lag.P99*1e3, res.Lag.Max*1e3, res.Failed, res.Sent)
 	if res.Lag.P99 > 0.05 {
 		fmt.Fprintln(os.Stderr, "elis-sim bench: warning: the client fell behind its schedule (p99 send lag over 50 ms); the load was lighter than the trace's")
 	}
@@ -163,7 +184,30 @@ func benchAction(c *cli.Context) error {
 			fmt.Fprintf(os.Stderr, "elis-sim bench: %s/metrics: %s\n", s.URL, s.Err)
 		}
 	}
-	return report.SideBySide(os.Stdout, []*report.Run{run})
+	if len(res.Metrics) > 0 && run.Summary.PreemptionsUnmeasured {
+		fmt.Fprintln(os.Stderr, "elis-sim bench: preemptions not measured: the server exports no vllm:num_preemptions_total")
+	}
+	return benchStatus(c, res)
+}
+
+// benchStatus is bench's exit: what failed, by kind, on the terminal, and
+// a status that says whether the run is a result (see the command's
+// description).
+func benchStatus(c *cli.Context, res *bench.Result) error {
+	for _, f := range res.Failures() {
+		fmt.Fprintf(os.Stderr, "elis-sim bench: %d request(s) failed with %s; the first, %s: %s\n", f.Count, f.Kind, f.First.ID, f.First.Rejected)
+	}
+	if res.Interrupted {
+		return &exitStatus{exitInterrupted, fmt.Errorf("interrupted: %d of %d requests sent, %d failed", res.Sent, len(res.Records), res.Failed)}
+	}
+	allowed := c.Float64("max-failure-rate")
+	if c.Bool("allow-failures") {
+		allowed = 1
+	}
+	if res.Failed > 0 && float64(res.Failed) > allowed*float64(res.Sent) {
+		return &exitStatus{exitFailed, fmt.Errorf("%d of %d requests failed (allowed: a fraction of %g; see --max-failure-rate, --allow-failures)", res.Failed, res.Sent, allowed)}
+	}
+	return nil
 }
 
 // benchRun is a bench result as a run file: records, summary, and what the
@@ -186,6 +230,8 @@ func benchRun(c *cli.Context, tr *traces.Trace, res *bench.Result) *report.Run {
 	run.Server = serverMetrics(res.Metrics)
 	if p := run.Server; p != nil && p.Preemptions != nil {
 		run.Summary.Preemptions = int(math.Round(*p.Preemptions))
+	} else {
+		run.Summary.PreemptionsUnmeasured = true // a client cannot see them
 	}
 	return run
 }

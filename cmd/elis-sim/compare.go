@@ -18,13 +18,21 @@ func compareCommand() *cli.Command {
 		Description: "Reads run files written by \"elis-sim run --out\" or \"elis-sim replay --out\". Runs with the same label\n" +
 			"and source (several seeds) form one row, their metrics averaged with 95% confidence intervals; the\n" +
 			"first row is the baseline. Given replay and simulated runs of the same policies, it also prints the\n" +
-			"simulator's error per metric and in the change between policies.",
+			"simulator's error per metric and in the change between policies. Runs that were interrupted or\n" +
+			"cover different numbers of requests are refused (exit 2) unless --allow-partial.",
 		UsageText: "elis-sim compare results/fcfs.json results/isrtf.json",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.BoolFlag{Name: "allow-partial", Usage: "compare runs that were interrupted or cover different numbers of requests (flagged above the table)"}},
 		Action: func(c *cli.Context) error {
 			runs, err := readRuns(c)
 			if err != nil {
 				return err
+			}
+			if err := report.Comparable(runs, c.Args().Slice()); err != nil {
+				if !c.Bool("allow-partial") {
+					return bad(fmt.Errorf("%w; compare them anyway with --allow-partial", err))
+				}
+				fmt.Fprintf(os.Stderr, "elis-sim compare: warning: %v\n", err)
 			}
 			rows := report.Compare(runs)
 			fid := report.CheckFidelity(runs)

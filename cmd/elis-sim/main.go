@@ -34,6 +34,10 @@ func run(args []string) int {
 	if errors.As(err, &bad) || errors.Is(err, experiment.ErrDamaged) {
 		return 2
 	}
+	var st *exitStatus
+	if errors.As(err, &st) {
+		return st.code
+	}
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
 		return ec.ExitCode()

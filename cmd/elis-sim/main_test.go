@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/engine"
@@ -255,28 +259,107 @@ func TestBenchCLI(t *testing.T) {
 	if code, out := elis(t, "trace", "gen", "--n", "12", "--arrivals", "poisson:100", "--prompt", "uniform:10:80", "--output", "uniform:2:9", "-o", tr); code != 0 {
 		t.Fatalf("trace gen: %d %s", code, out)
 	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	nothing := "http://" + ln.Addr().String()
+	ln.Close()
+	// Exit 0 only when every request succeeded; 1 when any failed, with
+	// the first error of each kind on the terminal; the run file always.
 	for _, c := range []struct {
 		url, label string
 		failed     int
-	}{{good.URL, "good", 0}, {bad.URL, "bad", 12}} {
+		flags      []string
+		code       int
+		says       string
+	}{
+		{good.URL, "good", 0, nil, 0, ""},
+		{bad.URL, "bad", 12, nil, 1, "12 request(s) failed with HTTP 500; the first, r0: HTTP 500: boom"},
+		{bad.URL, "tolerated", 12, []string{"--allow-failures"}, 0, "failed with HTTP 500"},
+		{bad.URL, "rate", 12, []string{"--max-failure-rate", "0.5"}, 1, "12 of 12 requests failed"},
+		{nothing, "nothing", 12, nil, 1, "12 request(s) failed with connection refused"},
+	} {
 		out := filepath.Join(dir, c.label+".json")
-		code, text := elis(t, "bench", tr, "--url", c.url, "--model", "m", "--label", c.label, "--metrics-interval", "0", "-o", out)
-		if code != 0 || !strings.Contains(text, fmt.Sprintf("failed %d of 12 sent", c.failed)) {
-			t.Fatalf("%s: exit %d: %s", c.label, code, text)
+		args := append([]string{"bench", tr, "--url", c.url, "--model", "m", "--label", c.label, "--metrics-interval", "0", "-o", out}, c.flags...)
+		code, text := elis(t, args...)
+		if code != c.code || !strings.Contains(text, fmt.Sprintf("failed %d of 12 sent", c.failed)) || !strings.Contains(text, c.says) {
+			t.Fatalf("%s: exit %d (want %d): %s", c.label, code, c.code, text)
 		}
 		run, err := report.ReadRun(out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(run.Records) != 12 || run.Setup["source"] != "bench" || (c.failed > 0) != (run.Records[0].HTTPStatus == 500) {
+		if len(run.Records) != 12 || run.Setup["source"] != "bench" || (c.failed > 0 && c.url == bad.URL) != (run.Records[0].HTTPStatus == 500) {
 			t.Fatalf("%s: run file %+v", c.label, run.Records[0])
+		}
+		// elis-sim serve exports vLLM's preemption counter; the others
+		// export nothing, and the table says "-", not 0.
+		if run.Summary.PreemptionsUnmeasured != (c.url != good.URL) {
+			t.Fatalf("%s: preemptions unmeasured %v", c.label, run.Summary.PreemptionsUnmeasured)
+		}
+		if c.url != good.URL && regexp.MustCompile(`preemptions\s+0`).MatchString(text) {
+			t.Fatalf("%s: the table claims 0 preemptions it never measured:\n%s", c.label, text)
 		}
 	}
 	if code, text := elis(t, "compare", filepath.Join(dir, "good.json"), filepath.Join(dir, "bad.json")); code != 0 {
 		t.Fatalf("compare: %d %s", code, text)
 	}
-	if code, _ := elis(t, "bench", tr, "--url", "ftp://x", "--model", "m"); code != 2 {
-		t.Fatalf("a bad --url: exit %d, want 2", code)
+	for _, args := range [][]string{{"--url", "ftp://x", "--model", "m"}, {"--model", "m"}, {"--url", good.URL}, {"--url", good.URL, "--model", "m", "--max-failure-rate", "2"}} {
+		if code, text := elis(t, append([]string{"bench", tr}, args...)...); code != 2 {
+			t.Fatalf("bench %v: exit %d, want 2: %s", args, code, text)
+		}
+	}
+}
+
+// An interrupted bench is not a result: the requests it never sent are
+// "not sent" (not rejected), its run file says it was interrupted, it
+// exits 130, and compare refuses to set it beside a whole run unless told.
+func TestBenchInterrupted(t *testing.T) {
+	pol, _ := policies.New("fcfs", policies.RerankPause)
+	srv, err := serve.New(serve.Config{Model: "m", MaxModelLen: 4096, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
+		NewWorker: func(int) (engine.Config, error) {
+			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50}
+			core, err := policies.NewScheduler(eng, pol, nil)
+			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-3}}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer func() { hs.Close(); srv.Close() }()
+	dir := t.TempDir()
+	tr := filepath.Join(dir, "t.json")
+	// 20 requests over about 40 s: the interrupt comes long before the last.
+	if code, out := elis(t, "trace", "gen", "--n", "20", "--arrivals", "poisson:0.5", "--prompt", "uniform:10:20", "--output", "uniform:2:3", "-o", tr); code != 0 {
+		t.Fatalf("trace gen: %d %s", code, out)
+	}
+	whole, part := filepath.Join(dir, "whole.json"), filepath.Join(dir, "part.json")
+	if code, out := elis(t, "bench", tr, "--url", hs.URL, "--model", "m", "--time-scale", "0.001", "-o", whole); code != 0 {
+		t.Fatalf("bench at a thousand times the rate: %d %s", code, out)
+	}
+	cmd := exec.Command(binary(t), "bench", tr, "--url", hs.URL, "--model", "m", "-o", part)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // not a bound: however far it got, it did not finish
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || !strings.Contains(out.String(), "interrupted:") {
+		t.Fatalf("interrupted bench: %v\n%s", err, out.String())
+	}
+	run, err := report.ReadRun(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := run.Summary
+	if run.Setup["interrupted"] == "" || s.NotSent == 0 || s.Rejected != 0 || s.Finished+s.NotSent != 20 || !strings.Contains(out.String(), "not sent") {
+		t.Fatalf("interrupted run file: %+v, setup %v\n%s", s, run.Setup, out.String())
+	}
+	if code, text := elis(t, "compare", whole, part); code != 2 || !strings.Contains(text, "interrupted") {
+		t.Fatalf("compare with an interrupted run: %d %s", code, text)
+	}
+	if code, text := elis(t, "compare", "--allow-partial", whole, part); code != 0 || !strings.Contains(text, "warning") {
+		t.Fatalf("compare --allow-partial: %d %s", code, text)
 	}
 }
 

@@ -32,15 +32,51 @@ func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
 			return err
 		}
 	}
+	// An interrupted run covers fewer requests than the runs before it:
+	// it is written and shown alone, never tabled against them, and the
+	// command fails.
+	last := runs[len(runs)-1]
+	interrupted := last.Setup["interrupted"]
+	if interrupted != "" && len(runs) > 1 {
+		runs = runs[:len(runs)-1]
+	}
 	if c.Bool("json") {
-		return printJSON(runs)
+		if err := printJSON(runs); err != nil {
+			return err
+		}
+	} else {
+		fmt.Println(runs[0].Setup["summary"])
+		if err := report.SideBySide(os.Stdout, runs); err != nil {
+			return err
+		}
 	}
-	fmt.Println(runs[0].Setup["summary"])
-	if msg := runs[len(runs)-1].Setup["interrupted"]; msg != "" {
-		fmt.Println("interrupted:", msg)
+	if interrupted != "" {
+		left := ""
+		if runs[len(runs)-1] != last {
+			left = "; it is left out of the table"
+		}
+		return &exitStatus{exitInterrupted, fmt.Errorf("interrupted: %s: %s%s (its run file is marked)", last.Label, interrupted, left)}
 	}
-	return report.SideBySide(os.Stdout, runs)
+	return nil
 }
+
+// The exit statuses of commands that stop short of their work (bad input
+// is 2): interrupted by a signal (the shell's 128 + SIGINT), and a bench
+// whose requests failed beyond what --max-failure-rate allows.
+const (
+	exitInterrupted = 130
+	exitFailed      = 1
+)
+
+// exitStatus is an error that ends the command with its own status (not
+// urfave/cli's ExitCoder, which would exit from inside the app).
+type exitStatus struct {
+	code int
+	err  error
+}
+
+func (e *exitStatus) Error() string { return e.err.Error() }
+func (e *exitStatus) Unwrap() error { return e.err }
 
 // logPredictions writes the prediction log of the predictive runs and
 // prints their accuracy by tokens generated so far.
