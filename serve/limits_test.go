@@ -347,19 +347,13 @@ func TestSlowHeadersAreCutOff(t *testing.T) {
 	}
 }
 
-// One client address holds at most MaxConnsPerClient connections (the
-// next is answered 429 with the error object); beyond MaxConns a
-// connection waits until one closes, then is served.
-func TestConnectionLimits(t *testing.T) {
-	srv := timedServer(t, 1e-4, func(c *Config) {
-		c.Limits.MaxConnsPerClient = 3
-		c.Limits.MaxConns = 4
-	})
+// One client address holds at most MaxConnsPerClient connections: the
+// next is answered 429 with the error object.
+func TestConnectionsPerClient(t *testing.T) {
+	srv := timedServer(t, 1e-4, func(c *Config) { c.Limits.MaxConnsPerClient = 3 })
 	dial := dialer(t, listening(t, srv))
-	// 127.0.0.2 opens three idle connections; its fourth is refused.
-	var held []net.Conn
 	for range 3 {
-		held = append(held, dial("127.0.0.2"))
+		dial("127.0.0.2")
 	}
 	for activeConns(srv) < 3 {
 		time.Sleep(time.Millisecond)
@@ -374,31 +368,74 @@ func TestConnectionLimits(t *testing.T) {
 	if e := apiErr(t, string(b)); resp.StatusCode != 429 || e.Code != 429 {
 		t.Fatalf("a connection over the client's bound: %d %s", resp.StatusCode, b)
 	}
-	// 127.0.0.3 takes the fourth and last slot; its next connection waits
-	// in the accept queue until 127.0.0.2 lets one go, then is served.
-	dial("127.0.0.3")
-	for activeConns(srv) < 4 {
+	if code, _ := do(t, "GET", listeningURL(over)+"/health", ""); code != 200 {
+		t.Fatalf("another client while 127.0.0.2 is at its bound: %d", code)
+	}
+}
+
+func listeningURL(c net.Conn) string { return "http://" + c.RemoteAddr().String() }
+
+// At MaxConns a new connection takes the slot of the oldest one that has
+// sent no request (slow-header clients push out one another, not the
+// client that sends its request); when every connection is in the middle
+// of a request, a new one waits until one ends, then is served.
+func TestConnectionLimits(t *testing.T) {
+	srv := timedServer(t, 1e-4, func(c *Config) { c.Limits.MaxConns = 4 })
+	dial := dialer(t, listening(t, srv))
+	health := func(c net.Conn) chan int {
+		c.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+		answered := make(chan int, 1)
+		go func() {
+			defer c.Close()
+			r, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				answered <- -1
+				return
+			}
+			answered <- r.StatusCode
+		}()
+		return answered
+	}
+	var slow []net.Conn
+	for i := range 4 {
+		slow = append(slow, dial(fmt.Sprintf("127.0.0.%d", 2+i)))
+		slow[i].Write([]byte("GET /health HTTP/1.1\r\n"))
+		for activeConns(srv) < i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if c := <-health(dial("127.0.0.1")); c != 200 {
+		t.Fatalf("a real request while slow-header clients fill every slot: %d", c)
+	}
+	if _, err := io.ReadAll(slow[0]); err != nil {
+		t.Fatalf("the oldest slow-header connection: %v", err)
+	}
+	// Four requests under way (their bodies not yet sent): a fifth
+	// connection waits for one of them.
+	for activeConns(srv) != 0 {
+		for _, c := range slow[1:] {
+			c.Close()
+		}
 		time.Sleep(time.Millisecond)
 	}
-	waiting := dial("127.0.0.3")
-	waiting.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
-	answered := make(chan int, 1)
-	go func() {
-		r, err := http.ReadResponse(bufio.NewReader(waiting), nil)
-		if err != nil {
-			answered <- -1
-			return
-		}
-		answered <- r.StatusCode
-	}()
+	var busy []net.Conn
+	for i := range 4 {
+		c := dial(fmt.Sprintf("127.0.0.%d", 2+i))
+		c.Write([]byte("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"))
+		busy = append(busy, c)
+	}
+	for inState(srv, http.StateActive) < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	answered := health(dial("127.0.0.1"))
 	select {
 	case c := <-answered:
-		t.Fatalf("a fifth connection was served (%d) while four were open", c)
+		t.Fatalf("a fifth connection was served (%d) while four requests were under way", c)
 	case <-time.After(100 * time.Millisecond):
 	}
-	held[0].Close()
+	busy[0].Close()
 	if c := <-answered; c != 200 {
-		t.Fatalf("the waiting connection, once a slot was free: %d", c)
+		t.Fatalf("the waiting connection, once a request ended: %d", c)
 	}
 }
 

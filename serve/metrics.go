@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/elis-sim/elis-sim/policies"
 )
@@ -28,6 +29,9 @@ var (
 
 func newMetrics(model string) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(), model: model}
+	// The process's own numbers, as vLLM's /metrics has Python's: memory,
+	// descriptors, goroutines, for whoever watches the server under load.
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	labels := []string{"model_name", "engine"}
 	gauge := func(name, help string) *prometheus.GaugeVec {
 		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)

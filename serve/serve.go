@@ -57,8 +57,10 @@ type Limits struct {
 	IdleTimeout time.Duration
 	// MaxRequestBytes bounds a request body (413 beyond it).
 	MaxRequestBytes int64
-	// MaxConns bounds open connections: beyond it connections wait in the
-	// kernel's accept queue, holding no descriptor of the server's.
+	// MaxConns bounds open connections. At the bound a new connection
+	// takes the place of the oldest one that has no request under way
+	// (a slow-header or idle client); when every one is busy, new ones
+	// wait in the kernel's accept queue, holding no descriptor of ours.
 	MaxConns int
 	// MaxConnsPerClient bounds one client address's open connections:
 	// beyond it a connection is answered 429 and closed.
@@ -206,8 +208,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Shutdown's return says when the server is done.
 func (s *Server) Serve(ln net.Listener) error {
 	l := s.cfg.Limits
+	lim := limitListener(ln, l.MaxConns, l.MaxConnsPerClient)
 	hs := &http.Server{Handler: s, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout,
-		MaxHeaderBytes: 64 << 10, ConnState: s.connState}
+		MaxHeaderBytes: 64 << 10, ConnState: func(c net.Conn, st http.ConnState) { lim.connState(c, st); s.connState(c, st) }}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -216,7 +219,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.hs = hs
 	s.mu.Unlock()
-	return hs.Serve(limitListener(ln, l.MaxConns, l.MaxConnsPerClient))
+	return hs.Serve(lim)
 }
 
 // connState follows Serve's connections: how many are open, and in which
