@@ -146,3 +146,23 @@ func TestIdleWorkerBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A request's memory follows the tokens it generates, not its limit: a
+// chat's default max_tokens is the whole context, and reserving it for
+// every request took a server from 249 MB to 1.3 GB on 2,000 chats.
+func TestTokensNotReservedForMaxTokens(t *testing.T) {
+	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 1 << 20, PredictionInterval: 50}
+	pol, _ := policies.New("fcfs", policies.RerankPause)
+	core, _ := policies.NewScheduler(eng, pol, nil)
+	w, err := New(Config{Core: core, Coster: &cost.Linear{Base: 1e-4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Add(Submission{Req: policies.Request{ID: "a", Index: 0, PromptTokens: 8, OutputTokens: 1 << 20}})
+	w.Add(Submission{Req: policies.Request{ID: "b", Index: 1, PromptTokens: 3, OutputTokens: 1 << 20}, Prompt: []int32{1, 2, 3}})
+	for i, prompt := range []int{8, 3} {
+		if c := cap(w.seqs[i].tokens); c > prompt+256 {
+			t.Errorf("request %d reserved %d tokens for a %d-token prompt", i, c, prompt)
+		}
+	}
+}
