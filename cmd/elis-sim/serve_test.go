@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/elis-sim/elis-sim/report"
 )
@@ -103,5 +104,39 @@ func TestServeCLI(t *testing.T) {
 	}
 	if run.Label != "fcfs" || len(run.Records) != 3 || engines[0] != 2 || engines[1] != 1 {
 		t.Fatalf("run file: policy %s, %d records, by engine %v", run.Label, len(run.Records), engines)
+	}
+}
+
+// An interrupted replay is not tabled against the runs before it: with
+// FCFS run whole and ISRTF stopped partway, the table shows FCFS alone;
+// the command exits 130, and the interrupted run's file says so.
+func TestReplayInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	tr := filepath.Join(dir, "t.json")
+	// 40 requests over about 4 s, in real time: FCFS's replay, then
+	// ISRTF's, during which the interrupt comes (on a slow machine it may
+	// come during FCFS's; the checks hold either way).
+	if code, out := elis(t, "trace", "gen", "--n", "40", "--arrivals", "poisson:10", "--prompt", "uniform:8:16", "--output", "uniform:2:4", "-o", tr); code != 0 {
+		t.Fatalf("trace gen: %d %s", code, out)
+	}
+	cmd := exec.Command(binary(t), "replay", tr, "--model", "tiny", "--policy", "fcfs,isrtf", "--out", filepath.Join(dir, "out"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted replay: %v\n%s", err, out.String())
+	}
+	m := regexp.MustCompile(`interrupted: (fcfs|isrtf): `).FindStringSubmatch(out.String())
+	if m == nil || strings.Contains(out.String(), "Δ"+m[1]) {
+		t.Fatalf("the interrupted run was tabled beside another:\n%s", out.String())
+	}
+	run, err := report.ReadRun(filepath.Join(dir, "out", m[1]+".json"))
+	if err != nil || run.Setup["interrupted"] == "" {
+		t.Fatalf("the interrupted run's file: %v %v", err, run)
 	}
 }
