@@ -36,8 +36,9 @@ type Config struct {
 	// model's engine).
 	Net      gpu.PredictorNet
 	PredCost predictor.Cost
-	// SyncPredictions prices the calls one at a time, as the vLLM patch
-	// makes them (predictor.Cost.StepSeconds).
+	// SyncPredictions makes (or prices) the calls one request at a time,
+	// as the vLLM patch makes them (predictor.Cost.StepSeconds), rather
+	// than one batched call a step.
 	SyncPredictions bool
 	Vocab           int // the served model's vocabulary, for synthetic prompts
 	Seed            uint64
@@ -185,8 +186,17 @@ func (w *Worker) Step() (bool, error) {
 		return true, w.timedStep(b, t0)
 	}
 	if b.Predictions > 0 && w.Net != nil {
-		if err := w.runPredictor(b.Predictions, b.PredictionTokens); err != nil {
-			return false, err
+		calls := []int{b.Predictions} // one batched call
+		if w.SyncPredictions {
+			calls = make([]int, b.Predictions) // one call a request
+			for i := range calls {
+				calls[i] = 1
+			}
+		}
+		for _, n := range calls {
+			if err := w.runPredictor(n, b.PredictionTokens*n/b.Predictions); err != nil {
+				return false, err
+			}
 		}
 	}
 	w.steps = w.steps[:0]

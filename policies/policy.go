@@ -173,3 +173,11 @@ func srtfVictim(mode Rerank) func([]*Seq) int {
 	}
 	return predictedVictim
 }
+
+// Reranks reports whether the named policy orders by predicted remaining
+// tokens and so has an ISRTF mode (paper, resubmit, patch) that shapes
+// its runs; false for an unknown name.
+func Reranks(name string) bool {
+	p, err := New(name, RerankPause)
+	return err == nil && p.Predictive()
+}

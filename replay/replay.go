@@ -19,6 +19,9 @@ type Config struct {
 	Engine policies.Config
 	Policy string
 	Mode   policies.Rerank
+	// SyncPredictions runs the predictor network one request at a time,
+	// as the vLLM patch calls it, instead of one batch a step.
+	SyncPredictions bool
 	// Predictor gives the predicted values (oracle, noisy or recorded);
 	// nil for non-predictive policies.
 	Predictor policies.Predictor
@@ -98,7 +101,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		if err := engine.WarmUp(exec, cfg.Vocab); err != nil {
 			return nil, fmt.Errorf("worker %d: warming up: %w", i, err)
 		}
-		ws[i], err = engine.New(engine.Config{ID: i, Core: core, Exec: exec, Vocab: cfg.Vocab, Seed: cfg.Seed})
+		ws[i], err = engine.New(engine.Config{ID: i, Core: core, Exec: exec, Vocab: cfg.Vocab, Seed: cfg.Seed, SyncPredictions: cfg.SyncPredictions})
 		if err != nil {
 			return nil, err
 		}

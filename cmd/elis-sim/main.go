@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/experiment"
+	"github.com/elis-sim/elis-sim/setup"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,7 +32,7 @@ func run(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "elis-sim:", err)
 	var bad *badInput
-	if errors.As(err, &bad) || errors.Is(err, experiment.ErrDamaged) {
+	if errors.As(err, &bad) || setup.IsBad(err) || errors.Is(err, experiment.ErrDamaged) {
 		return 2
 	}
 	var st *exitStatus

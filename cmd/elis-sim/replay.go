@@ -13,6 +13,7 @@ import (
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/replay"
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/sim"
 	"github.com/elis-sim/elis-sim/traces"
 )
@@ -78,7 +79,7 @@ func replayEngine(c *cli.Context, m *gpu.Model) policies.Config {
 	if c.IsSet("block-size") {
 		eng.BlockSize = c.Int("block-size")
 	}
-	applyEngineFlags(c, &eng)
+	setup.EngineOptions(c, &eng)
 	return eng
 }
 
@@ -120,7 +121,7 @@ func replayAction(c *cli.Context) error {
 			return err
 		}
 	} else {
-		tr, desc = defaultReplayWorkload(device, c.Uint64("seed"))
+		tr, desc = setup.DefaultReplayWorkload(device, c.Uint64("seed"))
 	}
 	model := c.String("model")
 	if !c.IsSet("model") && device == "cuda" {
@@ -131,7 +132,7 @@ func replayAction(c *cli.Context) error {
 		return badf("--model: %w", err)
 	}
 	eng := replayEngine(c, m)
-	if err := applyPolicyFlags(c, &eng); err != nil {
+	if err := setup.PolicyOptions(c, &eng); err != nil {
 		return err
 	}
 	if err := checkMemory(c, m, eng); err != nil {
@@ -146,6 +147,14 @@ func replayAction(c *cli.Context) error {
 	mode, err := policies.ParseRerank(c.String("isrtf-mode"))
 	if err != nil {
 		return badf("--isrtf-mode: %w", err)
+	}
+	entries, err := setup.ParsePolicies(c.String("policy"))
+	if err != nil {
+		return badf("--policy: %w", err)
+	}
+	sync, err := setup.PredictorCalls(c, mode, &eng)
+	if err != nil {
+		return err
 	}
 	spec, err := predictor.ParseSpec(c.String("predictor"))
 	if err != nil {
@@ -186,11 +195,10 @@ func replayAction(c *cli.Context) error {
 	defer done()
 
 	var runs []*report.Run
-	for _, pol := range strings.Split(c.String("policy"), ",") {
-		pol = strings.TrimSpace(pol)
-		if _, err := policies.New(pol, mode); err != nil {
-			return badf("--policy: %w", err)
-		}
+	for _, entry := range entries {
+		// The entry's mode and guards apply to its run alone.
+		pol, mode, eng, sync := "", mode, eng, sync
+		entry.Apply(setup.Knobs{Policy: &pol, Mode: &mode, Engine: &eng, Sync: &sync})
 		var vals policies.Predictor
 		var sigma float64
 		// The network's cost is real: each worker runs it on its own GPU.
@@ -210,9 +218,9 @@ func replayAction(c *cli.Context) error {
 			return bad(err)
 		}
 		if pol == "srpt-oracle" {
-			vals = predictor.Oracle{}
+			vals = predictor.Oracle{} // its predictions are the truth
 		}
-		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, Predictor: vals, NewNet: newNet, Workers: workers,
+		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, SyncPredictions: sync, Predictor: vals, NewNet: newNet, Workers: workers,
 			Router: c.String("router"), TimeScale: c.Float64("time-scale"), Vocab: m.Cfg.Vocab, Seed: c.Uint64("seed"), KeepHistory: true,
 			NewExecutor: func(worker int) (gpu.Executor, error) {
 				return gpu.NewExecutor(c.String("device"), worker/perGPU, m, eng.BlockSize, eng.NumBlocks)
@@ -231,10 +239,7 @@ func replayAction(c *cli.Context) error {
 		}
 		summary := fmt.Sprintf("setup: %s | replay: %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks | predictor %s (network %s), K=%d, ISRTF mode %s, time scale %g",
 			desc, engine, workers, eng.MaxSeqs, eng.MaxBatchedTokens, eng.NumBlocks, predDesc, c.String("predictor-model"), eng.PredictionInterval, mode, c.Float64("time-scale"))
-		label := pol
-		if (pol == "isrtf" || pol == "srpt-oracle") && mode != policies.RerankPause {
-			label += "/" + mode.String()
-		}
+		label := entry.Label(mode)
 		setup := map[string]string{"source": "replay", "summary": summary, "policy": pol, "workload": desc, "engine": engine,
 			"predictor": predDesc, "isrtf_mode": mode.String(), "workers": fmt.Sprint(workers), "router": c.String("router"),
 			"max_num_seqs": fmt.Sprint(eng.MaxSeqs), "max_num_batched_tokens": fmt.Sprint(eng.MaxBatchedTokens),

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/traces"
 )
 
@@ -48,7 +49,7 @@ func loadTrace(c *cli.Context) (*traces.Trace, string, error) {
 		s := traces.Summarize(t)
 		return t, fmt.Sprintf("%s: %d requests over %.0f s (%.3g req/s)", c.Args().First(), s.Requests, s.Duration, s.Rate), nil
 	}
-	t, desc := defaultWorkload(c.Uint64("seed"))
+	t, desc := setup.DefaultWorkload(c.Uint64("seed"))
 	return t, desc, nil
 }
 
@@ -60,7 +61,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	setup, err := parseSimSetup(c, c.NArg() == 0)
+	su, err := setup.ParseSim(c, c.NArg() == 0)
 	if err != nil {
 		return err
 	}
@@ -76,9 +77,9 @@ func runAction(c *cli.Context) error {
 			stream.plotMetric = c.String("plot-metric")
 		}
 	} else if out != "" {
-		each = func(r *report.Run) error { return writeRun(out, r, len(setup.policies)) }
+		each = func(r *report.Run) error { return writeRun(out, r, len(su.Policies)) }
 	}
-	runs, err := setup.runAll(tr, desc, stream, each)
+	runs, err := simRun{su}.runAll(tr, desc, stream, each)
 	if err != nil {
 		return err
 	}

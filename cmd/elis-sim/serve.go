@@ -22,6 +22,7 @@ import (
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/serve"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/sim"
 	"github.com/elis-sim/elis-sim/traces"
 )
@@ -79,14 +80,15 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	setup, err := parseSimSetup(c, false)
+	su, err := setup.ParseSim(c, false)
 	if err != nil {
 		return err
 	}
-	if len(setup.policies) != 1 {
+	if len(su.Policies) != 1 {
 		return badf("--policy %q: serve runs one policy; start one server per policy", c.String("policy"))
 	}
-	cfg := setup.configFor(setup.base, setup.policies[0])
+	entry := su.Policies[0]
+	cfg := su.ConfigFor(su.Base, entry)
 	pol, err := policies.New(cfg.Policy, cfg.Mode)
 	if err != nil {
 		return badf("--policy: %w", err)
@@ -127,11 +129,12 @@ func serveAction(c *cli.Context) error {
 		}
 		cfg.Engine = replayEngine(c, m)
 		cfg.Engine.PrefixCaching = !c.Bool("no-enable-prefix-caching")
-		if err := applyPolicyFlags(c, &cfg.Engine); err != nil {
+		if err := setup.PolicyOptions(c, &cfg.Engine); err != nil {
 			ln.Close()
 			return err
 		}
-		setup.engine = fmt.Sprintf("%s on %s", c.String("model"), device)
+		entry.Apply(setup.Knobs{Policy: &cfg.Policy, Mode: &cfg.Mode, Engine: &cfg.Engine, Sync: &cfg.SyncPredictions})
+		su.Engine = fmt.Sprintf("%s on %s", c.String("model"), device)
 		vocab = m.Cfg.Vocab
 	}
 	var mu sync.Mutex
@@ -166,7 +169,7 @@ func serveAction(c *cli.Context) error {
 		ln.Close()
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "elis-sim serve: %s | policy %s | model %q on http://%s (engine %s)\n", setup.engine, setup.label(cfg.Policy), name, ln.Addr(), device)
+	fmt.Fprintf(os.Stderr, "elis-sim serve: %s | policy %s | model %q on http://%s (engine %s)\n", su.Engine, su.Label(entry), name, ln.Addr(), device)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	sigs := make(chan os.Signal, 2)
@@ -196,8 +199,8 @@ func serveAction(c *cli.Context) error {
 	if out := c.String("out"); out != "" {
 		mu.Lock()
 		defer mu.Unlock()
-		run := makeRun(setup.label(cfg.Policy), map[string]string{"source": "serve", "policy": cfg.Policy, "engine": setup.engine,
-			"summary": fmt.Sprintf("setup: elis-sim serve, %s, policy %s", setup.engine, setup.label(cfg.Policy))}, recs, &gaps, nil, setup.slo)
+		run := makeRun(su.Label(entry), map[string]string{"source": "serve", "policy": cfg.Policy, "engine": su.Engine,
+			"summary": fmt.Sprintf("setup: elis-sim serve, %s, policy %s", su.Engine, su.Label(entry))}, recs, &gaps, nil, su.SLO)
 		if werr := report.WriteRun(out, run); werr != nil {
 			return werr
 		}
@@ -212,7 +215,7 @@ func servePolicyFlag(flags []cli.Flag) []cli.Flag {
 		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "policy" {
 			one := *sf
 			one.Value = "fcfs"
-			one.Usage = "the one policy the server runs: " + strings.Join(policies.Names(), ", ") + "; NAME[/MODE][+GUARD...] with guards " + guardHelp + " (isrtf/patch+lazy)"
+			one.Usage = "the one policy the server runs: " + strings.Join(policies.Names(), ", ") + "; NAME[/MODE][+GUARD...] with guards " + setup.GuardHelp + " (isrtf/patch+lazy)"
 			flags[i] = &one
 		}
 	}
@@ -259,7 +262,7 @@ func servePredictor(spec predictor.Spec, seed uint64) (policies.Predictor, error
 	case "recorded", "network":
 		return nil, fmt.Errorf("%s predictions need a trace; serve takes oracle, noisy or constant", spec.Kind)
 	}
-	tr, _ := defaultWorkload(seed)
+	tr, _ := setup.DefaultWorkload(seed)
 	p, _, err := sim.PredictorFor(spec, tr, 50, seed)
 	return p, err
 }

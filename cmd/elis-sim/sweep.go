@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -21,49 +19,16 @@ import (
 	"github.com/elis-sim/elis-sim/experiment"
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/sim"
 	"github.com/elis-sim/elis-sim/traces"
 )
 
-// scenario is a workload a sweep runs at several loads.
-type scenario struct {
-	name, about string
-	arrivals    traces.Arrivals // at 1x
-	prompt      traces.Lengths
-	output      traces.Lengths
-	logPreds    bool // write the prediction log of ISRTF at the highest load
-	// policies, when set, are the scenario's own --policy default; only
-	// runs it when named (not in "all").
-	policies string
-	only     bool
-}
-
-// scenarios follow the ISRTF test guide for the patched vLLM.
-var scenarios = []scenario{
-	{"fcfs-vs-isrtf", "ELIS-like gamma arrivals, LMSYS-like lengths",
-		traces.Gamma{Shape: 0.73, Scale: 10.41}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, traces.LogNormal{Mean: 160, Sigma: 0.9, Max: 1024}, false, "", false},
-	{"mixed-lengths", "a third each of short (50-100), medium (100-300) and long (300-500) outputs",
-		traces.Gamma{Shape: 0.73, Scale: 10.41}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048},
-		traces.Mixture{traces.Uniform{Min: 50, Max: 100}, traces.Uniform{Min: 100, Max: 300}, traces.Uniform{Min: 300, Max: 500}}, false, "", false},
-	{"long-output", "long outputs (800-1600 tokens) whose prediction updates can be watched",
-		traces.Gamma{Shape: 0.73, Scale: 10.41 * 6}, traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, traces.Uniform{Min: 800, Max: 1600}, true, "", false},
-	{name: "isrtf-variants", about: "FCFS, ISRTF as the paper has it, the vLLM patch and each guard, on the fcfs-vs-isrtf workload: run with --policy to choose the variants",
-		arrivals: traces.Gamma{Shape: 0.73, Scale: 10.41}, prompt: traces.LogNormal{Mean: 62, Sigma: 1.2, Max: 2048}, output: traces.LogNormal{Mean: 160, Sigma: 0.9, Max: 1024},
-		policies: "fcfs,isrtf+eager,isrtf/patch+sync+eager,isrtf,isrtf+margin=20:0.2,isrtf+cap=2,isrtf+cap=1.5", only: true},
-}
-
-func scenarioNames() []string {
-	var out []string
-	for _, s := range scenarios {
-		out = append(out, s.name)
-	}
-	return out
-}
 
 func sweepCommand() *cli.Command {
 	flags := append(simFlags(),
 		&cli.StringFlag{Name: "spec", Usage: "experiment file (YAML or JSON): workloads, loads, seeds, settings, axes and report; the grid flags below then do not apply"},
-		&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, or one of " + strings.Join(scenarioNames(), ", ") + " (ignored with --trace)"},
+		&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, or one of " + strings.Join(setup.ScenarioNames(), ", ") + " (ignored with --trace)"},
 		&cli.StringFlag{Name: "trace", Usage: "sweep this native trace instead of the scenarios; loads scale its arrival rate"},
 		&cli.StringFlag{Name: "loads", Value: "1,2,3,4,5", Usage: "load multipliers of the arrival rate"},
 		&cli.IntFlag{Name: "seeds", Value: 5, Usage: "seeds per point (workload and predictor noise)"},
@@ -131,7 +96,7 @@ func sweepAction(c *cli.Context) error {
 	var spec *experiment.Spec
 	var err error
 	if p := c.String("spec"); p != "" {
-		for _, f := range append(gridFlags, simFlagNames()...) {
+		for _, f := range append(gridFlags, setup.FlagNames()...) {
 			if c.IsSet(f) && !isEnvOnly(c, f) {
 				return badf("--%s: with --spec, name it in the spec (settings or axes)", f)
 			}
@@ -147,8 +112,8 @@ func sweepAction(c *cli.Context) error {
 	}
 	policyAxis(spec)
 	for _, w := range spec.Workloads {
-		if w.Scenario != "" && scenarioByName(w.Scenario) == nil {
-			return badf("%sscenario %q: valid are %s", specLine(c, w.Line), w.Scenario, strings.Join(scenarioNames(), ", "))
+		if w.Scenario != "" && setup.ScenarioByName(w.Scenario) == nil {
+			return badf("%sscenario %q: valid are %s", specLine(c, w.Line), w.Scenario, strings.Join(setup.ScenarioNames(), ", "))
 		}
 	}
 	if err := spec.Resolve(); err != nil {
@@ -224,24 +189,24 @@ func specFromFlags(c *cli.Context) (*experiment.Spec, error) {
 	if p := c.String("trace"); p != "" {
 		s.Workloads = []experiment.Workload{{Trace: p}}
 	} else {
-		for _, sc := range scenarios {
-			if c.String("scenario") == "all" && !sc.only || c.String("scenario") == sc.name {
-				s.Workloads = append(s.Workloads, experiment.Workload{Scenario: sc.name})
+		for _, sc := range setup.Scenarios {
+			if c.String("scenario") == "all" && !sc.Only || c.String("scenario") == sc.Name {
+				s.Workloads = append(s.Workloads, experiment.Workload{Scenario: sc.Name})
 			}
 		}
 		if len(s.Workloads) == 0 {
-			return nil, badf("--scenario %q: valid are all, %s", c.String("scenario"), strings.Join(scenarioNames(), ", "))
+			return nil, badf("--scenario %q: valid are all, %s", c.String("scenario"), strings.Join(setup.ScenarioNames(), ", "))
 		}
 	}
 	// --policy is a setting here; policyAxis makes it the first axis.
-	pols := defaultSweepPolicies
+	pols := setup.SweepPolicies
 	if c.IsSet("policy") {
 		pols = c.String("policy")
-	} else if sc := scenarioByName(c.String("scenario")); sc != nil && sc.policies != "" && c.String("trace") == "" {
-		pols = sc.policies
+	} else if sc := setup.ScenarioByName(c.String("scenario")); sc != nil && sc.Policies != "" && c.String("trace") == "" {
+		pols = sc.Policies
 	}
 	s.Settings = append(s.Settings, experiment.Setting{Flag: "policy", Value: pols})
-	for _, name := range simFlagNames() {
+	for _, name := range setup.FlagNames() {
 		if name == "policy" || name == "seed" || !c.IsSet(name) {
 			continue
 		}
@@ -267,8 +232,6 @@ func specFromFlags(c *cli.Context) (*experiment.Spec, error) {
 	return s, nil
 }
 
-// defaultSweepPolicies are what a sweep compares unless told otherwise.
-const defaultSweepPolicies = "fcfs,isrtf,srpt-oracle"
 
 func specLine(c *cli.Context, line int) string {
 	if c.String("spec") == "" {
@@ -277,29 +240,10 @@ func specLine(c *cli.Context, line int) string {
 	return fmt.Sprintf("%s:%d: workloads: ", c.String("spec"), line)
 }
 
-func scenarioByName(name string) *scenario {
-	for i := range scenarios {
-		if scenarios[i].name == name {
-			return &scenarios[i]
-		}
-	}
-	return nil
-}
-
-// simFlagNames are the flags of a simulated run, which a spec's settings
-// and axes name.
-func simFlagNames() []string {
-	var out []string
-	for _, f := range simFlags() {
-		out = append(out, f.Names()[0])
-	}
-	return out
-}
-
 // checkFlagValue tells whether flag is a run flag that takes value.
 func checkFlagValue(name, value string) error {
 	var valid []string
-	for _, n := range simFlagNames() {
+	for _, n := range setup.FlagNames() {
 		if _, reserved := experiment.Reserved[n]; !reserved {
 			valid = append(valid, n)
 		}
@@ -307,23 +251,19 @@ func checkFlagValue(name, value string) error {
 	if !slices.Contains(valid, name) {
 		return fmt.Errorf("not a flag of elis-sim run (valid: %s)", strings.Join(valid, ", "))
 	}
-	if _, err := cellContext([]experiment.Setting{{Flag: name, Value: value}}); err != nil {
-		for _, f := range simFlags() {
-			if f.Names()[0] != name {
-				continue
-			}
-			switch f.(type) {
-			case *cli.IntFlag, *cli.Uint64Flag:
-				return fmt.Errorf("%q: want a whole number", value)
-			case *cli.Float64Flag:
-				return fmt.Errorf("%q: want a number", value)
-			case *cli.BoolFlag:
-				return fmt.Errorf("%q: want true or false", value)
-			}
+	return setup.NewValues().Set(name, value)
+}
+
+// cellValues are a cell's settings, the run flags' defaults for the rest,
+// so that a cell is set up by the same code as "elis-sim run".
+func cellValues(values []experiment.Setting) (*setup.Values, error) {
+	v := setup.NewValues()
+	for _, s := range values {
+		if err := v.Set(s.Flag, s.Value); err != nil {
+			return nil, err
 		}
-		return err
 	}
-	return nil
+	return v, nil
 }
 
 // policyAxis makes the spec's policies an axis, as a cell runs one: a
@@ -335,7 +275,7 @@ func policyAxis(spec *experiment.Spec) {
 			return
 		}
 	}
-	pols := defaultSweepPolicies
+	pols := setup.SweepPolicies
 	if i := slices.IndexFunc(spec.Settings, func(s experiment.Setting) bool { return s.Flag == "policy" }); i >= 0 {
 		pols = spec.Settings[i].Value
 		spec.Settings = slices.Delete(spec.Settings, i, i+1)
@@ -345,49 +285,6 @@ func policyAxis(spec *experiment.Spec) {
 		ax.Values = append(ax.Values, strings.TrimSpace(p))
 	}
 	spec.Axes = append([]experiment.Axis{ax}, spec.Axes...)
-}
-
-// cellContext is a command-line context holding a cell's flag values and
-// the run flags' defaults for the rest, so that a cell is set up by the
-// same code as "elis-sim run". Environment variables do not reach it: a
-// cell is what its key says.
-func cellContext(values []experiment.Setting) (*cli.Context, error) {
-	set := flag.NewFlagSet("cell", flag.ContinueOnError)
-	set.SetOutput(io.Discard)
-	for _, f := range simFlags() {
-		clearEnv(f)
-		if err := f.Apply(set); err != nil {
-			return nil, err
-		}
-	}
-	for _, v := range values {
-		if err := set.Set(v.Flag, v.Value); err != nil {
-			return nil, fmt.Errorf("%q: %v", v.Value, unwrapFlagErr(err))
-		}
-	}
-	return cli.NewContext(nil, set, nil), nil
-}
-
-func unwrapFlagErr(err error) error {
-	if e := errors.Unwrap(err); e != nil {
-		return e
-	}
-	return err
-}
-
-func clearEnv(f cli.Flag) {
-	switch f := f.(type) {
-	case *cli.StringFlag:
-		f.EnvVars = nil
-	case *cli.IntFlag:
-		f.EnvVars = nil
-	case *cli.Uint64Flag:
-		f.EnvVars = nil
-	case *cli.Float64Flag:
-		f.EnvVars = nil
-	case *cli.BoolFlag:
-		f.EnvVars = nil
-	}
 }
 
 // predictorFlags only shape the predictor, its calls and what the
@@ -418,7 +315,7 @@ type sweepRun struct {
 	specPath string
 	out      string
 	cells    []experiment.Cell
-	setups   map[string]*simSetup // by the cell's flag values
+	setups   map[string]*setup.Sim // by the cell's flag values
 	traces   map[string]*traces.Trace
 	manifest *experiment.Manifest
 }
@@ -435,7 +332,7 @@ func setupKey(scenario bool, values []experiment.Setting) string {
 // newSweepRun expands the grid and sets up every distinct cell before any
 // runs, so that a bad value fails the sweep at once.
 func newSweepRun(spec *experiment.Spec, specPath, out string) (*sweepRun, error) {
-	sw := &sweepRun{spec: spec, specPath: specPath, out: out, setups: map[string]*simSetup{}, traces: map[string]*traces.Trace{}}
+	sw := &sweepRun{spec: spec, specPath: specPath, out: out, setups: map[string]*setup.Sim{}, traces: map[string]*traces.Trace{}}
 	sw.manifest = &experiment.Manifest{Spec: spec, Version: experiment.Version()}
 	return sw, sw.prepare()
 }
@@ -459,10 +356,10 @@ func (sw *sweepRun) prepare() error {
 		if _, ok := sw.setups[k]; ok {
 			continue
 		}
-		ctx, err := cellContext(c.Values)
+		vals, err := cellValues(c.Values)
 		if err == nil {
-			var su *simSetup
-			if su, err = parseSimSetup(ctx, isScenario); err == nil && len(su.policies) != 1 {
+			var su *setup.Sim
+			if su, err = setup.ParseSim(vals, isScenario); err == nil && len(su.Policies) != 1 {
 				err = badf("--policy %q: a cell runs one policy; list several as an axis", c.Policy())
 			}
 			sw.setups[k] = su
@@ -543,29 +440,30 @@ func (sw *sweepRun) run(shard experiment.Shard, parallel int) error {
 // runCell simulates one cell.
 func (sw *sweepRun) runCell(c *experiment.Cell) (*experiment.Record, error) {
 	su := sw.setups[setupKey(c.Workload.Scenario != "", c.Values)]
-	pol := su.policies[0]
+	entry := su.Policies[0]
+	pol := entry.Entry
 	var tr *traces.Trace
 	about := c.Workload.Trace
 	keepLog := false
-	if sc := scenarioByName(c.Workload.Scenario); sc != nil {
+	if sc := setup.ScenarioByName(c.Workload.Scenario); sc != nil {
 		var err error
-		tr, err = traces.Generate(traces.GenConfig{N: sw.spec.Requests, Seed: c.Seed, Arrivals: sc.arrivals, Prompt: sc.prompt, Output: sc.output, Name: sc.name})
+		tr, err = sc.Trace(sw.spec.Requests, c.Seed)
 		if err != nil {
 			return nil, err
 		}
-		about = sc.about
-		keepLog = sc.logPreds && pol == "isrtf" && c.Seed == 1
+		about = sc.About
+		keepLog = sc.LogPredictions && pol == "isrtf" && c.Seed == 1
 	} else {
 		tr = sw.traces[c.Workload.Trace]
 	}
-	cfg := su.configFor(su.base, pol)
+	cfg := su.ConfigFor(su.Base, entry)
 	cfg.Seed = c.Seed
 	cfg.KeepHistory = keepLog
 	res, err := sim.Run(scaled(tr, c.Load), cfg)
 	if err != nil {
 		return nil, err
 	}
-	run := su.toRun(pol, fmt.Sprintf("%s, %gx load, seed %d", about, c.Load, c.Seed), res, res.Sigma)
+	run := simRun{su}.toRun(entry, fmt.Sprintf("%s, %gx load, seed %d", about, c.Load, c.Seed), res, res.Sigma)
 	jct, _ := report.Values(run, "jct")
 	rec := &experiment.Record{Workload: c.Workload.Name(), Load: c.Load, Seed: c.Seed, Values: c.Values, Label: c.Label(), Policy: pol,
 		Setup: run.Setup, Summary: run.Summary, JCTQuantiles: report.Quantiles(jct, 200)}
@@ -706,8 +604,8 @@ func reportSweep(spec *experiment.Spec, out string, stores []experiment.Store, c
 			return err
 		}
 		about := w.Trace
-		if sc := scenarioByName(w.Scenario); sc != nil {
-			about = sc.about
+		if sc := setup.ScenarioByName(w.Scenario); sc != nil {
+			about = sc.About
 		}
 		if err := reportWorkload(spec, w.Name(), fmt.Sprintf("scenario %s: %s\n%s\n", w.Name(), about, head), dir, runs); err != nil {
 			return err
