@@ -2,6 +2,8 @@ package replay
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/elis-sim/elis-sim/gpu"
@@ -103,5 +105,50 @@ func TestNetworkPredictor(t *testing.T) {
 	}
 	if _, err := NewNetworkPredictor(net, [][]int32{nil}); err == nil {
 		t.Fatal("accepted an empty input")
+	}
+}
+
+// countingNet counts the predictor network's calls and the sequences in
+// each.
+type countingNet struct {
+	gpu.PredictorNet
+	mu    sync.Mutex
+	calls []int
+}
+
+func (c *countingNet) Predict(ids [][]int32, mask [][]int32) ([]float32, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, len(ids))
+	c.mu.Unlock()
+	return c.PredictorNet.Predict(ids, mask)
+}
+
+// The predictor calls are made as the config says: batched, a call may
+// hold several requests; with SyncPredictions (the vLLM patch's way, +sync
+// in --policy) every call holds one, and the same predictions take more
+// calls.
+func TestSyncPredictionsCallOneAtATime(t *testing.T) {
+	count := func(sync bool) []int {
+		tr, cfg := tinySetup(t, "isrtf", 200)
+		cfg.TimeScale, cfg.Workers, cfg.SyncPredictions = 1e-9, 1, sync
+		cfg.Engine.LazyPredictions = false // predict at every arrival and window
+		net := &countingNet{}
+		inner := cfg.NewNet
+		cfg.NewNet = func(i int) (gpu.PredictorNet, error) {
+			n, err := inner(i)
+			net.PredictorNet = n
+			return net, err
+		}
+		if _, err := Run(context.Background(), context.Background(), tr, cfg); err != nil {
+			t.Fatal(err)
+		}
+		return net.calls[1:] // the first is the warm-up
+	}
+	batched, sync := count(false), count(true)
+	if slices.Max(batched) < 2 {
+		t.Fatalf("batched calls %v: none held several requests", batched)
+	}
+	if slices.Max(sync) != 1 || len(sync) <= len(batched) {
+		t.Fatalf("sync calls %v (batched %v): want one request a call, so more calls", sync, batched)
 	}
 }

@@ -140,3 +140,19 @@ func TestReplayInterrupted(t *testing.T) {
 		t.Fatalf("the interrupted run's file: %v %v", err, run)
 	}
 }
+
+// replay reads --policy with run's grammar: modes and guards per entry
+// (it used to call "isrtf+eager" an unknown policy).
+func TestReplayPolicyGrammar(t *testing.T) {
+	tr := filepath.Join(t.TempDir(), "t.json")
+	if code, out := elis(t, "trace", "gen", "--n", "10", "--arrivals", "poisson:1000", "--prompt", "uniform:8:16", "--output", "uniform:2:8", "-o", tr); code != 0 {
+		t.Fatalf("trace gen: %d %s", code, out)
+	}
+	code, out := elis(t, "replay", tr, "--model", "tiny", "--policy", "isrtf+eager,isrtf/patch+sync")
+	if code != 0 || !strings.Contains(out, "isrtf+eager") || !strings.Contains(out, "Δisrtf/patch+sync") {
+		t.Fatalf("replay with guards: exit %d\n%s", code, out)
+	}
+	if code, out := elis(t, "replay", tr, "--model", "tiny", "--policy", "isrtf+warp"); code != 2 || !strings.Contains(out, "unknown guard") {
+		t.Fatalf("replay with an unknown guard: exit %d\n%s", code, out)
+	}
+}

@@ -9,9 +9,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/policies"
-	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/sim"
 	"github.com/elis-sim/elis-sim/traces"
 )
@@ -149,4 +149,3 @@ func (s simRun) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *setu
 	}
 	return run, nil
 }
-

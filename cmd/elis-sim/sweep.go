@@ -24,7 +24,6 @@ import (
 	"github.com/elis-sim/elis-sim/traces"
 )
 
-
 func sweepCommand() *cli.Command {
 	flags := append(simFlags(),
 		&cli.StringFlag{Name: "spec", Usage: "experiment file (YAML or JSON): workloads, loads, seeds, settings, axes and report; the grid flags below then do not apply"},
@@ -231,7 +230,6 @@ func specFromFlags(c *cli.Context) (*experiment.Spec, error) {
 	}
 	return s, nil
 }
-
 
 func specLine(c *cli.Context, line int) string {
 	if c.String("spec") == "" {
