@@ -135,8 +135,9 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		}
 	}
 
-	var mu sync.Mutex // guards res and loads
-	loads := make([]policies.Load, len(cfg.URLs))
+	var mu sync.Mutex // guards res and dispatch
+	// A client's estimate of a request's work is what it asks for.
+	dispatch := policies.NewDispatcher(router, len(cfg.URLs), len(tr.Requests), func(r *policies.Request) float64 { return float64(r.OutputTokens) })
 	lags := make([]float64, 0, len(tr.Requests))
 	var wg sync.WaitGroup
 	done := 0
@@ -160,8 +161,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 		mu.Lock()
 		lags = append(lags, lag)
-		w := router.Route(&req, loads)
-		loads[w].Jobs++
+		w := dispatch.Route(&req)
 		res.Sent++
 		if lag > 0.1 && !warned && cfg.Warn != nil {
 			fmt.Fprintf(cfg.Warn, "elis-sim bench: falling behind the schedule: request %s sent %.0f ms late\n", r.ID, lag*1e3)
@@ -179,7 +179,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			for _, g := range gaps {
 				res.Gaps.Add(g)
 			}
-			loads[w].Jobs--
+			dispatch.Done(i)
 			if rec.Finish < 0 {
 				res.Failed++
 			}

@@ -144,6 +144,26 @@ func TestBenchRecordsFailures(t *testing.T) {
 	}
 }
 
+// least-predicted-work over two servers spreads requests by the output
+// each was asked for (bench never filled the work, and sent every request
+// to the first server), and each record names its server.
+func TestRoutingByPredictedWork(t *testing.T) {
+	a, b := startServe(t, "fcfs"), startServe(t, "fcfs")
+	tr := smallTrace(t, 20)
+	res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{a.URL, b.URL}, Model: "m",
+		Router: "least-predicted-work", TimeScale: 1e-6, NoMetrics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[int]int{}
+	for _, r := range res.Records {
+		by[r.Worker]++
+	}
+	if res.Failed != 0 || by[0] == 0 || by[1] == 0 {
+		t.Fatalf("%d failed; requests by server %v", res.Failed, by)
+	}
+}
+
 // Failures are grouped by kind, each with its first record: what the
 // command prints so that a run where everything failed says why.
 func TestFailureKinds(t *testing.T) {

@@ -9,12 +9,13 @@ import (
 
 // Load is what a router knows of one engine replica.
 type Load struct {
-	Jobs int     // unfinished requests routed to it
-	Work float64 // predicted output tokens routed to it and not finished
+	Jobs   int     // unfinished requests routed to it
+	Tokens int     // their prompt and output tokens
+	Work   float64 // predicted output tokens routed to it and not finished
 }
 
-// Router picks the replica a new request goes to; the simulator, replay
-// and bench use the same routers.
+// Router picks the replica a new request goes to; every driver uses the
+// same routers, through a Dispatcher.
 type Router interface {
 	Route(r *Request, loads []Load) int
 	// NeedsWork reports whether Route reads Load.Work, so callers predict

@@ -74,9 +74,12 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		return nil, err
 	}
 	res := &Result{}
-	var mu sync.Mutex // guards res, loads
-	loads := make([]policies.Load, cfg.Workers)
-	work := make([]float64, len(tr.Requests))
+	var mu sync.Mutex // guards res, dispatch
+	var predict func(*policies.Request) float64
+	if cfg.Predictor != nil {
+		predict = func(r *policies.Request) float64 { return cfg.Predictor.Predict(&policies.Seq{Request: *r}) }
+	}
+	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), predict)
 	ws := make([]*engine.Worker, cfg.Workers)
 	inbox := make([]chan engine.Submission, cfg.Workers)
 	for i := range ws {
@@ -143,13 +146,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			req := policies.Request{ID: r.ID, Index: i, Arrival: r.Arrival * cfg.TimeScale, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
 				Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 			mu.Lock()
-			if router.NeedsWork() && cfg.Predictor != nil {
-				probe := policies.Seq{Request: req}
-				work[i] = cfg.Predictor.Predict(&probe)
-			}
-			w := router.Route(&req, loads)
-			loads[w].Jobs++
-			loads[w].Work += work[i]
+			w := dispatch.Route(&req)
 			res.Arrived++
 			mu.Unlock()
 			inbox[w] <- engine.Submission{Req: req}
@@ -165,8 +162,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 				for _, r := range recs {
 					r.Worker = w.ID
 					res.Records = append(res.Records, r)
-					loads[w.ID].Jobs--
-					loads[w.ID].Work -= work[r.Index]
+					dispatch.Done(r.Index)
 				}
 			})
 		}()

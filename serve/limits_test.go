@@ -466,3 +466,43 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 		t.Fatalf("%d requests pending after the stalled client was cut off", left)
 	}
 }
+
+// least-predicted-work spreads requests over the engines by the work
+// routed to each (serve never filled it, and sent 16 of 16 to engine 0),
+// and each request's record and metrics name the engine that served it.
+func TestRoutingByPredictedWork(t *testing.T) {
+	var mu sync.Mutex
+	byEngine := map[int]int{}
+	srv := timedServer(t, 0.02, func(c *Config) {
+		c.Workers, c.Router = 2, "least-predicted-work"
+		c.Records = func(r policies.Record) { mu.Lock(); byEngine[r.Worker]++; mu.Unlock() }
+	})
+	url := listening(t, srv)
+	var streams []*bufio.Reader
+	for range 16 { // each in flight (first token read) before the next is sent
+		resp, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":[1,2,3],"max_tokens":40,"stream":true}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		rd := bufio.NewReader(resp.Body)
+		rd.ReadString('\n')
+		streams = append(streams, rd)
+	}
+	for _, rd := range streams {
+		io.ReadAll(rd)
+	}
+	for { // the records come as the engines finish
+		mu.Lock()
+		n := byEngine[0] + byEngine[1]
+		mu.Unlock()
+		if n == 16 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_, m := do(t, "GET", url+"/metrics", "")
+	if byEngine[0] != 8 || byEngine[1] != 8 || !strings.Contains(m, `vllm:request_success_total{engine="1",finished_reason="length",model_name="m"} 8`) {
+		t.Fatalf("requests by engine %v; metrics:\n%s", byEngine, m)
+	}
+}

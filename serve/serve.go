@@ -27,6 +27,10 @@ type Config struct {
 	NewWorker func(i int) (engine.Config, error)
 	Workers   int
 	Router    string
+	// Predictor, when the router reads predicted work
+	// (least-predicted-work), estimates each request's output; without
+	// one, its max_tokens is the estimate.
+	Predictor policies.Predictor
 	// Tokens counts the tokens of a text prompt (a tokenizer, or words).
 	Tokens func(text string) (int, error)
 	// Vocab bounds the token ids a prompt may hold (0: any): a served
@@ -103,13 +107,12 @@ func (l Limits) withDefaults() Limits {
 type Server struct {
 	cfg     Config
 	engines []*replica
-	router  policies.Router
 	start   time.Time
 	metrics *metrics
 	mux     *http.ServeMux
 
 	mu       sync.Mutex
-	loads    []policies.Load
+	dispatch *policies.Dispatcher
 	reqs     map[int]*pending
 	next     int
 	closing  bool
@@ -152,8 +155,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, router: router, start: time.Now(), reqs: map[int]*pending{}, states: map[net.Conn]http.ConnState{},
-		loads: make([]policies.Load, cfg.Workers)}
+	predict := func(r *policies.Request) float64 { return float64(r.OutputTokens) }
+	if p := cfg.Predictor; p != nil {
+		predict = func(r *policies.Request) float64 { return p.Predict(&policies.Seq{Request: *r}) }
+	}
+	s := &Server{cfg: cfg, start: time.Now(), reqs: map[int]*pending{}, states: map[net.Conn]http.ConnState{},
+		dispatch: policies.NewDispatcher(router, cfg.Workers, 0, predict)}
 	s.engineCtx, s.stopEngines = context.WithCancel(context.Background())
 	s.metrics = newMetrics(cfg.Model)
 	for i := 0; i < cfg.Workers; i++ {
@@ -338,13 +345,13 @@ func (s *Server) submit(ctx context.Context, kind string, ids []int32, promptTok
 	p := &pending{id: fmt.Sprintf("%s-%d", kind, idx), index: idx, prompt: promptTokens, output: output, arrival: s.now(), wake: make(chan struct{}, 1)}
 	req := policies.Request{ID: p.id, Index: idx, Arrival: p.arrival, PromptTokens: promptTokens, OutputTokens: output, Priority: priority,
 		Content: contentOf(ids)}
-	p.worker = s.router.Route(&req, s.loads)
+	p.worker = s.dispatch.Route(&req)
 	e := s.engines[p.worker]
 	if err := e.failed(); err != nil {
+		s.dispatch.Done(idx)
 		s.mu.Unlock()
 		return nil, newError(http.StatusServiceUnavailable, "%v", err)
 	}
-	s.loads[p.worker].Jobs++
 	s.reqs[idx] = p
 	s.inflight.Add(1)
 	s.mu.Unlock()
@@ -366,7 +373,7 @@ func (s *Server) submit(ctx context.Context, kind string, ids []int32, promptTok
 // drop forgets request idx; s.mu is held.
 func (s *Server) drop(idx int, p *pending) {
 	delete(s.reqs, idx)
-	s.loads[p.worker].Jobs--
+	s.dispatch.Done(idx)
 }
 
 // release is the handler's end of a submitted request.

@@ -149,10 +149,11 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		core.OnGap = onGap
 		ws[i] = &worker{id: i, core: core}
 	}
-	loads := make([]policies.Load, cfg.Workers)
-	byWork := router.NeedsWork()
-	routedWork := make([]float64, len(tr.Requests))
 	var probe policies.Seq
+	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), func(r *policies.Request) float64 {
+		probe = policies.Seq{Request: *r}
+		return pred.Predict(&probe)
+	})
 	var req policies.Request
 
 	var sinkErr error
@@ -168,8 +169,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			} else if sinkErr == nil {
 				sinkErr = cfg.OnRecord(&r)
 			}
-			loads[w.id].Jobs--
-			loads[w.id].Work -= routedWork[r.Index]
+			dispatch.Done(r.Index)
 		}
 	}
 	start := func(w *worker, now float64) error {
@@ -248,13 +248,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 				// which would move a fresh one to the heap each time.
 				req = policies.Request{ID: r.ID, Index: i, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
 					Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
-				if byWork {
-					probe = policies.Seq{Request: req}
-					routedWork[i] = pred.Predict(&probe)
-				}
-				w := ws[router.Route(&req, loads)]
-				loads[w.id].Jobs++
-				loads[w.id].Work += routedWork[i]
+				w := ws[dispatch.Route(&req)]
 				w.core.Add(req, now)
 				collect(w) // rejections are final at once
 			}

@@ -93,11 +93,12 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return badf("--policy: %w", err)
 	}
-	var pred policies.Predictor
+	var pred, routePred policies.Predictor
 	if sim.ReadsPredictor(cfg) {
 		if pred, err = servePredictor(cfg.Predictor, cfg.Seed); err != nil {
 			return badf("--predictor: %w", err)
 		}
+		routePred = pred // the router's estimates are not the fork's log lines
 		if pol.Predictive() {
 			pred = serve.LogPredictions(pred, os.Stderr)
 		}
@@ -141,7 +142,7 @@ func serveAction(c *cli.Context) error {
 	var recs []policies.Record
 	var gaps hist.H
 	srv, err := serve.New(serve.Config{
-		Model: name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router,
+		Model: name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router, Predictor: routePred,
 		Tokens: counter.CountTokens, Vocab: vocab, APIKey: c.String("api-key"), Limits: limits,
 		NewWorker: func(i int) (engine.Config, error) {
 			core, err := policies.NewScheduler(cfg.Engine, pol, pred)

@@ -1,0 +1,106 @@
+package policies
+
+// Dispatcher routes requests over engine replicas and keeps each
+// replica's load: what every driver -- the simulator, replay, serve,
+// bench -- needs, written once. Route picks a replica with the Router and
+// counts the request as started there; Done counts it gone (finished,
+// rejected or aborted). Load holds, per replica, the requests, their
+// tokens and their predicted output tokens still owed.
+//
+// Like the scheduler core, a Dispatcher is not safe for concurrent use:
+// a driver whose goroutines share one calls it under its own lock.
+type Dispatcher struct {
+	router Router
+	loads  []Load
+	// predict estimates a request's output tokens when the router reads
+	// Load.Work (least-predicted-work).
+	predict func(*Request) float64
+	dense   []routed // by request index, when the driver knows how many
+	sparse  map[int]routed
+}
+
+// routed is where a request went and what it added to that replica.
+type routed struct {
+	replica int32
+	live    bool
+	tokens  int
+	work    float64
+}
+
+// NewDispatcher routes over replicas with router. requests, when the
+// driver knows it (a trace's length), sizes the bookkeeping for request
+// indexes 0 to requests-1; 0 keeps it by index in a map instead (a
+// server). predict, needed when the router reads Load.Work, estimates a
+// request's output tokens: a predictor's first answer in the simulator and
+// replay, max_tokens for a client.
+func NewDispatcher(router Router, replicas, requests int, predict func(*Request) float64) *Dispatcher {
+	d := &Dispatcher{router: router, loads: make([]Load, replicas)}
+	if router.NeedsWork() {
+		d.predict = predict
+	}
+	if requests > 0 {
+		d.dense = make([]routed, requests)
+	} else {
+		d.sparse = map[int]routed{}
+	}
+	return d
+}
+
+// Route picks r's replica and counts r as started there.
+func (d *Dispatcher) Route(r *Request) int {
+	rt := routed{live: true, tokens: r.PromptTokens + r.OutputTokens}
+	if d.predict != nil {
+		rt.work = d.predict(r)
+	}
+	w := d.router.Route(r, d.loads)
+	rt.replica = int32(w)
+	l := &d.loads[w]
+	l.Jobs++
+	l.Tokens += rt.tokens
+	l.Work += rt.work
+	if d.dense != nil {
+		d.dense[r.Index] = rt
+	} else {
+		d.sparse[r.Index] = rt
+	}
+	return w
+}
+
+// Done counts request index gone from its replica; a request not routed,
+// or already done, changes nothing.
+func (d *Dispatcher) Done(index int) {
+	var rt routed
+	if d.dense != nil {
+		if index < 0 || index >= len(d.dense) || !d.dense[index].live {
+			return
+		}
+		rt = d.dense[index]
+		d.dense[index].live = false
+	} else {
+		var ok bool
+		if rt, ok = d.sparse[index]; !ok {
+			return
+		}
+		delete(d.sparse, index)
+	}
+	l := &d.loads[rt.replica]
+	l.Jobs--
+	l.Tokens -= rt.tokens
+	l.Work -= rt.work
+}
+
+// Replica is where request index was routed, while it has not been Done.
+func (d *Dispatcher) Replica(index int) (int, bool) {
+	if d.dense != nil {
+		if index < 0 || index >= len(d.dense) || !d.dense[index].live {
+			return 0, false
+		}
+		return int(d.dense[index].replica), true
+	}
+	rt, ok := d.sparse[index]
+	return int(rt.replica), ok
+}
+
+// Loads are the replicas' loads now (the Dispatcher's own: read them, do
+// not keep them).
+func (d *Dispatcher) Loads() []Load { return d.loads }
