@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/elis-sim/elis-sim/engine"
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/hist"
@@ -39,6 +41,9 @@ type Config struct {
 	Vocab       int // the served model's vocabulary, for synthetic prompts
 	Seed        uint64
 	KeepHistory bool
+	// Stop, when closed, ends the arrivals: the requests in flight finish
+	// and Run returns what completed (a first Ctrl-C).
+	Stop <-chan struct{}
 }
 
 // Result is what a replay measured. Records holds the requests that
@@ -53,9 +58,12 @@ type Result struct {
 	Interrupted bool // stopped early: Records holds what completed
 }
 
-// Run replays tr. Cancelling stop ends arrivals and lets the requests in
-// flight finish; cancelling abandon returns at once with what completed.
-func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
+// Run replays tr. Cancelling ctx abandons the requests in flight and
+// returns at once with what completed; closing cfg.Stop ends the arrivals
+// and lets those in flight finish. The arrivals and the workers run as one
+// group: the first to fail cancels the others and Run returns its error
+// at once, and no goroutine of Run's outlives it.
+func Run(ctx context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
 	if cfg.Workers < 1 {
 		return nil, fmt.Errorf("workers %d: want >= 1", cfg.Workers)
 	}
@@ -128,20 +136,28 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		w.Start = start
 	}
 
+	g, gctx := errgroup.WithContext(ctx)
+	stopped := false
 	// Arrivals: sleep until each request's time, route it, hand it over.
-	go func() {
+	g.Go(func() error {
 		defer func() {
 			for _, ch := range inbox {
 				close(ch)
 			}
 		}()
+		timer := time.NewTimer(0)
+		defer timer.Stop()
 		for i := range tr.Requests {
 			r := &tr.Requests[i]
 			at := start.Add(time.Duration(r.Arrival * cfg.TimeScale * float64(time.Second)))
+			timer.Reset(time.Until(at))
 			select {
-			case <-stop.Done():
-				return
-			case <-time.After(time.Until(at)):
+			case <-cfg.Stop:
+				stopped = true
+				return nil
+			case <-gctx.Done():
+				return nil
+			case <-timer.C:
 			}
 			req := policies.Request{ID: r.ID, Index: i, Arrival: r.Arrival * cfg.TimeScale, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
 				Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
@@ -149,14 +165,13 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 			w := dispatch.Route(&req)
 			res.Arrived++
 			mu.Unlock()
-			inbox[w] <- engine.Submission{Req: req}
+			inbox[w] <- engine.Submission{Req: req} // buffered for the whole trace
 		}
-	}()
-
-	errs := make(chan error, len(ws))
+		return nil
+	})
 	for i, w := range ws {
-		go func() {
-			errs <- w.Run(abandon, inbox[i], nil, func(recs []policies.Record) {
+		g.Go(func() error {
+			return w.Run(gctx, inbox[i], nil, func(recs []policies.Record) {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, r := range recs {
@@ -165,22 +180,16 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 					dispatch.Done(r.Index)
 				}
 			})
-		}()
+		})
 	}
-	var first error
-	for range ws {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	if first != nil {
-		return nil, first
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	sort.Slice(res.Records, func(i, j int) bool { return res.Records[i].Index < res.Records[j].Index })
 	for _, w := range ws {
 		res.Stats.Add(w.Core.Stats())
 	}
 	res.Makespan = time.Since(start).Seconds()
-	res.Interrupted = stop.Err() != nil || abandon.Err() != nil
+	res.Interrupted = stopped || ctx.Err() != nil
 	return res, nil
 }

@@ -2,9 +2,13 @@ package replay
 
 import (
 	"context"
+	"errors"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/policies"
@@ -48,7 +52,7 @@ func TestReplayCompletesEveryRequest(t *testing.T) {
 				r := &tr.Requests[i]
 				r.PromptTokens, r.OutputTokens = 16+i%9, 16+(i*5)%9 // 32 to 48 tokens: 8 to 12 blocks of 4
 			}
-			res, err := Run(context.Background(), context.Background(), tr, cfg)
+			res, err := Run(context.Background(), tr, cfg)
 			if err != nil {
 				t.Fatalf("%s/%d: %v", pol, blocks, err)
 			}
@@ -73,15 +77,57 @@ func TestReplayStop(t *testing.T) {
 	for i := range tr.Requests {
 		tr.Requests[i].Arrival = float64(i) // one a second: most never arrive
 	}
-	stop, cancel := context.WithCancel(context.Background())
-	cancel()
-	res, err := Run(stop, context.Background(), tr, cfg)
+	stop := make(chan struct{})
+	close(stop)
+	cfg.Stop = stop
+	res, err := Run(context.Background(), tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Interrupted || len(res.Records) != res.Arrived || res.Arrived >= len(tr.Requests) {
 		t.Fatalf("interrupted %v, %d records, %d arrived of %d", res.Interrupted, len(res.Records), res.Arrived, len(tr.Requests))
 	}
+}
+
+// A worker that fails at its first step ends the replay at once with its
+// error, an hour-long trace notwithstanding: the arrivals and the other
+// workers are cancelled, and no goroutine of Run's is left.
+func TestReplayFirstErrorCancelsTheRest(t *testing.T) {
+	tr, cfg := tinySetup(t, "fcfs", 200)
+	for i := range tr.Requests {
+		tr.Requests[i].Arrival = float64(i) * 150 // one every 150 s: an hour
+	}
+	inner := cfg.NewExecutor
+	cfg.NewExecutor = func(i int) (gpu.Executor, error) {
+		e, err := inner(i)
+		if i == 0 {
+			return &brokenExec{Executor: e}, err
+		}
+		return e, err
+	}
+	cfg.Router = "round-robin"
+	before := runtime.NumGoroutine()
+	_, err := Run(context.Background(), tr, cfg)
+	if err == nil || !strings.Contains(err.Error(), "device lost") {
+		t.Fatalf("Run: %v", err)
+	}
+	for runtime.NumGoroutine() > before { // goroutines end as they return; a leak hangs here
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// brokenExec passes the warm-up, then fails every step.
+type brokenExec struct {
+	gpu.Executor
+	warm int
+}
+
+func (b *brokenExec) Step(seqs []gpu.SeqStep, next []int32) error {
+	if b.warm < 2 { // engine.WarmUp's two steps
+		b.warm++
+		return b.Executor.Step(seqs, next)
+	}
+	return errors.New("device lost")
 }
 
 // With --predictor network the network's outputs order ISRTF: finite,
@@ -139,7 +185,7 @@ func TestSyncPredictionsCallOneAtATime(t *testing.T) {
 			net.PredictorNet = n
 			return net, err
 		}
-		if _, err := Run(context.Background(), context.Background(), tr, cfg); err != nil {
+		if _, err := Run(context.Background(), tr, cfg); err != nil {
 			t.Fatal(err)
 		}
 		return net.calls[1:] // the first is the warm-up

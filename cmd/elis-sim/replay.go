@@ -225,7 +225,8 @@ func replayAction(c *cli.Context) error {
 			NewExecutor: func(worker int) (gpu.Executor, error) {
 				return gpu.NewExecutor(c.String("device"), worker/perGPU, m, eng.BlockSize, eng.NumBlocks)
 			}}
-		res, err := replay.Run(stop, abandon, tr, cfg)
+		cfg.Stop = stop.Done()
+		res, err := replay.Run(abandon, tr, cfg)
 		if err != nil {
 			return err
 		}
