@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/elis-sim/elis-sim/internal/hist"
+	"github.com/elis-sim/elis-sim/internal/synth"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/traces"
 )
@@ -93,7 +93,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = "completions"
 	}
-	router, err := policies.NewRouter(orDefault(cfg.Router, "least-loaded"))
+	router, err := policies.NewRouter(cfg.Router)
 	if err != nil {
 		return nil, err
 	}
@@ -256,13 +256,6 @@ func failureKind(r *policies.Record) string {
 	return msg
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // body is the JSON of request r, whose index is i.
 func (cfg *Config) body(r *traces.Request, i int) ([]byte, error) {
 	b := map[string]any{"model": cfg.Model, "max_tokens": r.OutputTokens, "stream": true,
@@ -297,26 +290,9 @@ func (cfg *Config) body(r *traces.Request, i int) ([]byte, error) {
 // its prefix cache sees what the trace describes; the rest is drawn from
 // the request's index.
 func (cfg *Config) promptIDs(r *traces.Request, i int) []int32 {
-	const low = 1000 // stay clear of special tokens at the bottom of vocabularies
-	span := uint64(max(cfg.Vocab-low, 1))
-	ids := make([]int32, r.PromptTokens)
-	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
-	session := r.SessionKey()
-	chain := uint64(0)
-	for k := range ids {
-		switch {
-		case session != 0:
-			ids[k] = low + int32(splitmix(session^splitmix(uint64(k)))%span)
-		case r.HashBlock > 0 && k < len(r.HashIDs)*r.HashBlock:
-			if k%r.HashBlock == 0 {
-				chain = splitmix(chain ^ splitmix(r.HashIDs[k/r.HashBlock]))
-			}
-			ids[k] = low + int32(splitmix(chain^uint64(k))%span)
-		default:
-			ids[k] = low + int32(rng.Uint64N(span))
-		}
-	}
-	return ids
+	// Stay clear of special tokens at the bottom of vocabularies.
+	t := synth.Tokens{Seed: cfg.Seed, Low: 1000, Vocab: cfg.Vocab}
+	return t.Prompt(make([]int32, 0, r.PromptTokens), i, policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey()), r.PromptTokens)
 }
 
 // words renders token ids as words, one per id, for a chat without text.
@@ -329,13 +305,6 @@ func words(ids []int32) string {
 		fmt.Fprintf(&b, "w%d", id)
 	}
 	return b.String()
-}
-
-func splitmix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	return x ^ x>>31
 }
 
 // streamTimes is one request's stream as timed from its send.

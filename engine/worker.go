@@ -2,12 +2,12 @@ package engine
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/internal/synth"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
 )
@@ -121,27 +121,8 @@ func (w *Worker) add(sub Submission) {
 		w.Core.Add(r, w.now())
 		return
 	}
-	rng := rand.New(rand.NewPCG(w.Seed, uint64(r.Index)))
-	p := make([]int32, r.PromptTokens, outputRoom(r.PromptTokens, r.OutputTokens))
-	c := r.Content
-	if c == nil {
-		c = &policies.Content{}
-	}
-	chain := uint64(0)
-	for i := range p {
-		switch {
-		case c.Session != 0:
-			p[i] = w.streamToken(c.Session, i)
-		case c.HashBlock > 0 && i < len(c.Hashes)*c.HashBlock:
-			if i%c.HashBlock == 0 {
-				chain = splitmix(chain ^ splitmix(c.Hashes[i/c.HashBlock]))
-			}
-			p[i] = int32(splitmix(chain^uint64(i)) % uint64(w.Vocab))
-		default:
-			p[i] = int32(rng.IntN(w.Vocab))
-		}
-	}
-	w.seqs[r.Index] = &seqState{tokens: p, session: c.Session}
+	p := w.tokens().Prompt(make([]int32, 0, outputRoom(r.PromptTokens, r.OutputTokens)), r.Index, r.Content, r.PromptTokens)
+	w.seqs[r.Index] = &seqState{tokens: p, session: sessionOf(r.Content)}
 	w.Core.Add(r, w.now())
 }
 
@@ -158,20 +139,8 @@ func sessionOf(c *policies.Content) uint64 {
 	return c.Session
 }
 
-// streamToken is token i of a session's stream. A session's outputs are
-// forced to it as well, so a later turn, whose prompt holds them, finds in
-// the cache the very tokens it would compute.
-func (w *Worker) streamToken(session uint64, i int) int32 {
-	return int32(splitmix(session^splitmix(w.Seed+uint64(i))) % uint64(w.Vocab))
-}
-
-// splitmix is the splitmix64 finaliser: a well-mixed 64-bit hash.
-func splitmix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	return x ^ x>>31
-}
+// tokens draws the worker's synthetic token ids.
+func (w *Worker) tokens() synth.Tokens { return synth.Tokens{Seed: w.Seed, Vocab: w.Vocab} }
 
 // Step runs one scheduler step; it reports false when the core had
 // nothing to run.
@@ -249,7 +218,7 @@ func (w *Worker) timedStep(b *policies.Batch, t0 time.Time) error {
 		next[i] = -1
 		st := w.seqs[it.Seq.Index]
 		if it.Context+it.Tokens == len(st.tokens) {
-			next[i] = int32(splitmix(w.Seed^uint64(it.Seq.Index)<<20^uint64(len(st.tokens))) % uint64(w.Vocab))
+			next[i] = int32(synth.Mix(w.Seed^uint64(it.Seq.Index)<<20^uint64(len(st.tokens))) % uint64(w.Vocab))
 		}
 	}
 	w.emit(b, next)
@@ -263,7 +232,7 @@ func (w *Worker) emit(b *policies.Batch, next []int32) {
 		if next[i] >= 0 {
 			st := w.seqs[it.Seq.Index]
 			if st.session != 0 {
-				next[i] = w.streamToken(st.session, len(st.tokens))
+				next[i] = w.tokens().Stream(st.session, len(st.tokens))
 			}
 			st.tokens = append(st.tokens, next[i])
 			if w.OnToken != nil {

@@ -38,8 +38,14 @@ var Routers = map[string]func() Router{
 // RouterNames lists the built-in routers, sorted.
 func RouterNames() []string { return slices.Sorted(maps.Keys(Routers)) }
 
-// NewRouter returns the named router.
+// DefaultRouter is ELIS's router, what a driver uses when none is named.
+const DefaultRouter = "least-loaded"
+
+// NewRouter returns the named router ("" for DefaultRouter).
 func NewRouter(name string) (Router, error) {
+	if name == "" {
+		name = DefaultRouter
+	}
 	f, ok := Routers[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown router %q (valid: %s)", name, strings.Join(RouterNames(), ", "))

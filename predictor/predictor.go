@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/elis-sim/elis-sim/internal/synth"
 	"github.com/elis-sim/elis-sim/policies"
 )
 
@@ -114,20 +115,12 @@ func (r Recorded) Predict(s *policies.Seq) float64 {
 	return v
 }
 
-// splitmix64 is a well-mixed 64-bit hash step.
-func splitmix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
-
 // normal is a standard normal draw determined by its arguments (Box-Muller
 // over two hashed uniforms).
 func normal(seed, a, b uint64) float64 {
-	h := splitmix64(seed ^ splitmix64(a^splitmix64(b)))
+	h := synth.Mix(seed ^ synth.Mix(a^synth.Mix(b)))
 	u1 := (float64(h>>11) + 0.5) / (1 << 53)
-	u2 := float64(splitmix64(h)>>11) / (1 << 53)
+	u2 := float64(synth.Mix(h)>>11) / (1 << 53)
 	return math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
 }
 

@@ -117,7 +117,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	if !pol.Predictive() {
 		cost = predictor.Cost{}
 	}
-	router, err := policies.NewRouter(orDefault(cfg.Router, "least-loaded"))
+	router, err := policies.NewRouter(cfg.Router)
 	if err != nil {
 		return nil, err
 	}
@@ -289,17 +289,10 @@ func ReadsPredictor(cfg Config) bool {
 	if err != nil {
 		return false
 	}
-	router, err := policies.NewRouter(orDefault(cfg.Router, "least-loaded"))
+	router, err := policies.NewRouter(cfg.Router)
 	return err == nil && readsPredictor(pol, router)
 }
 
 func readsPredictor(pol policies.Policy, router policies.Router) bool {
 	return pol.Predictive() || router.NeedsWork()
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
