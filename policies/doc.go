@@ -10,5 +10,7 @@
 // guards (lazy or asynchronous predictions, displacement hysteresis, a
 // slowdown cap). Routers, the policies that spread requests over engine
 // replicas (least loaded, round robin, by predicted work, by prefix
-// affinity), live here too.
+// affinity), live here too, with the Dispatcher every driver routes and
+// keeps replica load through. DESIGN.md, beside this file, states the
+// scheduling rules the core follows; the code cites them by number.
 package policies

@@ -3,7 +3,7 @@ package policies
 import "fmt"
 
 // The KV cache: a pool of fixed-size blocks and, with prefix caching on,
-// vLLM v1's automatic prefix cache (rule 8 of scheduling-facts.md, as in
+// vLLM v1's automatic prefix cache (DESIGN.md rule 8, as in
 // vllm/v1/core/block_pool.py and kv_cache_manager.py of the v0.11 line):
 //
 //   - every full block has an identity chained from its parent block's, so

@@ -321,7 +321,7 @@ func (s *Scheduler) alloc(q *Seq, tokens int) bool {
 
 // admit gives waiting request q its blocks for this step: with prefix
 // caching, a request holding no blocks first takes its cached prefix
-// (rule 8), and computes the rest, capped by the threshold and budget.
+// (DESIGN.md rule 8), and computes the rest, capped by the threshold and budget.
 // When the cache is short even after freeing paused requests, it changes
 // nothing and reports false.
 func (s *Scheduler) admit(q *Seq, budget int) (int, bool) {
@@ -356,7 +356,7 @@ func (s *Scheduler) freeBlocks(q *Seq) {
 // Next is the step a driver runs at now: Schedule, repeated while it
 // builds an empty step but work remains. An empty step with requests
 // running follows a running pass that stopped at a request preempting
-// itself (vLLM's rule 3); with shared prefix blocks this can happen
+// itself (DESIGN.md rule 3); with shared prefix blocks this can happen
 // several times in a row, since freeing a request whose blocks others
 // hold frees nothing. Each repetition preempts a running request, and
 // with none running the head of the queue is admitted, so Next returns an
@@ -397,7 +397,7 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 	budget := s.cfg.MaxBatchedTokens
 	preempted := false
 
-	// Running requests first, in running-list order (rule 2).
+	// Running requests first, in running-list order (DESIGN.md rule 2).
 	for i := 0; i < len(s.running) && budget > 0; i++ {
 		q := s.running[i]
 		ask := s.ask(q, budget)
@@ -432,7 +432,7 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 		budget -= ask
 	}
 
-	// Then waiting requests, only if nothing was preempted (rule 5).
+	// Then waiting requests, only if nothing was preempted (DESIGN.md rule 5).
 	for !preempted && budget > 0 && len(s.running) < s.cfg.MaxSeqs && s.waiting.Len() > 0 {
 		q := s.waiting.Peek()
 		ask, ok := s.admit(q, budget)
@@ -512,7 +512,7 @@ func (s *Scheduler) protected(q *Seq) bool {
 	return lim > 0 && !math.IsInf(q.Initial, 0) && float64(q.Generated) >= lim*q.Initial
 }
 
-// preempt evicts running[i] by recomputation (rule 4): its blocks are
+// preempt evicts running[i] by recomputation (DESIGN.md rule 4): its blocks are
 // freed and it goes to the front of the waiting queue.
 func (s *Scheduler) preempt(i int) {
 	q := s.running[i]
