@@ -60,6 +60,22 @@ type Policy interface {
 	Predictive() bool
 	// Rerank says how running requests are treated at window boundaries.
 	Rerank() Rerank
+	// Traits say what the policy is, for the core and the drivers to ask
+	// instead of comparing names.
+	Traits() Traits
+}
+
+// Traits are what a policy is, beyond how it orders.
+type Traits struct {
+	// Predictive: it orders by predicted remaining tokens, so the core
+	// calls the predictor at admission and every window.
+	Predictive bool
+	// Oracle: its predictions are the truth (a bound, not a system), so a
+	// driver gives it a perfect predictor whose calls cost nothing.
+	Oracle bool
+	// FIFO: it orders the waiting queue by queue position alone, so the
+	// core may keep the queue as a queue instead of a heap.
+	FIFO bool
 }
 
 // basic is the policy all the built-in ones are made of.
@@ -68,6 +84,7 @@ type basic struct {
 	key        func(a, b *Seq) int // 0 when tied: ties fall back to queue order
 	victim     func(running []*Seq) int
 	predictive bool
+	oracle     bool
 	rerank     Rerank
 }
 
@@ -75,6 +92,9 @@ func (p *basic) Name() string              { return p.name }
 func (p *basic) Victim(running []*Seq) int { return p.victim(running) }
 func (p *basic) Predictive() bool          { return p.predictive }
 func (p *basic) Rerank() Rerank            { return p.rerank }
+func (p *basic) Traits() Traits {
+	return Traits{Predictive: p.predictive, Oracle: p.oracle, FIFO: p.key == nil}
+}
 func (p *basic) Less(a, b *Seq) bool {
 	// The starvation guard's promoted requests come first, earliest
 	// promoted first.
@@ -122,40 +142,77 @@ func predictedVictim(running []*Seq) int {
 
 func byArrival(a, b *Seq) int { return cmp.Compare(a.Arrival, b.Arrival) }
 
-// Names lists the built-in policy names.
+// registry holds every policy by name: the built-in ones register below,
+// and a new one registers itself the same way from its own file.
+var registry = map[string]func(mode Rerank) Policy{}
+
+// Register makes a policy known by name to New, Names, the CLI and the
+// sweep specs; make builds it for an ISRTF mode (which a policy that
+// re-ranks nothing ignores). Registering a name twice panics: it is a
+// program's mistake, found at start-up.
+func Register(name string, make func(mode Rerank) Policy) {
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("policies: %q registered twice", name))
+	}
+	registry[name] = make
+}
+
+// Names lists the registered policy names, sorted.
 func Names() []string {
-	names := []string{"fcfs", "priority", "sjf", "sjf-oracle", "srpt-oracle", "isrtf"}
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
 	sort.Strings(names)
 	return names
 }
 
-// New returns the named built-in policy. mode applies to isrtf and
-// srpt-oracle (which is ISRTF with a perfect predictor built in).
+// New returns the named policy for mode (which applies to the policies
+// that re-rank by prediction: isrtf, and srpt-oracle, ISRTF with a perfect
+// predictor).
 func New(name string, mode Rerank) (Policy, error) {
-	switch name {
-	case "fcfs":
-		// FCFS keeps queue order: arrivals at the back, preempted requests at
-		// the front (the core gives them a front position).
-		return &basic{name: name, victim: lastVictim}, nil
-	case "priority":
-		return &basic{name: name, victim: priorityVictim, key: func(a, b *Seq) int {
+	make, ok := registry[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown policy %q (valid: %s)", name, strings.Join(Names(), ", "))
+	}
+	return make(mode), nil
+}
+
+// TraitsOf are the named policy's Traits (false: no such policy).
+func TraitsOf(name string) (Traits, bool) {
+	p, err := New(name, RerankPause)
+	if err != nil {
+		return Traits{}, false
+	}
+	return p.Traits(), true
+}
+
+func init() {
+	// FCFS keeps queue order: arrivals at the back, preempted requests at
+	// the front (the core gives them a front position).
+	Register("fcfs", func(Rerank) Policy { return &basic{name: "fcfs", victim: lastVictim} })
+	Register("priority", func(Rerank) Policy {
+		return &basic{name: "priority", victim: priorityVictim, key: func(a, b *Seq) int {
 			if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
 				return c
 			}
 			return byArrival(a, b)
-		}}, nil
-	case "sjf":
-		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmp.Compare(a.PromptTokens, b.PromptTokens) }}, nil
-	case "sjf-oracle":
-		return &basic{name: name, victim: lastVictim, key: func(a, b *Seq) int { return cmp.Compare(a.OutputTokens, b.OutputTokens) }}, nil
-	case "srpt-oracle":
-		// Predicted is kept equal to the true remaining tokens by the core
-		// (it has no predictor call cost for an oracle policy).
-		return &basic{name: name, victim: srtfVictim(mode), predictive: true, rerank: mode, key: byPredicted}, nil
-	case "isrtf":
-		return &basic{name: name, victim: srtfVictim(mode), predictive: true, rerank: mode, key: byPredicted}, nil
-	}
-	return nil, fmt.Errorf("unknown policy %q (valid: %s)", name, strings.Join(Names(), ", "))
+		}}
+	})
+	Register("sjf", func(Rerank) Policy {
+		return &basic{name: "sjf", victim: lastVictim, key: func(a, b *Seq) int { return cmp.Compare(a.PromptTokens, b.PromptTokens) }}
+	})
+	Register("sjf-oracle", func(Rerank) Policy {
+		return &basic{name: "sjf-oracle", victim: lastVictim, key: func(a, b *Seq) int { return cmp.Compare(a.OutputTokens, b.OutputTokens) }}
+	})
+	// srpt-oracle is ISRTF told the truth: the driver gives it an oracle
+	// predictor with no call cost.
+	Register("srpt-oracle", func(mode Rerank) Policy {
+		return &basic{name: "srpt-oracle", victim: srtfVictim(mode), predictive: true, oracle: true, rerank: mode, key: byPredicted}
+	})
+	Register("isrtf", func(mode Rerank) Policy {
+		return &basic{name: "isrtf", victim: srtfVictim(mode), predictive: true, rerank: mode, key: byPredicted}
+	})
 }
 
 func byPredicted(a, b *Seq) int {
@@ -178,6 +235,6 @@ func srtfVictim(mode Rerank) func([]*Seq) int {
 // tokens and so has an ISRTF mode (paper, resubmit, patch) that shapes
 // its runs; false for an unknown name.
 func Reranks(name string) bool {
-	p, err := New(name, RerankPause)
-	return err == nil && p.Predictive()
+	t, _ := TraitsOf(name)
+	return t.Predictive
 }

@@ -127,7 +127,7 @@ func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
 	}
 	s := &Scheduler{cfg: cfg, pol: pol, pred: pred, kv: newKVPool(cfg.NumBlocks, cfg.BlockSize, cfg.PrefixCaching)}
 	s.waiting.less = pol.Less
-	if b, ok := pol.(*basic); ok && b.key == nil && cfg.Guard.AgingSteps == 0 && cfg.Guard.SlowdownCap == 0 {
+	if pol.Traits().FIFO && cfg.Guard.AgingSteps == 0 && cfg.Guard.SlowdownCap == 0 {
 		// Queue order alone (FCFS without the starvation guard): kept
 		// by appending, not by a heap (see waitQueue).
 		s.waiting.fifo = true

@@ -111,7 +111,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	spec, cost := cfg.Predictor, cfg.PredCost
-	if cfg.Policy == "srpt-oracle" {
+	if pol.Traits().Oracle {
 		spec, cost = predictor.Spec{Kind: "oracle"}, predictor.Cost{} // an upper bound: perfect and free
 	}
 	if !pol.Predictive() {

@@ -217,7 +217,7 @@ func replayAction(c *cli.Context) error {
 		} else if vals, sigma, err = sim.PredictorFor(spec, tr, eng.PredictionInterval, c.Uint64("seed")); err != nil {
 			return bad(err)
 		}
-		if pol == "srpt-oracle" {
+		if t, _ := policies.TraitsOf(pol); t.Oracle {
 			vals = predictor.Oracle{} // its predictions are the truth
 		}
 		cfg := replay.Config{Engine: eng, Policy: pol, Mode: mode, SyncPredictions: sync, Predictor: vals, NewNet: newNet, Workers: workers,

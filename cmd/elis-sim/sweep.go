@@ -18,6 +18,7 @@ import (
 
 	"github.com/elis-sim/elis-sim/experiment"
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
+	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/sim"
@@ -304,7 +305,8 @@ func ignoredByCell(c *experiment.Cell, flag string) bool {
 	if !sim.ReadsPredictor(sim.Config{Policy: name, Router: c.Get("router")}) {
 		return true
 	}
-	return (flag == "predictor" || flag == "predictor-cost-ms") && name == "srpt-oracle"
+	t, _ := policies.TraitsOf(name)
+	return (flag == "predictor" || flag == "predictor-cost-ms") && t.Oracle
 }
 
 // sweepRun binds a spec's cells to simulations.
@@ -450,7 +452,10 @@ func (sw *sweepRun) runCell(c *experiment.Cell) (*experiment.Record, error) {
 			return nil, err
 		}
 		about = sc.About
-		keepLog = sc.LogPredictions && pol == "isrtf" && c.Seed == 1
+		// The log of a plain predictive policy's first seed (an oracle's
+		// predictions are the truth: nothing to watch).
+		t, _ := policies.TraitsOf(entry.Name)
+		keepLog = sc.LogPredictions && pol == entry.Name && t.Predictive && !t.Oracle && c.Seed == 1
 	} else {
 		tr = sw.traces[c.Workload.Trace]
 	}
