@@ -226,7 +226,7 @@ func benchRun(c *cli.Context, tr *traces.Trace, res *bench.Result) *report.Run {
 	if res.Interrupted {
 		setup["interrupted"] = fmt.Sprintf("stopped early: %d of %d requests sent", res.Sent, len(tr.Requests))
 	}
-	run := makeRun(label, setup, res.Records, &res.Gaps, nil, report.SLO{})
+	run := report.NewRun(label, setup, res.Records, &res.Gaps, nil, report.SLO{})
 	run.Server = serverMetrics(res.Metrics)
 	if p := run.Server; p != nil && p.Preemptions != nil {
 		run.Summary.Preemptions = int(math.Round(*p.Preemptions))

@@ -90,7 +90,7 @@ func plotCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return plotRuns(runs, c.String("metric"), c.Bool("log-x"), c.String("out"))
+			return plotRuns(runs, "metric", c.String("metric"), c.Bool("log-x"), c.String("out"))
 		},
 	})
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
-	"github.com/elis-sim/elis-sim/internal/hist"
-	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/report"
 )
 
@@ -22,13 +19,13 @@ import (
 func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
 	if out := c.String("out"); out != "" && !written {
 		for _, r := range runs {
-			if err := writeRun(out, r, len(runs)); err != nil {
-				return err
+			if err := report.WriteRunIn(out, r, len(runs)); err != nil {
+				return fmt.Errorf("--out: %w", err)
 			}
 		}
 	}
 	if p := c.String("plot"); p != "" {
-		if err := plotRuns(runs, c.String("plot-metric"), c.Bool("log-x"), p); err != nil {
+		if err := plotRuns(runs, "plot-metric", c.String("plot-metric"), c.Bool("log-x"), p); err != nil {
 			return err
 		}
 	}
@@ -78,96 +75,13 @@ type exitStatus struct {
 func (e *exitStatus) Error() string { return e.err.Error() }
 func (e *exitStatus) Unwrap() error { return e.err }
 
-// logPredictions writes the prediction log of the predictive runs and
-// prints their accuracy by tokens generated so far.
-func logPredictions(path string, runs []*report.Run) error {
-	return atomicfile.Write(path, func(w io.Writer) error {
-		for _, r := range runs {
-			acc := report.AccuracyByProgress(r.Records, 8)
-			if len(acc) == 0 {
-				continue
-			}
-			fmt.Fprintf(w, "# %s\n", r.Label)
-			if err := report.WritePredictionLog(w, r.Records); err != nil {
-				return err
-			}
-			fmt.Printf("\npredictor accuracy of %s by tokens generated so far:\n", r.Label)
-			if err := report.WriteAccuracy(os.Stdout, acc); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// plotRuns draws one CDF line per run.
-func plotRuns(runs []*report.Run, metric string, logX bool, path string) error {
-	xlabel, ok := report.PlotMetrics[metric]
-	if !ok {
-		return badf("--plot-metric %q: valid are %s", metric, strings.Join(report.PlotMetricNames(), ", "))
+// plotRuns draws the runs' CDFs of metric, which the user named with
+// --flag: a bad metric is named by the flag of the command they ran.
+func plotRuns(runs []*report.Run, flag, metric string, logX bool, path string) error {
+	if _, ok := report.PlotMetrics[metric]; !ok {
+		return badf("--%s %q: valid are %s", flag, metric, strings.Join(report.PlotMetricNames(), ", "))
 	}
-	var series []report.Series
-	for _, r := range runs {
-		v, err := report.Values(r, metric)
-		if err != nil {
-			return bad(err)
-		}
-		series = append(series, report.Series{Label: r.Label, Values: v})
-	}
-	title := "CDF of " + strings.SplitN(xlabel, " (", 2)[0]
-	if len(runs) > 0 && runs[0].Setup["workload"] != "" {
-		title += "\n" + report.Wrap(runs[0].Setup["engine"]+", "+runs[0].Setup["workload"], 80, 2)
-	}
-	p, err := report.CDF(title, xlabel, logX, series)
-	if err != nil {
-		return bad(err) // what the runs hold cannot be drawn
-	}
-	if err := report.Save(p, path); err != nil {
-		return bad(err)
-	}
-	return nil
-}
-
-// makeRun summarises records into a run file's contents. errs, when the
-// records keep no prediction history, gives the predictor's accuracy
-// instead.
-func makeRun(label string, setup map[string]string, recs []policies.Record, gaps *hist.H, errs *policies.PredictionErrors, slo report.SLO) *report.Run {
-	z := report.NewSummarizer(slo)
-	for i := range recs {
-		z.Add(&recs[i])
-	}
-	return summaryRun(label, setup, z, gaps, errs, recs)
-}
-
-// summaryRun is a run's contents from its summarizer (records nil when
-// they were streamed out).
-func summaryRun(label string, setup map[string]string, z *report.Summarizer, gaps *hist.H, errs *policies.PredictionErrors, recs []policies.Record) *report.Run {
-	sum := z.Summary(gaps, errs)
-	var itl []float64
-	if gaps.N() > 0 {
-		for i := 0; i <= 200; i++ {
-			itl = append(itl, gaps.Quantile(float64(i)/200))
-		}
-	}
-	return &report.Run{Label: label, Setup: setup, Summary: sum, ITLQuantiles: itl, Records: recs}
-}
-
-// writeRun writes one of n runs to --out.
-func writeRun(out string, r *report.Run, n int) error {
-	path := runPath(out, r.Label, n)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("--out: %w", err)
-	}
-	return report.WriteRun(path, r)
-}
-
-// runPath is where --out puts the run labelled label among n: out itself
-// for a single run named .json, else LABEL.json in the directory out.
-func runPath(out, label string, n int) string {
-	if n == 1 && strings.HasSuffix(out, ".json") {
-		return out
-	}
-	return filepath.Join(out, strings.ReplaceAll(label, "/", "-")+".json")
+	return bad(report.PlotRuns(runs, metric, logX, path))
 }
 
 func printJSON(runs []*report.Run) error {

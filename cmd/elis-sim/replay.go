@@ -249,7 +249,7 @@ func replayAction(c *cli.Context) error {
 		if res.Interrupted {
 			setup["interrupted"] = fmt.Sprintf("%d of %d requests arrived, %d completed", res.Arrived, len(tr.Requests), len(res.Records))
 		}
-		runs = append(runs, makeRun(label, setup, res.Records, &res.Gaps, &res.Stats.Errors, slo))
+		runs = append(runs, report.NewRun(label, setup, res.Records, &res.Gaps, &res.Stats.Errors, slo))
 		if res.Interrupted {
 			break
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -77,7 +78,7 @@ func runAction(c *cli.Context) error {
 			stream.plotMetric = c.String("plot-metric")
 		}
 	} else if out != "" {
-		each = func(r *report.Run) error { return writeRun(out, r, len(su.Policies)) }
+		each = func(r *report.Run) error { return report.WriteRunIn(out, r, len(su.Policies)) }
 	}
 	runs, err := simRun{su}.runAll(tr, desc, stream, each)
 	if err != nil {
@@ -87,7 +88,7 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	if p := c.String("log-predictions"); p != "" && !c.Bool("json") {
-		return logPredictions(p, runs)
+		return report.LogPredictions(p, runs, os.Stdout)
 	}
 	return nil
 }

@@ -200,7 +200,7 @@ func serveAction(c *cli.Context) error {
 	if out := c.String("out"); out != "" {
 		mu.Lock()
 		defer mu.Unlock()
-		run := makeRun(su.Label(entry), map[string]string{"source": "serve", "policy": cfg.Policy, "engine": su.Engine,
+		run := report.NewRun(su.Label(entry), map[string]string{"source": "serve", "policy": cfg.Policy, "engine": su.Engine,
 			"summary": fmt.Sprintf("setup: elis-sim serve, %s, policy %s", su.Engine, su.Label(entry))}, recs, &gaps, nil, su.SLO)
 		if werr := report.WriteRun(out, run); werr != nil {
 			return werr

@@ -101,7 +101,7 @@ func (s simRun) runAll(tr *traces.Trace, desc string, stream *streamOut, each fu
 }
 
 func (s simRun) toRun(p *setup.Policy, desc string, res *sim.Result, sigma float64) *report.Run {
-	return makeRun(s.Label(p), s.SetupOf(p.Entry, desc, sigma), res.Records, &res.Gaps, &res.Stats.Errors, s.SLO)
+	return report.NewRun(s.Label(p), s.SetupOf(p.Entry, desc, sigma), res.Records, &res.Gaps, &res.Stats.Errors, s.SLO)
 }
 
 // streamRun simulates one policy with its records summarised, written to
@@ -111,7 +111,7 @@ func (s simRun) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *setu
 	z := report.NewSummarizer(s.SLO)
 	var rw *report.RunWriter
 	if st.out != "" {
-		path := runPath(st.out, label, len(s.Policies))
+		path := report.RunPath(st.out, label, len(s.Policies))
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("--out: %w", err)
 		}
@@ -138,7 +138,7 @@ func (s simRun) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *setu
 	if err != nil {
 		return nil, err
 	}
-	run := summaryRun(label, s.SetupOf(p.Entry, desc, max(sigma, res.Sigma)), z, &res.Gaps, &res.Stats.Errors, nil)
+	run := report.RunFrom(label, s.SetupOf(p.Entry, desc, max(sigma, res.Sigma)), z, &res.Gaps, &res.Stats.Errors, nil)
 	if st.plotMetric != "" {
 		run.PlotValues = map[string][]float64{st.plotMetric: vals}
 	}
