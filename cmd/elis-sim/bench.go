@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -159,7 +157,7 @@ func benchAction(c *cli.Context) error {
 	if n := slog.Attach(res.Records); c.String("server-log") != "" {
 		fmt.Fprintf(os.Stderr, "elis-sim bench: predictions from the server log for %d of %d requests\n", n, len(res.Records))
 	}
-	run := benchRun(c, tr, res)
+	run := res.Run(c.String("label"), fmt.Sprintf("%s: %d requests", c.Args().First(), len(tr.Requests)), cfg)
 	if out := c.String("out"); out != "" {
 		if err := report.WriteRun(out, run); err != nil {
 			return err
@@ -208,102 +206,4 @@ func benchStatus(c *cli.Context, res *bench.Result) error {
 		return &exitStatus{exitFailed, fmt.Errorf("%d of %d requests failed (allowed: a fraction of %g; see --max-failure-rate, --allow-failures)", res.Failed, res.Sent, allowed)}
 	}
 	return nil
-}
-
-// benchRun is a bench result as a run file: records, summary, and what the
-// servers' metrics said (preemptions come from there: a client cannot see
-// them).
-func benchRun(c *cli.Context, tr *traces.Trace, res *bench.Result) *report.Run {
-	label := c.String("label")
-	desc := fmt.Sprintf("%s: %d requests", c.Args().First(), len(tr.Requests))
-	summary := fmt.Sprintf("setup: bench %s | %s | model %s, endpoint %s, time scale %g, %s lengths",
-		desc, strings.Join(c.StringSlice("url"), ", "), c.String("model"), c.String("endpoint"), c.Float64("time-scale"),
-		map[bool]string{false: "forced", true: "free"}[c.Bool("free-lengths")])
-	setup := map[string]string{"source": "bench", "summary": summary, "policy": label, "workload": desc,
-		"engine": strings.Join(c.StringSlice("url"), ", "), "model": c.String("model"),
-		"send_lag_p50_s": fmt.Sprint(res.Lag.P50), "send_lag_p99_s": fmt.Sprint(res.Lag.P99), "send_lag_max_s": fmt.Sprint(res.Lag.Max),
-		"failed": fmt.Sprint(res.Failed)}
-	if res.Interrupted {
-		setup["interrupted"] = fmt.Sprintf("stopped early: %d of %d requests sent", res.Sent, len(tr.Requests))
-	}
-	run := report.NewRun(label, setup, res.Records, &res.Gaps, nil, report.SLO{})
-	run.Server = serverMetrics(res.Metrics)
-	if p := run.Server; p != nil && p.Preemptions != nil {
-		run.Summary.Preemptions = int(math.Round(*p.Preemptions))
-	} else {
-		run.Summary.PreemptionsUnmeasured = true // a client cannot see them
-	}
-	return run
-}
-
-// serverMetrics sums the servers' scrapes: counters' changes over the run,
-// gauges' peaks and means over servers and scrapes.
-func serverMetrics(scrapes []bench.Scrape) *report.ServerMetrics {
-	if len(scrapes) == 0 {
-		return nil
-	}
-	sm := &report.ServerMetrics{}
-	change := func(name string) (float64, bool) {
-		total, ok := 0.0, false
-		for _, s := range scrapes {
-			if len(s.Samples) < 2 {
-				continue
-			}
-			a, okA := s.Samples[0].Values[name]
-			b, okB := s.Samples[len(s.Samples)-1].Values[name]
-			if okA && okB {
-				total += b - a
-				ok = true
-			}
-		}
-		return total, ok
-	}
-	gauge := func(names ...string) (peak, mean float64, ok bool) {
-		n := 0
-		for _, s := range scrapes {
-			for _, smp := range s.Samples {
-				for _, name := range names {
-					if v, has := smp.Values[name]; has {
-						peak = math.Max(peak, v)
-						mean += v
-						n++
-						ok = true
-						break
-					}
-				}
-			}
-		}
-		if n > 0 {
-			mean /= float64(n)
-		}
-		return peak, mean, ok
-	}
-	ptr := func(v float64) *float64 { return &v }
-	if v, ok := change("vllm:num_preemptions_total"); ok {
-		sm.Preemptions = ptr(v)
-	}
-	q, okQ := change("vllm:prefix_cache_queries_total")
-	h, okH := change("vllm:prefix_cache_hits_total")
-	if okQ && okH && q > 0 {
-		sm.PrefixHitRate = ptr(h / q)
-	}
-	if p, _, ok := gauge("vllm:num_requests_running"); ok {
-		sm.PeakRunning = ptr(p)
-	}
-	if p, _, ok := gauge("vllm:num_requests_waiting"); ok {
-		sm.PeakWaiting = ptr(p)
-	}
-	if _, m, ok := gauge("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"); ok {
-		sm.MeanKVUsage = ptr(m)
-	}
-	for i, s := range scrapes {
-		for _, smp := range s.Samples {
-			vals := map[string]float64{}
-			for k, v := range smp.Values {
-				vals[fmt.Sprintf("%s{server=%d}", k, i)] = v
-			}
-			sm.Series = append(sm.Series, report.MetricSample{At: smp.At, Values: vals})
-		}
-	}
-	return sm
 }
