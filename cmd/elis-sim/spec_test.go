@@ -305,7 +305,7 @@ func TestExampleSpecs(t *testing.T) {
 	for _, p := range []string{"../../examples/sweep.yaml", "../../examples/sweep-10k.yaml"} {
 		s, err := experiment.Parse(p)
 		if err == nil {
-			err = s.Check(p, checkFlagValue)
+			err = s.Check(p, experiment.CheckSetting)
 		}
 		if err != nil {
 			t.Errorf("%s: %v", p, err)

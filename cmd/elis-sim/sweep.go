@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -17,12 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/elis-sim/elis-sim/experiment"
-	"github.com/elis-sim/elis-sim/internal/atomicfile"
-	"github.com/elis-sim/elis-sim/policies"
-	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/setup"
-	"github.com/elis-sim/elis-sim/sim"
-	"github.com/elis-sim/elis-sim/traces"
 )
 
 func sweepCommand() *cli.Command {
@@ -104,13 +97,13 @@ func sweepAction(c *cli.Context) error {
 		if spec, err = experiment.Parse(p); err != nil {
 			return bad(err)
 		}
-		if err := spec.Check(p, checkFlagValue); err != nil {
+		if err := spec.Check(p, experiment.CheckSetting); err != nil {
 			return bad(err)
 		}
 	} else if spec, err = specFromFlags(c); err != nil {
 		return err
 	}
-	policyAxis(spec)
+	experiment.PolicyAxis(spec)
 	for _, w := range spec.Workloads {
 		if w.Scenario != "" && setup.ScenarioByName(w.Scenario) == nil {
 			return badf("%sscenario %q: valid are %s", specLine(c, w.Line), w.Scenario, strings.Join(setup.ScenarioNames(), ", "))
@@ -123,11 +116,11 @@ func sweepAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sw, err := newSweepRun(spec, c.String("spec"), c.String("out"))
+	sw, err := experiment.NewSweep(spec, c.String("spec"), c.String("out"))
 	if err != nil {
 		return err
 	}
-	return sw.run(shard, c.Int("parallel"))
+	return runSweep(sw, shard, c.Int("parallel"))
 }
 
 // isEnvOnly tells a flag set by its environment variable (ELIS_SIM_MODEL)
@@ -225,7 +218,7 @@ func specFromFlags(c *cli.Context) (*experiment.Spec, error) {
 		s.Axes = append(s.Axes, ax)
 	}
 	for _, st := range s.Settings {
-		if err := checkFlagValue(st.Flag, st.Value); err != nil {
+		if err := experiment.CheckSetting(st.Flag, st.Value); err != nil {
 			return nil, badf("--%s: %w", st.Flag, err)
 		}
 	}
@@ -239,170 +232,18 @@ func specLine(c *cli.Context, line int) string {
 	return fmt.Sprintf("%s:%d: workloads: ", c.String("spec"), line)
 }
 
-// checkFlagValue tells whether flag is a run flag that takes value.
-func checkFlagValue(name, value string) error {
-	var valid []string
-	for _, n := range setup.FlagNames() {
-		if _, reserved := experiment.Reserved[n]; !reserved {
-			valid = append(valid, n)
-		}
+func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error {
+	store := experiment.Store{Dir: sw.Out}
+	if old, err := store.ReadManifest(); err == nil && old.Version == sw.Manifest.Version && !old.Equal(sw.Manifest) {
+		fmt.Fprintf(os.Stderr, "elis-sim: %s held another spec's cells; those of this one are reused, the rest run\n", sw.Out)
 	}
-	if !slices.Contains(valid, name) {
-		return fmt.Errorf("not a flag of elis-sim run (valid: %s)", strings.Join(valid, ", "))
-	}
-	return setup.NewValues().Set(name, value)
-}
-
-// cellValues are a cell's settings, the run flags' defaults for the rest,
-// so that a cell is set up by the same code as "elis-sim run".
-func cellValues(values []experiment.Setting) (*setup.Values, error) {
-	v := setup.NewValues()
-	for _, s := range values {
-		if err := v.Set(s.Flag, s.Value); err != nil {
-			return nil, err
-		}
-	}
-	return v, nil
-}
-
-// policyAxis makes the spec's policies an axis, as a cell runs one: a
-// comma list in settings becomes one, and no policy at all means sweep's
-// default, FCFS against ISRTF and the oracle.
-func policyAxis(spec *experiment.Spec) {
-	for _, ax := range spec.Axes {
-		if ax.Flag == "policy" {
-			return
-		}
-	}
-	pols := setup.SweepPolicies
-	if i := slices.IndexFunc(spec.Settings, func(s experiment.Setting) bool { return s.Flag == "policy" }); i >= 0 {
-		pols = spec.Settings[i].Value
-		spec.Settings = slices.Delete(spec.Settings, i, i+1)
-	}
-	ax := experiment.Axis{Flag: "policy"}
-	for _, p := range strings.Split(pols, ",") {
-		ax.Values = append(ax.Values, strings.TrimSpace(p))
-	}
-	spec.Axes = append([]experiment.Axis{ax}, spec.Axes...)
-}
-
-// predictorFlags only shape the predictor, its calls and what the
-// scheduler does with its answers.
-var predictorFlags = map[string]bool{"predictor": true, "prediction-interval": true, "predictor-cost-ms": true,
-	"predictor-calls": true, "lazy-predictions": true, "displace-margin": true, "isrtf-mode": true}
-
-// ignoredByCell tells the flags a cell's result cannot depend on: the
-// predictor's, when its policy and router read no predictor (the
-// simulator then builds none and prices no call), and the predictor and
-// its cost for srpt-oracle, whose predictions are the truth and free.
-// Such cells run once per point, however many values those axes have.
-func ignoredByCell(c *experiment.Cell, flag string) bool {
-	if !predictorFlags[flag] {
-		return false
-	}
-	base, _, _ := strings.Cut(c.Policy(), "+")
-	name, _, _ := strings.Cut(base, "/")
-	if !sim.ReadsPredictor(sim.Config{Policy: name, Router: c.Get("router")}) {
-		return true
-	}
-	t, _ := policies.TraitsOf(name)
-	return (flag == "predictor" || flag == "predictor-cost-ms") && t.Oracle
-}
-
-// sweepRun binds a spec's cells to simulations.
-type sweepRun struct {
-	spec     *experiment.Spec
-	specPath string
-	out      string
-	cells    []experiment.Cell
-	setups   map[string]*setup.Sim // by the cell's flag values
-	traces   map[string]*traces.Trace
-	manifest *experiment.Manifest
-}
-
-func setupKey(scenario bool, values []experiment.Setting) string {
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "%v", scenario)
-	for _, v := range values {
-		fmt.Fprintf(&sb, "\x00%s=%s", v.Flag, v.Value)
-	}
-	return sb.String()
-}
-
-// newSweepRun expands the grid and sets up every distinct cell before any
-// runs, so that a bad value fails the sweep at once.
-func newSweepRun(spec *experiment.Spec, specPath, out string) (*sweepRun, error) {
-	sw := &sweepRun{spec: spec, specPath: specPath, out: out, setups: map[string]*setup.Sim{}, traces: map[string]*traces.Trace{}}
-	sw.manifest = &experiment.Manifest{Spec: spec, Version: experiment.Version()}
-	return sw, sw.prepare()
-}
-
-func (sw *sweepRun) prepare() error {
-	for _, w := range sw.spec.Workloads {
-		if p := w.Trace; p != "" && sw.traces[p] == nil {
-			tr, err := traces.ReadFile(p)
-			if err != nil {
-				return bad(err)
-			}
-			sw.traces[p] = tr
-		}
-	}
-	grid := experiment.Grid{Version: sw.manifest.Version, Ignores: ignoredByCell}
-	sw.cells = grid.Cells(sw.spec)
-	for i := range sw.cells {
-		c := &sw.cells[i]
-		isScenario := c.Workload.Scenario != ""
-		k := setupKey(isScenario, c.Values)
-		if _, ok := sw.setups[k]; ok {
-			continue
-		}
-		vals, err := cellValues(c.Values)
-		if err == nil {
-			var su *setup.Sim
-			if su, err = setup.ParseSim(vals, isScenario); err == nil && len(su.Policies) != 1 {
-				err = badf("--policy %q: a cell runs one policy; list several as an axis", c.Policy())
-			}
-			sw.setups[k] = su
-		}
-		if err != nil {
-			return sw.cellError(c, err)
-		}
-	}
-	return nil
-}
-
-// cellError says which cell's settings are wrong, with the spec's line
-// of the flag the error names.
-func (sw *sweepRun) cellError(c *experiment.Cell, err error) error {
-	if sw.specPath == "" {
-		return err
-	}
-	where := sw.specPath
-	for _, st := range sw.spec.Settings {
-		if strings.Contains(err.Error(), "--"+st.Flag) {
-			where = fmt.Sprintf("%s:%d", sw.specPath, st.Line)
-		}
-	}
-	for _, ax := range sw.spec.Axes {
-		if strings.Contains(err.Error(), "--"+ax.Flag) {
-			where = fmt.Sprintf("%s:%d", sw.specPath, ax.Line)
-		}
-	}
-	return badf("%s: cell %q: %w", where, c.Label(), err)
-}
-
-func (sw *sweepRun) run(shard experiment.Shard, parallel int) error {
-	store := experiment.Store{Dir: sw.out}
-	if old, err := store.ReadManifest(); err == nil && old.Version == sw.manifest.Version && !old.Equal(sw.manifest) {
-		fmt.Fprintf(os.Stderr, "elis-sim: %s held another spec's cells; those of this one are reused, the rest run\n", sw.out)
-	}
-	if err := store.WriteManifest(sw.manifest); err != nil {
+	if err := store.WriteManifest(sw.Manifest); err != nil {
 		return err
 	}
 	var mine []experiment.Cell
-	for i := range sw.cells {
-		if shard.Has(&sw.cells[i]) {
-			mine = append(mine, sw.cells[i])
+	for i := range sw.Cells {
+		if shard.Has(&sw.Cells[i]) {
+			mine = append(mine, sw.Cells[i])
 		}
 	}
 	var bar *progressbar.ProgressBar
@@ -413,7 +254,7 @@ func (sw *sweepRun) run(shard experiment.Shard, parallel int) error {
 		done = func() { bar.Add(1) }
 	}
 	start := time.Now()
-	st, err := experiment.Run(store, mine, parallel, sw.runCell, done)
+	st, err := experiment.Run(store, mine, parallel, sw.RunCell, done)
 	if bar != nil {
 		bar.Finish()
 	}
@@ -427,64 +268,14 @@ func (sw *sweepRun) run(shard experiment.Shard, parallel int) error {
 	}
 	fmt.Fprintf(os.Stderr, "elis-sim: %d cells: %d run, %d already done, in %.1f s%s\n", len(mine), st.Ran, st.Cached, secs, rate)
 	if shard.N > 1 {
-		fmt.Printf("shard %s: %d of %d cells in %s; gather the shards with: elis-sim sweep merge DIR... -o OUT\n", shard, len(mine), len(sw.cells), sw.out)
+		fmt.Printf("shard %s: %d of %d cells in %s; gather the shards with: elis-sim sweep merge DIR... -o OUT\n", shard, len(mine), len(sw.Cells), sw.Out)
 		return nil
 	}
 	stores := []experiment.Store{store}
-	if missing := experiment.Missing(stores, sw.cells); len(missing) > 0 {
+	if missing := experiment.Missing(stores, sw.Cells); len(missing) > 0 {
 		return fmt.Errorf("%d cells have no record after the run", len(missing))
 	}
-	return reportSweep(sw.spec, sw.out, stores, sw.cells)
-}
-
-// runCell simulates one cell.
-func (sw *sweepRun) runCell(c *experiment.Cell) (*experiment.Record, error) {
-	su := sw.setups[setupKey(c.Workload.Scenario != "", c.Values)]
-	entry := su.Policies[0]
-	pol := entry.Entry
-	var tr *traces.Trace
-	about := c.Workload.Trace
-	keepLog := false
-	if sc := setup.ScenarioByName(c.Workload.Scenario); sc != nil {
-		var err error
-		tr, err = sc.Trace(sw.spec.Requests, c.Seed)
-		if err != nil {
-			return nil, err
-		}
-		about = sc.About
-		// The log of a plain predictive policy's first seed (an oracle's
-		// predictions are the truth: nothing to watch).
-		t, _ := policies.TraitsOf(entry.Name)
-		keepLog = sc.LogPredictions && pol == entry.Name && t.Predictive && !t.Oracle && c.Seed == 1
-	} else {
-		tr = sw.traces[c.Workload.Trace]
-	}
-	cfg := su.ConfigFor(su.Base, entry)
-	cfg.Seed = c.Seed
-	cfg.KeepHistory = keepLog
-	res, err := sim.Run(scaled(tr, c.Load), cfg)
-	if err != nil {
-		return nil, err
-	}
-	run := simRun{su}.toRun(entry, fmt.Sprintf("%s, %gx load, seed %d", about, c.Load, c.Seed), res, res.Sigma)
-	jct, _ := report.Values(run, "jct")
-	rec := &experiment.Record{Workload: c.Workload.Name(), Load: c.Load, Seed: c.Seed, Values: c.Values, Label: c.Label(), Policy: pol,
-		Setup: run.Setup, Summary: run.Summary, JCTQuantiles: report.Quantiles(jct, 200)}
-	if !ignoredByCell(c, "predictor") { // the result depends on the predictor's error
-		rec.MAETarget = cfg.Predictor.MAE
-	}
-	if keepLog {
-		var sb strings.Builder
-		if err := report.WritePredictionLog(&sb, run.Records); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&sb, "\n# accuracy by tokens generated so far\n")
-		if err := report.WriteAccuracy(&sb, report.AccuracyByProgress(run.Records, 0)); err != nil {
-			return nil, err
-		}
-		rec.PredictionLog = sb.String()
-	}
-	return rec, nil
+	return experiment.WriteReports(sw.Spec, sw.Out, stores, sw.Cells, os.Stdout)
 }
 
 func sweepMergeAction(c *cli.Context) error {
@@ -509,7 +300,7 @@ func sweepMergeAction(c *cli.Context) error {
 		man = m
 		stores = append(stores, s)
 	}
-	grid := experiment.Grid{Version: man.Version, Ignores: ignoredByCell}
+	grid := experiment.Grid{Version: man.Version, Ignores: experiment.IgnoredByCell}
 	cells := grid.Cells(man.Spec)
 	missing := experiment.Missing(stores, cells)
 	if len(missing) > 0 {
@@ -545,153 +336,5 @@ func sweepMergeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return reportSweep(man.Spec, out, []experiment.Store{dst}, cells)
-}
-
-// reportSweep writes each workload's results.csv, summary, plots and
-// prediction log from the cells' records, read one at a time: of each it
-// keeps the summary, and the JCT quantiles only when CDFs are drawn.
-func reportSweep(spec *experiment.Spec, out string, stores []experiment.Store, cells []experiment.Cell) error {
-	var axes []string
-	for _, ax := range spec.Axes {
-		if ax.Flag != "policy" {
-			axes = append(axes, ax.Flag)
-		}
-	}
-	cdf := slices.Contains(spec.Report.Plots, "cdf")
-	top := spec.Loads[len(spec.Loads)-1]
-	for _, w := range spec.Workloads {
-		var mine []experiment.Cell
-		for _, c := range cells {
-			if c.Workload.Name() == w.Name() {
-				mine = append(mine, c)
-			}
-		}
-		var runs []report.SweepRun
-		var logText, head string
-		err := experiment.Gather(stores, mine, func(r *experiment.Record) error {
-			run := &report.Run{Label: r.Label, Summary: r.Summary}
-			if cdf {
-				run.PlotValues = map[string][]float64{"jct": r.JCTQuantiles}
-			}
-			if head == "" {
-				head = r.Setup["summary"]
-			}
-			sr := report.SweepRun{Run: run, Policy: r.Policy, Load: r.Load, Seed: r.Seed, MAE: r.MAETarget, Cell: r.Key}
-			for _, a := range axes {
-				v := ""
-				for _, s := range r.Values {
-					if s.Flag == a {
-						v = s.Value
-					}
-				}
-				sr.Axes = append(sr.Axes, v)
-			}
-			if r.PredictionLog != "" && logText == "" && r.Load == top {
-				logText = r.PredictionLog
-			}
-			runs = append(runs, sr)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if len(runs) == 0 {
-			continue
-		}
-		dir := filepath.Join(out, w.Name())
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		if err := atomicfile.Write(filepath.Join(dir, "results.csv"), func(wr io.Writer) error { return report.WriteSweepCSV(wr, axes, runs) }); err != nil {
-			return err
-		}
-		about := w.Trace
-		if sc := setup.ScenarioByName(w.Scenario); sc != nil {
-			about = sc.About
-		}
-		if err := reportWorkload(spec, w.Name(), fmt.Sprintf("scenario %s: %s\n%s\n", w.Name(), about, head), dir, runs); err != nil {
-			return err
-		}
-		if logText != "" {
-			if err := atomicfile.Write(filepath.Join(dir, "predictions.log"), func(wr io.Writer) error { _, err := io.WriteString(wr, logText); return err }); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// reportWorkload writes a workload's summary and plots.
-func reportWorkload(spec *experiment.Spec, name, head, dir string, runs []report.SweepRun) error {
-	loads, curves, order := report.Sweep(runs, spec.Loads)
-	if len(spec.Report.Metrics) > 0 {
-		for i := range loads {
-			for j := range loads[i].Rows {
-				for m := range loads[i].Rows[j].Values {
-					if !slices.Contains(spec.Report.Metrics, m) {
-						delete(loads[i].Rows[j].Values, m)
-					}
-				}
-			}
-		}
-	}
-	plots := spec.Report.Plots
-	wrote := []string{"results.csv", "summary.txt"} // to say what was written
-	if slices.Contains(plots, "cdf") {
-		wrote = append(wrote, "cdf-*.png")
-		for _, l := range loads {
-			p, err := report.CDF(fmt.Sprintf("CDF of job completion time, %s at %gx load (all seeds)", name, l.Load), report.PlotMetrics["jct"], true, l.JCTs)
-			if err != nil {
-				return err
-			}
-			if err := report.Save(p, filepath.Join(dir, fmt.Sprintf("cdf-%gx.png", l.Load))); err != nil {
-				return err
-			}
-		}
-	}
-	seeds := fmt.Sprintf("%d seeds, 95%% CI", len(spec.Seeds))
-	if len(spec.Seeds) == 1 {
-		seeds = "1 seed"
-	}
-	if slices.Contains(plots, "load") {
-		wrote = append(wrote, "load.png")
-		p, err := report.LoadCurves(fmt.Sprintf("%s: job completion time against load (%s)", name, seeds), curves, order)
-		if err != nil {
-			return err
-		}
-		if err := report.Save(p, filepath.Join(dir, "load.png")); err != nil {
-			return err
-		}
-	}
-	if slices.Contains(plots, "pareto") && len(order) > 2 {
-		// Several policies or variants: the mean-against-tail trade per load.
-		wrote = append(wrote, "pareto-*.png")
-		for _, l := range spec.Loads {
-			p, err := report.Pareto(fmt.Sprintf("%s at %gx: mean against P99 job completion time (%s)", name, l, seeds), curves, order, l)
-			if err != nil {
-				return err
-			}
-			if err := report.Save(p, filepath.Join(dir, fmt.Sprintf("pareto-%gx.png", l))); err != nil {
-				return err
-			}
-		}
-	}
-	if err := atomicfile.Write(filepath.Join(dir, "summary.txt"), func(w io.Writer) error { return report.WriteSweepSummary(w, head, loads) }); err != nil {
-		return err
-	}
-	if err := report.WriteSweepSummary(os.Stdout, head, loads); err != nil {
-		return err
-	}
-	fmt.Printf("\nwrote %s/{%s}\n\n", dir, strings.Join(wrote, ","))
-	return nil
-}
-
-// scaled returns tr with its arrival rate multiplied by load.
-func scaled(tr *traces.Trace, load float64) *traces.Trace {
-	out := &traces.Trace{Name: tr.Name, Requests: append([]traces.Request(nil), tr.Requests...)}
-	for i := range out.Requests {
-		out.Requests[i].Arrival /= load
-	}
-	return out
+	return experiment.WriteReports(man.Spec, out, []experiment.Store{dst}, cells, os.Stdout)
 }
