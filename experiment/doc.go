@@ -7,6 +7,7 @@
 // file written atomically. A rerun skips the cells already recorded, a
 // changed axis reruns only the cells it changes, a shard (I/N, or a Slurm
 // array or Kubernetes Indexed Job index) runs a deterministic share, and
-// Gather brings shards' records back together. The package does not run
-// a simulation itself: its caller binds a cell to a run.
+// Gather brings shards' records back together. Sweep binds each cell to a
+// simulation set up by package setup, the code "elis-sim run" uses, and
+// WriteReports turns the records into each workload's tables and plots.
 package experiment
