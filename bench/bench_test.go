@@ -13,6 +13,7 @@ import (
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/engine"
 	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/serve"
 	"github.com/elis-sim/elis-sim/traces"
 )
@@ -162,6 +163,73 @@ func TestRoutingByPredictedWork(t *testing.T) {
 	if res.Failed != 0 || by[0] == 0 || by[1] == 0 {
 		t.Fatalf("%d failed; requests by server %v", res.Failed, by)
 	}
+}
+
+// The ISRTF fork's prediction log, round trip: elis-sim serve's cores list
+// the predictions they make, the server writes the fork's [ELIS] lines
+// from them (the core itself does no I/O), and bench --server-log attaches
+// them to the requests: a first prediction for every request and an
+// update every 50 tokens.
+func TestServerPredictionLog(t *testing.T) {
+	pol, _ := policies.New("isrtf", policies.RerankPause)
+	var log safeBuffer
+	srv, err := serve.New(serve.Config{Model: "m", MaxModelLen: 4096, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
+		PredictionLog: &log,
+		NewWorker: func(int) (engine.Config, error) {
+			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 2, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50}
+			core, err := policies.NewScheduler(eng, pol, predictor.Oracle{})
+			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-4}}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer func() { hs.Close(); srv.Close() }()
+	tr := smallTrace(t, 8)
+	for i := range tr.Requests {
+		tr.Requests[i].OutputTokens = 120 // two windows: updates at 50 and 100
+	}
+	res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{hs.URL}, Model: "m", NoMetrics: true, TimeScale: 1e-6})
+	if err != nil || res.Failed != 0 {
+		t.Fatalf("%v, %d failed", err, res.Failed)
+	}
+	sl, err := ReadServerLog(strings.NewReader(log.String()), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := sl.Attach(res.Records); n != 8 {
+		t.Fatalf("predictions for %d of 8 requests; the log:\n%s", n, log.String())
+	}
+	updated := 0
+	for _, r := range res.Records {
+		if len(r.Predictions) < 1 || r.Predictions[0].Generated != 0 || r.Predictions[0].Predicted != 120 {
+			t.Fatalf("%s: predictions %+v", r.ID, r.Predictions)
+		}
+		if len(r.Predictions) > 1 && r.Predictions[1].Generated == 50 && r.Predictions[1].Predicted == 70 {
+			updated++
+		}
+	}
+	if updated == 0 || !strings.Contains(log.String(), "prediction updated: 120.0 -> 70.0 (at 50 tokens)") {
+		t.Fatalf("no update at 50 tokens in the log:\n%s", log.String())
+	}
+}
+
+// safeBuffer is a bytes.Buffer several engines write to.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Failures are grouped by kind, each with its first record: what the

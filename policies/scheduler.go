@@ -39,6 +39,13 @@ type Scheduler struct {
 	// KeepHistory keeps every prediction in the records, for the
 	// predictor's accuracy, --out and the prediction log.
 	KeepHistory bool
+	// ReportPredictions lists every prediction the core makes, for the
+	// driver to take (TakePredictions) and act on: serve logs the ISRTF
+	// fork's [ELIS] lines from them. The core does no I/O itself: it lists
+	// the effect, the driver performs it (etcd-io/raft's shape for storage
+	// writes).
+	ReportPredictions bool
+	made              []PredictionMade
 	// OnGap, when set, is called with the inter-token gaps (seconds) of
 	// each step: n tokens in a row of the batch that had the same gap (a
 	// step's decodes mostly share one), so a driver counting millions of
@@ -255,6 +262,7 @@ func (s *Scheduler) enqueue(q *Seq, front bool) {
 }
 
 func (s *Scheduler) predict(q *Seq, now float64) {
+	prev := q.Predicted
 	p := s.pred.Predict(q)
 	if math.IsNaN(p) || p < 0 {
 		p = math.Inf(1) // a failed prediction: the patch then behaves like FCFS
@@ -274,6 +282,31 @@ func (s *Scheduler) predict(q *Seq, now float64) {
 	if s.KeepHistory {
 		q.rec.Predictions = append(q.rec.Predictions, Prediction{At: now, Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
 	}
+	if s.ReportPredictions {
+		s.made = append(s.made, PredictionMade{ID: q.ID, Index: q.Index, At: now, Generated: q.Generated, Predicted: p,
+			Previous: prev, First: q.Generated == 0 && math.IsInf(prev, 1)})
+	}
+}
+
+// PredictionMade is one prediction the core made: of request ID (Index)
+// at now, after Generated tokens; Previous is the one it replaces (+Inf
+// before the first), First whether it is the request's first.
+type PredictionMade struct {
+	ID        string
+	Index     int
+	At        float64
+	Generated int
+	Predicted float64
+	Previous  float64
+	First     bool
+}
+
+// TakePredictions returns the predictions made since the last call, with
+// ReportPredictions set, and forgets them.
+func (s *Scheduler) TakePredictions() []PredictionMade {
+	out := s.made
+	s.made = nil
+	return out
 }
 
 // know makes p q's prediction: the one the core ranks it by.

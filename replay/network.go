@@ -15,13 +15,20 @@ import (
 // a replay is not real text, so the network sees the prompt only: its
 // output estimates the whole answer, and the remaining tokens are that
 // estimate less what was generated.
+//
+// The network runs when the predictor is made, over every prompt in
+// batches, not inside the scheduler core: the core's Predict is then a
+// lookup that cannot block or fail. A prompt whose output is missing or
+// not a number is predicted +Inf (the patch's failed prediction: FCFS-like
+// for that request) and counted in Failed.
 type NetworkPredictor struct {
-	Net    gpu.PredictorNet
-	Inputs [][]int32 // by request index
+	Totals []float64 // the network's output for each request index
+	Failed int       // requests whose output was not a number
 }
 
-// NewNetworkPredictor checks the inputs against the network.
-func NewNetworkPredictor(net gpu.PredictorNet, inputs [][]int32) (*NetworkPredictor, error) {
+// NewNetworkPredictor runs net over inputs, batch prompts a call; an
+// error of the network's ends it.
+func NewNetworkPredictor(net gpu.PredictorNet, inputs [][]int32, batch int) (*NetworkPredictor, error) {
 	cfg := net.Config()
 	for i, ids := range inputs {
 		if len(ids) == 0 {
@@ -31,14 +38,34 @@ func NewNetworkPredictor(net gpu.PredictorNet, inputs [][]int32) (*NetworkPredic
 			inputs[i] = append(ids[:cfg.MaxPositions-1:cfg.MaxPositions-1], ids[len(ids)-1]) // keep [SEP]
 		}
 	}
-	return &NetworkPredictor{Net: net, Inputs: inputs}, nil
+	np := &NetworkPredictor{Totals: make([]float64, len(inputs))}
+	batch = max(batch, 1)
+	for lo := 0; lo < len(inputs); lo += batch {
+		hi := min(lo+batch, len(inputs))
+		out, err := net.Predict(inputs[lo:hi], nil)
+		if err != nil {
+			return nil, fmt.Errorf("predictor network on requests %d to %d: %w", lo, hi-1, err)
+		}
+		for i := lo; i < hi; i++ {
+			v := math.NaN()
+			if i-lo < len(out) {
+				v = float64(out[i-lo])
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				np.Failed++
+				v = math.Inf(1)
+			}
+			np.Totals[i] = v
+		}
+	}
+	return np, nil
 }
 
-// Predict runs the network on the request's prompt.
+// Predict is the network's estimate for the request less what it has
+// generated.
 func (n *NetworkPredictor) Predict(s *policies.Seq) float64 {
-	out, err := n.Net.Predict([][]int32{n.Inputs[s.Index]}, nil)
-	if err != nil || len(out) == 0 || math.IsNaN(float64(out[0])) {
-		return math.Inf(1) // a failed prediction, as in the patch
+	if s.Index < 0 || s.Index >= len(n.Totals) {
+		return math.Inf(1)
 	}
-	return math.Max(float64(out[0])-float64(s.Generated), 0)
+	return math.Max(n.Totals[s.Index]-float64(s.Generated), 0)
 }

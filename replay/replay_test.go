@@ -133,14 +133,22 @@ func (b *brokenExec) Step(seqs []gpu.SeqStep, next []int32) error {
 // With --predictor network the network's outputs order ISRTF: finite,
 // non-negative, shrinking as tokens are generated.
 func TestNetworkPredictor(t *testing.T) {
-	net := gpu.RandomPredictor(gpu.BertConfig{Hidden: 32, Intermediate: 64, Layers: 1, Heads: 4, Vocab: 100, MaxPositions: 8, TypeVocab: 2, LNEps: 1e-12}, []int{16, 1}, 4)
+	net := gpu.RandomPredictor(gpu.BertConfig{Hidden: 32, Intermediate: 64, Layers: 1, Heads: 4, Vocab: 200, MaxPositions: 8, TypeVocab: 2, LNEps: 1e-12}, []int{16, 1}, 4)
 	long := []int32{101, 1, 2, 3, 4, 5, 6, 7, 8, 9, 102}
-	np, err := NewNetworkPredictor(net, [][]int32{{101, 5, 102}, long})
+	inputs := [][]int32{{101, 5, 102}, long}
+	np, err := NewNetworkPredictor(net, inputs, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(np.Inputs[1]); n != 8 || np.Inputs[1][7] != 102 {
-		t.Fatalf("long input not cut to 8 positions ending in [SEP]: %v", np.Inputs[1])
+	if n := len(inputs[1]); n != 8 || inputs[1][7] != 102 {
+		t.Fatalf("long input not cut to 8 positions ending in [SEP]: %v", inputs[1])
+	}
+	// Run up front, batched: the same as the network one prompt at a time.
+	for i, ids := range inputs {
+		one, _ := net.Predict([][]int32{ids}, nil)
+		if np.Totals[i] != float64(one[0]) || np.Failed != 0 {
+			t.Fatalf("request %d: %v batched, %v alone", i, np.Totals[i], one[0])
+		}
 	}
 	s := &policies.Seq{Request: policies.Request{Index: 0, OutputTokens: 50}}
 	v0 := np.Predict(s)
@@ -149,8 +157,12 @@ func TestNetworkPredictor(t *testing.T) {
 	if v0 < 0 || v3 < 0 || v3 > v0 || v0 != v0 {
 		t.Fatalf("predictions %v then %v", v0, v3)
 	}
-	if _, err := NewNetworkPredictor(net, [][]int32{nil}); err == nil {
+	if _, err := NewNetworkPredictor(net, [][]int32{nil}, 2); err == nil {
 		t.Fatal("accepted an empty input")
+	}
+	// The network's errors are the replay's, no longer a silent +Inf.
+	if _, err := NewNetworkPredictor(net, [][]int32{{101, 300, 102}}, 2); err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
+		t.Fatalf("an id beyond the network's vocabulary: %v", err)
 	}
 }
 

@@ -42,6 +42,9 @@ type Config struct {
 	// (vLLM's --api-key); /health and /metrics stay open, as in vLLM.
 	APIKey string
 	Limits Limits
+	// PredictionLog, when set, gets the ISRTF fork's [ELIS] line for
+	// every prediction the engines' cores make (WritePredictionLines).
+	PredictionLog io.Writer
 }
 
 // Limits bound what clients can hold of the server: time to send a
@@ -121,6 +124,7 @@ type Server struct {
 	states   map[net.Conn]http.ConnState
 	inflight sync.WaitGroup // handlers holding a submitted request
 
+	logMu       sync.Mutex // engines write the prediction log in turn
 	engineCtx   context.Context
 	stopEngines context.CancelFunc
 	running     sync.WaitGroup // engine goroutines
@@ -171,8 +175,16 @@ func New(cfg Config) (*Server, error) {
 		ec.ID, ec.Start = i, s.start
 		ec.OnToken = s.onToken
 		last := policies.Stats{}
+		if cfg.PredictionLog != nil {
+			ec.Core.ReportPredictions = true
+		}
 		ec.AfterStep = func(core *policies.Scheduler) {
 			s.metrics.observeCore(i, core, &last)
+			if made := core.TakePredictions(); len(made) > 0 {
+				s.logMu.Lock()
+				WritePredictionLines(cfg.PredictionLog, made)
+				s.logMu.Unlock()
+			}
 		}
 		w, err := engine.New(ec)
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"strings"
 
@@ -287,9 +288,12 @@ func networkPredictor(c *cli.Context, net gpu.PredictorNet, tr *traces.Trace) (p
 			inputs[i] = append(inputs[i], int32(id))
 		}
 	}
-	np, err := replay.NewNetworkPredictor(net, inputs)
+	np, err := replay.NewNetworkPredictor(net, inputs, 32)
 	if err != nil {
-		return nil, bad(err)
+		return nil, err
+	}
+	if np.Failed > 0 {
+		fmt.Fprintf(os.Stderr, "elis-sim: the predictor network gave no number for %d of %d prompts; those requests are predicted +Inf (FCFS-like)\n", np.Failed, len(inputs))
 	}
 	return np, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -93,15 +94,15 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return badf("--policy: %w", err)
 	}
-	var pred, routePred policies.Predictor
+	var pred policies.Predictor
 	if sim.ReadsPredictor(cfg) {
 		if pred, err = servePredictor(cfg.Predictor, cfg.Seed); err != nil {
 			return badf("--predictor: %w", err)
 		}
-		routePred = pred // the router's estimates are not the fork's log lines
-		if pol.Predictive() {
-			pred = serve.LogPredictions(pred, os.Stderr)
-		}
+	}
+	var predLog io.Writer
+	if pol.Predictive() {
+		predLog = os.Stderr // the fork's [ELIS] lines, which bench --server-log reads
 	}
 	counter, err := tokenCounter(c.String("tokenizer"))
 	if err != nil {
@@ -142,7 +143,7 @@ func serveAction(c *cli.Context) error {
 	var recs []policies.Record
 	var gaps hist.H
 	srv, err := serve.New(serve.Config{
-		Model: name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router, Predictor: routePred,
+		Model: name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router, Predictor: pred, PredictionLog: predLog,
 		Tokens: counter.CountTokens, Vocab: vocab, APIKey: c.String("api-key"), Limits: limits,
 		NewWorker: func(i int) (engine.Config, error) {
 			core, err := policies.NewScheduler(cfg.Engine, pol, pred)
