@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptrace"
 	"sort"
 	"strings"
 	"sync"
@@ -39,9 +40,12 @@ type Config struct {
 	// the start and the end; 0 scrapes only then. NoMetrics skips it all.
 	MetricsInterval time.Duration
 	NoMetrics       bool
-	Vocab           int    // token ids of synthetic prompts are drawn below it (default 32000)
-	Seed            uint64 // of synthetic prompts
-	Client          *http.Client
+	// Vocab bounds the token ids of synthetic prompts (drawn from 1,000
+	// up). 0: the smallest vocabulary the servers report (llama.cpp's
+	// /v1/models says it), else 32,000.
+	Vocab  int
+	Seed   uint64 // of synthetic prompts
+	Client *http.Client
 	// Progress, when set, is called as requests end (done of total).
 	Progress func(done, total int)
 	// Warn gets warnings as they happen (the client falling behind).
@@ -55,9 +59,12 @@ type Result struct {
 	Records []policies.Record
 	Gaps    hist.H // inter-token gaps, from the chunks' arrivals
 	// Lag is how late each request was sent against its schedule.
-	Lag      LagStats
-	Metrics  []Scrape // per server, in URL order
-	Failed   int
+	Lag     LagStats
+	Metrics []Scrape // per server, in URL order
+	Failed  int
+	// Retries counts resends of requests that failed on a kept-alive
+	// connection the server had closed, before any answer came.
+	Retries  int
 	Makespan float64
 	Sent     int
 	// Interrupted: stopped before every request was sent or finished.
@@ -84,12 +91,10 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	if cfg.TimeScale <= 0 {
 		cfg.TimeScale = 1
 	}
-	if cfg.Vocab <= 0 {
-		cfg.Vocab = 32000
-	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
 	}
+	cfg.Vocab = cfg.vocab(stop)
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = "completions"
 	}
@@ -171,9 +176,10 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rec, gaps := cfg.send(abandon, cfg.URLs[w], r, i, start)
+			rec, gaps, retries := cfg.send(abandon, cfg.URLs[w], r, i, start)
 			mu.Lock()
 			defer mu.Unlock()
+			res.Retries += retries
 			rec.Worker = w
 			res.Records[i] = rec
 			for _, g := range gaps {
@@ -315,6 +321,7 @@ type streamTimes struct {
 	first      float64   // seconds to the first chunk with text
 	chunks     []float64 // seconds to each chunk with text
 	completion int       // tokens generated, from usage (or chunks)
+	retries    int       // resends after a closed kept-alive connection
 	offset     float64   // for the caller: the send's offset in its window
 }
 
@@ -336,15 +343,7 @@ func (cfg *Config) sendTimed(ctx context.Context, base string, r *traces.Request
 	if cfg.Endpoint == "chat" {
 		path = "/v1/chat/completions"
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return st, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	if cfg.APIKey != "" {
-		hr.Header.Set("Authorization", "Bearer "+cfg.APIKey)
-	}
-	resp, err := cfg.Client.Do(hr)
+	resp, err := cfg.post(ctx, strings.TrimSuffix(base, "/")+path, body, st)
 	if err != nil {
 		return st, err
 	}
@@ -386,11 +385,61 @@ func (cfg *Config) sendTimed(ctx context.Context, base string, r *traces.Request
 	return st, nil
 }
 
+// vocab is cfg.Vocab, or what the servers say, or 32,000.
+func (cfg *Config) vocab(ctx context.Context) int {
+	if cfg.Vocab > 0 {
+		return cfg.Vocab
+	}
+	v := 0
+	for _, u := range cfg.URLs {
+		if n := Discover(ctx, cfg.Client, u, cfg.APIKey, cfg.Model).Vocab; n > 0 && (v == 0 || n < v) {
+			v = n
+		}
+	}
+	if v == 0 {
+		v = 32000
+	}
+	return v
+}
+
+// maxRetries bounds the resends of one request.
+const maxRetries = 2
+
+// post sends body and returns the response. A request that failed on a
+// kept-alive connection before any byte of an answer came back is sent
+// again, at most maxRetries times, each counted in st: the server closed
+// that connection (llama.cpp's server closes every streamed one while
+// advertising keep-alive), so it cannot have processed the request. Any
+// other failure is final.
+func (cfg *Config) post(ctx context.Context, url string, body []byte, st *streamTimes) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		var reused, answered bool
+		trace := &httptrace.ClientTrace{
+			GotConn:              func(i httptrace.GotConnInfo) { reused = i.Reused },
+			GotFirstResponseByte: func() { answered = true },
+		}
+		hr, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		if cfg.APIKey != "" {
+			hr.Header.Set("Authorization", "Bearer "+cfg.APIKey)
+		}
+		resp, err := cfg.Client.Do(hr)
+		if err == nil || !reused || answered || attempt == maxRetries || ctx.Err() != nil {
+			return resp, err
+		}
+		st.retries++
+		st.sent = time.Now() // the request's clock starts with the send that counts
+	}
+}
+
 // send runs request r (index i) against base and returns its record and
 // inter-token gaps. A chunk may carry several tokens: the usage's count
 // of completion tokens beyond the chunks counts as tokens arriving with
 // the chunks (gaps of 0), and the chunks' own gaps are the visible ones.
-func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i int, start time.Time) (policies.Record, []float64) {
+func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i int, start time.Time) (policies.Record, []float64, int) {
 	st, err := cfg.sendTimed(ctx, base, r, i)
 	// A client cannot see when the server first schedules a request:
 	// FirstScheduled stays -1, and reports leave queueing delay out (TTFT
@@ -399,7 +448,7 @@ func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i i
 		PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, HTTPStatus: int32(st.status), ServerID: st.id}
 	if err != nil {
 		rec.Rejected = err.Error()
-		return rec, nil
+		return rec, nil, st.retries
 	}
 	n := st.completion
 	rec.Generated = n
@@ -414,5 +463,5 @@ func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i i
 	for k := len(st.chunks); k < n; k++ {
 		gaps = append(gaps, 0)
 	}
-	return rec, gaps
+	return rec, gaps, st.retries
 }

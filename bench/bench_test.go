@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -230,6 +232,54 @@ func (s *safeBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A server that closes a kept-alive connection instead of answering the
+// next request on it (llama.cpp's server closes every streamed one while
+// advertising keep-alive): the request, which no byte answered, is sent
+// again on a fresh connection, and counted; none fails.
+func TestResendOnClosedKeepAlive(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	body := "data: {\"id\":\"x\",\"choices\":[{\"text\":\" a\"}]}\n\ndata: {\"id\":\"x\",\"choices\":[{\"text\":\" b\"}]}\n\ndata: [DONE]\n\n"
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // answer one request, then drop the connection at the next
+				defer c.Close()
+				rd := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(rd)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if n > 0 {
+						return
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				}
+			}()
+		}
+	}()
+	tr := &traces.Trace{}
+	for i := range 4 {
+		tr.Requests = append(tr.Requests, traces.Request{ID: fmt.Sprint(i), Arrival: float64(i) * 0.05, PromptTokens: 4, OutputTokens: 2})
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{"http://" + ln.Addr().String()}, Model: "m", NoMetrics: true, Client: client, Vocab: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != 0 || res.Retries == 0 {
+		t.Fatalf("%d failed, %d resent: %+v", res.Failed, res.Retries, res.Records)
+	}
 }
 
 // Failures are grouped by kind, each with its first record: what the

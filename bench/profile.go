@@ -44,13 +44,11 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{}
 	}
-	if cfg.Vocab <= 0 {
-		cfg.Vocab = 32000
-	}
+	cfg.Vocab = cfg.vocab(ctx)
 	if sh.Reps < 1 {
 		sh.Reps = 1
 	}
-	p := &cost.DeviceProfile{Meta: map[string]string{"device": cfg.URLs[0], "model": cfg.Model, "source": "profile --url"}}
+	p := &cost.DeviceProfile{Meta: map[string]string{"device": cfg.URLs[0], "model": cfg.Model, "source": "profile --url", "vocab": fmt.Sprint(cfg.Vocab)}}
 	start := time.Now()
 	seq := 0
 	// Each request's prompt is drawn from a fresh seed, so that no two
@@ -59,10 +57,16 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 		seq++
 		return &traces.Request{ID: fmt.Sprintf("profile-%d", seq), PromptTokens: prompt, OutputTokens: output}
 	}
+	var mu sync.Mutex
+	retries := 0
 	send := func(r *traces.Request) (*streamTimes, error) {
 		c := cfg
 		c.Seed = cfg.Seed ^ rand.Uint64()
-		return c.sendTimed(ctx, cfg.URLs[0], r, 0)
+		st, err := c.sendTimed(ctx, cfg.URLs[0], r, 0)
+		mu.Lock()
+		retries += st.retries
+		mu.Unlock()
+		return st, err
 	}
 	for _, n := range sh.Prompts {
 		var ts []float64
@@ -91,6 +95,9 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 		}
 	}
 	p.Meta["profile_seconds"] = fmt.Sprintf("%.1f", time.Since(start).Seconds())
+	// Resends after the server closed a kept-alive connection (llama.cpp's
+	// server closes every streamed one): none of them timed twice.
+	p.Meta["retries"] = fmt.Sprint(retries)
 	return p, nil
 }
 

@@ -22,7 +22,7 @@ func (res *Result) Run(label, desc string, cfg Config) *report.Run {
 	setup := map[string]string{"source": "bench", "summary": summary, "policy": label, "workload": desc,
 		"engine": strings.Join(cfg.URLs, ", "), "model": cfg.Model,
 		"send_lag_p50_s": fmt.Sprint(res.Lag.P50), "send_lag_p99_s": fmt.Sprint(res.Lag.P99), "send_lag_max_s": fmt.Sprint(res.Lag.Max),
-		"failed": fmt.Sprint(res.Failed)}
+		"failed": fmt.Sprint(res.Failed), "retries": fmt.Sprint(res.Retries)}
 	if res.Interrupted {
 		setup["interrupted"] = fmt.Sprintf("stopped early: %d of %d requests sent", res.Sent, len(res.Records))
 	}
@@ -87,13 +87,13 @@ func ServerMetrics(scrapes []Scrape) *report.ServerMetrics {
 	if okQ && okH && q > 0 {
 		sm.PrefixHitRate = ptr(h / q)
 	}
-	if p, _, ok := gauge("vllm:num_requests_running"); ok {
+	if p, _, ok := gauge("vllm:num_requests_running", "llamacpp:requests_processing"); ok {
 		sm.PeakRunning = ptr(p)
 	}
-	if p, _, ok := gauge("vllm:num_requests_waiting"); ok {
+	if p, _, ok := gauge("vllm:num_requests_waiting", "llamacpp:requests_deferred"); ok {
 		sm.PeakWaiting = ptr(p)
 	}
-	if _, m, ok := gauge("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"); ok {
+	if _, m, ok := gauge("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "llamacpp:kv_cache_usage_ratio"); ok {
 		sm.MeanKVUsage = ptr(m)
 	}
 	for i, s := range scrapes {

@@ -48,7 +48,7 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "metrics-interval", Value: 5 * time.Second, Usage: "scrape /metrics this often (0: at the start and the end only)"},
 			&cli.BoolFlag{Name: "no-metrics", Usage: "do not scrape /metrics"},
 			&cli.StringFlag{Name: "server-log", Usage: "the server's log with the ISRTF fork's [ELIS] lines: a file, or - for stdin"},
-			&cli.IntFlag{Name: "vocab", Value: 32000, Usage: "synthetic prompts use token ids from 1000 to below this"},
+			&cli.IntFlag{Name: "vocab", Usage: "synthetic prompts use token ids from 1000 to below this (0: the server's vocabulary where /v1/models says it, as llama.cpp's does, else 32000)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of synthetic prompts", EnvVars: []string{"ELIS_SIM_SEED"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON"},
 			&cli.Float64Flag{Name: "max-failure-rate", Usage: "exit 0 as long as at most this fraction of the requests sent failed (0: none may)"},
@@ -90,8 +90,8 @@ func benchAction(c *cli.Context) error {
 	if _, err := policies.NewRouter(c.String("router")); err != nil {
 		return badf("--router: %w", err)
 	}
-	if c.Int("vocab") <= 1000 {
-		return badf("--vocab %d: want more than 1000", c.Int("vocab"))
+	if v := c.Int("vocab"); v != 0 && v <= 1000 {
+		return badf("--vocab %d: want more than 1000 (or 0: the server's)", v)
 	}
 	tr, err := traces.ReadFile(c.Args().First())
 	if err != nil {
@@ -169,7 +169,11 @@ func benchAction(c *cli.Context) error {
 		}
 	} else {
 		fmt.Println(run.Setup["summary"])
-		fmt.Printf("send lag: p50 %.1f ms, p99 %.1f ms, max %.1f ms; failed %d of %d sent\n", res.Lag.P50*1e3, res.Lag.P99*1e3, res.Lag.Max*1e3, res.Failed, res.Sent)
+		fmt.Printf("send lag: p50 %.1f ms, p99 %.1f ms, max %.1f ms; failed %d of %d sent", res.Lag.P50*1e3, res.Lag.P99*1e3, res.Lag.Max*1e3, res.Failed, res.Sent)
+		if res.Retries > 0 {
+			fmt.Printf("; %d resent after the server closed a kept-alive connection", res.Retries)
+		}
+		fmt.Println()
 		if err := report.SideBySide(os.Stdout, []*report.Run{run}); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -34,6 +35,7 @@ func profileCommand() *cli.Command {
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of random weights"},
 		&cli.StringFlag{Name: "url", Usage: "profile a live OpenAI-compatible server instead (vLLM, elis-sim serve): --model is the served name; --prefill the prompt lengths timed alone, --batches x --contexts the concurrent decodes"},
 		&cli.IntFlag{Name: "decode", Value: bench.DefaultProfileShapes.Decode, Usage: "with --url: tokens each concurrent request generates"},
+		&cli.IntFlag{Name: "vocab", Usage: "with --url: prompt token ids are drawn from 1000 to below this (0: the server's vocabulary where /v1/models says it, as llama.cpp's does, else 32000)"},
 		&cli.StringFlag{Name: "api-key-env", Value: "OPENAI_API_KEY", Usage: "with --url: environment variable holding the API key"},
 	)
 	return usageErrors(&cli.Command{
@@ -155,8 +157,23 @@ func profileURL(c *cli.Context) error {
 	if sh.Reps < 1 || sh.Decode < 2 {
 		return badf("--reps >= 1 and --decode >= 2, got %d and %d", sh.Reps, sh.Decode)
 	}
-	cfg := bench.Config{URLs: []string{u}, Model: c.String("model"), APIKey: os.Getenv(c.String("api-key-env")), Seed: c.Uint64("seed"), Timeout: 10 * time.Minute}
-	p, err := bench.Profile(c.Context, cfg, sh)
+	if v := c.Int("vocab"); v != 0 && v <= 1000 {
+		return badf("--vocab %d: want more than 1000 (or 0: the server's)", v)
+	}
+	cfg := bench.Config{URLs: []string{u}, Model: c.String("model"), APIKey: os.Getenv(c.String("api-key-env")), Seed: c.Uint64("seed"),
+		Timeout: 10 * time.Minute, Vocab: c.Int("vocab"), Client: &http.Client{}}
+	// Shapes the server cannot hold (a prompt over a slot's context, a
+	// batch over its slots) are left out, and the rest said.
+	info := bench.Discover(c.Context, cfg.Client, u, cfg.APIKey, cfg.Model)
+	fitted, err := info.Fit(sh)
+	if err != nil {
+		return bad(err)
+	}
+	if fmt.Sprint(fitted) != fmt.Sprint(sh) {
+		fmt.Fprintf(os.Stderr, "elis-sim profile: the server has %d slots of %d tokens (model context %d): timing prompts %v, batches %v, contexts %v\n",
+			info.Slots, info.SlotContext, info.MaxModelLen, fitted.Prompts, fitted.Batches, fitted.Contexts)
+	}
+	p, err := bench.Profile(c.Context, cfg, fitted)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elis-sim/elis-sim/report"
+)
+
+// startLlamaServer starts ../shared/llamacpp's llama-server (llama.cpp's
+// OpenAI-compatible server, a real engine nobody here wrote) on a free
+// loopback port with 4 slots, and returns its base URL; the test is
+// skipped where the checkout has no ../shared/llamacpp beside it.
+func startLlamaServer(t *testing.T) string {
+	t.Helper()
+	bin := shared(t, "llamacpp/llama-server")
+	model := shared(t, "llamacpp/anchor-4l-512h-v8000.gguf")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	var log strings.Builder
+	cmd := exec.Command(bin, "-m", model, "--alias", "anchor", "--host", "127.0.0.1", "--port", fmt.Sprint(port),
+		"--parallel", "4", "--ctx-size", "4096", "-b", "2048", "-ub", "512", "--metrics", "-t", "1")
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for { // until it answers /health (loading the model takes a moment)
+		select {
+		case err := <-exited:
+			t.Fatalf("llama-server exited: %v\n%s", err, log.String())
+		default:
+		}
+		if r, err := http.Get(url + "/health"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				return url
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// bench, profile --url and compare against llama.cpp's server, as a user
+// runs them: bench reads the server's vocabulary (token ids beyond it
+// crash that server) and its llama.cpp metrics, and says that preemptions
+// were not measured; profile --url fits its shapes to the server's slots
+// and slot context; compare sets the bench run beside itself. None fails.
+func TestLlamaServer(t *testing.T) {
+	url := startLlamaServer(t)
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	if code, out := elis(t, "trace", "gen", "--n", "12", "--arrivals", "poisson:20", "--prompt", "uniform:20:300", "--output", "uniform:4:32", "-o", p("t.json")); code != 0 {
+		t.Fatalf("trace gen: %d %s", code, out)
+	}
+	code, out := elis(t, "bench", p("t.json"), "--url", url, "--model", "anchor", "--metrics-interval", "200ms", "-o", p("bench.json"))
+	if code != 0 || !strings.Contains(out, "failed 0 of 12 sent") {
+		t.Fatalf("bench: exit %d\n%s", code, out)
+	}
+	run, err := report.ReadRun(p("bench.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Server == nil || run.Server.PeakRunning == nil || run.Server.MeanKVUsage == nil || !run.Summary.PreemptionsUnmeasured {
+		t.Fatalf("llama.cpp's metrics not read: %+v", run.Server)
+	}
+	code, out = elis(t, "profile", "--url", url, "--model", "anchor", "--prefill", "16,128,4096", "--batches", "1,4,16",
+		"--contexts", "64", "--decode", "16", "--reps", "1", "-o", p("profile.csv"))
+	if code != 0 || !strings.Contains(out, "timing prompts [16 128], batches [1 4]") {
+		t.Fatalf("profile --url: exit %d\n%s", code, out)
+	}
+	if code, out := elis(t, "compare", p("bench.json"), p("bench.json")); code != 0 {
+		t.Fatalf("compare: exit %d\n%s", code, out)
+	}
+}
