@@ -97,6 +97,9 @@ func ParseSim(o Options, paperBatch bool) (*Sim, error) {
 			eng.NumBlocks = roof.KVBlocks(util, eng.BlockSize)
 		}
 	}
+	if roof == nil && (eng.MaxBatchedTokens == 0 || eng.MaxSeqs == 0 || eng.NumBlocks == 0 || eng.MaxModelLen == 0) {
+		return nil, Errorf("--cost-model %s names no engine limits (a linear fit of a server profiled without them): give --max-num-batched-tokens, --max-num-seqs, --kv-blocks and --max-model-len", o.String("cost-model"))
+	}
 	if err := PolicyOptions(o, &eng); err != nil {
 		return nil, err
 	}

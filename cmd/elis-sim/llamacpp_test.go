@@ -66,7 +66,7 @@ func TestLlamaServer(t *testing.T) {
 	if code, out := elis(t, "trace", "gen", "--n", "12", "--arrivals", "poisson:20", "--prompt", "uniform:20:300", "--output", "uniform:4:32", "-o", p("t.json")); code != 0 {
 		t.Fatalf("trace gen: %d %s", code, out)
 	}
-	code, out := elis(t, "bench", p("t.json"), "--url", url, "--model", "anchor", "--metrics-interval", "200ms", "-o", p("bench.json"))
+	code, out := elis(t, "bench", p("t.json"), "--url", url, "--model", "anchor", "--label", "fcfs", "--metrics-interval", "200ms", "-o", p("bench.json"))
 	if code != 0 || !strings.Contains(out, "failed 0 of 12 sent") {
 		t.Fatalf("bench: exit %d\n%s", code, out)
 	}
@@ -77,12 +77,21 @@ func TestLlamaServer(t *testing.T) {
 	if run.Server == nil || run.Server.PeakRunning == nil || run.Server.MeanKVUsage == nil || !run.Summary.PreemptionsUnmeasured {
 		t.Fatalf("llama.cpp's metrics not read: %+v", run.Server)
 	}
-	code, out = elis(t, "profile", "--url", url, "--model", "anchor", "--prefill", "16,128,4096", "--batches", "1,4,16",
-		"--contexts", "64", "--decode", "16", "--reps", "1", "-o", p("profile.csv"))
-	if code != 0 || !strings.Contains(out, "timing prompts [16 128], batches [1 4]") {
+	code, out = elis(t, "profile", "--url", url, "--model", "anchor", "--prefill", "16,64,128,256,4096", "--batches", "1,2,4,16",
+		"--contexts", "64,512", "--decode", "16", "--reps", "1", "--max-num-batched-tokens", "2048", "-o", p("profile.csv"))
+	if code != 0 || !strings.Contains(out, "timing prompts [16 64 128 256], batches [1 2 4]") {
 		t.Fatalf("profile --url: exit %d\n%s", code, out)
 	}
-	if code, out := elis(t, "compare", p("bench.json"), p("bench.json")); code != 0 {
+	if code, out := elis(t, "calibrate", p("profile.csv"), "-o", p("cost.json")); code != 0 {
+		t.Fatalf("calibrate: exit %d\n%s", code, out)
+	}
+	if code, out := elis(t, "run", p("t.json"), "--cost-model", p("cost.json"), "--policy", "fcfs", "--out", p("sim.json")); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	// compare sets the simulation beside the measurement, request by
+	// request. How close they are is wall-clock and lives in a script.
+	code, out = elis(t, "compare", p("bench.json"), p("sim.json"))
+	if code != 0 || !strings.Contains(out, "simulated against measured") || !strings.Contains(out, "fcfs request by request (12 paired by id)") {
 		t.Fatalf("compare: exit %d\n%s", code, out)
 	}
 }

@@ -177,6 +177,14 @@ func profileURL(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The engine limits calibrate writes into the cost file: the flags',
+	// else what a slot-based server says of itself (its slots, a slot's
+	// context and the KV they hold together).
+	if info.Slots > 0 && info.SlotContext > 0 {
+		p.Meta["max_num_seqs"] = strconv.Itoa(info.Slots)
+		p.Meta["max_model_len"] = strconv.Itoa(info.SlotContext)
+		p.Meta["kv_blocks"] = strconv.Itoa(info.Slots * info.SlotContext / 16)
+	}
 	for _, k := range []string{"max-num-batched-tokens", "max-num-seqs", "kv-blocks", "max-model-len"} {
 		if c.IsSet(k) {
 			p.Meta[strings.ReplaceAll(k, "-", "_")] = strconv.Itoa(c.Int(k))
