@@ -84,8 +84,12 @@ type RunWriter struct {
 	n    int
 }
 
-// NewRunWriter starts a run file at path.
+// NewRunWriter starts a run file at path, making its directory when the
+// path names one that does not exist yet.
 func NewRunWriter(path string) (*RunWriter, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".records*")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)

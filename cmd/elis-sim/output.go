@@ -167,7 +167,7 @@ func checkOutDir(out string, n int) error {
 		}
 		return nil
 	}
-	if err := atomicfile.CheckDir(filepath.Dir(out)); err != nil {
+	if err := atomicfile.CheckDir(out); err != nil { // made, as the user named it
 		return badf("--out %s: %w", out, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -154,5 +155,29 @@ func TestReplayPolicyGrammar(t *testing.T) {
 	}
 	if code, out := elis(t, "replay", tr, "--model", "tiny", "--policy", "isrtf+warp"); code != 2 || !strings.Contains(out, "unknown guard") {
 		t.Fatalf("replay with an unknown guard: exit %d\n%s", code, out)
+	}
+}
+
+// Output folders the user names are made, as on a fresh clone where
+// results/ does not exist yet (seven README commands failed there); bad
+// input still makes nothing (TestBadInputExits2AndWritesNothing).
+func TestOutputFoldersAreMade(t *testing.T) {
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	for _, args := range [][]string{
+		{"run", "--out", p("results/")},
+		{"run", "--policy", "isrtf", "--out", p("s1/isrtf.json")},
+		{"trace", "gen", "--n", "5", "-o", p("traces/t.json")},
+		{"run", p("traces/t.json"), "--plot", p("plots/jct.png")},
+		{"plot", p("results/fcfs.json"), "-o", p("plots/more/cdf.png")},
+	} {
+		if code, out := elis(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+	}
+	for _, f := range []string{"results/fcfs.json", "results/isrtf.json", "s1/isrtf.json", "traces/t.json", "plots/jct.png", "plots/more/cdf.png"} {
+		if _, err := os.Stat(p(f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }

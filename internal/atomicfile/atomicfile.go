@@ -4,20 +4,26 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
 
-// Write creates path with the bytes fill writes. If fill fails, or the file
-// cannot be completed, no file named path is created or changed. The path
-// "-" writes to standard output instead.
+// Write creates path with the bytes fill writes, making its directory
+// when the path names one that does not exist yet. If fill fails, or the
+// file cannot be completed, no file named path is created or changed. The
+// path "-" writes to standard output instead.
 func Write(path string, fill func(w io.Writer) error) error {
 	if path == "-" {
 		return fill(os.Stdout)
 	}
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -41,9 +47,12 @@ func Write(path string, fill func(w io.Writer) error) error {
 }
 
 // Check reports whether Write could create path, without writing it: the
-// path must not be a directory, and its directory must exist and take a
-// new file. Commands check every output this way before their work, so
-// that a bad path costs no run and leaves no partial output.
+// path must not be a directory, and its directory must take a new file
+// or, when it does not exist yet, be one Write can make (results/run.json
+// on a fresh clone): its nearest existing ancestor must be a directory
+// that takes new files. Nothing is created. Commands check every output
+// this way before their work, so that a bad path costs no run and leaves
+// no partial output.
 func Check(path string) error {
 	if path == "-" {
 		return nil
@@ -54,8 +63,21 @@ func Check(path string) error {
 	return CheckDir(filepath.Dir(path))
 }
 
-// CheckDir reports whether files can be created in dir.
+// CheckDir reports whether files can be created in dir, or, when dir does
+// not exist yet, whether it can be made: its nearest existing ancestor must
+// be a directory that takes new files. Nothing is created.
 func CheckDir(dir string) error {
+	for {
+		_, err := os.Stat(dir)
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("directory %s: %w", dir, err)

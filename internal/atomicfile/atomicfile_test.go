@@ -43,7 +43,7 @@ func TestCheck(t *testing.T) {
 	if err := Check("-"); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{dir, filepath.Join(dir, "missing", "a.json"), "/proc/x.log"} {
+	for _, bad := range []string{dir, "/proc/x.log"} {
 		if err := Check(bad); err == nil {
 			t.Errorf("%s: no error", bad)
 		}
@@ -51,5 +51,26 @@ func TestCheck(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
 		t.Fatalf("Check left files: %v", entries)
+	}
+	// A file where a directory should be is refused.
+	f := filepath.Join(dir, "f")
+	os.WriteFile(f, nil, 0o644)
+	if err := Check(filepath.Join(f, "b.json")); err == nil {
+		t.Error("a file as a directory: no error")
+	}
+	// A directory the path names that does not exist yet passes the check,
+	// which makes nothing; Write makes it.
+	p := filepath.Join(dir, "new", "sub", "a.json")
+	if err := Check(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); err == nil {
+		t.Fatal("Check made a directory")
+	}
+	if err := Write(p, func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "x" {
+		t.Fatalf("wrote %q", b)
 	}
 }
