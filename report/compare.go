@@ -23,7 +23,7 @@ var CompareMetrics = []Metric{
 	{"ttft_mean_s", "s", func(s *Summary) float64 { return s.TTFT.Mean }},
 	{"ttft_p99_s", "s", func(s *Summary) float64 { return s.TTFT.P99 }},
 	{"tpot_mean_s", "s", func(s *Summary) float64 { return s.TPOT.Mean }},
-	{"queue_mean_s", "s", func(s *Summary) float64 { return s.Queue.Mean }},
+	{"queue_mean_s", "s", func(s *Summary) float64 { return nanIfZero(s.Queue.N, s.Queue.Mean) }}, // a client cannot see queueing
 	{"throughput_rps", "req/s", func(s *Summary) float64 { return s.RPS }},
 	{"goodput_rps", "req/s", func(s *Summary) float64 {
 		if s.Goodput == nil {

@@ -361,16 +361,19 @@ func parseELISRow(b []byte, name string, line int) (ELISRow, error) {
 	if err != nil {
 		return ELISRow{}, err
 	}
-	r := ELISRow{Line: line, Prompt: *row.In, Total: n, Remaining: n}
+	r := ELISRow{Line: line, Prompt: *row.In, Total: n}
 	if row.Out != nil {
 		r.Output = *row.Out
 	}
-	if row.Remaining != nil {
-		if *row.Remaining < 0 || *row.Remaining > n {
-			return ELISRow{}, fmt.Errorf("%s line %d: field \"remaining_tokens\": %d, want 0 to number_of_output_tokens (%d)", name, line, *row.Remaining, n)
-		}
-		r.Remaining = *row.Remaining
+	// The target itself: a row without it is a bad row, not one whose
+	// remainder is the whole output.
+	if row.Remaining == nil {
+		return ELISRow{}, fmt.Errorf("%s line %d: missing field \"remaining_tokens\"", name, line)
 	}
+	if *row.Remaining < 0 || *row.Remaining > n {
+		return ELISRow{}, fmt.Errorf("%s line %d: field \"remaining_tokens\": %d, want 0 to number_of_output_tokens (%d)", name, line, *row.Remaining, n)
+	}
+	r.Remaining = *row.Remaining
 	return r, nil
 }
 

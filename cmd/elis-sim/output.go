@@ -47,6 +47,12 @@ func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
 			return err
 		}
 	}
+	for _, r := range runs {
+		if s := r.Summary; s.Rejected > 0 {
+			fmt.Fprintf(os.Stderr, "elis-sim: %s: %d of %d requests rejected (longer than the context or the whole KV cache); the latency rows describe the %d that finished\n",
+				r.Label, s.Rejected, s.Requests, s.Finished)
+		}
+	}
 	if interrupted != "" {
 		left := ""
 		if runs[len(runs)-1] != last {

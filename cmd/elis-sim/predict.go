@@ -314,7 +314,15 @@ func predictTrace(c *cli.Context) error {
 	if err := predict.RecordTrace(net, enc, tr, c.Int("prediction-interval"), c.Int("batch")); err != nil {
 		return bad(fmt.Errorf("%s: %w", c.Args().First(), err))
 	}
-	return traces.WriteFile(c.String("out"), tr)
+	if err := traces.WriteFile(c.String("out"), tr); err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range tr.Requests {
+		n += len(r.Predictions)
+	}
+	fmt.Printf("wrote %s: %d requests, %d recorded predictions (every %d tokens); simulate with --predictor recorded\n", c.String("out"), len(tr.Requests), n, c.Int("prediction-interval"))
+	return nil
 }
 
 func predictEval(c *cli.Context) error {

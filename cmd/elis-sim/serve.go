@@ -30,7 +30,7 @@ import (
 
 func serveCommand() *cli.Command {
 	d := serve.DefaultLimits()
-	flags := append(servePolicyFlag(simFlags()),
+	flags := append(policyFlag(simFlags(), "fcfs", "the one policy the server runs: "+strings.Join(policies.Names(), ", ")+"; NAME[/MODE][+GUARD...] with guards "+setup.GuardHelp+" (isrtf/patch+lazy)"),
 		&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to listen on (0.0.0.0 for every interface)"},
 		&cli.IntFlag{Name: "port", Value: 8000, Usage: "port to listen on (0: any free port, printed)"},
 		&cli.StringFlag{Name: "served-model-name", Usage: "the model name clients ask for (default: --model, or the cost file's model)"},
@@ -208,20 +208,6 @@ func serveAction(c *cli.Context) error {
 		}
 	}
 	return err
-}
-
-// servePolicyFlag gives serve's --policy its own default: a server runs
-// one policy, vLLM's default (fcfs) unless told otherwise.
-func servePolicyFlag(flags []cli.Flag) []cli.Flag {
-	for i, f := range flags {
-		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "policy" {
-			one := *sf
-			one.Value = "fcfs"
-			one.Usage = "the one policy the server runs: " + strings.Join(policies.Names(), ", ") + "; NAME[/MODE][+GUARD...] with guards " + setup.GuardHelp + " (isrtf/patch+lazy)"
-			flags[i] = &one
-		}
-	}
-	return flags
 }
 
 // serveLimits reads the client bounds, fitting the connection bound

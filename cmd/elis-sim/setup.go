@@ -40,6 +40,24 @@ func simFlags() []cli.Flag {
 	return out
 }
 
+// policyFlag gives a command's --policy the default it uses (and, when
+// usage is set, its own help), so that the default help shows is the one
+// the command runs: serve runs one policy (vLLM's default, fcfs), a sweep
+// compares three.
+func policyFlag(flags []cli.Flag, def, usage string) []cli.Flag {
+	for i, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "policy" {
+			one := *sf
+			one.Value = def
+			if usage != "" {
+				one.Usage = usage
+			}
+			flags[i] = &one
+		}
+	}
+	return flags
+}
+
 // simRun simulates a trace under a setup's policy entries.
 type simRun struct{ *setup.Sim }
 

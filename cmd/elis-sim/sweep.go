@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -19,7 +23,7 @@ import (
 )
 
 func sweepCommand() *cli.Command {
-	flags := append(simFlags(),
+	flags := append(policyFlag(simFlags(), setup.SweepPolicies, ""),
 		&cli.StringFlag{Name: "spec", Usage: "experiment file (YAML or JSON): workloads, loads, seeds, settings, axes and report; the grid flags below then do not apply"},
 		&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, or one of " + strings.Join(setup.ScenarioNames(), ", ") + " (ignored with --trace)"},
 		&cli.StringFlag{Name: "trace", Usage: "sweep this native trace instead of the scenarios; loads scale its arrival rate"},
@@ -83,7 +87,7 @@ func sweepAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badf("sweep takes no arguments (use --spec or --trace; \"sweep merge\" gathers shards)")
 	}
-	if err := checkOutDir(c.String("out"), 2); err != nil {
+	if err := checkSweepOut(c.String("out")); err != nil {
 		return err
 	}
 	var spec *experiment.Spec
@@ -232,6 +236,21 @@ func specLine(c *cli.Context, line int) string {
 	return fmt.Sprintf("%s:%d: workloads: ", c.String("spec"), line)
 }
 
+// checkSweepOut refuses an --out a sweep cannot fill: a sweep writes a
+// directory (its cells, spec and reports).
+func checkSweepOut(out string) error {
+	if st, err := os.Stat(out); err == nil && !st.IsDir() {
+		return badf("--out %s: is a file; a sweep writes a directory (cells, spec, reports): name a directory", out)
+	}
+	if strings.HasSuffix(out, ".json") {
+		return badf("--out %s: a sweep writes a directory (cells, spec, reports), not a .json file", out)
+	}
+	return checkOutDir(out, 2)
+}
+
+// errSweepStopped ends a sweep that was asked to stop.
+var errSweepStopped = errors.New("stopped")
+
 func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error {
 	store := experiment.Store{Dir: sw.Out}
 	if old, err := store.ReadManifest(); err == nil && old.Version == sw.Manifest.Version && !old.Equal(sw.Manifest) {
@@ -253,10 +272,24 @@ func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error 
 			progressbar.OptionSetDescription("cells"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 		done = func() { bar.Add(1) }
 	}
+	// Ctrl-C starts no new cell; the cells under way finish and are kept,
+	// and a rerun of the same command resumes from them.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	run := func(c *experiment.Cell) (*experiment.Record, error) {
+		if ctx.Err() != nil {
+			return nil, errSweepStopped
+		}
+		return sw.RunCell(c)
+	}
 	start := time.Now()
-	st, err := experiment.Run(store, mine, parallel, sw.RunCell, done)
+	st, err := experiment.Run(store, mine, parallel, run, done)
 	if bar != nil {
 		bar.Finish()
+	}
+	if errors.Is(err, errSweepStopped) {
+		return &exitStatus{exitInterrupted, fmt.Errorf("sweep stopped: %d of %d cells done (%d this run, %d before), kept in %s/cells; run the same command again to resume",
+			st.Ran+st.Cached, len(mine), st.Ran, st.Cached, sw.Out)}
 	}
 	if err != nil {
 		return err
@@ -283,7 +316,7 @@ func sweepMergeAction(c *cli.Context) error {
 		return badf("sweep merge: name the shards' output directories")
 	}
 	out := c.String("out")
-	if err := checkOutDir(out, 2); err != nil {
+	if err := checkSweepOut(out); err != nil {
 		return err
 	}
 	var stores []experiment.Store
