@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/engine"
@@ -120,21 +119,7 @@ func TestDisconnectAborts(t *testing.T) {
 	bufio.NewReader(resp.Body).ReadString('\n') // the first token arrived
 	cancel()
 	resp.Body.Close()
-	for { // until counted; a lost abort hangs until go test's timeout
-		m, _ := http.Get(hs.URL + "/metrics")
-		b, _ := io.ReadAll(m.Body)
-		m.Body.Close()
-		if strings.Contains(string(b), `vllm:request_success_total{engine="0",finished_reason="abort",model_name="m"} 1`) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	srv.mu.Lock()
-	left := len(srv.reqs)
-	srv.mu.Unlock()
-	if left != 0 {
-		t.Fatalf("%d requests still pending after the abort", left)
-	}
+	waitAborted(t, srv, hs.URL)
 }
 
 // With a device engine the tokens are the model's (tiny, random weights,
