@@ -48,7 +48,7 @@ func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
 		}
 	}
 	for _, r := range runs {
-		if s := r.Summary; s.Rejected > 0 {
+		if s := r.Summary; s.Rejected > 0 && !c.Bool("json") { // JSON has the counts
 			fmt.Fprintf(os.Stderr, "elis-sim: %s: %d of %d requests rejected (longer than the context or the whole KV cache); the latency rows describe the %d that finished\n",
 				r.Label, s.Rejected, s.Requests, s.Finished)
 		}
