@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -82,15 +83,25 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 	for _, ctxLen := range sh.Contexts {
 		for _, b := range sh.Batches {
 			var gaps []float64
+			used := sh.Decode
 			for range sh.Reps {
-				g, err := decodeGaps(ctx, send, request, b, ctxLen, sh.Decode)
+				// A busy server may start the last request after the first
+				// has finished: each retry decodes twice as many tokens.
+				var g float64
+				var err error
+				for try, decode := 0, sh.Decode; try < 3; try, decode = try+1, decode*2 {
+					used = decode
+					if g, err = decodeGaps(ctx, send, request, b, ctxLen, decode); !errors.Is(err, errNotTogether) {
+						break
+					}
+				}
 				if err != nil {
 					return nil, fmt.Errorf("decode at batch %d, context %d: %w", b, ctxLen, err)
 				}
 				gaps = append(gaps, g)
 			}
 			// Context grows by a token a step: the window's middle.
-			mid := int64(ctxLen + sh.Decode/2)
+			mid := int64(ctxLen + used/2)
 			p.Steps = append(p.Steps, cost.StepSample{DecodeSeqs: b, DecodeContext: int64(b) * mid, Seconds: median(gaps)})
 		}
 	}
@@ -139,10 +150,13 @@ func decodeGaps(ctx context.Context, send func(*traces.Request) (*streamTimes, e
 		}
 	}
 	if len(gaps) == 0 {
-		return 0, fmt.Errorf("the %d requests never decoded together (give --decode more tokens)", b)
+		return 0, fmt.Errorf("the %d requests %w (give --decode more tokens)", b, errNotTogether)
 	}
 	return median(gaps), nil
 }
+
+// errNotTogether: a decode shape's requests never all decoded at once.
+var errNotTogether = errors.New("never decoded together")
 
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
