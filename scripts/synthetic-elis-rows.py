@@ -2,7 +2,10 @@
 """Synthetic ELIS training rows whose truth is learnable from the text: the
 prompt's kind sets the answer's length (a haiku ~30 tokens, a summary ~150,
 an essay ~600), and rows are cut every 50 generated tokens as the ELIS
-trainer cuts them. For checking that `elis-sim predict train` learns.
+trainer cuts them. A row's text so far is kept to what the encoder reads
+(512 tokens with the prompt), as the trainer's tokenizer truncates it, so
+`elis-sim predict eval` and `predict train` take every row as it is. For
+checking that `elis-sim predict train` learns.
 
     python3 scripts/synthetic-elis-rows.py --prompts 300 --seed 1 > rows.jsonl
 """
@@ -28,6 +31,9 @@ for p in range(a.prompts):
     prompt = template.format(rng.choice(TOPICS))
     total = max(1, int(rng.gauss(mean, mean * 0.1)))
     answer = [rng.choice(FILLER) for _ in range(total)]
+    # Each filler word is one token of bge's vocabulary; the prompt's words
+    # and punctuation, [CLS] and [SEP] take the rest of the 512.
+    room = 512 - 2 - 2 * len(prompt.split())
     for g in range(0, total, a.interval):
-        print(json.dumps({"input_prompt": prompt, "output_prompt": " ".join(answer[:g]),
+        print(json.dumps({"input_prompt": prompt, "output_prompt": " ".join(answer[:min(g, room)]),
                           "number_of_output_tokens": total, "remaining_tokens": total - g}))
