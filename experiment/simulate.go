@@ -284,7 +284,18 @@ func WriteReports(spec *Spec, out string, stores []Store, cells []Cell, summary 
 		if sc := setup.ScenarioByName(w.Scenario); sc != nil {
 			about = sc.About
 		}
-		if err := reportWorkload(summary, spec, w.Name(), fmt.Sprintf("scenario %s: %s\n%s\n", w.Name(), about, head), dir, runs); err != nil {
+		// The setup line is the first cell's: say what the cells vary, and
+		// which are missing (a merge with --allow-missing).
+		head = fmt.Sprintf("scenario %s: %s\n%s\n", w.Name(), about, head)
+		for _, ax := range spec.Axes {
+			if ax.Flag != "policy" {
+				head += fmt.Sprintf("swept --%s: %s (the setup line above is the first cell's)\n", ax.Flag, strings.Join(ax.Values, ", "))
+			}
+		}
+		if missing := Missing(stores, mine); len(missing) > 0 {
+			head += fmt.Sprintf("missing: %d of %d cells have no record (merged with --allow-missing); their runs are left out of every row below\n", len(missing), len(mine))
+		}
+		if err := reportWorkload(summary, spec, w.Name(), head, dir, runs); err != nil {
 			return err
 		}
 		if logText != "" {

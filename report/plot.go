@@ -94,6 +94,9 @@ func MetricValue(rec *policies.Record, metric string) (float64, bool) {
 type Series struct {
 	Label  string
 	Values []float64
+	// N is how many requests the values stand for, when they are a few
+	// quantiles of each run rather than every request (0: len(Values)).
+	N int
 }
 
 // ecdf is a sample drawn as an empirical CDF: it implements plotter.XYer.
@@ -175,7 +178,11 @@ func CDF(title, xlabel string, logX bool, series []Series) (*plot.Plot, error) {
 		l.Dashes = plotutil.Dashes(i)
 		l.Width = vg.Points(2)
 		p.Add(l)
-		p.Legend.Add(fmt.Sprintf("%s (n=%d)", s.Label, len(x)), l)
+		n := s.N
+		if n == 0 {
+			n = len(x)
+		}
+		p.Legend.Add(fmt.Sprintf("%s (n=%d)", s.Label, n), l)
 	}
 	if logX {
 		p.X.Scale = plot.LogScale{}

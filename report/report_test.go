@@ -135,7 +135,7 @@ func TestPlotsWriteFiles(t *testing.T) {
 		}
 	}
 	v, _ := Values(run, "queue")
-	p, err := CDF("queueing delay", PlotMetrics["queue"], true, []Series{{"fcfs", v}, {"other", []float64{1, 2}}})
+	p, err := CDF("queueing delay", PlotMetrics["queue"], true, []Series{{Label: "fcfs", Values: v}, {Label: "other", Values: []float64{1, 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,16 +94,18 @@ func Sweep(runs []SweepRun, loads []float64) ([]SweepLoad, map[string][]LoadPoin
 				order = append(order, row.Label)
 			}
 			var means, p99s, all []float64
+			n := 0
 			for _, r := range at {
 				if r.Label == row.Label {
 					means = append(means, r.Summary.JCT.Mean)
 					p99s = append(p99s, r.Summary.JCT.P99)
 					v, _ := Values(r, "jct")
 					all = append(all, v...)
+					n += r.Summary.JCT.N // the requests behind its stored quantiles
 				}
 			}
 			curves[row.Label] = append(curves[row.Label], LoadPoint{Load: load, Mean: MeanCI(means), P99: MeanCI(p99s)})
-			sl.JCTs = append(sl.JCTs, Series{Label: row.Label, Values: all})
+			sl.JCTs = append(sl.JCTs, Series{Label: row.Label, Values: all, N: n})
 		}
 		out = append(out, sl)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -452,5 +453,26 @@ func TestSpecPlotsAsked(t *testing.T) {
 	}
 	if strings.Join(names, " ") != "load.png results.csv summary.txt" || !strings.Contains(text, "fcfs-vs-isrtf/{results.csv,summary.txt,load.png}\n") {
 		t.Fatalf("files %v; said:\n%s", names, text)
+	}
+}
+
+// A workload's summary says what its cells vary (its setup line is the
+// first cell's) and, after a merge with --allow-missing, how many cells
+// its rows leave out.
+func TestSweepSummarySaysAxesAndMissingCells(t *testing.T) {
+	spec := specFile(t, testSpec)
+	shard, merged := t.TempDir(), t.TempDir()
+	if code, out := elis(t, "sweep", "--spec", spec, "--shard", "0/3", "-o", shard); code != 0 {
+		t.Fatalf("shard: exit %d: %s", code, out)
+	}
+	if code, out := elis(t, "sweep", "merge", shard, "--allow-missing", "-o", merged); code != 0 {
+		t.Fatalf("merge: exit %d: %s", code, out)
+	}
+	b, err := os.ReadFile(filepath.Join(merged, "fcfs-vs-isrtf", "summary.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(b); !strings.Contains(s, "swept --prediction-interval: 10, 50") || !regexp.MustCompile(`missing: \d+ of \d+ cells have no record`).MatchString(s) {
+		t.Fatalf("summary.txt:\n%s", s)
 	}
 }
