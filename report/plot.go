@@ -416,9 +416,17 @@ func addGuide(p *plot.Plot, pts plotter.XYs, label string) error {
 	return nil
 }
 
+// ciPoint is a point with its intervals, for gonum/plot's error bars.
+type ciPoint struct {
+	plotter.XYs
+	plotter.XErrors
+	plotter.YErrors
+}
+
 // Pareto draws each label's mean JCT against its P99 JCT at one load, the
 // trade a tail guard makes: lower-left is better on both, and the points
-// no other beats on both (the Pareto front) are joined.
+// no other beats on both (the Pareto front) are joined. Each point has its
+// 95% intervals over seeds both ways, when there are several seeds.
 func Pareto(title string, curves map[string][]LoadPoint, order []string, load float64) (*plot.Plot, error) {
 	p := newPlot(title, "mean job completion time (s)", "P99 job completion time (s)")
 	p.Legend.Top = true
@@ -439,6 +447,22 @@ func Pareto(title string, curves map[string][]LoadPoint, order []string, load fl
 			p.Add(s)
 			p.Legend.Add(label, s)
 			all = append(all, pt{lp.Mean.Mean, lp.P99.Mean})
+			// The 95% intervals over seeds, both ways, where there are
+			// seeds enough for one.
+			if mx, my := float64(lp.Mean.CI95), float64(lp.P99.CI95); !math.IsNaN(mx) && !math.IsNaN(my) {
+				ci := ciPoint{XYs: plotter.XYs{{X: lp.Mean.Mean, Y: lp.P99.Mean}},
+					XErrors: plotter.XErrors{{Low: -mx, High: mx}}, YErrors: plotter.YErrors{{Low: -my, High: my}}}
+				xb, err := plotter.NewXErrorBars(ci)
+				if err != nil {
+					return nil, err
+				}
+				yb, err := plotter.NewYErrorBars(ci)
+				if err != nil {
+					return nil, err
+				}
+				xb.LineStyle.Color, yb.LineStyle.Color = plotutil.Color(i), plotutil.Color(i)
+				p.Add(xb, yb)
+			}
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].x < all[j].x })
@@ -456,5 +480,10 @@ func Pareto(title string, curves map[string][]LoadPoint, order []string, load fl
 		}
 	}
 	fitRanges(p)
+	// A margin, so that no marker or interval end sits on the frame.
+	for _, ax := range []*plot.Axis{&p.X, &p.Y} {
+		m := (ax.Max - ax.Min) * 0.06
+		ax.Min, ax.Max = ax.Min-m, ax.Max+m
+	}
 	return p, nil
 }
