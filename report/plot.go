@@ -249,16 +249,37 @@ type LoadPoint struct {
 // LoadCurves draws mean (solid) and P99 (dashed) JCT against offered load,
 // one colour per policy, with 95% confidence bars when seeds allow.
 func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*plot.Plot, error) {
-	p := newPlot(title, "offered load (x the trace's arrival rate)", "job completion time (s), log scale")
+	p := newPlot(title, "offered load (x the trace's arrival rate)", "JCT (s, log scale): mean solid, P99 dashed")
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = ticks125{}
 	lo, hi := math.Inf(1), math.Inf(-1)   // of the points
 	blo, bhi := math.Inf(1), math.Inf(-1) // of their bars
+	var loads []float64
+	for _, name := range order {
+		for _, pt := range curves[name] {
+			if !slices.Contains(loads, pt.Load) {
+				loads = append(loads, pt.Load)
+			}
+		}
+	}
+	sort.Float64s(loads)
+	// Series side by side at each load (dodged by a fraction of the
+	// loads' spacing), so that equal results do not hide one another.
+	step := 1.0
+	for k := 1; k < len(loads); k++ {
+		step = math.Min(step, loads[k]-loads[k-1])
+	}
+	dodge := func(i int) float64 {
+		if len(order) < 2 {
+			return 0
+		}
+		return (float64(i)/float64(len(order)-1) - 0.5) * 0.3 * step
+	}
 	for i, name := range order {
 		pts := curves[name]
-		for k, which := range []string{"mean", "P99"} {
+		for k := range 2 { // the mean, then P99
 			xy := make(plotter.XYs, len(pts))
 			errs := make(plotter.YErrors, len(pts))
 			for j, pt := range pts {
@@ -266,7 +287,7 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 				if k == 1 {
 					e = pt.P99
 				}
-				xy[j].X, xy[j].Y = pt.Load, e.Mean
+				xy[j].X, xy[j].Y = pt.Load+dodge(i), e.Mean
 				ci := float64(e.CI95)
 				if math.IsNaN(ci) {
 					ci = 0
@@ -280,12 +301,11 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 			if err != nil {
 				return nil, err
 			}
-			l.Color, s.Color = plotutil.Color(i), plotutil.Color(i)
+			l.Color, s.Color = seriesColor(i), seriesColor(i)
 			l.Width = vg.Points(2)
-			s.Shape = draw.CircleGlyph{}
+			s.Shape, s.Radius = seriesShape(i), vg.Points(3)
 			if k == 1 {
 				l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
-				s.Shape = draw.TriangleGlyph{}
 			}
 			eb, err := plotter.NewYErrorBars(struct {
 				plotter.XYs
@@ -294,10 +314,21 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 			if err != nil {
 				return nil, err
 			}
-			eb.Color = plotutil.Color(i)
+			eb.Color = seriesColor(i)
 			p.Add(l, s, eb)
-			p.Legend.Add(name+" "+which, l, s)
+			if k == 0 { // one legend entry a series: the line style says which
+				p.Legend.Add(name, l, s)
+			}
 		}
+	}
+	// Every load labelled.
+	var ticks []plot.Tick
+	for _, x := range loads {
+		ticks = append(ticks, plot.Tick{Value: x, Label: strconv.FormatFloat(x, 'g', -1, 64) + "x"})
+	}
+	if len(ticks) > 0 {
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+		p.X.Min, p.X.Max = loads[0]-0.3*step, loads[len(loads)-1]+0.3*step
 	}
 	if lo > 0 && hi >= lo {
 		// Every bar whole on the log axis, a margin below the lowest point
