@@ -174,7 +174,7 @@ func CDF(title, xlabel string, logX bool, series []Series) (*plot.Plot, error) {
 			return nil, err
 		}
 		l.StepStyle = plotter.PostStep
-		l.Color = plotutil.Color(i)
+		l.Color = seriesColor(i)
 		l.Dashes = plotutil.Dashes(i)
 		l.Width = vg.Points(2)
 		p.Add(l)
@@ -418,7 +418,7 @@ func Scatter(title, xlabel, ylabel string, floor float64, groups []ScatterGroup)
 		if err != nil {
 			return nil, err
 		}
-		s.GlyphStyle.Color = plotutil.Color(i)
+		s.GlyphStyle.Color = seriesColor(i)
 		s.GlyphStyle.Shape = draw.CircleGlyph{}
 		s.GlyphStyle.Radius = vg.Points(2)
 		p.Add(s)
@@ -472,8 +472,8 @@ func Pareto(title string, curves map[string][]LoadPoint, order []string, load fl
 			if err != nil {
 				return nil, err
 			}
-			s.GlyphStyle.Color = plotutil.Color(i)
-			s.GlyphStyle.Shape = plotutil.Shape(i)
+			s.GlyphStyle.Color = seriesColor(i)
+			s.GlyphStyle.Shape = seriesShape(i)
 			s.GlyphStyle.Radius = vg.Points(4)
 			p.Add(s)
 			p.Legend.Add(label, s)
@@ -491,7 +491,7 @@ func Pareto(title string, curves map[string][]LoadPoint, order []string, load fl
 				if err != nil {
 					return nil, err
 				}
-				xb.LineStyle.Color, yb.LineStyle.Color = plotutil.Color(i), plotutil.Color(i)
+				xb.LineStyle.Color, yb.LineStyle.Color = seriesColor(i), seriesColor(i)
 				p.Add(xb, yb)
 			}
 		}
