@@ -102,7 +102,7 @@ func NewExecutor(device string, ordinal int, m *Model, blockSize, numBlocks int)
 		return NewCPU(w, blockSize, numBlocks, m.Seed)
 	case "cuda":
 		if newCUDA == nil {
-			return nil, fmt.Errorf("device cuda: this binary was built without CUDA (build with -tags cuda and the kit in ../shared/cuda; see the README)")
+			return nil, fmt.Errorf("device cuda: this binary was built without CUDA (build with -tags cuda and the kit in ../shared/cuda; see docs/replay.md)")
 		}
 		return newCUDA(m.Cfg, m.Weights, ordinal, blockSize, numBlocks, m.Seed)
 	}

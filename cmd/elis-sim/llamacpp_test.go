@@ -66,7 +66,7 @@ func TestLlamaServer(t *testing.T) {
 	if code, out := elis(t, "trace", "gen", "--n", "12", "--arrivals", "poisson:20", "--prompt", "uniform:20:300", "--output", "uniform:4:32", "-o", p("t.json")); code != 0 {
 		t.Fatalf("trace gen: %d %s", code, out)
 	}
-	code, out := elis(t, "bench", p("t.json"), "--url", url, "--model", "anchor", "--label", "fcfs", "--metrics-interval", "200ms", "-o", p("bench.json"))
+	code, out := elis(t, "bench", p("t.json"), "--url", url, "--model", "anchor", "--label", "fcfs", "--metrics-interval", "200ms", "--timeout", "2m", "-o", p("bench.json"))
 	if code != 0 || !strings.Contains(out, "failed 0 of 12 sent") {
 		t.Fatalf("bench: exit %d\n%s", code, out)
 	}
@@ -78,7 +78,7 @@ func TestLlamaServer(t *testing.T) {
 		t.Fatalf("llama.cpp's metrics not read: %+v", run.Server)
 	}
 	code, out = elis(t, "profile", "--url", url, "--model", "anchor", "--prefill", "16,64,128,256,4096", "--batches", "1,2,4,16",
-		"--contexts", "64,512", "--decode", "16", "--reps", "1", "--max-num-batched-tokens", "2048", "-o", p("profile.csv"))
+		"--contexts", "64,512", "--decode", "16", "--reps", "1", "--max-num-batched-tokens", "2048", "--timeout", "2m", "-o", p("profile.csv"))
 	if code != 0 || !strings.Contains(out, "timing prompts [16 64 128 256], batches [1 2 4]") {
 		t.Fatalf("profile --url: exit %d\n%s", code, out)
 	}

@@ -35,6 +35,7 @@ func profileCommand() *cli.Command {
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of random weights"},
 		&cli.StringFlag{Name: "url", Usage: "profile a live OpenAI-compatible server instead (vLLM, elis-sim serve): --model is the served name; --prefill the prompt lengths timed alone, --batches x --contexts the concurrent decodes"},
 		&cli.IntFlag{Name: "decode", Value: bench.DefaultProfileShapes.Decode, Usage: "with --url: tokens each concurrent request generates"},
+		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "with --url: per request"},
 		&cli.IntFlag{Name: "vocab", Usage: "with --url: prompt token ids are drawn from 1000 to below this (0: the server's vocabulary where /v1/models says it, as llama.cpp's does, else 32000)"},
 		&cli.StringFlag{Name: "api-key-env", Value: "OPENAI_API_KEY", Usage: "with --url: environment variable holding the API key"},
 	)
@@ -161,7 +162,7 @@ func profileURL(c *cli.Context) error {
 		return badf("--vocab %d: want more than 1000 (or 0: the server's)", v)
 	}
 	cfg := bench.Config{URLs: []string{u}, Model: c.String("model"), APIKey: os.Getenv(c.String("api-key-env")), Seed: c.Uint64("seed"),
-		Timeout: 10 * time.Minute, Vocab: c.Int("vocab"), Client: &http.Client{}}
+		Timeout: c.Duration("timeout"), Vocab: c.Int("vocab"), Client: &http.Client{}}
 	// Shapes the server cannot hold (a prompt over a slot's context, a
 	// batch over its slots) are left out, and the rest said.
 	info := bench.Discover(c.Context, cfg.Client, u, cfg.APIKey, cfg.Model)

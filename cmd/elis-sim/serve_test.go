@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -178,6 +181,61 @@ func TestOutputFoldersAreMade(t *testing.T) {
 	for _, f := range []string{"results/fcfs.json", "results/isrtf.json", "s1/isrtf.json", "traces/t.json", "plots/jct.png", "plots/more/cdf.png"} {
 		if _, err := os.Stat(p(f)); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// The README's ten-line tour runs as written, on a fresh folder: the
+// binary stands in for "go run ./cmd/elis-sim", a free port for 8000,
+// and the tour waits for its server to answer before benching it.
+func TestReadmeTour(t *testing.T) {
+	t.Parallel() // it waits on the wall clock (bench's schedule), in a process of its own
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## A ten-line tour")
+	_, rest, ok2 := strings.Cut(rest, "```sh\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("the README has no tour block")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.ReplaceAll(line, "go run ./cmd/elis-sim", binary(t))
+		line = strings.ReplaceAll(line, "8000", port)
+		if strings.HasPrefix(line, "kill %1") {
+			line = "kill %1; wait"
+		}
+		script.WriteString(line + "\n")
+		if strings.Contains(line, " serve ") {
+			fmt.Fprintf(&script, "for i in $(seq 200); do curl -sf -m 2 http://127.0.0.1:%s/health > /dev/null && break; sleep 0.05; done\n", port)
+		}
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "examples"), 0o755)
+	spec, _ := os.ReadFile("../../examples/sweep.yaml")
+	os.WriteFile(filepath.Join(dir, "examples", "sweep.yaml"), spec, 0o644)
+	// A bound on the whole tour, so that a server that would not stop fails
+	// the test, saying where, instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
+	cmd.Dir = dir
+	cmd.WaitDelay = time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the tour failed: %v\n%s\n---\n%s", err, script.String(), out)
+	}
+	for _, f := range []string{"t.json", "results/fcfs.json", "results/srpt-oracle.json", "jct.png", "bench/isrtf.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("the tour left no %s", f)
 		}
 	}
 }

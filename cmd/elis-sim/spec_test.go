@@ -300,7 +300,7 @@ func TestBatchSystemExamples(t *testing.T) {
 	}
 }
 
-// The example specs and the README's are valid, and the README's is the
+// The example specs and docs/sweep.md's are valid, and docs/sweep.md's is the
 // example file's.
 func TestExampleSpecs(t *testing.T) {
 	for _, p := range []string{"../../examples/sweep.yaml", "../../examples/sweep-10k.yaml"} {
@@ -312,7 +312,7 @@ func TestExampleSpecs(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	readme, _ := os.ReadFile("../../README.md")
+	readme, _ := os.ReadFile("../../docs/sweep.md")
 	_, block, ok := strings.Cut(string(readme), "```yaml\n")
 	block, _, _ = strings.Cut(block, "```")
 	file, _ := os.ReadFile("../../examples/sweep.yaml")
@@ -326,7 +326,7 @@ func TestExampleSpecs(t *testing.T) {
 		return strings.Join(out, "\n")
 	}
 	if !ok || strip(block) != strip(string(file)) {
-		t.Errorf("the README's spec is not examples/sweep.yaml:\n%s\n---\n%s", strip(block), strip(string(file)))
+		t.Errorf("docs/sweep.md's spec is not examples/sweep.yaml:\n%s\n---\n%s", strip(block), strip(string(file)))
 	}
 }
 
