@@ -400,3 +400,14 @@ func TestLogPlotsOfOneValueDraw(t *testing.T) {
 		}()
 	}
 }
+
+// A run file written to a device stays a device (see atomicfile).
+func TestRunFileToDevice(t *testing.T) {
+	run := &Run{Label: "x", Setup: map[string]string{}, Records: []policies.Record{{ID: "a", Finish: 1, Generated: 1}}}
+	if err := WriteRun(os.DevNull, run); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(os.DevNull); err != nil || st.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("%s after WriteRun: %v %v", os.DevNull, st.Mode(), err)
+	}
+}

@@ -87,10 +87,13 @@ type RunWriter struct {
 // NewRunWriter starts a run file at path, making its directory when the
 // path names one that does not exist yet.
 func NewRunWriter(path string) (*RunWriter, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if atomicfile.Special(path) {
+		dir = "" // a device (/dev/null): the records wait in the temporary folder
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".records*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".records*")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}

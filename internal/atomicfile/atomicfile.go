@@ -20,6 +20,20 @@ func Write(path string, fill func(w io.Writer) error) error {
 	if path == "-" {
 		return fill(os.Stdout)
 	}
+	if Special(path) {
+		// A device or a pipe (/dev/null, /dev/stdout, a FIFO): written in
+		// place. A temporary file renamed over it would replace the device
+		// with a regular file.
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		if err := fill(f); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -57,10 +71,24 @@ func Check(path string) error {
 	if path == "-" {
 		return nil
 	}
+	if Special(path) {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("cannot write %s: %w", path, err)
+		}
+		return f.Close()
+	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return fmt.Errorf("%s is a directory, want a file name", path)
 	}
 	return CheckDir(filepath.Dir(path))
+}
+
+// Special reports whether path exists and is neither a regular file nor
+// a directory: a device or a pipe, written in place.
+func Special(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.Mode().IsRegular() && !st.IsDir()
 }
 
 // CheckDir reports whether files can be created in dir, or, when dir does

@@ -74,3 +74,19 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("wrote %q", b)
 	}
 }
+
+// A device is written in place: `-o /dev/null` once renamed a temporary
+// file over /dev/null, which then was a regular file for every process on
+// the machine.
+func TestWriteToADevice(t *testing.T) {
+	if err := Check(os.DevNull); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(os.DevNull, func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(os.DevNull)
+	if err != nil || st.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("%s after Write: %v %v", os.DevNull, st.Mode(), err)
+	}
+}
