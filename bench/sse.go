@@ -19,6 +19,7 @@ type chunk struct {
 	Choices []struct {
 		Text  string `json:"text"`
 		Delta struct {
+			Role    string `json:"role"`
 			Content string `json:"content"`
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
@@ -82,7 +83,12 @@ func readStream(r io.Reader, since func() time.Duration, maxChunks int) (*stream
 			s.id = c.ID
 		}
 		for _, ch := range c.Choices {
-			if ch.Text != "" || ch.Delta.Content != "" {
+			// A token's chunk may carry no text (a piece that decodes to
+			// nothing yet, as llama.cpp's random-weight models make): what
+			// is not a token is the final chunk and a chat's role-only
+			// first one.
+			unfinished := ch.FinishReason == nil || *ch.FinishReason == ""
+			if ch.Text != "" || ch.Delta.Content != "" || (unfinished && ch.Delta.Role == "") {
 				if maxChunks > 0 && len(s.chunks) >= maxChunks {
 					return fmt.Errorf("the stream carried more than the %d chunks with text that max_tokens allows; cut off", maxChunks)
 				}

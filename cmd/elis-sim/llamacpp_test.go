@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,24 +27,32 @@ func startLlamaServer(t *testing.T) string {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	var log strings.Builder
-	cmd := exec.Command(bin, "-m", model, "--alias", "anchor", "--host", "127.0.0.1", "--port", fmt.Sprint(port),
+	var log syncBuilder
+	cmd := boundedCommand(t, bin, "-m", model, "--alias", "anchor", "--host", "127.0.0.1", "--port", fmt.Sprint(port),
 		"--parallel", "4", "--ctx-size", "4096", "-b", "2048", "-ub", "512", "--metrics", "-t", "1")
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// One Wait, in its goroutine; the cleanup kills and waits for it (a
+	// second Wait could block for ever).
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(2 * time.Minute)
 	for { // until it answers /health (loading the model takes a moment)
+		if time.Now().After(deadline) {
+			t.Fatalf("llama-server did not answer /health in 2 minutes\n%s", log.String())
+		}
 		select {
-		case err := <-exited:
-			t.Fatalf("llama-server exited: %v\n%s", err, log.String())
+		case <-exited:
+			t.Fatalf("llama-server exited: %v\n%s", waitErr, log.String())
 		default:
 		}
-		if r, err := http.Get(url + "/health"); err == nil {
+		if r, err := client.Get(url + "/health"); err == nil {
 			r.Body.Close()
 			if r.StatusCode == 200 {
 				return url
@@ -94,4 +102,23 @@ func TestLlamaServer(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "simulated against measured") || !strings.Contains(out, "fcfs request by request (12 paired by id)") {
 		t.Fatalf("compare: exit %d\n%s", code, out)
 	}
+}
+
+// syncBuilder is a strings.Builder a process's output goroutines write to
+// while the test reads it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

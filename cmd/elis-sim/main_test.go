@@ -335,7 +335,7 @@ func TestBenchInterrupted(t *testing.T) {
 	if code, out := elis(t, "bench", tr, "--url", hs.URL, "--model", "m", "--time-scale", "0.001", "-o", whole); code != 0 {
 		t.Fatalf("bench at a thousand times the rate: %d %s", code, out)
 	}
-	cmd := exec.Command(binary(t), "bench", tr, "--url", hs.URL, "--model", "m", "-o", part)
+	cmd := boundedCommand(t, binary(t), "bench", tr, "--url", hs.URL, "--model", "m", "-o", part)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

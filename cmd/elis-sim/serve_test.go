@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,12 +20,23 @@ import (
 	"github.com/elis-sim/elis-sim/report"
 )
 
+// boundedCommand is a command killed after 3 minutes, whatever happens:
+// a process that would not stop fails its test instead of hanging the
+// suite (CI runs on a busy machine).
+func boundedCommand(t *testing.T, name string, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
 // startServe runs `elis-sim serve` as a user does, on a free loopback
 // port, and returns its base URL once it listens; the process is killed at
 // the end of the test if it is still running.
-func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *strings.Builder) {
+func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *syncBuilder, func() error) {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"serve", "--port", "0"}, args...)...)
+	cmd := boundedCommand(t, binary(t), append([]string{"serve", "--port", "0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -32,19 +44,23 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *strings.Build
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	log := &strings.Builder{}
+	// One Wait, shared: the test's own (after SIGTERM) and the cleanup's.
+	var once sync.Once
+	var waitErr error
+	wait := func() error { once.Do(func() { waitErr = cmd.Wait() }); return waitErr }
+	t.Cleanup(func() { cmd.Process.Kill(); wait() })
+	log := &syncBuilder{}
 	rd := bufio.NewReader(stderr)
 	addr := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)`)
 	for {
 		line, err := rd.ReadString('\n')
-		log.WriteString(line)
+		log.Write([]byte(line))
 		if m := addr.FindStringSubmatch(line); m != nil {
 			go io.Copy(log, rd)
-			return cmd, m[1], log
+			return cmd, m[1], log, wait
 		}
 		if err != nil {
-			t.Fatalf("serve did not start: %v\n%s", err, log)
+			t.Fatalf("serve did not start: %v\n%s", err, log.String())
 		}
 	}
 }
@@ -55,11 +71,11 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *strings.Build
 // in flight, writes --out with each record's engine, and exits 0.
 func TestServeCLI(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "serve.json")
-	cmd, url, log := startServe(t, "--api-key", "k", "--workers", "2", "--router", "round-robin", "-o", out)
+	cmd, url, log, wait := startServe(t, "--api-key", "k", "--workers", "2", "--router", "round-robin", "-o", out)
 	post := func(body string) (*http.Response, error) {
 		req, _ := http.NewRequest("POST", url+"/v1/completions", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer k")
-		return http.DefaultClient.Do(req)
+		return (&http.Client{Timeout: 2 * time.Minute}).Do(req)
 	}
 	resp, err := post(`{"prompt":[1,2,32000],"max_tokens":2}`)
 	if err != nil {
@@ -92,7 +108,7 @@ func TestServeCLI(t *testing.T) {
 	if err != nil || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
 		t.Fatalf("the stream in flight at SIGTERM (%v): ...%s", err, rest[max(0, len(rest)-200):])
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v\n%s", err, log)
 	}
 	if strings.Contains(log.String(), "panic") {
@@ -123,7 +139,7 @@ func TestReplayInterrupted(t *testing.T) {
 	if code, out := elis(t, "trace", "gen", "--n", "40", "--arrivals", "poisson:10", "--prompt", "uniform:8:16", "--output", "uniform:2:4", "-o", tr); code != 0 {
 		t.Fatalf("trace gen: %d %s", code, out)
 	}
-	cmd := exec.Command(binary(t), "replay", tr, "--model", "tiny", "--policy", "fcfs,isrtf", "--out", filepath.Join(dir, "out"))
+	cmd := boundedCommand(t, binary(t), "replay", tr, "--model", "tiny", "--policy", "fcfs,isrtf", "--out", filepath.Join(dir, "out"))
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
