@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/engine"
@@ -323,7 +322,18 @@ func TestBenchInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	// The test interrupts the bench once a request of its has reached the
+	// server: its Ctrl-C handler is set by then, however slowly it started.
+	arrived := make(chan struct{}, 100)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
+		srv.ServeHTTP(w, r)
+	}))
 	defer func() { hs.Close(); srv.Close() }()
 	dir := t.TempDir()
 	tr := filepath.Join(dir, "t.json")
@@ -335,13 +345,16 @@ func TestBenchInterrupted(t *testing.T) {
 	if code, out := elis(t, "bench", tr, "--url", hs.URL, "--model", "m", "--time-scale", "0.001", "-o", whole); code != 0 {
 		t.Fatalf("bench at a thousand times the rate: %d %s", code, out)
 	}
+	for len(arrived) > 0 { // the first bench's requests
+		<-arrived
+	}
 	cmd := boundedCommand(t, binary(t), "bench", tr, "--url", hs.URL, "--model", "m", "-o", part)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // not a bound: however far it got, it did not finish
+	<-arrived // its first request (arrival ~0; the other 19 come over some 40 s)
 	cmd.Process.Signal(os.Interrupt)
 	err = cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || !strings.Contains(out.String(), "interrupted:") {

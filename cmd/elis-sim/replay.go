@@ -227,6 +227,8 @@ func replayAction(c *cli.Context) error {
 				return gpu.NewExecutor(c.String("device"), worker/perGPU, m, eng.BlockSize, eng.NumBlocks)
 			}}
 		cfg.Stop = stop.Done()
+		// A replay runs in real time: say which policy is under way.
+		fmt.Fprintf(os.Stderr, "elis-sim replay: %s: %d requests\n", entry.Label(mode), len(tr.Requests))
 		res, err := replay.Run(abandon, tr, cfg)
 		if err != nil {
 			return err
