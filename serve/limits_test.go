@@ -486,21 +486,22 @@ func TestRoutingByPredictedWork(t *testing.T) {
 		c.Records = func(r policies.Record) { mu.Lock(); byEngine[r.Worker]++; mu.Unlock() }
 	})
 	url := listening(t, srv)
-	var streams []*bufio.Reader
-	for range 16 { // each in flight (first token read) before the next is sent
-		resp, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":[1,2,3],"max_tokens":40,"stream":true}`))
+	// Each request would take 20,000 steps: none ends while the others
+	// are routed, however slow this machine. Their clients leave once all
+	// are in flight (first token read), and the engines abort them.
+	var bodies []io.Closer
+	for range 16 {
+		resp, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":[1,2,3],"max_tokens":20000,"stream":true}`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		rd := bufio.NewReader(resp.Body)
-		rd.ReadString('\n')
-		streams = append(streams, rd)
+		bufio.NewReader(resp.Body).ReadString('\n')
+		bodies = append(bodies, resp.Body)
 	}
-	for _, rd := range streams {
-		io.ReadAll(rd)
+	for _, b := range bodies {
+		b.Close()
 	}
-	for { // the records come as the engines finish
+	for { // the records come as the engines abort
 		mu.Lock()
 		n := byEngine[0] + byEngine[1]
 		mu.Unlock()
@@ -510,7 +511,7 @@ func TestRoutingByPredictedWork(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	_, m := do(t, "GET", url+"/metrics", "")
-	if byEngine[0] != 8 || byEngine[1] != 8 || !strings.Contains(m, `vllm:request_success_total{engine="1",finished_reason="length",model_name="m"} 8`) {
+	if byEngine[0] != 8 || byEngine[1] != 8 || !strings.Contains(m, `vllm:request_success_total{engine="1",finished_reason="abort",model_name="m"} 8`) {
 		t.Fatalf("requests by engine %v; metrics:\n%s", byEngine, m)
 	}
 }
