@@ -142,7 +142,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 
 	var mu sync.Mutex // guards res and dispatch
 	// A client's estimate of a request's work is what it asks for.
-	dispatch := policies.NewDispatcher(router, len(cfg.URLs), len(tr.Requests), func(r *policies.Request) float64 { return float64(r.OutputTokens) })
+	dispatch := policies.NewDispatcher(router, len(cfg.URLs), len(tr.Requests), nil)
 	lags := make([]float64, 0, len(tr.Requests))
 	var wg sync.WaitGroup
 	done := 0

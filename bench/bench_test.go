@@ -33,7 +33,7 @@ func startServe(t *testing.T, policy string) *httptest.Server {
 		Tokens: traces.Words{}.CountTokens,
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50, PrefixCaching: true}
-			core, err := policies.NewScheduler(eng, pol, nil)
+			core, err := policies.NewScheduler(eng, pol)
 			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-3, PerPrefillToken: 1e-5, PerDecodeSeq: 1e-5}}, err
 		}})
 	if err != nil {
@@ -179,8 +179,8 @@ func TestServerPredictionLog(t *testing.T) {
 		PredictionLog: &log,
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 2, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50}
-			core, err := policies.NewScheduler(eng, pol, predictor.Oracle{})
-			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-4}}, err
+			core, err := policies.NewScheduler(eng, pol)
+			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-4}, Predictor: predictor.Oracle{}}, err
 		}})
 	if err != nil {
 		t.Fatal(err)

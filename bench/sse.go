@@ -44,6 +44,22 @@ type streamed struct {
 	completion int             // usage: completion tokens
 	done       bool            // saw data: [DONE]
 	finish     string
+	// finishedAt is when a finishing chunk without text came: llama.cpp
+	// sends a request's last token there when its piece decodes to
+	// nothing, which usage then counts (see settle).
+	finishedAt time.Duration
+	bareFinish bool
+}
+
+// settle counts the bare finishing chunk as the last token when usage says
+// one more token came than the chunks with text showed: llama.cpp's
+// server sends a one-token reply as a single chunk with finish_reason and
+// no text when the token's piece is empty.
+func (s *streamed) settle(maxChunks int) {
+	if s.bareFinish && s.completion == len(s.chunks)+1 && (maxChunks == 0 || len(s.chunks) < maxChunks) {
+		s.chunks = append(s.chunks, s.finishedAt)
+		s.bareFinish = false
+	}
 }
 
 // readStream reads server-sent events until [DONE], the end of the body,
@@ -96,6 +112,9 @@ func readStream(r io.Reader, since func() time.Duration, maxChunks int) (*stream
 			}
 			if ch.FinishReason != nil && *ch.FinishReason != "" {
 				s.finish = *ch.FinishReason
+				if ch.Text == "" && ch.Delta.Content == "" {
+					s.finishedAt, s.bareFinish = since(), true
+				}
 			}
 		}
 		if c.Usage != nil {
@@ -111,6 +130,7 @@ func readStream(r io.Reader, since func() time.Duration, maxChunks int) (*stream
 				return s, err
 			}
 			if s.done {
+				s.settle(maxChunks)
 				return s, nil
 			}
 		case strings.HasPrefix(line, ":"):
@@ -135,6 +155,7 @@ func readStream(r io.Reader, since func() time.Duration, maxChunks int) (*stream
 	if !s.done {
 		return s, errors.New("the stream ended without [DONE]")
 	}
+	s.settle(maxChunks)
 	return s, nil
 }
 

@@ -67,6 +67,11 @@ data: {"id":"cmpl-3","choi`, 1, -1, 0, "malformed event", "cmpl-3", ""},
 `, 1, -1, 0, "without [DONE]", "cmpl-4", ""},
 		{"llama.cpp's error field", "data: {\"id\":\"c-6\",\"choices\":[{\"index\":0,\"text\":\" a\"}]}\n\nerror: {\"code\":400,\"message\":\"the request exceeds the available context size\",\"type\":\"exceed_context_size_error\"}\n\n",
 			1, -1, 0, "error in the stream: the request exceeds the available context size", "c-6", ""},
+		{"llama.cpp's one-token reply: the token in the bare finishing chunk", `data: {"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"length"}],"object":"text_completion","usage":{"completion_tokens":1,"prompt_tokens":64,"total_tokens":65},"id":"chatcmpl-9pE"}
+
+data: [DONE]
+
+`, 1, 64, 1, "", "chatcmpl-9pE", "length"},
 		{"multi-line data", "data: {\"id\":\"cmpl-5\",\ndata: \"choices\":[{\"index\":0,\"text\":\" a\"}]}\n\ndata: [DONE]\n\n", 1, -1, 0, "", "cmpl-5", ""},
 	}
 	for _, c := range cases {

@@ -31,7 +31,7 @@ func TestPrefixCachingReusesBlocks(t *testing.T) {
 	run := func(caching bool) (map[string][]int32, policies.Stats) {
 		eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50, PrefixCaching: caching}
 		pol, _ := policies.New("fcfs", policies.RerankPause)
-		core, err := policies.NewScheduler(eng, pol, nil)
+		core, err := policies.NewScheduler(eng, pol)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestPrefixCachingReusesBlocks(t *testing.T) {
 func TestTimedEngineAndAbort(t *testing.T) {
 	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50, PrefixCaching: true}
 	pol, _ := policies.New("fcfs", policies.RerankPause)
-	core, _ := policies.NewScheduler(eng, pol, nil)
+	core, _ := policies.NewScheduler(eng, pol)
 	got := map[int]int{}
 	w, err := New(Config{Core: core, Coster: &cost.Linear{Base: 0.002}, Vocab: 100, Seed: 1, Start: time.Now(),
 		OnToken: func(i int, tok int32, n int) {
@@ -117,7 +117,7 @@ func TestTimedEngineAndAbort(t *testing.T) {
 func TestIdleWorkerBlocks(t *testing.T) {
 	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50}
 	pol, _ := policies.New("fcfs", policies.RerankPause)
-	core, _ := policies.NewScheduler(eng, pol, nil)
+	core, _ := policies.NewScheduler(eng, pol)
 	w, err := New(Config{Core: core, Coster: &cost.Linear{Base: 1e-4}})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +153,7 @@ func TestIdleWorkerBlocks(t *testing.T) {
 func TestTokensNotReservedForMaxTokens(t *testing.T) {
 	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 1 << 20, PredictionInterval: 50}
 	pol, _ := policies.New("fcfs", policies.RerankPause)
-	core, _ := policies.NewScheduler(eng, pol, nil)
+	core, _ := policies.NewScheduler(eng, pol)
 	w, err := New(Config{Core: core, Coster: &cost.Linear{Base: 1e-4}})
 	if err != nil {
 		t.Fatal(err)

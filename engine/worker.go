@@ -36,6 +36,10 @@ type Config struct {
 	// model's engine).
 	Net      gpu.PredictorNet
 	PredCost predictor.Cost
+	// Predictor answers the core's asks for predictions (a predictive
+	// policy's core needs one): a lookup, so answering cannot stall a
+	// step; Net, when set, is what the predictor's calls cost.
+	Predictor policies.Predictor
 	// SyncPredictions makes (or prices) the calls one request at a time,
 	// as the vLLM patch makes them (predictor.Cost.StepSeconds), rather
 	// than one batched call a step.
@@ -56,11 +60,12 @@ type Config struct {
 // and the mapping of the core's blocks onto the executor's.
 type Worker struct {
 	Config
-	free  []int32
-	seqs  map[int]*seqState // by request index
-	live  []*seqState       // those holding physical blocks, in a fixed order
-	steps []gpu.SeqStep
-	next  []int32
+	free    []int32
+	answers []float64
+	seqs    map[int]*seqState // by request index
+	live    []*seqState       // those holding physical blocks, in a fixed order
+	steps   []gpu.SeqStep
+	next    []int32
 	// shared: the core caches prefixes, so its block tables are physical.
 	shared bool
 	early  map[int]bool // aborts that came before their requests
@@ -81,6 +86,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Vocab < 1 {
 		cfg.Vocab = 32000
+	}
+	if cfg.Core.Predictive() && cfg.Predictor == nil {
+		return nil, fmt.Errorf("worker %d: the policy reads predictions and there is no predictor", cfg.ID)
 	}
 	w := &Worker{Config: cfg, seqs: map[int]*seqState{}, shared: cfg.Core.PrefixCaching()}
 	if cfg.Exec != nil {
@@ -146,7 +154,7 @@ func (w *Worker) tokens() synth.Tokens { return synth.Tokens{Seed: w.Seed, Vocab
 // nothing to run.
 func (w *Worker) Step() (bool, error) {
 	t0 := time.Now()
-	b := w.Core.Next(w.now())
+	b := w.schedule()
 	w.syncBlocks(b)
 	if b.Empty() {
 		return false, nil
@@ -190,6 +198,26 @@ func (w *Worker) Step() (bool, error) {
 	}
 	w.emit(b, next)
 	return true, nil
+}
+
+// schedule asks the core for its next step, answering its asks for
+// predictions: those of arrivals and of the last step first, then any a
+// step stops for, then the asynchronous ones of the step itself (beside
+// it: the answers are lookups).
+func (w *Worker) schedule() *policies.Batch {
+	for {
+		w.answer()
+		if b := w.Core.Next(w.now()); !b.Wait {
+			w.answer()
+			return b
+		}
+	}
+}
+
+func (w *Worker) answer() {
+	if w.Predictor != nil {
+		w.answers = policies.AnswerAll(w.Core, w.Predictor, w.answers)
+	}
 }
 
 // timedStep is a step of the cost model's engine: from t0, when the step

@@ -34,6 +34,10 @@ type Batch struct {
 	// capped at PredictorInputCap.
 	Predictions      int
 	PredictionTokens int
+	// Wait: the core needs answers to its asks (Scheduler.Asks) before it
+	// can go on; the batch is empty and must not run. Answer, then call
+	// Next again.
+	Wait bool
 }
 
 // Tokens is the number of new tokens the step computes.

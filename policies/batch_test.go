@@ -7,7 +7,7 @@ import "testing"
 // prefill, not a decode; the next step's single token is a decode.
 func TestOneTokenChunkIsAPrefill(t *testing.T) {
 	pol, _ := New("fcfs", RerankPause)
-	s, _ := NewScheduler(Config{MaxBatchedTokens: 8, MaxSeqs: 4, BlockSize: 4, NumBlocks: 16, MaxModelLen: 100, PredictionInterval: 50}, pol, nil)
+	s, _ := NewScheduler(Config{MaxBatchedTokens: 8, MaxSeqs: 4, BlockSize: 4, NumBlocks: 16, MaxModelLen: 100, PredictionInterval: 50}, pol)
 	s.Add(Request{ID: "a", PromptTokens: 9, OutputTokens: 3}, 0)
 	for step, want := range []struct{ prefill, decodes int }{{8, 0}, {1, 0}, {0, 1}} {
 		b := s.Schedule(float64(step))

@@ -91,13 +91,31 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Predictor estimates a request's remaining output tokens. The core calls
-// it when a request arrives and every PredictionInterval generated tokens,
-// for predictive policies only.
+// Predictor estimates a request's remaining output tokens after it has
+// generated some. The core never calls one: it lists the predictions it
+// wants (Scheduler.Asks) and a driver answers them (Scheduler.Answer),
+// with a Predictor or however it likes (a network batched over the asks,
+// beside the forward pass). Drivers and routers share the interface.
 type Predictor interface {
-	Predict(s *Seq) float64
+	Predict(r *Request, generated int) float64
 }
 
 // PredictorInputCap is how many predictor tokens of prompt plus generated
 // text a prediction reads at most (the patch truncates to 512).
 const PredictorInputCap = 512
+
+// AnswerAll answers every ask s lists with p: for a driver whose predictor
+// is a lookup (the simulator's, replay's values computed before the run).
+// buf is reused for the answers and returned for the next call.
+func AnswerAll(s *Scheduler, p Predictor, buf []float64) []float64 {
+	asks := s.Asks()
+	if len(asks) == 0 {
+		return buf
+	}
+	buf = buf[:0]
+	for i := range asks {
+		buf = append(buf, p.Predict(asks[i].Request, asks[i].Generated))
+	}
+	s.Answer(buf)
+	return buf
+}

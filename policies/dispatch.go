@@ -12,11 +12,12 @@ package policies
 type Dispatcher struct {
 	router Router
 	loads  []Load
-	// predict estimates a request's output tokens when the router reads
+	// pred estimates a request's output tokens when the router reads
 	// Load.Work (least-predicted-work).
-	predict func(*Request) float64
-	dense   []routed // by request index, when the driver knows how many
-	sparse  map[int]routed
+	pred   Predictor
+	reads  bool
+	dense  []routed // by request index, when the driver knows how many
+	sparse map[int]routed
 }
 
 // routed is where a request went and what it added to that replica.
@@ -30,14 +31,11 @@ type routed struct {
 // NewDispatcher routes over replicas with router. requests, when the
 // driver knows it (a trace's length), sizes the bookkeeping for request
 // indexes 0 to requests-1; 0 keeps it by index in a map instead (a
-// server). predict, needed when the router reads Load.Work, estimates a
-// request's output tokens: a predictor's first answer in the simulator and
-// replay, max_tokens for a client.
-func NewDispatcher(router Router, replicas, requests int, predict func(*Request) float64) *Dispatcher {
-	d := &Dispatcher{router: router, loads: make([]Load, replicas)}
-	if router.NeedsWork() {
-		d.predict = predict
-	}
+// server). pred, read when the router reads Load.Work, estimates a
+// request's output tokens at its arrival; nil takes its OutputTokens (a
+// client's max_tokens).
+func NewDispatcher(router Router, replicas, requests int, pred Predictor) *Dispatcher {
+	d := &Dispatcher{router: router, loads: make([]Load, replicas), pred: pred, reads: router.NeedsWork()}
 	if requests > 0 {
 		d.dense = make([]routed, requests)
 	} else {
@@ -49,8 +47,11 @@ func NewDispatcher(router Router, replicas, requests int, predict func(*Request)
 // Route picks r's replica and counts r as started there.
 func (d *Dispatcher) Route(r *Request) int {
 	rt := routed{live: true, tokens: r.PromptTokens + r.OutputTokens}
-	if d.predict != nil {
-		rt.work = d.predict(r)
+	switch {
+	case d.reads && d.pred != nil:
+		rt.work = d.pred.Predict(r, 0)
+	case d.reads:
+		rt.work = float64(r.OutputTokens)
 	}
 	w := d.router.Route(r, d.loads)
 	rt.replica = int32(w)

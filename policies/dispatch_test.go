@@ -8,7 +8,7 @@ import "testing"
 func TestDispatcherKeepsLoads(t *testing.T) {
 	for _, requests := range []int{0, 8} { // a server's map, a trace's slice
 		r, _ := NewRouter("least-predicted-work")
-		d := NewDispatcher(r, 2, requests, func(q *Request) float64 { return float64(q.OutputTokens) })
+		d := NewDispatcher(r, 2, requests, nil)
 		reqs := []Request{{Index: 0, PromptTokens: 10, OutputTokens: 100}, {Index: 1, PromptTokens: 5, OutputTokens: 10},
 			{Index: 2, PromptTokens: 5, OutputTokens: 10}, {Index: 3, PromptTokens: 1, OutputTokens: 50}}
 		var got []int

@@ -2,7 +2,10 @@
 // policies. The core is a deterministic state machine with no clock and no
 // I/O, after etcd-io/raft: a driver asks it for the next batch at a time it
 // names, runs the batch (on a cost model or on a device), and tells it what
-// the batch produced and when it ended. It follows vLLM v1's scheduling rules
+// the batch produced and when it ended. Where a policy needs predictions the
+// core does not call a predictor: it lists asks (Scheduler.Asks), and the
+// driver answers them before the next step (Scheduler.Answer, or
+// AnswerAll with a Predictor). It follows vLLM v1's scheduling rules
 // (running requests first, a per-step token budget, chunked prefill, a paged
 // KV cache with automatic prefix caching, preemption by recomputation) and
 // lets a Policy order the queues and pick preemption victims: FCFS,

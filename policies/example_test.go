@@ -14,7 +14,7 @@ import (
 func Example() {
 	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 16, NumBlocks: 32, MaxModelLen: 1024, PredictionInterval: 50}
 	pol, _ := policies.New("fcfs", policies.RerankPause)
-	core, _ := policies.NewScheduler(eng, pol, nil)
+	core, _ := policies.NewScheduler(eng, pol)
 	core.Add(policies.Request{ID: "long", Index: 0, PromptTokens: 40, OutputTokens: 3}, 0)
 	core.Add(policies.Request{ID: "short", Index: 1, PromptTokens: 8, OutputTokens: 2}, 0)
 	now := 0.0

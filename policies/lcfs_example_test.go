@@ -41,7 +41,7 @@ func init() { policies.Register("lcfs", func(policies.Rerank) policies.Policy { 
 func ExampleRegister() {
 	eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 1, BlockSize: 16, NumBlocks: 32, MaxModelLen: 1024, PredictionInterval: 50}
 	pol, _ := policies.New("lcfs", policies.RerankNone)
-	core, _ := policies.NewScheduler(eng, pol, nil)
+	core, _ := policies.NewScheduler(eng, pol)
 	for i, id := range []string{"first", "second", "third"} {
 		core.Add(policies.Request{ID: id, Index: i, Arrival: float64(i) * 0.001, PromptTokens: 8, OutputTokens: 2}, float64(i)*0.001)
 	}

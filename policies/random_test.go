@@ -9,8 +9,8 @@ import (
 // hashPredictor errs by a factor in [0.5, 1.5) fixed per request and point.
 type hashPredictor struct{}
 
-func (hashPredictor) Predict(s *Seq) float64 {
-	return float64(s.Remaining()) * (0.5 + float64((s.Index*7+s.Generated*13)%10)/10)
+func (hashPredictor) Predict(r *Request, generated int) float64 {
+	return float64(r.OutputTokens-generated) * (0.5 + float64((r.Index*7+generated*13)%10)/10)
 }
 
 // Random small workloads in a cache tight enough to preempt often: a core
@@ -51,12 +51,13 @@ func randomWorkloads(t *testing.T, caching bool) {
 				rng := rand.New(rand.NewPCG(seed, 1))
 				pol, _ := New(name, mode)
 				s, err := NewScheduler(Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 16, MaxModelLen: 256, PredictionInterval: 8, PrefixCaching: caching,
-					LazyPredictions: seed%2 == 1, DisplaceMargin: float64(seed % 3 * 5), DisplaceRatio: float64(seed%4) / 10}, pol, hashPredictor{})
+					LazyPredictions: seed%2 == 1, DisplaceMargin: float64(seed % 3 * 5), DisplaceRatio: float64(seed%4) / 10}, pol)
 				if err != nil {
 					t.Fatal(err)
 				}
 				const n = 24
 				added, done := 0, 0
+				var answers []float64
 				for step := 0; done < n; step++ {
 					if step > 5000 {
 						t.Fatalf("%s/%s seed %d: %d of %d done after 5000 steps", name, mode, seed, done, n)
@@ -69,7 +70,19 @@ func randomWorkloads(t *testing.T, caching bool) {
 						s.Add(r, float64(step))
 						added++
 					}
+					// The driver answers asks whenever it likes before a
+					// step, and must when Next waits.
+					if rng.IntN(2) == 0 {
+						answers = AnswerAll(s, hashPredictor{}, answers)
+					}
 					b := s.Next(float64(step))
+					for b.Wait {
+						if len(s.Asks()) == 0 {
+							t.Fatalf("%s/%s seed %d step %d: waits with nothing asked", name, mode, seed, step)
+						}
+						answers = AnswerAll(s, hashPredictor{}, answers)
+						b = s.Next(float64(step))
+					}
 					if err := s.CheckInvariants(); err != nil {
 						t.Fatalf("%s/%s seed %d: %v", name, mode, seed, err)
 					}

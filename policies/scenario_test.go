@@ -16,10 +16,10 @@ import (
 // one, the true remaining tokens.
 type scriptPredictor map[string][][2]float64
 
-func (p scriptPredictor) Predict(s *Seq) float64 {
-	v := float64(s.Remaining())
-	for _, e := range p[s.ID] {
-		if int(e[0]) <= s.Generated {
+func (p scriptPredictor) Predict(r *Request, generated int) float64 {
+	v := float64(r.OutputTokens - generated)
+	for _, e := range p[r.ID] {
+		if int(e[0]) <= generated {
 			v = e[1]
 		}
 	}
@@ -31,7 +31,7 @@ func (p scriptPredictor) Predict(s *Seq) float64 {
 //
 //	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [async] [margin=TOKENS,RATIO] [cap=S]
 //	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0] [hashes=1,2,3 hashblock=8] [session=7]
-//	step [n=1]     schedule one step, print it, complete it one second later
+//	step [n=1]     schedule one step, print it (after the asks it stopped for), complete it one second later
 //	state          print the queues and the free blocks
 //	cache          print the prefix cache: free queue (head first), block tables, hits
 //	abort id=a     the client of a left: drop it
@@ -39,6 +39,7 @@ func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		var s *Scheduler
 		preds := scriptPredictor{}
+		var answers []float64
 		ids := map[string]int{}
 		now := 0.0
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
@@ -85,7 +86,7 @@ func TestScenarios(t *testing.T) {
 				if l, ok := args["limit"]; ok {
 					cfg.Guard.PreemptLimit, _ = strconv.ParseFloat(l, 64)
 				}
-				s, err = NewScheduler(cfg, pol, preds)
+				s, err = NewScheduler(cfg, pol)
 				if err != nil {
 					return "error: " + err.Error()
 				}
@@ -114,6 +115,7 @@ func TestScenarios(t *testing.T) {
 				r.Content.Session = uint64(num("session", 0))
 				ids[id] = r.Index
 				s.Add(r, now)
+				answers = AnswerAll(s, preds, answers)
 				var out []string
 				for _, r := range s.TakeFinished() {
 					out = append(out, fmt.Sprintf("rejected %s: %s", r.ID, r.Rejected))
@@ -123,7 +125,7 @@ func TestScenarios(t *testing.T) {
 				n := num("n", 1)
 				var out []string
 				for i := 0; i < n; i++ {
-					out = append(out, step(s, &now))
+					out = append(out, step(s, &now, preds))
 					if err := s.CheckInvariants(); err != nil {
 						d.Fatalf(t, "%v", err)
 					}
@@ -156,9 +158,25 @@ func orDefault(s, def string) string {
 	return s
 }
 
-func step(s *Scheduler, now *float64) string {
+// step builds one step, answering the core's asks as the simulator does:
+// before it, and whenever it waits for them.
+func step(s *Scheduler, now *float64, preds Predictor) string {
+	var answers []float64
+	answers = AnswerAll(s, preds, answers)
 	b := s.Schedule(*now)
+	var waited []string // the predictions the step stopped for
+	for b.Wait {
+		for _, a := range s.Asks() {
+			waited = append(waited, fmt.Sprintf("%s@%d", a.Request.ID, a.Generated))
+		}
+		answers = AnswerAll(s, preds, answers)
+		b = s.Schedule(*now)
+	}
+	answers = AnswerAll(s, preds, answers) // asynchronous asks: beside the step
 	var sb strings.Builder
+	if len(waited) > 0 {
+		fmt.Fprintf(&sb, "asks %s; ", strings.Join(waited, " "))
+	}
 	fmt.Fprintf(&sb, "step %d:", b.Step)
 	if b.Empty() {
 		sb.WriteString(" idle")
@@ -179,6 +197,7 @@ func step(s *Scheduler, now *float64) string {
 	}
 	*now++
 	s.Complete(*now)
+	AnswerAll(s, preds, answers)
 	recs := s.TakeFinished()
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
 	for _, r := range recs {

@@ -7,14 +7,22 @@ import (
 )
 
 // Scheduler is the core: a deterministic state machine with no clock and no
-// I/O. A driver calls Add when a request arrives, Schedule to get the next
+// I/O. A driver calls Add when a request arrives, Next to get the next
 // step, runs it, and Complete when it ended; TakeFinished hands back the
 // records of requests that finished or were rejected. Times are whatever the
 // driver says they are.
+//
+// The core never calls a predictor. Where a policy needs a prediction it
+// asks: Asks lists the predictions wanted (a request and the tokens it has
+// generated), the driver answers them with Answer before it calls Next
+// again, and Next returns a batch marked Wait, building nothing, while an
+// ask the step needs is unanswered. So a driver decides how and where
+// predictions are made (a lookup in the simulator, a network batched over
+// the asks beside a forward pass in replay), and nothing inside the core
+// can block or fail.
 type Scheduler struct {
-	cfg  Config
-	pol  Policy
-	pred Predictor
+	cfg Config
+	pol Policy
 
 	running []*Seq
 	waiting waitQueue
@@ -35,6 +43,16 @@ type Scheduler struct {
 	clock                          float64 // the latest time a driver gave
 	lazyWaiting                    []*Seq  // waiting requests not yet predicted
 	asking, answered               []*Seq  // asynchronous predictions: asked this step, known at the next
+	asks                           []Ask   // predictions wanted and not yet answered, in the order asked
+	wait                           Batch   // what Next returns while it waits for answers
+	// resume is where a step that stopped to ask for predictions goes on
+	// once they are answered: the running pass at request i with budget
+	// tokens left.
+	resume struct {
+		on        bool
+		i, budget int
+		preempted bool
+	}
 
 	// KeepHistory keeps every prediction in the records, for the
 	// predictor's accuracy, --out and the prediction log.
@@ -64,7 +82,7 @@ type agingEntry struct {
 type Stats struct {
 	Steps, Preemptions, Rejected, Finished int64
 	Aborted                                int64 // dropped by Abort
-	Predictions                            int64 // predictor calls
+	Predictions                            int64 // predictions asked for (predictor calls)
 	PredictionsSkipped                     int64 // re-predictions skipped while nothing waited
 	// PrefixQueried and PrefixHit count the tokens of requests admitted
 	// with nothing computed and those of them the prefix cache held
@@ -120,19 +138,17 @@ func (s *Stats) Add(o Stats) {
 	s.Errors.Merge(o.Errors)
 }
 
-// NewScheduler returns a core with an empty cache. pred may be nil for
-// policies that are not predictive.
-func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
+// NewScheduler returns a core with an empty cache. A predictive policy's
+// core asks its driver for predictions (see Asks).
+func NewScheduler(cfg Config, pol Policy) (*Scheduler, error) {
 	if cfg.PredictionInterval == 0 {
 		cfg.PredictionInterval = 50
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if pol.Predictive() && pred == nil {
-		return nil, fmt.Errorf("policy %s needs a predictor", pol.Name())
-	}
-	s := &Scheduler{cfg: cfg, pol: pol, pred: pred, kv: newKVPool(cfg.NumBlocks, cfg.BlockSize, cfg.PrefixCaching)}
+	s := &Scheduler{cfg: cfg, pol: pol, kv: newKVPool(cfg.NumBlocks, cfg.BlockSize, cfg.PrefixCaching)}
+	s.wait.Wait = true
 	s.waiting.less = pol.Less
 	if pol.Traits().FIFO && cfg.Guard.AgingSteps == 0 && cfg.Guard.SlowdownCap == 0 {
 		// Queue order alone (FCFS without the starvation guard): kept
@@ -141,6 +157,9 @@ func NewScheduler(cfg Config, pol Policy, pred Predictor) (*Scheduler, error) {
 	}
 	return s, nil
 }
+
+// Predictive reports whether the core's policy asks for predictions.
+func (s *Scheduler) Predictive() bool { return s.pol.Predictive() }
 
 // Stats returns the counters so far.
 func (s *Scheduler) Stats() Stats { return s.stats }
@@ -194,7 +213,7 @@ func (s *Scheduler) Add(r Request, now float64) {
 			q.lazy = true
 			s.stats.PredictionsSkipped++
 		} else {
-			s.predict(q, now)
+			s.want(q, now)
 		}
 	}
 	s.enqueue(q, false)
@@ -208,13 +227,12 @@ func (s *Scheduler) queued(extra int) bool {
 	return s.waiting.Len()+extra > s.cfg.MaxSeqs-len(s.running)
 }
 
-// rankLazy predicts the waiting requests whose prediction was deferred,
-// now that they must be ranked against others.
+// rankLazy asks for the predictions of the waiting requests whose
+// prediction was deferred, now that they must be ranked against others.
 func (s *Scheduler) rankLazy() {
 	for _, q := range s.lazyWaiting {
 		if q.lazy && q.state == stWaiting {
-			s.predict(q, s.clock)
-			s.waiting.Fix(q)
+			s.want(q, s.clock)
 		}
 	}
 	clear(s.lazyWaiting)
@@ -244,48 +262,107 @@ func (s *Scheduler) enqueue(q *Seq, front bool) {
 		if len(s.lazyWaiting) > 0 && s.queued(1) {
 			// A queue forms: its order now matters.
 			if q.lazy {
-				s.predict(q, s.clock)
+				s.want(q, s.clock)
 			}
 			s.rankLazy()
 		}
 	}
 	s.waiting.Push(q)
-	if c := s.cfg.Guard.SlowdownCap; c > 0 && q.promoted == 0 && !math.IsInf(q.Initial, 0) {
-		l := math.Max(q.Initial, 1)
-		rem := math.Max(l-float64(q.Generated), 1)
-		q.capEpoch++
-		heap.Push(&s.capped, capEntry{at: q.arrived + int64(math.Ceil(c*l-rem)), q: q, epoch: q.capEpoch})
+	if s.cfg.Guard.SlowdownCap > 0 && q.promoted == 0 {
+		switch {
+		case !math.IsInf(q.Initial, 0):
+			s.timeCap(q)
+		case q.asked:
+			q.capLater = true // its first prediction is asked for: the cap starts from it
+		}
 	}
 	if s.cfg.Guard.AgingSteps > 0 {
 		s.aging = append(s.aging, agingEntry{q, s.step})
 	}
 }
 
-func (s *Scheduler) predict(q *Seq, now float64) {
-	prev := q.Predicted
-	p := s.pred.Predict(q)
-	if math.IsNaN(p) || p < 0 {
-		p = math.Inf(1) // a failed prediction: the patch then behaves like FCFS
-	}
+// timeCap sets the step at which the slowdown cap promotes waiting q.
+func (s *Scheduler) timeCap(q *Seq) {
+	l := math.Max(q.Initial, 1)
+	rem := math.Max(l-float64(q.Generated), 1)
+	q.capEpoch++
+	heap.Push(&s.capped, capEntry{at: q.arrived + int64(math.Ceil(s.cfg.Guard.SlowdownCap*l-rem)), q: q, epoch: q.capEpoch})
+}
+
+// Ask is a prediction the core wants: the remaining output tokens of
+// Request once it has generated Generated tokens (the predictor reads its
+// prompt and that much output, at most PredictorInputCap tokens).
+type Ask struct {
+	Request   *Request // the core's copy: read it, do not change it
+	Generated int
+
+	seq       *Seq
+	at        float64 // when it was asked
+	prev      float64 // the prediction it replaces
+	remaining int     // the truth, for the predictor's accuracy
+}
+
+// want asks for q's prediction at now.
+func (s *Scheduler) want(q *Seq, now float64) {
 	q.lastPred = q.Generated
 	q.lazy = false
 	if s.cfg.AsyncPredictions {
-		q.next = p
 		s.asking = append(s.asking, q)
 	} else {
-		s.know(q, p)
+		q.asked = true
 	}
 	s.pendingPred++
 	s.pendingPredTokens += min(q.Tokens(), PredictorInputCap)
 	s.stats.Predictions++
-	s.stats.Errors.Add(p, q.Remaining())
-	if s.KeepHistory {
-		q.rec.Predictions = append(q.rec.Predictions, Prediction{At: now, Generated: q.Generated, Predicted: p, Actual: q.Remaining()})
+	s.asks = append(s.asks, Ask{Request: &q.Request, Generated: q.Generated, seq: q, at: now, prev: q.Predicted, remaining: q.Remaining()})
+}
+
+// Asks lists the predictions the core wants and has not been told, in the
+// order it asked for them. The slice is the core's: it is valid until the
+// next call to Answer, Add, Next, Schedule or Complete.
+func (s *Scheduler) Asks() []Ask { return s.asks }
+
+// Answer gives the predicted remaining output tokens for every ask Asks
+// lists, in its order. A value that is NaN or negative is a failed
+// prediction, which counts as +Inf (the patch then serves that request
+// first come, first served). Answers with AsyncPredictions set are known
+// one step late (see Config); others at once.
+func (s *Scheduler) Answer(remaining []float64) {
+	if len(remaining) != len(s.asks) {
+		panic(fmt.Sprintf("policies: %d answers to %d asks", len(remaining), len(s.asks)))
 	}
-	if s.ReportPredictions {
-		s.made = append(s.made, PredictionMade{ID: q.ID, Index: q.Index, At: now, Generated: q.Generated, Predicted: p,
-			Previous: prev, First: q.Generated == 0 && math.IsInf(prev, 1)})
+	for i := range s.asks {
+		a := &s.asks[i]
+		q, p := a.seq, remaining[i]
+		if math.IsNaN(p) || p < 0 {
+			p = math.Inf(1)
+		}
+		if s.cfg.AsyncPredictions {
+			q.next = p
+		} else {
+			q.asked = false
+			s.know(q, p)
+			if q.state == stWaiting {
+				s.waiting.Fix(q)
+			}
+			if q.capLater {
+				q.capLater = false
+				if q.state == stWaiting && q.promoted == 0 && !math.IsInf(q.Initial, 0) {
+					s.timeCap(q)
+				}
+			}
+		}
+		s.stats.Errors.Add(p, a.remaining)
+		if s.KeepHistory {
+			q.rec.Predictions = append(q.rec.Predictions, Prediction{At: a.at, Generated: a.Generated, Predicted: p, Actual: a.remaining})
+		}
+		if s.ReportPredictions {
+			s.made = append(s.made, PredictionMade{ID: q.ID, Index: q.Index, At: a.at, Generated: a.Generated, Predicted: p,
+				Previous: a.prev, First: a.Generated == 0 && math.IsInf(a.prev, 1)})
+		}
 	}
+	clear(s.asks)
+	s.asks = s.asks[:0]
 }
 
 // PredictionMade is one prediction the core made: of request ID (Index)
@@ -394,44 +471,64 @@ func (s *Scheduler) freeBlocks(q *Seq) {
 // hold frees nothing. Each repetition preempts a running request, and
 // with none running the head of the queue is admitted, so Next returns an
 // empty batch only when the core is Idle.
+//
+// While the core waits for answers to its asks, Next returns a batch
+// marked Wait at once: answer (see Asks) and call it again.
 func (s *Scheduler) Next(now float64) *Batch {
 	b := s.Schedule(now)
-	for n := len(s.running); b.Empty() && !s.Idle() && n >= 0; n-- {
+	for n := len(s.running); b.Empty() && !b.Wait && !s.Idle() && n >= 0; n-- {
 		b = s.Schedule(now)
 	}
 	return b
 }
 
 // Schedule builds one step at time now, as vLLM's scheduler does: it may
-// be empty with work remaining (see Next, which drivers call). The batch
-// is valid until the next call.
+// be empty with work remaining (see Next, which drivers call), or marked
+// Wait while it needs answers (see Asks). The batch is valid until the
+// next call.
 func (s *Scheduler) Schedule(now float64) *Batch {
+	if len(s.asks) > 0 {
+		return &s.wait // every ask is answered before a step is built
+	}
 	s.clock = now
-	s.step++
-	if s.cfg.AsyncPredictions {
-		s.answer()
-	}
-	if s.cfg.LazyPredictions && len(s.lazyWaiting) > 0 && s.queued(0) {
-		s.rankLazy() // the batch filled up around them
-	}
 	b := &s.batch
-	b.reset(s.step)
-	b.Predictions, b.PredictionTokens = s.pendingPred, s.pendingPredTokens
-	s.pendingPred, s.pendingPredTokens = 0, 0
-	if s.cfg.Guard.AgingSteps > 0 {
-		s.age()
-	}
-	if s.cfg.Guard.SlowdownCap > 0 {
-		s.capSlowdown()
-	}
-	if s.pol.Rerank() == RerankPause {
-		s.displace()
-	}
 	budget := s.cfg.MaxBatchedTokens
 	preempted := false
+	i := 0
+	if s.resume.on {
+		// The step stopped to ask for predictions: go on where it stopped.
+		s.resume.on = false
+		i, budget, preempted = s.resume.i, s.resume.budget, s.resume.preempted
+	} else {
+		lazy := s.cfg.LazyPredictions && len(s.lazyWaiting) > 0 && s.queued(0) // the batch filled up around them
+		if lazy && !s.cfg.AsyncPredictions {
+			if s.rankLazy(); len(s.asks) > 0 {
+				return &s.wait
+			}
+		}
+		s.step++
+		if s.cfg.AsyncPredictions {
+			s.answer()
+			if lazy {
+				s.rankLazy()
+			}
+		}
+		b.reset(s.step)
+		b.Predictions, b.PredictionTokens = s.pendingPred, s.pendingPredTokens
+		s.pendingPred, s.pendingPredTokens = 0, 0
+		if s.cfg.Guard.AgingSteps > 0 {
+			s.age()
+		}
+		if s.cfg.Guard.SlowdownCap > 0 {
+			s.capSlowdown()
+		}
+		if s.pol.Rerank() == RerankPause {
+			s.displace()
+		}
+	}
 
 	// Running requests first, in running-list order (DESIGN.md rule 2).
-	for i := 0; i < len(s.running) && budget > 0; i++ {
+	for ; i < len(s.running) && budget > 0; i++ {
 		q := s.running[i]
 		ask := s.ask(q, budget)
 		if ask <= 0 {
@@ -441,6 +538,12 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 		for !s.alloc(q, ask) {
 			if s.freePaused(nil) {
 				continue
+			}
+			if s.wantVictims() {
+				// Victims are chosen by predictions not yet made: stop
+				// until they are answered, and go on from this request.
+				s.resume.on, s.resume.i, s.resume.budget, s.resume.preempted = true, i, budget, preempted
+				return &s.wait
 			}
 			vi := s.victim()
 			v := s.running[vi]
@@ -507,18 +610,27 @@ func (s *Scheduler) place(q *Seq, tokens int, now float64) {
 	s.batch.add(q, tokens)
 }
 
+// wantVictims asks for the predictions of the running requests admitted
+// unpredicted, which victims are chosen among (lazy predictions), and
+// reports whether it asked for any. Asynchronous asks do not stop a step:
+// the unpredicted then rank as +Inf, as the patch's failed predictions do.
+func (s *Scheduler) wantVictims() bool {
+	if !s.cfg.LazyPredictions || !s.pol.Predictive() {
+		return false
+	}
+	n := len(s.asks)
+	for _, q := range s.running {
+		if q.lazy {
+			s.want(q, s.clock)
+		}
+	}
+	return !s.cfg.AsyncPredictions && len(s.asks) > n
+}
+
 // victim picks the running request to preempt, honouring the guard:
 // promoted requests and, with a preempt limit, those past it are spared
 // while another candidate exists.
 func (s *Scheduler) victim() int {
-	if s.cfg.LazyPredictions && s.pol.Predictive() {
-		// Victims may be chosen by predicted work: rank the unpredicted.
-		for _, q := range s.running {
-			if q.lazy {
-				s.predict(q, s.clock)
-			}
-		}
-	}
 	vi := s.pol.Victim(s.running)
 	if !s.protected(s.running[vi]) {
 		return vi
@@ -748,7 +860,7 @@ func (s *Scheduler) Complete(now float64) {
 				s.stats.PredictionsSkipped++
 				continue
 			}
-			s.predict(q, now)
+			s.want(q, now)
 			switch {
 			case resubmit:
 				q.state = stResubmit // leaves running; re-enqueued below

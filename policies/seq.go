@@ -43,6 +43,8 @@ type Seq struct {
 	boundary  bool    // crossed a prediction window in the last step (ISRTF re-ranking)
 	paused    bool    // waiting but holding its KV blocks (ISRTF paper mode)
 	lazy      bool    // its prediction was deferred (LazyPredictions)
+	asked     bool    // its prediction is asked for and not yet answered (not AsyncPredictions)
+	capLater  bool    // waiting for its first prediction before the slowdown cap can time it
 	initSet   bool    // Initial holds its first known prediction
 	next      float64 // an asynchronous prediction not yet known (AsyncPredictions)
 	arrived   int64   // the step at which it arrived (the slowdown cap)

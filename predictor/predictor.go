@@ -64,14 +64,16 @@ func (c Cost) Seconds(calls, tokens int) float64 {
 type Oracle struct{}
 
 // Predict returns the truth.
-func (Oracle) Predict(s *policies.Seq) float64 { return float64(s.Remaining()) }
+func (Oracle) Predict(r *policies.Request, generated int) float64 {
+	return float64(r.OutputTokens - generated)
+}
 
 // Constant predicts the same value for everything: a useless predictor,
 // under which ISRTF falls back to arrival order.
 type Constant float64
 
 // Predict returns the constant.
-func (c Constant) Predict(*policies.Seq) float64 { return float64(c) }
+func (c Constant) Predict(*policies.Request, int) float64 { return float64(c) }
 
 // Noisy multiplies the true remaining tokens by a log-normal error
 // exp(Sigma * z). z is a hash of (Seed, request index, tokens generated), so
@@ -82,8 +84,8 @@ type Noisy struct {
 }
 
 // Predict returns a noisy estimate.
-func (n Noisy) Predict(s *policies.Seq) float64 {
-	return n.value(s.Index, s.Generated, s.Remaining())
+func (n Noisy) Predict(r *policies.Request, generated int) float64 {
+	return n.value(r.Index, generated, r.OutputTokens-generated)
 }
 
 func (n Noisy) value(index, generated, remaining int) float64 {
@@ -102,11 +104,11 @@ type Point struct {
 }
 
 // Predict returns the recorded value.
-func (r Recorded) Predict(s *policies.Seq) float64 {
+func (r Recorded) Predict(q *policies.Request, generated int) float64 {
 	v := math.Inf(1)
-	if s.Index < len(r) {
-		for _, p := range r[s.Index] {
-			if p.Generated > s.Generated {
+	if q.Index < len(r) {
+		for _, p := range r[q.Index] {
+			if p.Generated > generated {
 				break
 			}
 			v = p.Remaining

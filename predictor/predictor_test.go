@@ -7,21 +7,19 @@ import (
 	"github.com/elis-sim/elis-sim/policies"
 )
 
-func seq(index, output, generated int) *policies.Seq {
-	s := &policies.Seq{Request: policies.Request{Index: index, OutputTokens: output}}
-	s.Generated = generated
-	return s
+func req(index, output int) *policies.Request {
+	return &policies.Request{Index: index, OutputTokens: output}
 }
 
 func TestNoisyIsDeterministicAndUnbiasedInLog(t *testing.T) {
 	n := Noisy{Sigma: 0.5, Seed: 3}
-	if n.Predict(seq(4, 100, 50)) != n.Predict(seq(4, 100, 50)) {
+	if n.Predict(req(4, 100), 50) != n.Predict(req(4, 100), 50) {
 		t.Fatal("same request and point gave different predictions")
 	}
 	sumLog, sumSq := 0.0, 0.0
 	const N = 20000
 	for i := 0; i < N; i++ {
-		l := math.Log(n.Predict(seq(i, 100, 0)) / 100)
+		l := math.Log(n.Predict(req(i, 100), 0) / 100)
 		sumLog += l
 		sumSq += l * l
 	}
@@ -42,7 +40,7 @@ func TestSigmaForMAEHitsTarget(t *testing.T) {
 	sum, cnt := 0.0, 0
 	for _, j := range jobs {
 		for g := 0; g < j.Output; g += 50 {
-			sum += math.Abs(n.Predict(seq(j.Index, j.Output, g)) - float64(j.Output-g))
+			sum += math.Abs(n.Predict(req(j.Index, j.Output), g) - float64(j.Output-g))
 			cnt++
 		}
 	}
@@ -53,16 +51,16 @@ func TestSigmaForMAEHitsTarget(t *testing.T) {
 
 func TestRecordedAndConstant(t *testing.T) {
 	r := Recorded{{{0, 90}, {50, 41}}, nil}
-	if v := r.Predict(seq(0, 100, 60)); v != 41 {
+	if v := r.Predict(req(0, 100), 60); v != 41 {
 		t.Fatalf("got %v", v)
 	}
-	if v := r.Predict(seq(0, 100, 10)); v != 90 {
+	if v := r.Predict(req(0, 100), 10); v != 90 {
 		t.Fatalf("got %v", v)
 	}
-	if v := r.Predict(seq(1, 100, 0)); !math.IsInf(v, 1) {
+	if v := r.Predict(req(1, 100), 0); !math.IsInf(v, 1) {
 		t.Fatalf("missing recording gave %v", v)
 	}
-	if Constant(7).Predict(seq(0, 100, 0)) != 7 || (Oracle{}).Predict(seq(0, 100, 30)) != 70 {
+	if Constant(7).Predict(req(0, 100), 0) != 7 || (Oracle{}).Predict(req(0, 100), 30) != 70 {
 		t.Fatal("constant/oracle")
 	}
 }

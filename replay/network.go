@@ -17,8 +17,8 @@ import (
 // estimate less what was generated.
 //
 // The network runs when the predictor is made, over every prompt in
-// batches, not inside the scheduler core: the core's Predict is then a
-// lookup that cannot block or fail. A prompt whose output is missing or
+// batches, not inside the scheduler core: the core's asks are then
+// answered by a lookup that cannot block or fail. A prompt whose output is missing or
 // not a number is predicted +Inf (the patch's failed prediction: FCFS-like
 // for that request) and counted in Failed.
 type NetworkPredictor struct {
@@ -63,9 +63,9 @@ func NewNetworkPredictor(net gpu.PredictorNet, inputs [][]int32, batch int) (*Ne
 
 // Predict is the network's estimate for the request less what it has
 // generated.
-func (n *NetworkPredictor) Predict(s *policies.Seq) float64 {
-	if s.Index < 0 || s.Index >= len(n.Totals) {
+func (n *NetworkPredictor) Predict(r *policies.Request, generated int) float64 {
+	if r.Index < 0 || r.Index >= len(n.Totals) {
 		return math.Inf(1)
 	}
-	return math.Max(n.Totals[s.Index]-float64(s.Generated), 0)
+	return math.Max(n.Totals[r.Index]-float64(generated), 0)
 }

@@ -83,19 +83,11 @@ func Run(ctx context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
 	}
 	res := &Result{}
 	var mu sync.Mutex // guards res, dispatch
-	var predict func(*policies.Request) float64
-	if cfg.Predictor != nil {
-		predict = func(r *policies.Request) float64 { return cfg.Predictor.Predict(&policies.Seq{Request: *r}) }
-	}
-	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), predict)
+	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), cfg.Predictor)
 	ws := make([]*engine.Worker, cfg.Workers)
 	inbox := make([]chan engine.Submission, cfg.Workers)
 	for i := range ws {
-		var pred policies.Predictor
-		if pol.Predictive() {
-			pred = cfg.Predictor
-		}
-		core, err := policies.NewScheduler(cfg.Engine, pol, pred)
+		core, err := policies.NewScheduler(cfg.Engine, pol)
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +104,8 @@ func Run(ctx context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
 		if err := engine.WarmUp(exec, cfg.Vocab); err != nil {
 			return nil, fmt.Errorf("worker %d: warming up: %w", i, err)
 		}
-		ws[i], err = engine.New(engine.Config{ID: i, Core: core, Exec: exec, Vocab: cfg.Vocab, Seed: cfg.Seed, SyncPredictions: cfg.SyncPredictions})
+		ws[i], err = engine.New(engine.Config{ID: i, Core: core, Exec: exec, Vocab: cfg.Vocab, Seed: cfg.Seed,
+			SyncPredictions: cfg.SyncPredictions, Predictor: cfg.Predictor})
 		if err != nil {
 			return nil, err
 		}

@@ -150,10 +150,8 @@ func TestNetworkPredictor(t *testing.T) {
 			t.Fatalf("request %d: %v batched, %v alone", i, np.Totals[i], one[0])
 		}
 	}
-	s := &policies.Seq{Request: policies.Request{Index: 0, OutputTokens: 50}}
-	v0 := np.Predict(s)
-	s.Generated = 3
-	v3 := np.Predict(s)
+	r := &policies.Request{Index: 0, OutputTokens: 50}
+	v0, v3 := np.Predict(r, 0), np.Predict(r, 3)
 	if v0 < 0 || v3 < 0 || v3 > v0 || v0 != v0 {
 		t.Fatalf("predictions %v then %v", v0, v3)
 	}

@@ -52,7 +52,7 @@ func timedServer(t *testing.T, base float64, edit func(*Config)) *Server {
 	cfg := Config{Model: "m", MaxModelLen: 1 << 20, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 1 << 20, MaxSeqs: 64, BlockSize: 16, NumBlocks: 1 << 17, MaxModelLen: 1 << 20, PredictionInterval: 50}
-			core, err := policies.NewScheduler(eng, pol, nil)
+			core, err := policies.NewScheduler(eng, pol)
 			return engine.Config{Core: core, Coster: &cost.Linear{Base: base}}, err
 		}}
 	if edit != nil {
@@ -260,7 +260,7 @@ func TestFailedEngineFailsItsRequests(t *testing.T) {
 		Records: func(r policies.Record) { mu.Lock(); recs = append(recs, r); mu.Unlock() },
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50}
-			core, err := policies.NewScheduler(eng, pol, nil)
+			core, err := policies.NewScheduler(eng, pol)
 			if err != nil {
 				return engine.Config{}, err
 			}

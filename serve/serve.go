@@ -159,12 +159,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	predict := func(r *policies.Request) float64 { return float64(r.OutputTokens) }
-	if p := cfg.Predictor; p != nil {
-		predict = func(r *policies.Request) float64 { return p.Predict(&policies.Seq{Request: *r}) }
-	}
 	s := &Server{cfg: cfg, start: time.Now(), reqs: map[int]*pending{}, states: map[net.Conn]http.ConnState{},
-		dispatch: policies.NewDispatcher(router, cfg.Workers, 0, predict)}
+		dispatch: policies.NewDispatcher(router, cfg.Workers, 0, cfg.Predictor)}
 	s.engineCtx, s.stopEngines = context.WithCancel(context.Background())
 	s.metrics = newMetrics(cfg.Model)
 	for i := 0; i < cfg.Workers; i++ {

@@ -23,7 +23,7 @@ func newTestServer(t testing.TB, base float64) (*Server, *httptest.Server) {
 	srv, err := New(Config{Model: "m", MaxModelLen: 100, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 16, NumBlocks: 64, MaxModelLen: 100, PredictionInterval: 50, PrefixCaching: true}
-			core, err := policies.NewScheduler(eng, pol, nil)
+			core, err := policies.NewScheduler(eng, pol)
 			return engine.Config{Core: core, Coster: &cost.Linear{Base: base}}, err
 		}})
 	if err != nil {
@@ -135,7 +135,7 @@ func TestCPUEngine(t *testing.T) {
 	srv, err := New(Config{Model: "tiny", MaxModelLen: 256, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens, Vocab: mc.Vocab,
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 50, PrefixCaching: true}
-			core, err := policies.NewScheduler(eng, pol, nil)
+			core, err := policies.NewScheduler(eng, pol)
 			if err != nil {
 				return engine.Config{}, err
 			}

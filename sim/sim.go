@@ -137,11 +137,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	onGap := func(g float64, n int) { res.Gaps.AddN(g, uint64(n)) }
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {
-		var corePred policies.Predictor
-		if pol.Predictive() {
-			corePred = pred
-		}
-		core, err := policies.NewScheduler(cfg.Engine, pol, corePred)
+		core, err := policies.NewScheduler(cfg.Engine, pol)
 		if err != nil {
 			return nil, err
 		}
@@ -149,11 +145,8 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		core.OnGap = onGap
 		ws[i] = &worker{id: i, core: core}
 	}
-	var probe policies.Seq
-	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), func(r *policies.Request) float64 {
-		probe = policies.Seq{Request: *r}
-		return pred.Predict(&probe)
-	})
+	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), pred)
+	var answers []float64
 	var req policies.Request
 
 	var sinkErr error
@@ -173,7 +166,16 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		}
 	}
 	start := func(w *worker, now float64) error {
+		// The core asks for its predictions; the simulator answers at
+		// once, as the patch's synchronous predictor call would.
+		answers = policies.AnswerAll(w.core, pred, answers)
 		b := w.core.Next(now)
+		for b.Wait {
+			answers = policies.AnswerAll(w.core, pred, answers)
+			b = w.core.Next(now)
+		}
+		// Asynchronous asks of this step: answered beside it.
+		answers = policies.AnswerAll(w.core, pred, answers)
 		if cfg.Check {
 			if err := w.core.CheckInvariants(); err != nil {
 				return fmt.Errorf("worker %d: %w", w.id, err)

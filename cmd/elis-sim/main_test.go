@@ -243,7 +243,7 @@ func TestBenchCLI(t *testing.T) {
 	srv, err := serve.New(serve.Config{Model: "m", MaxModelLen: 4096, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50, PrefixCaching: true}
-			core, err := policies.NewScheduler(eng, pol, nil)
+			core, err := policies.NewScheduler(eng, pol)
 			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-3}}, err
 		}})
 	if err != nil {
@@ -316,7 +316,7 @@ func TestBenchInterrupted(t *testing.T) {
 	srv, err := serve.New(serve.Config{Model: "m", MaxModelLen: 4096, Workers: 1, Router: "least-loaded", Tokens: traces.Words{}.CountTokens,
 		NewWorker: func(int) (engine.Config, error) {
 			eng := policies.Config{MaxBatchedTokens: 512, MaxSeqs: 16, BlockSize: 16, NumBlocks: 2000, MaxModelLen: 4096, PredictionInterval: 50}
-			core, err := policies.NewScheduler(eng, pol, nil)
+			core, err := policies.NewScheduler(eng, pol)
 			return engine.Config{Core: core, Coster: &cost.Linear{Base: 1e-3}}, err
 		}})
 	if err != nil {

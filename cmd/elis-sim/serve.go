@@ -146,13 +146,13 @@ func serveAction(c *cli.Context) error {
 		Model: name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router, Predictor: pred, PredictionLog: predLog,
 		Tokens: counter.CountTokens, Vocab: vocab, APIKey: c.String("api-key"), Limits: limits,
 		NewWorker: func(i int) (engine.Config, error) {
-			core, err := policies.NewScheduler(cfg.Engine, pol, pred)
+			core, err := policies.NewScheduler(cfg.Engine, pol)
 			if err != nil {
 				return engine.Config{}, err
 			}
 			core.KeepHistory = pol.Predictive()
 			core.OnGap = func(g float64, n int) { mu.Lock(); gaps.AddN(g, uint64(n)); mu.Unlock() }
-			ec := engine.Config{Core: core, Coster: cfg.Cost, PredCost: cfg.PredCost, SyncPredictions: cfg.SyncPredictions, Seed: cfg.Seed}
+			ec := engine.Config{Core: core, Coster: cfg.Cost, PredCost: cfg.PredCost, SyncPredictions: cfg.SyncPredictions, Seed: cfg.Seed, Predictor: pred}
 			if m != nil {
 				exec, err := gpu.NewExecutor(device, i, m, cfg.Engine.BlockSize, cfg.Engine.NumBlocks)
 				if err != nil {
