@@ -57,6 +57,8 @@ type Config struct {
 // -1 and its error in Rejected, with the HTTP status when there was one.
 type Result struct {
 	Records []policies.Record
+	// Replies are the HTTP side of the same requests, by trace index.
+	Replies []Reply
 	Gaps    hist.H // inter-token gaps, from the chunks' arrivals
 	// Lag is how late each request was sent against its schedule.
 	Lag     LagStats
@@ -69,6 +71,12 @@ type Result struct {
 	Sent     int
 	// Interrupted: stopped before every request was sent or finished.
 	Interrupted bool
+}
+
+// Reply is what a request's HTTP exchange showed beyond its record.
+type Reply struct {
+	Status   int    // the reply's HTTP status (0: none came)
+	ServerID string // the server's id for the request, which its log lines name
 }
 
 // NotSent is the Rejected of a request an interrupted run never sent (its
@@ -102,7 +110,7 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Records: make([]policies.Record, len(tr.Requests))}
+	res := &Result{Records: make([]policies.Record, len(tr.Requests)), Replies: make([]Reply, len(tr.Requests))}
 	for i, r := range tr.Requests {
 		res.Records[i] = policies.Record{ID: r.ID, Index: i, Arrival: -1, FirstScheduled: -1, FirstToken: -1, Finish: -1,
 			PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Rejected: NotSent}
@@ -176,12 +184,12 @@ func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rec, gaps, retries := cfg.send(abandon, cfg.URLs[w], r, i, start)
+			rec, reply, gaps, retries := cfg.send(abandon, cfg.URLs[w], r, i, start)
 			mu.Lock()
 			defer mu.Unlock()
 			res.Retries += retries
 			rec.Worker = w
-			res.Records[i] = rec
+			res.Records[i], res.Replies[i] = rec, reply
 			for _, g := range gaps {
 				res.Gaps.Add(g)
 			}
@@ -227,11 +235,11 @@ type Failure struct {
 func (res *Result) Failures() []Failure {
 	var out []Failure
 	at := map[string]int{}
-	for _, r := range res.Records {
+	for i, r := range res.Records {
 		if r.Finish >= 0 || r.Rejected == NotSent {
 			continue
 		}
-		k := failureKind(&r)
+		k := failureKind(&r, res.Replies[i].Status)
 		i, ok := at[k]
 		if !ok {
 			i = len(out)
@@ -245,9 +253,9 @@ func (res *Result) Failures() []Failure {
 
 // failureKind names what a failure was without its particulars (addresses,
 // ids, counts): the reply's status, else the innermost cause.
-func failureKind(r *policies.Record) string {
-	if r.HTTPStatus != 0 && r.HTTPStatus != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", r.HTTPStatus)
+func failureKind(r *policies.Record, status int) string {
+	if status != 0 && status != http.StatusOK {
+		return fmt.Sprintf("HTTP %d", status)
 	}
 	msg := r.Rejected
 	if i := strings.LastIndex(msg, ": "); i >= 0 && !strings.HasPrefix(msg, "error in the stream") {
@@ -439,16 +447,17 @@ func (cfg *Config) post(ctx context.Context, url string, body []byte, st *stream
 // inter-token gaps. A chunk may carry several tokens: the usage's count
 // of completion tokens beyond the chunks counts as tokens arriving with
 // the chunks (gaps of 0), and the chunks' own gaps are the visible ones.
-func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i int, start time.Time) (policies.Record, []float64, int) {
+func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i int, start time.Time) (policies.Record, Reply, []float64, int) {
 	st, err := cfg.sendTimed(ctx, base, r, i)
 	// A client cannot see when the server first schedules a request:
 	// FirstScheduled stays -1, and reports leave queueing delay out (TTFT
 	// holds it).
 	rec := policies.Record{ID: r.ID, Index: i, Arrival: st.sent.Sub(start).Seconds(), FirstScheduled: -1, FirstToken: -1, Finish: -1,
-		PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, HTTPStatus: int32(st.status), ServerID: st.id}
+		PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens}
+	reply := Reply{Status: st.status, ServerID: st.id}
 	if err != nil {
 		rec.Rejected = err.Error()
-		return rec, nil, st.retries
+		return rec, reply, nil, st.retries
 	}
 	n := st.completion
 	rec.Generated = n
@@ -463,5 +472,5 @@ func (cfg *Config) send(ctx context.Context, base string, r *traces.Request, i i
 	for k := len(st.chunks); k < n; k++ {
 		gaps = append(gaps, 0)
 	}
-	return rec, gaps, st.retries
+	return rec, reply, gaps, st.retries
 }

@@ -69,8 +69,9 @@ func TestBenchAgainstServe(t *testing.T) {
 		t.Fatalf("%d failed, %d sent: %+v", res.Failed, res.Sent, res.Records[0])
 	}
 	for i, r := range res.Records {
+		reply := res.Replies[i]
 		w := tr.Requests[i]
-		if r.Generated != w.OutputTokens || r.HTTPStatus != 200 || !(r.Arrival <= r.FirstToken && r.FirstToken <= r.Finish) || !strings.HasPrefix(r.ServerID, "cmpl-") {
+		if r.Generated != w.OutputTokens || reply.Status != 200 || !(r.Arrival <= r.FirstToken && r.FirstToken <= r.Finish) || !strings.HasPrefix(reply.ServerID, "cmpl-") {
 			t.Fatalf("request %d: %+v", i, r)
 		}
 	}
@@ -199,7 +200,7 @@ func TestServerPredictionLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := sl.Attach(res.Records); n != 8 {
+	if n := sl.Attach(res); n != 8 {
 		t.Fatalf("predictions for %d of 8 requests; the log:\n%s", n, log.String())
 	}
 	updated := 0

@@ -64,11 +64,11 @@ func ReadServerLog(r io.Reader, name string) (ServerLog, error) {
 	return out, nil
 }
 
-// Attach gives each record the predictions logged for its server id (vLLM
-// logs its internal id, the stream's id plus a suffix like "-0"), with the
-// true remaining tokens from what the request generated. It returns how
-// many records got predictions.
-func (l ServerLog) Attach(recs []policies.Record) int {
+// Attach gives each of res's records the predictions logged for its
+// server id (vLLM logs its internal id, the stream's id plus a suffix like
+// "-0"), with the true remaining tokens from what the request generated.
+// It returns how many records got predictions.
+func (l ServerLog) Attach(res *Result) int {
 	if len(l) == 0 {
 		return 0
 	}
@@ -82,10 +82,10 @@ func (l ServerLog) Attach(recs []policies.Record) int {
 		}
 	}
 	n := 0
-	for i := range recs {
-		r := &recs[i]
-		ps, ok := byPrefix[r.ServerID]
-		if !ok || r.ServerID == "" {
+	for i := range res.Records {
+		r, id := &res.Records[i], res.Replies[i].ServerID
+		ps, ok := byPrefix[id]
+		if !ok || id == "" {
 			continue
 		}
 		total := r.Generated

@@ -145,8 +145,9 @@ INFO 11-27 10:00:02 [scheduler.py:210] [ELIS] Request cmpl-abc-0 prediction upda
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := []policies.Record{{ServerID: "cmpl-abc", Generated: 120}, {ServerID: "other"}}
-	if n := l.Attach(recs); n != 1 {
+	res := &Result{Records: []policies.Record{{Generated: 120}, {}}, Replies: []Reply{{ServerID: "cmpl-abc"}, {ServerID: "other"}}}
+	recs := res.Records
+	if n := l.Attach(res); n != 1 {
 		t.Fatalf("attached to %d records, want 1", n)
 	}
 	p := recs[0].Predictions

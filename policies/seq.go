@@ -111,10 +111,6 @@ type Record struct {
 	// prefill chunks, and tokens found in the cache at admissions.
 	PrefillTokens int32 `json:"prefill_tokens_computed,omitempty"`
 	CachedTokens  int32 `json:"cached_tokens,omitempty"`
-	// From a real server (bench): the reply's HTTP status and the server's
-	// id for the request (its log lines name it).
-	HTTPStatus  int32        `json:"http_status,omitempty"`
-	ServerID    string       `json:"server_id,omitempty"`
 	Predictions []Prediction `json:"predictions,omitempty"`
 }
 

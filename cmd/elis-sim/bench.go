@@ -154,7 +154,7 @@ func benchAction(c *cli.Context) error {
 			return bad(fmt.Errorf("--server-log: %w", err))
 		}
 	}
-	if n := slog.Attach(res.Records); c.String("server-log") != "" {
+	if n := slog.Attach(res); c.String("server-log") != "" {
 		fmt.Fprintf(os.Stderr, "elis-sim bench: predictions from the server log for %d of %d requests\n", n, len(res.Records))
 	}
 	run := res.Run(c.String("label"), fmt.Sprintf("%s: %d requests", c.Args().First(), len(tr.Requests)), cfg)

@@ -286,7 +286,7 @@ func TestBenchCLI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(run.Records) != 12 || run.Setup["source"] != "bench" || (c.failed > 0 && c.url == bad.URL) != (run.Records[0].HTTPStatus == 500) {
+		if len(run.Records) != 12 || run.Setup["source"] != "bench" || (c.failed > 0 && c.url == bad.URL) != strings.Contains(run.Records[0].Rejected, "HTTP 500") {
 			t.Fatalf("%s: run file %+v", c.label, run.Records[0])
 		}
 		// elis-sim serve exports vLLM's preemption counter; the others
