@@ -109,9 +109,9 @@ type Record struct {
 	Rejected       string  `json:"rejected,omitempty"`
 	// With prefix caching on: prompt and recomputed tokens computed by
 	// prefill chunks, and tokens found in the cache at admissions.
-	PrefillTokens int32 `json:"prefill_tokens_computed,omitempty"`
-	CachedTokens  int32 `json:"cached_tokens,omitempty"`
-	Predictions []Prediction `json:"predictions,omitempty"`
+	PrefillTokens int32        `json:"prefill_tokens_computed,omitempty"`
+	CachedTokens  int32        `json:"cached_tokens,omitempty"`
+	Predictions   []Prediction `json:"predictions,omitempty"`
 }
 
 // Prediction is one prediction event: after Generated tokens the predictor

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/elis-sim/elis-sim/setup"
 	"io"
 	"net/http"
 	"net/url"
@@ -80,8 +81,8 @@ func profileAction(c *cli.Context) error {
 	if err != nil {
 		return badf("--model: %w", err)
 	}
-	eng := replayEngine(c, m)
-	if err := checkMemory(c, m, eng); err != nil {
+	eng := setup.DeviceEngine(c, m)
+	if err := setup.CheckMemory(c, m, eng); err != nil {
 		return err
 	}
 	sh := replay.Shapes{Reps: c.Int("reps"), Budget: eng.MaxBatchedTokens}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,17 +14,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/elis-sim/elis-sim/cost"
-	"github.com/elis-sim/elis-sim/engine"
-	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/hist"
 	"github.com/elis-sim/elis-sim/policies"
-	"github.com/elis-sim/elis-sim/predictor"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/serve"
 	"github.com/elis-sim/elis-sim/setup"
-	"github.com/elis-sim/elis-sim/sim"
-	"github.com/elis-sim/elis-sim/traces"
 )
 
 func serveCommand() *cli.Command {
@@ -73,104 +66,34 @@ func serveAction(c *cli.Context) error {
 	if err := checkOut(c, "out"); err != nil {
 		return err
 	}
-	device := c.String("engine")
-	if device != "sim" && !slices.Contains(gpu.Devices(), device) {
-		return badf("--engine %q: valid are sim, %s", device, strings.Join(gpu.Devices(), ", "))
-	}
-	limits, err := serveLimits(c)
+	sv, err := setup.ParseServe(c)
 	if err != nil {
 		return err
 	}
-	su, err := setup.ParseSim(c, false)
-	if err != nil {
-		return err
-	}
-	if len(su.Policies) != 1 {
-		return badf("--policy %q: serve runs one policy; start one server per policy", c.String("policy"))
-	}
-	entry := su.Policies[0]
-	cfg := su.ConfigFor(su.Base, entry)
-	pol, err := policies.New(cfg.Policy, cfg.Mode)
-	if err != nil {
-		return badf("--policy: %w", err)
-	}
-	var pred policies.Predictor
-	if sim.ReadsPredictor(cfg) {
-		if pred, err = servePredictor(cfg.Predictor, cfg.Seed); err != nil {
-			return badf("--predictor: %w", err)
-		}
-	}
-	var predLog io.Writer
-	if pol.Predictive() {
-		predLog = os.Stderr // the fork's [ELIS] lines, which bench --server-log reads
-	}
-	counter, err := tokenCounter(c.String("tokenizer"))
-	if err != nil {
-		return bad(fmt.Errorf("--tokenizer: %w", err))
-	}
-	name := c.String("served-model-name")
-	if name == "" {
-		name = c.String("model")
+	for _, w := range sv.Warnings {
+		fmt.Fprintf(os.Stderr, "elis-sim serve: %s\n", w)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.String("host"), fmt.Sprint(c.Int("port"))))
 	if err != nil {
 		return badf("--host/--port: %v", err)
 	}
-
-	// A device engine runs the model's forward passes: CPU-sized limits
-	// unless flags say otherwise, as in replay.
-	var m *gpu.Model
-	vocab := 0 // the model's, where it is known: ids beyond it are refused
-	if r, ok := cfg.Cost.(*cost.Roofline); ok {
-		vocab = r.Arch.Vocab
-	}
-	if device != "sim" {
-		if m, err = gpu.LoadModel(c.String("model"), cfg.Seed); err != nil {
-			ln.Close()
-			return badf("--model: %w", err)
-		}
-		cfg.Engine = replayEngine(c, m)
-		cfg.Engine.PrefixCaching = !c.Bool("no-enable-prefix-caching")
-		if err := setup.PolicyOptions(c, &cfg.Engine); err != nil {
-			ln.Close()
-			return err
-		}
-		entry.Apply(setup.Knobs{Policy: &cfg.Policy, Mode: &cfg.Mode, Engine: &cfg.Engine, Sync: &cfg.SyncPredictions})
-		su.Engine = fmt.Sprintf("%s on %s", c.String("model"), device)
-		vocab = m.Cfg.Vocab
+	var predLog io.Writer
+	if sv.Predictive() {
+		predLog = os.Stderr // the fork's [ELIS] lines, which bench --server-log reads
 	}
 	var mu sync.Mutex
 	var recs []policies.Record
 	var gaps hist.H
-	srv, err := serve.New(serve.Config{
-		Model: name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router, Predictor: pred, PredictionLog: predLog,
-		Tokens: counter.CountTokens, Vocab: vocab, APIKey: c.String("api-key"), Limits: limits,
-		NewWorker: func(i int) (engine.Config, error) {
-			core, err := policies.NewScheduler(cfg.Engine, pol)
-			if err != nil {
-				return engine.Config{}, err
-			}
-			core.KeepHistory = pol.Predictive()
-			core.OnGap = func(g float64, n int) { mu.Lock(); gaps.AddN(g, uint64(n)); mu.Unlock() }
-			ec := engine.Config{Core: core, Coster: cfg.Cost, PredCost: cfg.PredCost, SyncPredictions: cfg.SyncPredictions, Seed: cfg.Seed, Predictor: pred}
-			if m != nil {
-				exec, err := gpu.NewExecutor(device, i, m, cfg.Engine.BlockSize, cfg.Engine.NumBlocks)
-				if err != nil {
-					return engine.Config{}, err
-				}
-				if err := engine.WarmUp(exec, m.Cfg.Vocab); err != nil {
-					return engine.Config{}, err
-				}
-				ec.Exec, ec.Vocab = exec, m.Cfg.Vocab
-			}
-			return ec, nil
-		},
-		Records: func(r policies.Record) { mu.Lock(); recs = append(recs, r); mu.Unlock() },
-	})
+	scfg := sv.Config(predLog, func(g float64, n int) { mu.Lock(); gaps.AddN(g, uint64(n)); mu.Unlock() },
+		func(r policies.Record) { mu.Lock(); recs = append(recs, r); mu.Unlock() })
+	scfg.APIKey = c.String("api-key")
+	srv, err := serve.New(scfg)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	su, entry, device := sv.Sim, sv.Entry, sv.Device
+	name, cfg := sv.Name, sv.Run
 	fmt.Fprintf(os.Stderr, "elis-sim serve: %s | policy %s | model %q on http://%s (engine %s)\n", su.Engine, su.Label(entry), name, ln.Addr(), device)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -208,57 +131,4 @@ func serveAction(c *cli.Context) error {
 		}
 	}
 	return err
-}
-
-// serveLimits reads the client bounds, fitting the connection bound
-// under the process's descriptor limit (each connection holds one).
-func serveLimits(c *cli.Context) (serve.Limits, error) {
-	l := serve.Limits{ReadHeaderTimeout: c.Duration("header-timeout"), ReadTimeout: c.Duration("body-timeout"),
-		WriteTimeout: c.Duration("write-timeout"), IdleTimeout: c.Duration("idle-timeout"),
-		MaxRequestBytes: c.Int64("max-request-bytes"), MaxConns: c.Int("max-connections"), MaxConnsPerClient: c.Int("max-connections-per-client")}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"header-timeout", l.ReadHeaderTimeout}, {"body-timeout", l.ReadTimeout}, {"write-timeout", l.WriteTimeout}, {"idle-timeout", l.IdleTimeout}, {"shutdown-timeout", c.Duration("shutdown-timeout")}} {
-		if d.v <= 0 {
-			return l, badf("--%s %v: want a duration > 0 (say 10s)", d.name, d.v)
-		}
-	}
-	if l.MaxRequestBytes < 1024 {
-		return l, badf("--max-request-bytes %d: want at least 1024", l.MaxRequestBytes)
-	}
-	if l.MaxConns < 1 || l.MaxConnsPerClient < 1 {
-		return l, badf("--max-connections %d, --max-connections-per-client %d: want >= 1", l.MaxConns, l.MaxConnsPerClient)
-	}
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < 1<<30 {
-		// Room for the process's own files, the listener and the refusals.
-		if room := int(rl.Cur) - 256; l.MaxConns > room && room > 0 {
-			fmt.Fprintf(os.Stderr, "elis-sim serve: --max-connections %d lowered to %d to fit the descriptor limit (ulimit -n %d)\n", l.MaxConns, room, rl.Cur)
-			l.MaxConns = room
-		}
-	}
-	return l, nil
-}
-
-// servePredictor is the predictor a server uses: oracle and noisy know the
-// truth because the stand-in's output lengths are forced to max_tokens. A
-// mean absolute error is turned into a sigma over the embedded workload's
-// output lengths, the server having no trace to fit it to.
-func servePredictor(spec predictor.Spec, seed uint64) (policies.Predictor, error) {
-	switch spec.Kind {
-	case "recorded", "network":
-		return nil, fmt.Errorf("%s predictions need a trace; serve takes oracle, noisy or constant", spec.Kind)
-	}
-	tr, _ := setup.DefaultWorkload(seed)
-	p, _, err := sim.PredictorFor(spec, tr, 50, seed)
-	return p, err
-}
-
-// tokenCounter is what counts a text prompt's tokens.
-func tokenCounter(spec string) (traces.TokenCounter, error) {
-	if spec == "" {
-		return traces.Words{}, nil
-	}
-	return traces.LoadTokenCounter(spec)
 }

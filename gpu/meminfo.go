@@ -1,4 +1,4 @@
-package main
+package gpu
 
 import (
 	"bufio"
@@ -7,9 +7,10 @@ import (
 	"strings"
 )
 
-// availableMemory reads MemAvailable from /proc/meminfo (bytes), 0 when
-// unknown.
-func availableMemory() float64 {
+// AvailableMemory is the host memory free for new work (MemAvailable from
+// /proc/meminfo), in bytes; 0 when unknown. A CPU executor's budget comes
+// from it.
+func AvailableMemory() float64 {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0
