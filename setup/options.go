@@ -154,3 +154,18 @@ func (v *Values) Uint64(name string) uint64   { n, _ := v.get(name).(uint64); re
 
 // IsSet reports whether name was given.
 func (v *Values) IsSet(name string) bool { _, ok := v.set[name]; return ok }
+
+// Text is option f's value in o as text, as a spec would give it.
+func Text(o Options, f Flag) string {
+	switch f.Default.(type) {
+	case int:
+		return fmt.Sprint(o.Int(f.Name))
+	case float64:
+		return fmt.Sprint(o.Float64(f.Name))
+	case bool:
+		return fmt.Sprint(o.Bool(f.Name))
+	case uint64:
+		return fmt.Sprint(o.Uint64(f.Name))
+	}
+	return o.String(f.Name)
+}

@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,20 +66,8 @@ func sweepMergeCommand() *cli.Command {
 	})
 }
 
-func parseFloats(flag, s string) ([]float64, error) {
-	var out []float64
-	for _, p := range strings.Split(s, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || v <= 0 {
-			return nil, badf("--%s %q: want positive numbers separated by commas", flag, s)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
 // gridFlags are sweep's own flags, which a spec replaces.
-var gridFlags = []string{"scenario", "trace", "loads", "seeds", "n", "mae"}
+var gridFlags = experiment.GridOptions
 
 func sweepAction(c *cli.Context) error {
 	if c.NArg() > 0 {
@@ -104,7 +90,7 @@ func sweepAction(c *cli.Context) error {
 		if err := spec.Check(p, experiment.CheckSetting); err != nil {
 			return bad(err)
 		}
-	} else if spec, err = specFromFlags(c); err != nil {
+	} else if spec, err = experiment.SpecFromOptions(c); err != nil {
 		return err
 	}
 	experiment.PolicyAxis(spec)
@@ -170,65 +156,6 @@ func sweepShard(c *cli.Context) (experiment.Shard, error) {
 	return s, nil
 }
 
-// specFromFlags is the spec today's flags describe.
-func specFromFlags(c *cli.Context) (*experiment.Spec, error) {
-	s := &experiment.Spec{Requests: c.Int("n")}
-	if c.Int("seeds") < 1 || c.Int("n") < 1 {
-		return nil, badf("--seeds and --n: want >= 1")
-	}
-	for i := 1; i <= c.Int("seeds"); i++ {
-		s.Seeds = append(s.Seeds, uint64(i))
-	}
-	var err error
-	if s.Loads, err = parseFloats("loads", c.String("loads")); err != nil {
-		return nil, err
-	}
-	if p := c.String("trace"); p != "" {
-		s.Workloads = []experiment.Workload{{Trace: p}}
-	} else {
-		for _, sc := range setup.Scenarios {
-			if c.String("scenario") == "all" && !sc.Only || c.String("scenario") == sc.Name {
-				s.Workloads = append(s.Workloads, experiment.Workload{Scenario: sc.Name})
-			}
-		}
-		if len(s.Workloads) == 0 {
-			return nil, badf("--scenario %q: valid are all, %s", c.String("scenario"), strings.Join(setup.ScenarioNames(), ", "))
-		}
-	}
-	// --policy is a setting here; policyAxis makes it the first axis.
-	pols := setup.SweepPolicies
-	if c.IsSet("policy") {
-		pols = c.String("policy")
-	} else if sc := setup.ScenarioByName(c.String("scenario")); sc != nil && sc.Policies != "" && c.String("trace") == "" {
-		pols = sc.Policies
-	}
-	s.Settings = append(s.Settings, experiment.Setting{Flag: "policy", Value: pols})
-	for _, name := range setup.FlagNames() {
-		if name == "policy" || name == "seed" || !c.IsSet(name) {
-			continue
-		}
-		s.Settings = append(s.Settings, experiment.Setting{Flag: name, Value: fmt.Sprint(c.Value(name))})
-	}
-	if m := c.String("mae"); m != "" {
-		maes, err := parseFloats("mae", m)
-		if err != nil {
-			return nil, err
-		}
-		ax := experiment.Axis{Flag: "predictor"}
-		for _, v := range maes {
-			ax.Values = append(ax.Values, fmt.Sprintf("noisy:mae=%g", v))
-		}
-		s.Settings = slices.DeleteFunc(s.Settings, func(st experiment.Setting) bool { return st.Flag == "predictor" })
-		s.Axes = append(s.Axes, ax)
-	}
-	for _, st := range s.Settings {
-		if err := experiment.CheckSetting(st.Flag, st.Value); err != nil {
-			return nil, badf("--%s: %w", st.Flag, err)
-		}
-	}
-	return s, nil
-}
-
 func specLine(c *cli.Context, line int) string {
 	if c.String("spec") == "" {
 		return "--"
@@ -248,27 +175,17 @@ func checkSweepOut(out string) error {
 	return checkOutDir(out, 2)
 }
 
-// errSweepStopped ends a sweep that was asked to stop.
-var errSweepStopped = errors.New("stopped")
-
 func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error {
-	store := experiment.Store{Dir: sw.Out}
-	if old, err := store.ReadManifest(); err == nil && old.Version == sw.Manifest.Version && !old.Equal(sw.Manifest) {
-		fmt.Fprintf(os.Stderr, "elis-sim: %s held another spec's cells; those of this one are reused, the rest run\n", sw.Out)
-	}
-	if err := store.WriteManifest(sw.Manifest); err != nil {
-		return err
-	}
-	var mine []experiment.Cell
-	for i := range sw.Cells {
-		if shard.Has(&sw.Cells[i]) {
-			mine = append(mine, sw.Cells[i])
-		}
-	}
 	var bar *progressbar.ProgressBar
 	done := func() {}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
-		bar = progressbar.NewOptions(len(mine), progressbar.OptionSetWriter(os.Stderr),
+		n := 0
+		for i := range sw.Cells {
+			if shard.Has(&sw.Cells[i]) {
+				n++
+			}
+		}
+		bar = progressbar.NewOptions(n, progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionSetDescription("cells"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 		done = func() { bar.Add(1) }
 	}
@@ -276,20 +193,14 @@ func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error 
 	// and a rerun of the same command resumes from them.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	run := func(c *experiment.Cell) (*experiment.Record, error) {
-		if ctx.Err() != nil {
-			return nil, errSweepStopped
-		}
-		return sw.RunCell(c)
-	}
 	start := time.Now()
-	st, err := experiment.Run(store, mine, parallel, run, done)
+	st, mine, err := sw.RunShard(ctx, shard, parallel, done, os.Stderr)
 	if bar != nil {
 		bar.Finish()
 	}
-	if errors.Is(err, errSweepStopped) {
-		return &exitStatus{exitInterrupted, fmt.Errorf("sweep stopped: %d of %d cells done (%d this run, %d before), kept in %s/cells; run the same command again to resume",
-			st.Ran+st.Cached, len(mine), st.Ran, st.Cached, sw.Out)}
+	var stopped *experiment.Stopped
+	if errors.As(err, &stopped) {
+		return &exitStatus{exitInterrupted, err}
 	}
 	if err != nil {
 		return err
@@ -304,70 +215,15 @@ func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error 
 		fmt.Printf("shard %s: %d of %d cells in %s; gather the shards with: elis-sim sweep merge DIR... -o OUT\n", shard, len(mine), len(sw.Cells), sw.Out)
 		return nil
 	}
-	stores := []experiment.Store{store}
-	if missing := experiment.Missing(stores, sw.Cells); len(missing) > 0 {
-		return fmt.Errorf("%d cells have no record after the run", len(missing))
-	}
-	return experiment.WriteReports(sw.Spec, sw.Out, stores, sw.Cells, os.Stdout)
+	return sw.Report(os.Stdout)
 }
 
 func sweepMergeAction(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return badf("sweep merge: name the shards' output directories")
 	}
-	out := c.String("out")
-	if err := checkSweepOut(out); err != nil {
+	if err := checkSweepOut(c.String("out")); err != nil {
 		return err
 	}
-	var stores []experiment.Store
-	var man *experiment.Manifest
-	for _, dir := range c.Args().Slice() {
-		s := experiment.Store{Dir: dir}
-		m, err := s.ReadManifest()
-		if err != nil {
-			return bad(err)
-		}
-		if man != nil && !man.Equal(m) {
-			return badf("%s: its spec or binary differs from %s's; merge only shards of one sweep", dir, stores[0].Dir)
-		}
-		man = m
-		stores = append(stores, s)
-	}
-	grid := experiment.Grid{Version: man.Version, Ignores: experiment.IgnoredByCell}
-	cells := grid.Cells(man.Spec)
-	missing := experiment.Missing(stores, cells)
-	if len(missing) > 0 {
-		fmt.Fprintf(os.Stderr, "elis-sim: %d of %d cells are missing:\n", len(missing), len(cells))
-		for i, m := range missing {
-			if i == 20 {
-				fmt.Fprintf(os.Stderr, "  ... and %d more\n", len(missing)-20)
-				break
-			}
-			fmt.Fprintf(os.Stderr, "  %s (cell %d of the grid, in shard %d mod N): %s, %s, %gx load, seed %d\n", m.Key, m.Index, m.Index, m.Workload.Name(), m.Label(), m.Load, m.Seed)
-		}
-		if !c.Bool("allow-missing") {
-			return fmt.Errorf("merge: %d cells missing (rerun their shards, or --allow-missing to report the rest)", len(missing))
-		}
-	}
-	// Every record is read once before anything is written, so that a
-	// damaged one leaves no half-merged directory behind.
-	if err := experiment.Gather(stores, cells, func(*experiment.Record) error { return nil }); err != nil {
-		return err
-	}
-	// The merged directory is a sweep's output like any: its cells and
-	// spec, so that it resumes and merges again.
-	dst := experiment.Store{Dir: out}
-	if err := dst.WriteManifest(man); err != nil {
-		return err
-	}
-	err := experiment.Gather(stores, cells, func(r *experiment.Record) error {
-		if dst.Has(r.Key) {
-			return nil
-		}
-		return dst.Put(r)
-	})
-	if err != nil {
-		return err
-	}
-	return experiment.WriteReports(man.Spec, out, []experiment.Store{dst}, cells, os.Stdout)
+	return experiment.Merge(c.Args().Slice(), c.String("out"), c.Bool("allow-missing"), os.Stderr, os.Stdout)
 }

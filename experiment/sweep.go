@@ -1,0 +1,202 @@
+package experiment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/elis-sim/elis-sim/setup"
+)
+
+// Grid options are the sweep's own settings, which a spec replaces:
+// scenario (a name, or all), trace, loads and mae (comma-separated
+// numbers), seeds and n.
+var GridOptions = []string{"scenario", "trace", "loads", "seeds", "n", "mae"}
+
+// SpecFromOptions is the spec a sweep's options describe without a spec
+// file: every scenario (or the one named, or the trace) at each load and
+// seed, the run options that were set as settings, the policy list first,
+// and the mae values, when given, as a predictor axis. Bad options come
+// back as *setup.Error.
+func SpecFromOptions(o setup.Options) (*Spec, error) {
+	s := &Spec{Requests: o.Int("n")}
+	if o.Int("seeds") < 1 || o.Int("n") < 1 {
+		return nil, setup.Errorf("--seeds and --n: want >= 1")
+	}
+	for i := 1; i <= o.Int("seeds"); i++ {
+		s.Seeds = append(s.Seeds, uint64(i))
+	}
+	var err error
+	if s.Loads, err = positives("loads", o.String("loads")); err != nil {
+		return nil, err
+	}
+	if p := o.String("trace"); p != "" {
+		s.Workloads = []Workload{{Trace: p}}
+	} else {
+		for _, sc := range setup.Scenarios {
+			if o.String("scenario") == "all" && !sc.Only || o.String("scenario") == sc.Name {
+				s.Workloads = append(s.Workloads, Workload{Scenario: sc.Name})
+			}
+		}
+		if len(s.Workloads) == 0 {
+			return nil, setup.Errorf("--scenario %q: valid are all, %s", o.String("scenario"), strings.Join(setup.ScenarioNames(), ", "))
+		}
+	}
+	// The policy list is a setting here; PolicyAxis makes it the first axis.
+	pols := setup.SweepPolicies
+	if o.IsSet("policy") {
+		pols = o.String("policy")
+	} else if sc := setup.ScenarioByName(o.String("scenario")); sc != nil && sc.Policies != "" && o.String("trace") == "" {
+		pols = sc.Policies
+	}
+	s.Settings = append(s.Settings, Setting{Flag: "policy", Value: pols})
+	for _, f := range setup.Flags() {
+		if f.Name == "policy" || f.Name == "seed" || !o.IsSet(f.Name) {
+			continue
+		}
+		s.Settings = append(s.Settings, Setting{Flag: f.Name, Value: setup.Text(o, f)})
+	}
+	if m := o.String("mae"); m != "" {
+		maes, err := positives("mae", m)
+		if err != nil {
+			return nil, err
+		}
+		ax := Axis{Flag: "predictor"}
+		for _, v := range maes {
+			ax.Values = append(ax.Values, fmt.Sprintf("noisy:mae=%g", v))
+		}
+		s.Settings = slices.DeleteFunc(s.Settings, func(st Setting) bool { return st.Flag == "predictor" })
+		s.Axes = append(s.Axes, ax)
+	}
+	for _, st := range s.Settings {
+		if err := CheckSetting(st.Flag, st.Value); err != nil {
+			return nil, setup.Errorf("--%s: %w", st.Flag, err)
+		}
+	}
+	return s, nil
+}
+
+func positives(flag, s string) ([]float64, error) {
+	var out []float64
+	for _, p := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || v <= 0 {
+			return nil, setup.Errorf("--%s %q: want positive numbers separated by commas", flag, s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Stopped is the error of a sweep whose context was cancelled: the cells
+// under way finished and are kept, so the same sweep resumes from them.
+type Stopped struct {
+	Stats
+	Cells int // this shard's
+	Dir   string
+}
+
+func (e *Stopped) Error() string {
+	return fmt.Sprintf("sweep stopped: %d of %d cells done (%d this run, %d before), kept in %s/cells; run the same command again to resume",
+		e.Ran+e.Cached, e.Cells, e.Ran, e.Cached, e.Dir)
+}
+
+var errStop = errors.New("stopped")
+
+// RunShard runs the cells of sw that shard holds, parallel at a time,
+// reusing those already in sw.Out; done is called as each ends. A
+// cancelled ctx starts no new cell and returns *Stopped. notes gets what
+// the user should know (a folder that held another spec's cells).
+func (sw *Sweep) RunShard(ctx context.Context, shard Shard, parallel int, done func(), notes io.Writer) (Stats, []Cell, error) {
+	store := Store{Dir: sw.Out}
+	if old, err := store.ReadManifest(); err == nil && old.Version == sw.Manifest.Version && !old.Equal(sw.Manifest) {
+		fmt.Fprintf(notes, "elis-sim: %s held another spec's cells; those of this one are reused, the rest run\n", sw.Out)
+	}
+	if err := store.WriteManifest(sw.Manifest); err != nil {
+		return Stats{}, nil, err
+	}
+	var mine []Cell
+	for i := range sw.Cells {
+		if shard.Has(&sw.Cells[i]) {
+			mine = append(mine, sw.Cells[i])
+		}
+	}
+	run := func(c *Cell) (*Record, error) {
+		if ctx.Err() != nil {
+			return nil, errStop
+		}
+		return sw.RunCell(c)
+	}
+	st, err := Run(store, mine, parallel, run, done)
+	if errors.Is(err, errStop) {
+		return st, mine, &Stopped{Stats: st, Cells: len(mine), Dir: sw.Out}
+	}
+	return st, mine, err
+}
+
+// Report writes the reports of a whole sweep (shard N of 1) after its run.
+func (sw *Sweep) Report(summary io.Writer) error {
+	stores := []Store{{Dir: sw.Out}}
+	if missing := Missing(stores, sw.Cells); len(missing) > 0 {
+		return fmt.Errorf("%d cells have no record after the run", len(missing))
+	}
+	return WriteReports(sw.Spec, sw.Out, stores, sw.Cells, summary)
+}
+
+// Merge gathers the cells of sharded sweeps (their output folders, dirs)
+// into out, a sweep's output like any (it resumes and merges again), and
+// writes its reports to summary. Missing cells are listed on notes and
+// refused unless allowMissing. Every record is read before anything is
+// written, so a damaged one leaves no half-merged folder behind.
+func Merge(dirs []string, out string, allowMissing bool, notes, summary io.Writer) error {
+	var stores []Store
+	var man *Manifest
+	for _, dir := range dirs {
+		s := Store{Dir: dir}
+		m, err := s.ReadManifest()
+		if err != nil {
+			return setup.Bad(err)
+		}
+		if man != nil && !man.Equal(m) {
+			return setup.Errorf("%s: its spec or binary differs from %s's; merge only shards of one sweep", dir, stores[0].Dir)
+		}
+		man = m
+		stores = append(stores, s)
+	}
+	grid := Grid{Version: man.Version, Ignores: IgnoredByCell}
+	cells := grid.Cells(man.Spec)
+	if missing := Missing(stores, cells); len(missing) > 0 {
+		fmt.Fprintf(notes, "elis-sim: %d of %d cells are missing:\n", len(missing), len(cells))
+		for i, m := range missing {
+			if i == 20 {
+				fmt.Fprintf(notes, "  ... and %d more\n", len(missing)-20)
+				break
+			}
+			fmt.Fprintf(notes, "  %s (cell %d of the grid, in shard %d mod N): %s, %s, %gx load, seed %d\n", m.Key, m.Index, m.Index, m.Workload.Name(), m.Label(), m.Load, m.Seed)
+		}
+		if !allowMissing {
+			return fmt.Errorf("merge: %d cells missing (rerun their shards, or --allow-missing to report the rest)", len(missing))
+		}
+	}
+	if err := Gather(stores, cells, func(*Record) error { return nil }); err != nil {
+		return err
+	}
+	dst := Store{Dir: out}
+	if err := dst.WriteManifest(man); err != nil {
+		return err
+	}
+	err := Gather(stores, cells, func(r *Record) error {
+		if dst.Has(r.Key) {
+			return nil
+		}
+		return dst.Put(r)
+	})
+	if err != nil {
+		return err
+	}
+	return WriteReports(man.Spec, out, []Store{dst}, cells, summary)
+}
