@@ -201,7 +201,7 @@ func (sw *Sweep) RunCell(c *Cell) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	run := toRun(su, entry, fmt.Sprintf("%s, %gx load, seed %d", about, c.Load, c.Seed), res, res.Sigma)
+	run := su.ToRun(entry, fmt.Sprintf("%s, %gx load, seed %d", about, c.Load, c.Seed), res, res.Sigma)
 	jct, _ := report.Values(run, "jct")
 	rec := &Record{Workload: c.Workload.Name(), Load: c.Load, Seed: c.Seed, Values: c.Values, Label: c.Label(), Policy: pol,
 		Setup: run.Setup, Summary: run.Summary, JCTQuantiles: report.Quantiles(jct, 200)}
@@ -379,9 +379,4 @@ func scaled(tr *traces.Trace, load float64) *traces.Trace {
 		out.Requests[i].Arrival /= load
 	}
 	return out
-}
-
-// toRun is a cell's simulation as a run.
-func toRun(su *setup.Sim, p *setup.Policy, desc string, res *sim.Result, sigma float64) *report.Run {
-	return report.NewRun(su.Label(p), su.SetupOf(p.Entry, desc, sigma), res.Records, &res.Gaps, &res.Stats.Errors, su.SLO)
 }

@@ -70,17 +70,17 @@ func runAction(c *cli.Context) error {
 	// and the plot's sample as they finish; only the prediction log, which
 	// reads them all at the end, keeps them (and writes the files then).
 	out := c.String("out")
-	var stream *streamOut
+	var stream *setup.Stream
 	var each func(*report.Run) error
 	if c.String("log-predictions") == "" {
-		stream = &streamOut{out: out}
+		stream = &setup.Stream{Out: out}
 		if c.String("plot") != "" {
-			stream.plotMetric = c.String("plot-metric")
+			stream.PlotMetric = c.String("plot-metric")
 		}
 	} else if out != "" {
 		each = func(r *report.Run) error { return report.WriteRunIn(out, r, len(su.Policies)) }
 	}
-	runs, err := simRun{su}.runAll(tr, desc, stream, each)
+	runs, err := su.RunAll(tr, desc, stream, each)
 	if err != nil {
 		return err
 	}

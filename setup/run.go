@@ -1,0 +1,123 @@
+package setup
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/sim"
+	"github.com/elis-sim/elis-sim/traces"
+)
+
+// Stream says where a run's records go as the simulator finishes them,
+// so that no run holds its records: a run file per policy in Out (none
+// when empty), and the per-request values of PlotMetric for a plot.
+type Stream struct {
+	Out        string
+	PlotMetric string
+}
+
+// RunAll simulates tr under each policy in turn. With stream set, each
+// run's records are summarised and written as they finish and the runs
+// returned hold none; else each, when set, gets every run as soon as it
+// exists. Either way policies run one after another.
+func (s *Sim) RunAll(tr *traces.Trace, desc string, stream *Stream, each func(*report.Run) error) ([]*report.Run, error) {
+	if s.Base.Predictor.Kind == "recorded" && !slices.ContainsFunc(tr.Requests, func(r traces.Request) bool { return len(r.Predictions) > 0 }) {
+		return nil, Errorf("--predictor recorded: the trace %s has no recorded predictions (its requests' \"predictions\" field)", desc)
+	}
+	base := s.Base
+	sigma := 0.0
+	reads := false // does any run read the predictor?
+	for _, p := range s.Policies {
+		reads = reads || sim.ReadsPredictor(s.ConfigFor(base, p))
+	}
+	if spec := base.Predictor; reads && spec.Kind == "noisy" && spec.MAE > 0 {
+		// Fit the noisy predictor's sigma once, for every run.
+		_, fit, err := sim.PredictorFor(spec, tr, base.Engine.PredictionInterval, base.Seed)
+		if err != nil {
+			return nil, err
+		}
+		sigma = fit
+		base.Predictor = predictor.Spec{Kind: "noisy", Sigma: fit}
+	}
+	var runs []*report.Run
+	for _, p := range s.Policies {
+		cfg := s.ConfigFor(base, p)
+		if stream != nil {
+			run, err := s.streamRun(tr, desc, cfg, p, sigma, stream)
+			if err != nil {
+				return nil, err
+			}
+			runs = append(runs, run)
+			continue
+		}
+		res, err := sim.Run(tr, cfg)
+		if err != nil {
+			return nil, err
+		}
+		run := s.ToRun(p, desc, res, max(sigma, res.Sigma))
+		if each != nil {
+			if err := each(run); err != nil {
+				return nil, err
+			}
+		}
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+// ToRun is policy p's simulation of the workload desc describes, as a run
+// (sigma: the noisy predictor's).
+func (s *Sim) ToRun(p *Policy, desc string, res *sim.Result, sigma float64) *report.Run {
+	return report.NewRun(s.Label(p), s.SetupOf(p.Entry, desc, sigma), res.Records, &res.Gaps, &res.Stats.Errors, s.SLO)
+}
+
+// streamRun simulates one policy with its records summarised, written to
+// their run file and sampled for the plot as they finish, never held.
+func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy, sigma float64, st *Stream) (*report.Run, error) {
+	label := s.Label(p)
+	z := report.NewSummarizer(s.SLO)
+	var rw *report.RunWriter
+	if st.Out != "" {
+		path := report.RunPath(st.Out, label, len(s.Policies))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("--out: %w", err)
+		}
+		var err error
+		if rw, err = report.NewRunWriter(path); err != nil {
+			return nil, err
+		}
+		defer rw.Abort()
+	}
+	var vals []float64
+	cfg.OnRecord = func(r *policies.Record) error {
+		z.Add(r)
+		if st.PlotMetric != "" {
+			if v, ok := report.MetricValue(r, st.PlotMetric); ok {
+				vals = append(vals, v)
+			}
+		}
+		if rw != nil {
+			return rw.Add(r)
+		}
+		return nil
+	}
+	res, err := sim.Run(tr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	run := report.RunFrom(label, s.SetupOf(p.Entry, desc, max(sigma, res.Sigma)), z, &res.Gaps, &res.Stats.Errors, nil)
+	if st.PlotMetric != "" {
+		run.PlotValues = map[string][]float64{st.PlotMetric: vals}
+	}
+	if rw != nil {
+		if err := rw.Close(run); err != nil {
+			return nil, err
+		}
+	}
+	return run, nil
+}
