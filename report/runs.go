@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -105,4 +106,21 @@ func LogPredictions(path string, runs []*Run, summary io.Writer) error {
 		}
 		return nil
 	})
+}
+
+// WriteBriefs writes runs as JSON without their records: each run's
+// label, setup and summary (what --json prints).
+func WriteBriefs(w io.Writer, runs []*Run) error {
+	type brief struct {
+		Label   string            `json:"label"`
+		Setup   map[string]string `json:"setup"`
+		Summary Summary           `json:"summary"`
+	}
+	out := make([]brief, len(runs))
+	for i, r := range runs {
+		out[i] = brief{r.Label, r.Setup, r.Summary}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }

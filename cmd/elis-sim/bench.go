@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"net/url"
+	"github.com/elis-sim/elis-sim/setup"
 	"os"
 	"time"
 
@@ -11,7 +11,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/elis-sim/elis-sim/bench"
-	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/traces"
 )
@@ -62,49 +61,18 @@ func benchAction(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return badf("bench wants one TRACE, got %d arguments", c.NArg())
 	}
-	if err := checkOut(c, "out"); err != nil {
+	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
-	urls := c.StringSlice("url")
-	if len(urls) == 0 {
-		return badf("--url is required: the server's base URL, such as http://localhost:8000")
-	}
-	if c.String("model") == "" {
-		return badf("--model is required: the model name the server serves (its /v1/models lists it)")
-	}
-	if r := c.Float64("max-failure-rate"); r < 0 || r > 1 {
-		return badf("--max-failure-rate %v: want a fraction from 0 to 1", r)
-	}
-	for _, u := range urls {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return badf("--url %q: want http://HOST:PORT or https://HOST:PORT", u)
-		}
-	}
-	if e := c.String("endpoint"); e != "completions" && e != "chat" {
-		return badf("--endpoint %q: want completions or chat", e)
-	}
-	if c.Float64("time-scale") <= 0 {
-		return badf("--time-scale %v: want a number > 0", c.Float64("time-scale"))
-	}
-	if _, err := policies.NewRouter(c.String("router")); err != nil {
-		return badf("--router: %w", err)
-	}
-	if v := c.Int("vocab"); v != 0 && v <= 1000 {
-		return badf("--vocab %d: want more than 1000 (or 0: the server's)", v)
+	cfg, err := setup.ParseBench(c)
+	if err != nil {
+		return err
 	}
 	tr, err := traces.ReadFile(c.Args().First())
 	if err != nil {
 		return bad(err)
 	}
 	var slog bench.ServerLog
-	if p := c.String("server-log"); p != "" && p != "-" {
-		f, err := os.Open(p)
-		if err != nil {
-			return badf("--server-log: %v", err)
-		}
-		f.Close()
-	}
 
 	stop, abandon, done := interrupts("elis-sim bench: stopped sending; Ctrl-C again to abandon requests in flight")
 	defer done()
@@ -118,10 +86,7 @@ func benchAction(c *cli.Context) error {
 			logDone <- err
 		}()
 	}
-	cfg := bench.Config{URLs: urls, Model: c.String("model"), Endpoint: c.String("endpoint"), TimeScale: c.Float64("time-scale"),
-		FreeLengths: c.Bool("free-lengths"), Timeout: c.Duration("timeout"), APIKey: os.Getenv(c.String("api-key-env")),
-		Router: c.String("router"), MetricsInterval: c.Duration("metrics-interval"), NoMetrics: c.Bool("no-metrics"),
-		Vocab: c.Int("vocab"), Seed: c.Uint64("seed"), Warn: os.Stderr}
+	cfg.Warn = os.Stderr
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		bar := progressbar.NewOptions(len(tr.Requests), progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionSetDescription("bench "+c.String("label")), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
@@ -164,7 +129,7 @@ func benchAction(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		if err := printJSON([]*report.Run{run}); err != nil {
+		if err := report.WriteBriefs(os.Stdout, []*report.Run{run}); err != nil {
 			return err
 		}
 	} else {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/elis-sim/elis-sim/setup"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -83,7 +84,7 @@ func plotCommand() *cli.Command {
 			&cli.BoolFlag{Name: "log-x", Usage: "log-scale x axis"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := checkOut(c, "out"); err != nil {
+			if err := setup.CheckOut(c, "out"); err != nil {
 				return err
 			}
 			runs, err := readRuns(c)

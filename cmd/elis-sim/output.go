@@ -1,15 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/report"
 )
 
@@ -38,7 +35,7 @@ func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
 		runs = runs[:len(runs)-1]
 	}
 	if c.Bool("json") {
-		if err := printJSON(runs); err != nil {
+		if err := report.WriteBriefs(os.Stdout, runs); err != nil {
 			return err
 		}
 	} else {
@@ -88,93 +85,4 @@ func plotRuns(runs []*report.Run, flag, metric string, logX bool, path string) e
 		return badf("--%s %q: valid are %s", flag, metric, strings.Join(report.PlotMetricNames(), ", "))
 	}
 	return bad(report.PlotRuns(runs, metric, logX, path))
-}
-
-func printJSON(runs []*report.Run) error {
-	type brief struct {
-		Label   string            `json:"label"`
-		Setup   map[string]string `json:"setup"`
-		Summary report.Summary    `json:"summary"`
-	}
-	out := make([]brief, len(runs))
-	for i, r := range runs {
-		out[i] = brief{r.Label, r.Setup, r.Summary}
-	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
-}
-
-// checkOut refuses an output file flag whose path could not be written.
-func checkOut(c *cli.Context, flag string) error {
-	if err := atomicfile.Check(c.String(flag)); err != nil {
-		return badf("--%s: %w", flag, err)
-	}
-	return nil
-}
-
-// checkRunOutputs refuses, before any work, outputs of run or replay that
-// could not be written: --out (a .json file for one policy, a directory
-// for several), --plot and --log-predictions. Whatever fails here would
-// otherwise fail after the run, with some outputs already written.
-func checkRunOutputs(c *cli.Context) error {
-	n := len(strings.Split(c.String("policy"), ","))
-	if out := c.String("out"); out != "" {
-		if err := checkOutDir(out, n); err != nil {
-			return err
-		}
-	}
-	if err := checkPlot(c.String("plot")); err != nil {
-		return err
-	}
-	if p := c.String("log-predictions"); p != "" {
-		if err := atomicfile.Check(p); err != nil {
-			return badf("--log-predictions: %w", err)
-		}
-	}
-	return nil
-}
-
-// checkPlot refuses a --plot path that is not a .png, .svg or .pdf file
-// that can be written; "" is no plot.
-func checkPlot(p string) error {
-	if p == "" {
-		return nil
-	}
-	switch strings.ToLower(filepath.Ext(p)) {
-	case ".png", ".svg", ".pdf":
-	default:
-		return badf("--plot %s: want a .png, .svg or .pdf name", p)
-	}
-	if err := atomicfile.Check(p); err != nil {
-		return badf("--plot: %w", err)
-	}
-	return nil
-}
-
-// checkOutDir checks --out for runs of n policies: a .json file for one,
-// a directory (existing or to be made) for several.
-func checkOutDir(out string, n int) error {
-	if strings.HasSuffix(out, ".json") {
-		if n > 1 {
-			return badf("--out %s: %d policies write a file each; give a directory", out, n)
-		}
-		if err := atomicfile.Check(out); err != nil {
-			return badf("--out: %w", err)
-		}
-		return nil
-	}
-	if st, err := os.Stat(out); err == nil {
-		if !st.IsDir() {
-			return badf("--out %s: exists and is not a directory", out)
-		}
-		if err := atomicfile.CheckDir(out); err != nil {
-			return badf("--out: %w", err)
-		}
-		return nil
-	}
-	if err := atomicfile.CheckDir(out); err != nil { // made, as the user named it
-		return badf("--out %s: %w", out, err)
-	}
-	return nil
 }

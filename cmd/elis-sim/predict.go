@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/elis-sim/elis-sim/setup"
 	"io"
 	"os"
 	"path/filepath"
@@ -296,7 +297,7 @@ func predictTrace(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return badf("predict trace wants one TRACE, got %d arguments", c.NArg())
 	}
-	if err := checkOut(c, "out"); err != nil {
+	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
 	if c.Int("prediction-interval") < 1 || c.Int("batch") < 1 {
@@ -339,7 +340,7 @@ func predictEval(c *cli.Context) error {
 	if c.Int("batch") < 1 || c.Int("groups") < 1 {
 		return badf("--batch and --groups: want >= 1")
 	}
-	if err := checkPlot(c.String("plot")); err != nil {
+	if err := setup.CheckPlot(c.String("plot")); err != nil {
 		return err
 	}
 	net, enc, err := predictorNet(c)

@@ -71,7 +71,7 @@ func parseInts(flag, s string) ([]int, error) {
 }
 
 func profileAction(c *cli.Context) error {
-	if err := checkOut(c, "out"); err != nil {
+	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
 	if c.String("url") != "" {
@@ -210,7 +210,7 @@ func calibrateCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return badf("calibrate wants one PROFILE.csv, got %d arguments", c.NArg())
 			}
-			if err := checkOut(c, "out"); err != nil {
+			if err := setup.CheckOut(c, "out"); err != nil {
 				return err
 			}
 			p, err := cost.ReadDeviceProfile(c.Args().First())

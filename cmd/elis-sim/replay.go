@@ -71,7 +71,7 @@ func replayAction(c *cli.Context) error {
 	if c.NArg() > 1 {
 		return badf("replay wants at most one TRACE, got %d arguments", c.NArg())
 	}
-	if err := checkRunOutputs(c); err != nil {
+	if err := setup.CheckRunOutputs(c); err != nil {
 		return err
 	}
 	tr, desc := setup.DefaultReplayWorkload(c.String("device"), c.Uint64("seed"))

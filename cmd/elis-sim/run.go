@@ -55,7 +55,7 @@ func loadTrace(c *cli.Context) (*traces.Trace, string, error) {
 }
 
 func runAction(c *cli.Context) error {
-	if err := checkRunOutputs(c); err != nil {
+	if err := setup.CheckRunOutputs(c); err != nil {
 		return err
 	}
 	tr, desc, err := loadTrace(c)

@@ -63,7 +63,7 @@ func serveAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badf("serve takes no arguments, got %q", c.Args().First())
 	}
-	if err := checkOut(c, "out"); err != nil {
+	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
 	sv, err := setup.ParseServe(c)

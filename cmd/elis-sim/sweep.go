@@ -172,7 +172,7 @@ func checkSweepOut(out string) error {
 	if strings.HasSuffix(out, ".json") {
 		return badf("--out %s: a sweep writes a directory (cells, spec, reports), not a .json file", out)
 	}
-	return checkOutDir(out, 2)
+	return setup.CheckOutDir(out, 2)
 }
 
 func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/elis-sim/elis-sim/setup"
 	"io"
 	"math"
 	"os"
@@ -74,7 +75,7 @@ func traceGen(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badf("trace gen takes no arguments, got %q", c.Args().First())
 	}
-	if err := checkOut(c, "out"); err != nil {
+	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
 	arr, err := traces.ParseArrivals(c.String("arrivals"))
@@ -117,7 +118,7 @@ func traceImport(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return badf("trace import wants one FILE, got %d arguments", c.NArg())
 	}
-	if err := checkOut(c, "out"); err != nil {
+	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
 	opt := traces.ImportOptions{Rate: c.Float64("rate"), Seed: c.Uint64("seed"),

@@ -1,0 +1,68 @@
+package setup
+
+import (
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/elis-sim/elis-sim/bench"
+	"github.com/elis-sim/elis-sim/policies"
+)
+
+// ParseBench reads and checks the options of "elis-sim bench": the
+// servers' URLs, the model they serve, how requests are sent and routed.
+// The API key is read from the environment variable the options name.
+// Bad options come back as *Error.
+func ParseBench(o Options) (bench.Config, error) {
+	cfg := bench.Config{URLs: stringsOf(o, "url"), Model: o.String("model"), Endpoint: o.String("endpoint"), TimeScale: o.Float64("time-scale"),
+		FreeLengths: o.Bool("free-lengths"), Timeout: duration(o, "timeout"), APIKey: os.Getenv(o.String("api-key-env")),
+		Router: o.String("router"), MetricsInterval: duration(o, "metrics-interval"), NoMetrics: o.Bool("no-metrics"),
+		Vocab: o.Int("vocab"), Seed: o.Uint64("seed")}
+	if len(cfg.URLs) == 0 {
+		return cfg, Errorf("--url is required: the server's base URL, such as http://localhost:8000")
+	}
+	if cfg.Model == "" {
+		return cfg, Errorf("--model is required: the model name the server serves (its /v1/models lists it)")
+	}
+	if r := o.Float64("max-failure-rate"); r < 0 || r > 1 {
+		return cfg, Errorf("--max-failure-rate %v: want a fraction from 0 to 1", r)
+	}
+	for _, u := range cfg.URLs {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return cfg, Errorf("--url %q: want http://HOST:PORT or https://HOST:PORT", u)
+		}
+	}
+	if e := cfg.Endpoint; e != "completions" && e != "chat" {
+		return cfg, Errorf("--endpoint %q: want completions or chat", e)
+	}
+	if cfg.TimeScale <= 0 {
+		return cfg, Errorf("--time-scale %v: want a number > 0", cfg.TimeScale)
+	}
+	if _, err := policies.NewRouter(cfg.Router); err != nil {
+		return cfg, Errorf("--router: %w", err)
+	}
+	if v := cfg.Vocab; v != 0 && v <= 1000 {
+		return cfg, Errorf("--vocab %d: want more than 1000 (or 0: the server's)", v)
+	}
+	if p := o.String("server-log"); p != "" && p != "-" {
+		f, err := os.Open(p)
+		if err != nil {
+			return cfg, Errorf("--server-log: %v", err)
+		}
+		f.Close()
+	}
+	return cfg, nil
+}
+
+// stringsOf reads a list option: a urfave/cli context's string slice, or
+// comma-separated text.
+func stringsOf(o Options, name string) []string {
+	if s, ok := o.(interface{ StringSlice(string) []string }); ok {
+		return s.StringSlice(name)
+	}
+	if v := o.String(name); v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
+}
