@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
-
-	"github.com/elis-sim/elis-sim/traces"
-
-	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/elis-sim/elis-sim/policies"
+	"github.com/elis-sim/elis-sim/traces"
 )
 
 // Fixtures of vLLM's streaming format, written from its documentation and

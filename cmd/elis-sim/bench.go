@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/elis-sim/elis-sim/setup"
 	"os"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/elis-sim/elis-sim/bench"
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/traces"
 )
 

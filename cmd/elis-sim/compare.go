@@ -3,12 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/elis-sim/elis-sim/setup"
 	"os"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/setup"
 )
 
 func compareCommand() *cli.Command {

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/elis-sim/elis-sim/setup"
-	"io"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/schollz/progressbar/v3"
@@ -21,6 +16,7 @@ import (
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/predict"
 	"github.com/elis-sim/elis-sim/report"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/traces"
 )
 
@@ -110,56 +106,6 @@ func truncateFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "truncate", Usage: "cut text over the encoder's limit to it (keeping [SEP], as the trainer's tokenizer does) instead of counting it a bad row"}
 }
 
-// readTrainingRows reads ELIS rows, refusing or skipping the bad ones as
-// --bad-rows says, each named by its line.
-func readTrainingRows(c *cli.Context, path string, enc predict.Encoder, maxPositions int) ([]traces.ELISRow, error) {
-	mode := c.String("bad-rows")
-	if mode != "refuse" && mode != "skip" {
-		return nil, badf("--bad-rows %q: valid are refuse, skip", mode)
-	}
-	rows, badRows, err := traces.ReadELISRowsSkipping(path)
-	if err != nil {
-		return nil, bad(err)
-	}
-	if !c.Bool("truncate") {
-		idx, errs, err := predict.TooLong(enc, rows, maxPositions, path)
-		if err != nil {
-			return nil, bad(err)
-		}
-		badRows = append(badRows, errs...)
-		for k := len(idx) - 1; k >= 0; k-- {
-			rows = slices.Delete(rows, idx[k], idx[k]+1)
-		}
-	}
-	if len(badRows) == 0 {
-		return rows, nil
-	}
-	slices.SortStableFunc(badRows, func(a, b error) int { return cmp.Compare(lineOf(a), lineOf(b)) })
-	var sb strings.Builder
-	for i, e := range badRows {
-		if i == 10 {
-			fmt.Fprintf(&sb, "\n  ... and %d more", len(badRows)-10)
-			break
-		}
-		fmt.Fprintf(&sb, "\n  %v", e)
-	}
-	if mode == "refuse" {
-		return nil, badf("%s: %d bad rows (--bad-rows skip leaves them out; --truncate cuts long text):%s", path, len(badRows), sb.String())
-	}
-	fmt.Fprintf(os.Stderr, "elis-sim: %s: skipped %d bad rows of %d:%s\n", path, len(badRows), len(rows)+len(badRows), sb.String())
-	if len(rows) == 0 {
-		return nil, badf("%s: no good rows", path)
-	}
-	return rows, nil
-}
-
-// lineOf is the line an error of a rows file names ("FILE line N: ...").
-func lineOf(err error) int {
-	_, rest, _ := strings.Cut(err.Error(), " line ")
-	n, _ := strconv.Atoi(strings.SplitN(rest, ":", 2)[0])
-	return n
-}
-
 func predictTrain(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return badf("predict train wants one DATA.jsonl, got %d arguments", c.NArg())
@@ -179,7 +125,7 @@ func predictTrain(c *cli.Context) error {
 		return badf("--epochs, --patience, --batch and --embed-batch: want >= 1; --lr: want > 0")
 	}
 	init := c.String("init")
-	enc, err := bgeTokenizer(c)
+	enc, err := setup.HFTokenizer(c.String("tokenizer"), "--tokenizer: name the network's tokenizer.json")
 	if err != nil {
 		return err
 	}
@@ -187,7 +133,7 @@ func predictTrain(c *cli.Context) error {
 	if err != nil {
 		return badf("--init: %w", err)
 	}
-	rows, err := readTrainingRows(c, c.Args().First(), enc, net.Cfg.MaxPositions)
+	rows, err := setup.TrainingRows(c, c.Args().First(), enc, net.Cfg.MaxPositions, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -228,7 +174,7 @@ func predictTrain(c *cli.Context) error {
 	if err := predict.WriteCheckpoint(out, init, ft.Head, ft.Checkpoint()); err != nil {
 		return err
 	}
-	if err := copyConfigBeside(init, out); err != nil {
+	if err := predict.CopyConfigBeside(init, out); err != nil {
 		return err
 	}
 	rep := &ft.Report
@@ -239,21 +185,6 @@ func predictTrain(c *cli.Context) error {
 	return nil
 }
 
-// copyConfigBeside puts the encoder's config.json beside a written
-// checkpoint, where loaders look for it, unless one is there.
-func copyConfigBeside(init, out string) error {
-	src := filepath.Join(filepath.Dir(init), "config.json")
-	dst := filepath.Join(filepath.Dir(out), "config.json")
-	if _, err := os.Stat(dst); err == nil {
-		return nil
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(dst, func(w io.Writer) error { _, err := w.Write(data); return err })
-}
-
 // networkFlags name the predictor network of a predict command.
 func networkFlags() []cli.Flag {
 	return []cli.Flag{
@@ -261,36 +192,6 @@ func networkFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
 		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: " + strings.Join(gpu.Devices(), ", ")},
 	}
-}
-
-// bgeTokenizer loads --tokenizer, which must be a tokenizer.json.
-func bgeTokenizer(c *cli.Context) (traces.HFTokenizer, error) {
-	tc, err := traces.LoadTokenCounter(c.String("tokenizer"))
-	if err != nil {
-		return traces.HFTokenizer{}, badf("--tokenizer: %w", err)
-	}
-	enc, ok := tc.(traces.HFTokenizer)
-	if !ok {
-		return traces.HFTokenizer{}, badf("--tokenizer: want a tokenizer.json, not %q", c.String("tokenizer"))
-	}
-	return enc, nil
-}
-
-// predictorNet loads --checkpoint with --tokenizer onto --device.
-func predictorNet(c *cli.Context) (gpu.PredictorNet, traces.HFTokenizer, error) {
-	enc, err := bgeTokenizer(c)
-	if err != nil {
-		return nil, enc, err
-	}
-	host, err := gpu.LoadPredictorNet(c.String("checkpoint"), c.Uint64("seed"))
-	if err != nil {
-		return nil, traces.HFTokenizer{}, badf("--checkpoint: %w", err)
-	}
-	net, err := gpu.OnDevice(c.String("device"), 0, host)
-	if err != nil {
-		return nil, traces.HFTokenizer{}, bad(err)
-	}
-	return net, enc, nil
 }
 
 func predictTrace(c *cli.Context) error {
@@ -307,7 +208,7 @@ func predictTrace(c *cli.Context) error {
 	if err != nil {
 		return bad(err)
 	}
-	net, enc, err := predictorNet(c)
+	net, enc, err := setup.PredictorNet(c)
 	if err != nil {
 		return err
 	}
@@ -343,12 +244,12 @@ func predictEval(c *cli.Context) error {
 	if err := setup.CheckPlot(c.String("plot")); err != nil {
 		return err
 	}
-	net, enc, err := predictorNet(c)
+	net, enc, err := setup.PredictorNet(c)
 	if err != nil {
 		return err
 	}
 	defer net.Close()
-	rows, err := readTrainingRows(c, c.Args().First(), enc, net.Config().MaxPositions)
+	rows, err := setup.TrainingRows(c, c.Args().First(), enc, net.Config().MaxPositions, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -367,40 +268,11 @@ func predictEval(c *cli.Context) error {
 			fmt.Fprintln(os.Stderr, "elis-sim: a split by row puts slices of one prompt's answer on both sides; --split-by prompt keeps prompts apart")
 		}
 	}
-	// On the CPU the cache keeps pooled encodings, keyed by the encoder's
-	// weights: any head on the same encoder (a fine-tune's) is then scored
-	// without running the encoder. On a GPU it keeps the outputs, per
-	// checkpoint and device, whose precision changes them.
-	var cache *predict.Cache
-	var preds []float64
-	host, onHost := net.(*gpu.Predictor)
-	if dir := c.String("cache"); dir != "" {
-		if onHost {
-			cache, err = predict.OpenCache(filepath.Join(dir, "embeddings"), host.EncoderID(), host.Cfg.Hidden)
-		} else {
-			var id []byte
-			if id, err = predict.FileID(c.String("checkpoint")); err != nil {
-				return badf("--checkpoint: %v", err)
-			}
-			cache, err = predict.OpenCache(filepath.Join(dir, "predictions"), append(id, []byte("|"+c.String("device"))...), 1)
-		}
-		if err != nil {
-			return fmt.Errorf("--cache: %w", err)
-		}
-	}
-	if onHost {
-		xs, err := predict.Examples(host, enc, scored, c.Int("batch"), cache)
-		if err != nil {
-			return err
-		}
-		preds = predict.HeadPredictions(host, xs)
-	} else if preds, err = predict.Predict(net, enc, scored, c.Int("batch"), cache); err != nil {
+	preds, cache, err := predict.Score(net, enc, scored, c.Int("batch"), c.String("cache"), c.String("checkpoint"), c.String("device"))
+	if err != nil {
 		return err
 	}
 	if cache != nil {
-		if err := cache.Save(); err != nil {
-			return fmt.Errorf("--cache: %w", err)
-		}
 		fmt.Fprintf(os.Stderr, "elis-sim: the network ran on %d of %d rows; the cache in %s held the rest\n", cache.Added(), len(scored), c.String("cache"))
 	}
 	rep := predict.Evaluate(scored, preds, predict.MeanRemaining(train), c.Int("groups"))

@@ -2,10 +2,7 @@ package main
 
 import (
 	"fmt"
-	"github.com/elis-sim/elis-sim/setup"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -15,9 +12,9 @@ import (
 
 	"github.com/elis-sim/elis-sim/bench"
 	"github.com/elis-sim/elis-sim/cost"
-	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/replay"
+	"github.com/elis-sim/elis-sim/setup"
 )
 
 func profileCommand() *cli.Command {
@@ -58,144 +55,29 @@ func ints(v []int) string {
 	return strings.Join(s, ",")
 }
 
-func parseInts(flag, s string) ([]int, error) {
-	var out []int
-	for _, p := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(p))
-		if err != nil || v < 1 {
-			return nil, badf("--%s %q: want positive integers separated by commas", flag, s)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
 func profileAction(c *cli.Context) error {
 	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
-	if c.String("url") != "" {
-		return profileURL(c)
-	}
-	m, err := gpu.LoadModel(c.String("model"), c.Uint64("seed"))
-	if err != nil {
-		return badf("--model: %w", err)
-	}
-	eng := setup.DeviceEngine(c, m)
-	if err := setup.CheckMemory(c, m, eng); err != nil {
-		return err
-	}
-	sh := replay.Shapes{Reps: c.Int("reps"), Budget: eng.MaxBatchedTokens}
-	for _, f := range []struct {
-		name string
-		dst  *[]int
-	}{{"prefill", &sh.Prefill}, {"batches", &sh.Batches}, {"contexts", &sh.Contexts}} {
-		if *f.dst, err = parseInts(f.name, c.String(f.name)); err != nil {
+	if u := c.String("url"); u != "" {
+		p, err := setup.URLProfile(c.Context, c, os.Stderr)
+		if err != nil {
 			return err
 		}
-	}
-	if sh.Reps < 1 {
-		return badf("--reps: want >= 1")
-	}
-	exec, err := gpu.NewExecutor(c.String("device"), 0, m, eng.BlockSize, eng.NumBlocks)
-	if err != nil {
-		return bad(err)
-	}
-	defer exec.Close()
-	steps, err := replay.Profile(exec, m.Cfg.Vocab, sh)
-	if err != nil {
-		return err
-	}
-	p := &cost.DeviceProfile{Steps: steps, Meta: map[string]string{
-		"device": c.String("device"), "model": c.String("model"), "block_size": strconv.Itoa(eng.BlockSize),
-		"kv_blocks": strconv.Itoa(eng.NumBlocks), "max_num_seqs": strconv.Itoa(eng.MaxSeqs),
-		"max_num_batched_tokens": strconv.Itoa(eng.MaxBatchedTokens), "max_model_len": strconv.Itoa(eng.MaxModelLen),
-		"long_prefill_token_threshold": strconv.Itoa(eng.LongPrefillThreshold), "predictor_model": c.String("predictor-model"),
-	}}
-	if pm := c.String("predictor-model"); pm != "none" {
-		host, err := gpu.LoadPredictorNet(pm, c.Uint64("seed"))
-		if err != nil {
-			return badf("--predictor-model: %w", err)
-		}
-		net, err := gpu.OnDevice(c.String("device"), 0, host)
-		if err != nil {
-			return bad(err)
-		}
-		defer net.Close()
-		if p.Predictor, err = replay.ProfilePredictor(net, []int{1, 4, 16}, []int{32, 128, 512}, sh.Reps); err != nil {
+		if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) }); err != nil {
 			return err
 		}
+		fmt.Printf("profiled %s (%s): %d prompt lengths alone, %d decode shapes, in %s s, into %s\n", u, c.String("model"), len(p.Requests), len(p.Steps), p.Meta["profile_seconds"], c.String("out"))
+		return nil
+	}
+	p, err := setup.DeviceProfile(c)
+	if err != nil {
+		return err
 	}
 	if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) }); err != nil {
 		return err
 	}
 	fmt.Printf("profiled %d step shapes and %d predictor calls on %s (%s) into %s\n", len(p.Steps), len(p.Predictor), c.String("device"), c.String("model"), c.String("out"))
-	return nil
-}
-
-// profileURL profiles a live server: lone requests' times to first token
-// and concurrent decodes' token gaps, for calibrate.
-func profileURL(c *cli.Context) error {
-	u := c.String("url")
-	if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-		return badf("--url %q: want http://HOST:PORT or https://HOST:PORT", u)
-	}
-	sh := bench.DefaultProfileShapes
-	var err error
-	for _, f := range []struct {
-		name string
-		dst  *[]int
-	}{{"prefill", &sh.Prompts}, {"batches", &sh.Batches}, {"contexts", &sh.Contexts}} {
-		if c.IsSet(f.name) {
-			if *f.dst, err = parseInts(f.name, c.String(f.name)); err != nil {
-				return err
-			}
-		}
-	}
-	if c.IsSet("reps") {
-		sh.Reps = c.Int("reps")
-	}
-	sh.Decode = c.Int("decode")
-	if sh.Reps < 1 || sh.Decode < 2 {
-		return badf("--reps >= 1 and --decode >= 2, got %d and %d", sh.Reps, sh.Decode)
-	}
-	if v := c.Int("vocab"); v != 0 && v <= 1000 {
-		return badf("--vocab %d: want more than 1000 (or 0: the server's)", v)
-	}
-	cfg := bench.Config{URLs: []string{u}, Model: c.String("model"), APIKey: os.Getenv(c.String("api-key-env")), Seed: c.Uint64("seed"),
-		Timeout: c.Duration("timeout"), Vocab: c.Int("vocab"), Client: &http.Client{}}
-	// Shapes the server cannot hold (a prompt over a slot's context, a
-	// batch over its slots) are left out, and the rest said.
-	info := bench.Discover(c.Context, cfg.Client, u, cfg.APIKey, cfg.Model)
-	fitted, err := info.Fit(sh)
-	if err != nil {
-		return bad(err)
-	}
-	if fmt.Sprint(fitted) != fmt.Sprint(sh) {
-		fmt.Fprintf(os.Stderr, "elis-sim profile: the server has %d slots of %d tokens (model context %d): timing prompts %v, batches %v, contexts %v\n",
-			info.Slots, info.SlotContext, info.MaxModelLen, fitted.Prompts, fitted.Batches, fitted.Contexts)
-	}
-	p, err := bench.Profile(c.Context, cfg, fitted)
-	if err != nil {
-		return err
-	}
-	// The engine limits calibrate writes into the cost file: the flags',
-	// else what a slot-based server says of itself (its slots, a slot's
-	// context and the KV they hold together).
-	if info.Slots > 0 && info.SlotContext > 0 {
-		p.Meta["max_num_seqs"] = strconv.Itoa(info.Slots)
-		p.Meta["max_model_len"] = strconv.Itoa(info.SlotContext)
-		p.Meta["kv_blocks"] = strconv.Itoa(info.Slots * info.SlotContext / 16)
-	}
-	for _, k := range []string{"max-num-batched-tokens", "max-num-seqs", "kv-blocks", "max-model-len"} {
-		if c.IsSet(k) {
-			p.Meta[strings.ReplaceAll(k, "-", "_")] = strconv.Itoa(c.Int(k))
-		}
-	}
-	if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) }); err != nil {
-		return err
-	}
-	fmt.Printf("profiled %s (%s): %d prompt lengths alone, %d decode shapes, in %s s, into %s\n", u, c.String("model"), len(p.Requests), len(p.Steps), p.Meta["profile_seconds"], c.String("out"))
 	return nil
 }
 

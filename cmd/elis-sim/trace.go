@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/elis-sim/elis-sim/setup"
 	"io"
 	"math"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
+	"github.com/elis-sim/elis-sim/setup"
 	"github.com/elis-sim/elis-sim/traces"
 )
 
