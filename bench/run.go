@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"strings"
 
@@ -106,4 +107,48 @@ func ServerMetrics(scrapes []Scrape) *report.ServerMetrics {
 		}
 	}
 	return sm
+}
+
+// WriteSummary writes what bench prints of a run: its setup line, the
+// send lag and failures, and its table.
+func (res *Result) WriteSummary(w io.Writer, run *report.Run) error {
+	fmt.Fprintln(w, run.Setup["summary"])
+	fmt.Fprintf(w, "send lag: p50 %.1f ms, p99 %.1f ms, max %.1f ms; failed %d of %d sent", res.Lag.P50*1e3, res.Lag.P99*1e3, res.Lag.Max*1e3, res.Failed, res.Sent)
+	if res.Retries > 0 {
+		fmt.Fprintf(w, "; %d resent after the server closed a kept-alive connection", res.Retries)
+	}
+	fmt.Fprintln(w)
+	return report.SideBySide(w, []*report.Run{run})
+}
+
+// Warnings are what the user should know of a run's measurement: a
+// client that fell behind its schedule, scrapes that failed, preemptions
+// the servers do not count.
+func (res *Result) Warnings(run *report.Run) []string {
+	var out []string
+	if res.Lag.P99 > 0.05 {
+		out = append(out, "warning: the client fell behind its schedule (p99 send lag over 50 ms); the load was lighter than the trace's")
+	}
+	for _, s := range res.Metrics {
+		if s.Err != "" {
+			out = append(out, fmt.Sprintf("%s/metrics: %s", s.URL, s.Err))
+		}
+	}
+	if len(res.Metrics) > 0 && run.Summary.PreemptionsUnmeasured {
+		out = append(out, "preemptions not measured: the server exports no vllm:num_preemptions_total")
+	}
+	return out
+}
+
+// Verdict says whether the run is a result: an error when it was
+// interrupted, or when more than allowed (a fraction of those sent) of
+// its requests failed.
+func (res *Result) Verdict(allowed float64) error {
+	if res.Interrupted {
+		return fmt.Errorf("interrupted: %d of %d requests sent, %d failed", res.Sent, len(res.Records), res.Failed)
+	}
+	if res.Failed > 0 && float64(res.Failed) > allowed*float64(res.Sent) {
+		return fmt.Errorf("%d of %d requests failed (allowed: a fraction of %g; see --max-failure-rate, --allow-failures)", res.Failed, res.Sent, allowed)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -199,4 +200,90 @@ func Merge(dirs []string, out string, allowMissing bool, notes, summary io.Write
 		return err
 	}
 	return WriteReports(man.Spec, out, []Store{dst}, cells, summary)
+}
+
+// FromOptions is the sweep a command's options describe, and the share of
+// it this process runs: a spec file (the spec option; then the grid and
+// run options must not be set, unless envOnly says their environment
+// variable set them), or the grid the options name; the shard option,
+// else a batch system's index from getenv. Bad options come back as
+// *setup.Error.
+func FromOptions(o setup.Options, envOnly func(name string) bool, getenv func(string) string) (*Sweep, Shard, error) {
+	if err := CheckOut(o.String("out")); err != nil {
+		return nil, Shard{}, err
+	}
+	var spec *Spec
+	var err error
+	if p := o.String("spec"); p != "" {
+		for _, f := range append(GridOptions, setup.FlagNames()...) {
+			if o.IsSet(f) && !envOnly(f) {
+				return nil, Shard{}, setup.Errorf("--%s: with --spec, name it in the spec (settings or axes)", f)
+			}
+		}
+		if spec, err = Parse(p); err != nil {
+			return nil, Shard{}, setup.Bad(err)
+		}
+		if err := spec.Check(p, CheckSetting); err != nil {
+			return nil, Shard{}, setup.Bad(err)
+		}
+	} else if spec, err = SpecFromOptions(o); err != nil {
+		return nil, Shard{}, err
+	}
+	PolicyAxis(spec)
+	for _, w := range spec.Workloads {
+		if w.Scenario != "" && setup.ScenarioByName(w.Scenario) == nil {
+			return nil, Shard{}, setup.Errorf("%sscenario %q: valid are %s", specLine(o, w.Line), w.Scenario, strings.Join(setup.ScenarioNames(), ", "))
+		}
+	}
+	if err := spec.Resolve(); err != nil {
+		return nil, Shard{}, setup.Bad(err)
+	}
+	shard, err := shardOf(o, getenv)
+	if err != nil {
+		return nil, Shard{}, err
+	}
+	sw, err := NewSweep(spec, o.String("spec"), o.String("out"))
+	return sw, shard, err
+}
+
+// shardOf is the share of the grid this process runs: --shard, else a
+// batch system's index, else all of it.
+func shardOf(o setup.Options, getenv func(string) string) (Shard, error) {
+	if v := o.String("shard"); v != "" {
+		s, err := ParseShard(v)
+		if err != nil {
+			return s, setup.Errorf("--shard %w", err)
+		}
+		return s, nil
+	}
+	s, ok, err := ShardFromEnv(getenv, o.Int("shards"))
+	if err != nil {
+		return s, setup.Errorf("%w", err)
+	}
+	if !ok {
+		if o.IsSet("shards") {
+			return s, setup.Errorf("--shards: only with JOB_COMPLETION_INDEX set (a Kubernetes Indexed Job); else use --shard I/N")
+		}
+		return Shard{I: 0, N: 1}, nil
+	}
+	return s, nil
+}
+
+func specLine(o setup.Options, line int) string {
+	if o.String("spec") == "" {
+		return "--"
+	}
+	return fmt.Sprintf("%s:%d: workloads: ", o.String("spec"), line)
+}
+
+// CheckOut refuses an --out a sweep cannot fill: a sweep writes a
+// directory (its cells, spec and reports).
+func CheckOut(out string) error {
+	if st, err := os.Stat(out); err == nil && !st.IsDir() {
+		return setup.Errorf("--out %s: is a file; a sweep writes a directory (cells, spec, reports): name a directory", out)
+	}
+	if strings.HasSuffix(out, ".json") {
+		return setup.Errorf("--out %s: a sweep writes a directory (cells, spec, reports), not a .json file", out)
+	}
+	return setup.CheckOutDir(out, 2)
 }

@@ -1,6 +1,8 @@
 package traces
 
 import (
+	"fmt"
+	"io"
 	"sort"
 
 	"gonum.org/v1/gonum/stat"
@@ -62,4 +64,22 @@ func summarizeDist(x []float64) Dist {
 	sort.Float64s(x)
 	q := func(p float64) float64 { return stat.Quantile(p, stat.Empirical, x, nil) }
 	return Dist{Mean: stat.Mean(x, nil), P50: q(0.5), P90: q(0.9), P99: q(0.99), Max: x[len(x)-1]}
+}
+
+// WriteText writes the statistics as the table "elis-sim trace stats"
+// prints, for the trace called name.
+func (s Stats) WriteText(w io.Writer, name string) error {
+	fmt.Fprintf(w, "trace %s\n", name)
+	fmt.Fprintf(w, "  requests        %d\n", s.Requests)
+	fmt.Fprintf(w, "  duration        %.1f s\n", s.Duration)
+	fmt.Fprintf(w, "  mean rate       %.4g req/s\n", s.Rate)
+	fmt.Fprintf(w, "  inter-arrival   CV %.3f\n", s.GapCV)
+	fmt.Fprintf(w, "  %-14s %9s %8s %8s %8s %8s\n", "tokens", "mean", "p50", "p90", "p99", "max")
+	for _, row := range []struct {
+		n string
+		d Dist
+	}{{"prompt", s.Prompt}, {"output", s.Output}} {
+		fmt.Fprintf(w, "  %-14s %9.1f %8.0f %8.0f %8.0f %8.0f\n", row.n, row.d.Mean, row.d.P50, row.d.P90, row.d.P99, row.d.Max)
+	}
+	return nil
 }

@@ -132,27 +132,11 @@ func benchAction(c *cli.Context) error {
 		if err := report.WriteBriefs(os.Stdout, []*report.Run{run}); err != nil {
 			return err
 		}
-	} else {
-		fmt.Println(run.Setup["summary"])
-		fmt.Printf("send lag: p50 %.1f ms, p99 %.1f ms, max %.1f ms; failed %d of %d sent", res.Lag.P50*1e3, res.Lag.P99*1e3, res.Lag.Max*1e3, res.Failed, res.Sent)
-		if res.Retries > 0 {
-			fmt.Printf("; %d resent after the server closed a kept-alive connection", res.Retries)
-		}
-		fmt.Println()
-		if err := report.SideBySide(os.Stdout, []*report.Run{run}); err != nil {
-			return err
-		}
+	} else if err := res.WriteSummary(os.Stdout, run); err != nil {
+		return err
 	}
-	if res.Lag.P99 > 0.05 {
-		fmt.Fprintln(os.Stderr, "elis-sim bench: warning: the client fell behind its schedule (p99 send lag over 50 ms); the load was lighter than the trace's")
-	}
-	for _, s := range res.Metrics {
-		if s.Err != "" {
-			fmt.Fprintf(os.Stderr, "elis-sim bench: %s/metrics: %s\n", s.URL, s.Err)
-		}
-	}
-	if len(res.Metrics) > 0 && run.Summary.PreemptionsUnmeasured {
-		fmt.Fprintln(os.Stderr, "elis-sim bench: preemptions not measured: the server exports no vllm:num_preemptions_total")
+	for _, w := range res.Warnings(run) {
+		fmt.Fprintf(os.Stderr, "elis-sim bench: %s\n", w)
 	}
 	return benchStatus(c, res)
 }
@@ -164,15 +148,16 @@ func benchStatus(c *cli.Context, res *bench.Result) error {
 	for _, f := range res.Failures() {
 		fmt.Fprintf(os.Stderr, "elis-sim bench: %d request(s) failed with %s; the first, %s: %s\n", f.Count, f.Kind, f.First.ID, f.First.Rejected)
 	}
-	if res.Interrupted {
-		return &exitStatus{exitInterrupted, fmt.Errorf("interrupted: %d of %d requests sent, %d failed", res.Sent, len(res.Records), res.Failed)}
-	}
 	allowed := c.Float64("max-failure-rate")
 	if c.Bool("allow-failures") {
 		allowed = 1
 	}
-	if res.Failed > 0 && float64(res.Failed) > allowed*float64(res.Sent) {
-		return &exitStatus{exitFailed, fmt.Errorf("%d of %d requests failed (allowed: a fraction of %g; see --max-failure-rate, --allow-failures)", res.Failed, res.Sent, allowed)}
+	switch err := res.Verdict(allowed); {
+	case err == nil:
+		return nil
+	case res.Interrupted:
+		return &exitStatus{exitInterrupted, err}
+	default:
+		return &exitStatus{exitFailed, err}
 	}
-	return nil
 }

@@ -55,87 +55,14 @@ func costCommand() *cli.Command {
 }
 
 func costCheck(c *cli.Context) error {
-	var ms []cost.Measurement
-	if p := c.String("profile"); p != "" {
-		if _, err := cost.LookupGPUStack(c.String("profile-gpu"), "2023"); err != nil {
-			return badf("--profile-gpu: %w", err)
-		}
-		m, err := cost.ReadTorchProfile(p, c.String("profile-gpu"))
-		if err != nil {
-			return bad(err)
-		}
-		ms = append(ms, m...)
+	opt := cost.CheckOptions{Profile: c.String("profile"), ProfileGPU: c.String("profile-gpu"), Splitwise: c.String("splitwise"),
+		Fit: c.Bool("fit"), HeldOut: c.Bool("held-out")}
+	if _, err := cost.LookupGPUStack(opt.ProfileGPU, "2023"); opt.Profile != "" && err != nil {
+		return badf("--profile-gpu: %w", err)
 	}
-	if p := c.String("splitwise"); p != "" {
-		m, err := cost.ReadSplitwise(p)
-		if err != nil {
-			return bad(err)
-		}
-		ms = append(ms, m...)
-	}
-	rows, err := cost.VLLMReference()
+	ms, err := opt.Measurements()
 	if err != nil {
-		return err
+		return bad(err)
 	}
-	fmt.Println("vLLM reference: one request alone, llama-3.1-8b on H100 (ms; reference = BLIS's fit on real vLLM)")
-	fmt.Printf("%-30s %10s %10s %10s %10s %10s  %s\n", "shape", "vllm-v1", "2023", "reference", "floor", "FA roof", "target")
-	ms3 := func(v float64) string {
-		if v == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.2f", v*1e3)
-	}
-	for _, r := range rows {
-		verdict := "met"
-		if !r.OK {
-			verdict = "MISSED"
-		}
-		fmt.Printf("%-30s %10s %10s %10s %10s %10s  %s: %s\n", r.Shape, ms3(r.Preset), ms3(r.Preset2023), ms3(r.Reference), ms3(r.Floor), ms3(r.FARoofline), r.Target, verdict)
-	}
-	if len(ms) == 0 {
-		return nil
-	}
-	fmt.Println("\nmeasured timings against the 2023-stack presets (Splitwise's engine; PyTorch eager operators)")
-	byGPU := map[string][]cost.Measurement{}
-	var order []string
-	for _, m := range ms {
-		if _, ok := byGPU[m.GPU]; !ok {
-			order = append(order, m.GPU)
-		}
-		byGPU[m.GPU] = append(byGPU[m.GPU], m)
-	}
-	fmt.Printf("%-22s %-13s %5s %10s %10s %10s  %s\n", "gpu", "class", "n", "mean|err|", "median", "max", "worst case")
-	for _, name := range order {
-		g, _ := cost.LookupGPUStack(name, "2023")
-		for _, r := range cost.Errors(g, byGPU[name]) {
-			fmt.Printf("%-22s %-13s %5d %9.1f%% %9.1f%% %9.1f%%  %s\n", r.GPU, r.Class, r.N, r.MeanAbsPct, r.MedianPct, r.MaxAbsPct, r.WorstLabel)
-		}
-		if c.Bool("fit") {
-			f := cost.Fit(g, byGPU[name])
-			b, _ := json.MarshalIndent(f.Eff, "", "  ")
-			fmt.Fprintf(os.Stdout, "fitted efficiencies for %s:\n%s\n", name, b)
-		}
-	}
-	if c.Bool("held-out") {
-		var sw []cost.Measurement
-		for _, m := range ms {
-			if m.Class == "prefill_step" || m.Class == "decode_step" {
-				sw = append(sw, m)
-			}
-		}
-		rows, err := cost.HeldOut(sw, 8000)
-		if err != nil {
-			return err
-		}
-		fmt.Println("\nheld out (2023 stack; targets: median <= 8%, 90% within 15%, none beyond 25%)")
-		fmt.Printf("%-40s %5s %5s %8s %8s %8s %9s  %s\n", "split", "n", "excl", "median", "p90", "max", "within15", "worst")
-		for _, r := range rows {
-			verdict := ""
-			if !r.OK {
-				verdict = " (misses)"
-			}
-			fmt.Printf("%-40s %5d %5d %7.1f%% %7.1f%% %7.1f%% %8.0f%%  %s%s\n", r.Split, r.N, r.Excluded, r.Median, r.P90, r.Max, r.Within15, r.Worst, verdict)
-		}
-	}
-	return nil
+	return cost.WriteCheck(os.Stdout, ms, opt)
 }

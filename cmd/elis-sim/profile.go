@@ -106,17 +106,7 @@ func calibrateCommand() *cli.Command {
 			if err := cost.WriteCostFile(c.String("out"), cf); err != nil {
 				return err
 			}
-			if cf.Overheads != nil {
-				fmt.Printf("fitted a linear step cost model and the overheads to %d decode steps and %d first tokens of %s on %s: mean |error| %s on decode steps, %s on first tokens; %.3g ms per request outside the steps\n",
-					len(p.Steps), len(p.Requests), cf.Model, cf.Device, cf.Errors["decode_step"], cf.Errors["first_token"], cf.Overheads.PerRequest*1e3)
-			} else {
-				fmt.Printf("fitted a linear step cost model to %d steps of %s on %s: mean |error| %s on prefill steps, %s on decode steps\n",
-					len(p.Steps), cf.Model, cf.Device, cf.Errors["prefill_step"], cf.Errors["decode_step"])
-			}
-			if cf.Predictor != nil {
-				fmt.Printf("predictor network: %.3g ms per batch + %.3g ms per call + %.3g us per token (%s mean |error|)\n",
-					cf.Predictor.PerBatch*1e3, cf.Predictor.PerCall*1e3, cf.Predictor.PerToken*1e6, cf.Errors["predictor"])
-			}
+			cf.Describe(os.Stdout, p)
 			fmt.Printf("wrote %s; use it with: elis-sim run TRACE --cost-model %s\n", c.String("out"), c.String("out"))
 			return nil
 		},

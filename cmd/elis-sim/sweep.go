@@ -66,47 +66,11 @@ func sweepMergeCommand() *cli.Command {
 	})
 }
 
-// gridFlags are sweep's own flags, which a spec replaces.
-var gridFlags = experiment.GridOptions
-
 func sweepAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badf("sweep takes no arguments (use --spec or --trace; \"sweep merge\" gathers shards)")
 	}
-	if err := checkSweepOut(c.String("out")); err != nil {
-		return err
-	}
-	var spec *experiment.Spec
-	var err error
-	if p := c.String("spec"); p != "" {
-		for _, f := range append(gridFlags, setup.FlagNames()...) {
-			if c.IsSet(f) && !isEnvOnly(c, f) {
-				return badf("--%s: with --spec, name it in the spec (settings or axes)", f)
-			}
-		}
-		if spec, err = experiment.Parse(p); err != nil {
-			return bad(err)
-		}
-		if err := spec.Check(p, experiment.CheckSetting); err != nil {
-			return bad(err)
-		}
-	} else if spec, err = experiment.SpecFromOptions(c); err != nil {
-		return err
-	}
-	experiment.PolicyAxis(spec)
-	for _, w := range spec.Workloads {
-		if w.Scenario != "" && setup.ScenarioByName(w.Scenario) == nil {
-			return badf("%sscenario %q: valid are %s", specLine(c, w.Line), w.Scenario, strings.Join(setup.ScenarioNames(), ", "))
-		}
-	}
-	if err := spec.Resolve(); err != nil {
-		return bad(err)
-	}
-	shard, err := sweepShard(c)
-	if err != nil {
-		return err
-	}
-	sw, err := experiment.NewSweep(spec, c.String("spec"), c.String("out"))
+	sw, shard, err := experiment.FromOptions(c, func(name string) bool { return isEnvOnly(c, name) }, os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -131,48 +95,6 @@ func isEnvOnly(c *cli.Context, name string) bool {
 		}
 	}
 	return false
-}
-
-// sweepShard is the share of the grid this process runs: --shard, else a
-// batch system's index, else all of it.
-func sweepShard(c *cli.Context) (experiment.Shard, error) {
-	if v := c.String("shard"); v != "" {
-		s, err := experiment.ParseShard(v)
-		if err != nil {
-			return s, badf("--shard %w", err)
-		}
-		return s, nil
-	}
-	s, ok, err := experiment.ShardFromEnv(os.Getenv, c.Int("shards"))
-	if err != nil {
-		return s, badf("%w", err)
-	}
-	if !ok {
-		if c.IsSet("shards") {
-			return s, badf("--shards: only with JOB_COMPLETION_INDEX set (a Kubernetes Indexed Job); else use --shard I/N")
-		}
-		return experiment.Shard{I: 0, N: 1}, nil
-	}
-	return s, nil
-}
-
-func specLine(c *cli.Context, line int) string {
-	if c.String("spec") == "" {
-		return "--"
-	}
-	return fmt.Sprintf("%s:%d: workloads: ", c.String("spec"), line)
-}
-
-// checkSweepOut refuses an --out a sweep cannot fill: a sweep writes a
-// directory (its cells, spec and reports).
-func checkSweepOut(out string) error {
-	if st, err := os.Stat(out); err == nil && !st.IsDir() {
-		return badf("--out %s: is a file; a sweep writes a directory (cells, spec, reports): name a directory", out)
-	}
-	if strings.HasSuffix(out, ".json") {
-		return badf("--out %s: a sweep writes a directory (cells, spec, reports), not a .json file", out)
-	}
-	return setup.CheckOutDir(out, 2)
 }
 
 func runSweep(sw *experiment.Sweep, shard experiment.Shard, parallel int) error {
@@ -222,7 +144,7 @@ func sweepMergeAction(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return badf("sweep merge: name the shards' output directories")
 	}
-	if err := checkSweepOut(c.String("out")); err != nil {
+	if err := experiment.CheckOut(c.String("out")); err != nil {
 		return err
 	}
 	return experiment.Merge(c.Args().Slice(), c.String("out"), c.Bool("allow-missing"), os.Stderr, os.Stdout)

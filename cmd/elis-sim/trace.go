@@ -2,9 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 
@@ -78,34 +76,9 @@ func traceGen(c *cli.Context) error {
 	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
-	arr, err := traces.ParseArrivals(c.String("arrivals"))
+	cfg, err := setup.ParseGen(c)
 	if err != nil {
-		return badf("--arrivals: %w", err)
-	}
-	cfg := traces.GenConfig{N: c.Int("n"), Seed: c.Uint64("seed"), Arrivals: arr,
-		RateMultiplier: c.Float64("rate-multiplier"), Name: c.String("name")}
-	if cfg.RateMultiplier <= 0 {
-		return badf("--rate-multiplier %v: want a number > 0", cfg.RateMultiplier)
-	}
-	if cfg.Shared, err = traces.ParseSharedPrefix(c.String("shared-prefix")); err != nil {
-		return badf("--shared-prefix: %w", err)
-	}
-	if from := c.String("lengths-from"); from != "" {
-		src, err := traces.ReadFile(from)
-		if err != nil {
-			return bad(fmt.Errorf("--lengths-from: %w", err))
-		}
-		if len(src.Requests) == 0 {
-			return badf("--lengths-from %s: trace has no requests", from)
-		}
-		cfg.Resample = src.Requests
-	} else {
-		if cfg.Prompt, err = traces.ParseLengths(c.String("prompt")); err != nil {
-			return badf("--prompt: %w", err)
-		}
-		if cfg.Output, err = traces.ParseLengths(c.String("output")); err != nil {
-			return badf("--output: %w", err)
-		}
+		return err
 	}
 	t, err := traces.Generate(cfg)
 	if err != nil {
@@ -121,36 +94,16 @@ func traceImport(c *cli.Context) error {
 	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
-	opt := traces.ImportOptions{Rate: c.Float64("rate"), Seed: c.Uint64("seed"),
-		OutputTokens: c.Int("output-tokens"), KeepText: !c.Bool("drop-text"), MultiTurn: c.Bool("multi-turn"), HashBlock: c.Int("hash-block")}
-	if opt.HashBlock < 0 {
-		return badf("--hash-block %d: want tokens per hash id >= 1 (0: the trace's)", opt.HashBlock)
-	}
-	if spec := c.String("tokenizer"); spec != "" {
-		tc, err := traces.LoadTokenCounter(spec)
-		if err != nil {
-			return badf("--tokenizer: %w", err)
-		}
-		opt.Tokens = tc
-	}
-	if ts := c.Float64("time-scale"); !(ts > 0) || math.IsInf(ts, 0) {
-		return badf("--time-scale %v: want a number > 0", ts)
-	}
-	if r := c.Float64("rate"); !(r >= 0) || math.IsInf(r, 0) {
-		return badf("--rate %v: want a Poisson rate > 0 in requests/s, or 0 for all at time 0", r)
-	}
-	from, to := c.Float64("from"), c.Float64("to")
-	if !(from >= 0) || !(to >= 0) || (to > 0 && to <= from) {
-		return badf("--from %v --to %v: want 0 <= from < to (to 0: no end)", from, to)
-	}
-	if c.Int("max") < 0 {
-		return badf("--max %d: want >= 0 (0: all)", c.Int("max"))
+	opt, err := setup.ParseImport(c)
+	if err != nil {
+		return err
 	}
 	t, err := traces.Import(c.String("format"), c.Args().First(), opt)
 	if err != nil {
 		return bad(err)
 	}
 	span := t.Duration()
+	from, to := c.Float64("from"), c.Float64("to")
 	t.Window(from, to, c.Float64("time-scale"), c.Int("max"))
 	if len(t.Requests) == 0 {
 		return badf("%s: no request arrives in the window --from %v --to %v (the trace spans %.0f s)", c.Args().First(), from, to, span)
@@ -172,21 +125,5 @@ func traceStats(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(s)
 	}
-	return atomicfile.Write("-", func(w io.Writer) error { return writeStats(w, c.Args().First(), s) })
-}
-
-func writeStats(w io.Writer, name string, s traces.Stats) error {
-	fmt.Fprintf(w, "trace %s\n", name)
-	fmt.Fprintf(w, "  requests        %d\n", s.Requests)
-	fmt.Fprintf(w, "  duration        %.1f s\n", s.Duration)
-	fmt.Fprintf(w, "  mean rate       %.4g req/s\n", s.Rate)
-	fmt.Fprintf(w, "  inter-arrival   CV %.3f\n", s.GapCV)
-	fmt.Fprintf(w, "  %-14s %9s %8s %8s %8s %8s\n", "tokens", "mean", "p50", "p90", "p99", "max")
-	for _, row := range []struct {
-		n string
-		d traces.Dist
-	}{{"prompt", s.Prompt}, {"output", s.Output}} {
-		fmt.Fprintf(w, "  %-14s %9.1f %8.0f %8.0f %8.0f %8.0f\n", row.n, row.d.Mean, row.d.P50, row.d.P90, row.d.P99, row.d.Max)
-	}
-	return nil
+	return atomicfile.Write("-", func(w io.Writer) error { return s.WriteText(w, c.Args().First()) })
 }
