@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/elis-sim/elis-sim/bench"
 	"github.com/elis-sim/elis-sim/policies"
@@ -65,4 +66,30 @@ func stringsOf(o Options, name string) []string {
 		return strings.Split(v, ",")
 	}
 	return nil
+}
+
+// BenchFlags are the options of "elis-sim bench": the servers, how the
+// trace's requests are sent to them, what is scraped and how failures
+// count.
+func BenchFlags() []Flag {
+	return []Flag{
+		{Name: "url", Default: []string(nil), Usage: "server base URL; repeat to spread requests over several servers with --router"},
+		{Name: "model", Default: "", Usage: "the model name the server serves (required)"},
+		{Name: "label", Default: "bench", Usage: "the run's label in tables and plots (say, the server's policy)"},
+		{Name: "out", Default: "", Usage: "run file to write (records, summary, server metrics)", Aliases: []string{"o"}},
+		{Name: "endpoint", Default: "completions", Usage: "completions (token-id prompts where the trace has no text) or chat"},
+		{Name: "time-scale", Default: float64(1), Usage: "multiply arrival times (0.5 doubles the rate)"},
+		{Name: "free-lengths", Default: false, Usage: "let the model stop on its own instead of forcing the trace's output lengths"},
+		{Name: "timeout", Default: time.Duration(30 * time.Minute), Usage: "per request (0: none)"},
+		{Name: "api-key-env", Default: "OPENAI_API_KEY", Usage: "environment variable holding the API key (sent as a bearer token when set)"},
+		{Name: "router", Default: "least-loaded", Usage: "over several --url: least-loaded (outstanding requests), round-robin, prefix-affinity"},
+		{Name: "metrics-interval", Default: time.Duration(5 * time.Second), Usage: "scrape /metrics this often (0: at the start and the end only)"},
+		{Name: "no-metrics", Default: false, Usage: "do not scrape /metrics"},
+		{Name: "server-log", Default: "", Usage: "the server's log with the ISRTF fork's [ELIS] lines: a file, or - for stdin"},
+		{Name: "vocab", Default: 0, Usage: "synthetic prompts use token ids from 1000 to below this (0: the server's vocabulary where /v1/models says it, as llama.cpp's does, else 32000)"},
+		{Name: "seed", Default: uint64(1), Usage: "seed of synthetic prompts", Env: []string{"ELIS_SIM_SEED"}},
+		{Name: "json", Default: false, Usage: "print the summary as JSON"},
+		{Name: "max-failure-rate", Default: 0.0, Usage: "exit 0 as long as at most this fraction of the requests sent failed (0: none may)"},
+		{Name: "allow-failures", Default: false, Usage: "exit 0 whatever failed (same as --max-failure-rate 1)"},
+	}
 }

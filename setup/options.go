@@ -22,14 +22,19 @@ type Options interface {
 	IsSet(name string) bool
 }
 
-// Flag is one setting of a simulated run: its name, its default (whose Go
-// type, string, int, float64, bool or uint64, is the setting's), its help
-// and the environment variables that may set it.
+// Flag is one option: its name, its default (whose Go type is the
+// option's: string, int, int64, float64, bool, uint64, time.Duration or
+// []string), its help and the environment variables that may set it. The
+// options a command reads are declared in tables beside the code that
+// reads them (Flags for a simulated run, ServeFlags, BenchFlags...), and
+// the command line is built from the tables: a name is written once.
 type Flag struct {
-	Name    string
-	Default any
-	Usage   string
-	Env     []string
+	Name     string
+	Default  any
+	Usage    string
+	Env      []string
+	Aliases  []string
+	Required bool
 }
 
 // GuardHelp lists what may follow a policy after "+".
@@ -39,35 +44,35 @@ const GuardHelp = "lazy, eager, cap=S, margin=TOKENS[:RATIO], limit=C, sync, bat
 // them: what "elis-sim run" takes as flags and a sweep spec names.
 func Flags() []Flag {
 	return []Flag{
-		{"policy", "fcfs,isrtf", "comma-separated policies: " + strings.Join(policies.Names(), ", ") + "; each may name an ISRTF mode and guards, NAME[/MODE][+GUARD...] with guards " + GuardHelp + " (isrtf/patch+lazy+cap=2)", nil},
-		{"isrtf-mode", "paper", "ISRTF mode: paper (re-rank at window boundaries, pause keeping KV), resubmit (each window a new request), patch (order the waiting queue only)", nil},
-		{"predictor", "noisy:mae=19.9", "oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded (from the trace) or constant:TOKENS", nil},
-		{"prediction-interval", 50, "re-predict every K generated tokens", []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
-		{"predictor-cost-ms", predictor.DefaultCost.PerBatch * 1e3, "fixed cost of one batched predictor call, ms (added to the step it precedes)", nil},
-		{"model", "llama-2-13b", "model preset: " + strings.Join(cost.ArchNames(), ", "), []string{"ELIS_SIM_MODEL"}},
-		{"gpu", "a100-80g", "GPU preset: " + strings.Join(cost.GPUNames(), ", "), []string{"ELIS_SIM_GPU"}},
-		{"tp", 1, "tensor parallelism (GPUs per worker)", nil},
-		{"stack", cost.DefaultStack, "serving stack the GPU preset prices: vllm-v1 (today's vLLM: CUDA graphs, FlashAttention-class kernels) or 2023 (Splitwise's engine, the ELIS paper's vLLM 0.5.0; the default for the embedded workload)", nil},
-		{"cost-model", "", "fitted cost model JSON (overrides --model, --gpu and --tp)", nil},
-		{"workers", 1, "engine replicas", nil},
-		{"router", "least-loaded", "router across workers: " + strings.Join(policies.RouterNames(), ", "), nil},
-		{"max-num-seqs", 0, "sequences per step (0: vLLM's default for the GPU)", nil},
-		{"max-num-batched-tokens", 0, "token budget per step (0: vLLM's default for the GPU)", nil},
-		{"gpu-memory-utilization", 0.9, "fraction of GPU memory vLLM may use", nil},
-		{"kv-blocks", 0, "KV cache capacity in blocks (0: from GPU memory)", nil},
-		{"block-size", 16, "tokens per KV block", nil},
-		{"max-model-len", 0, "context length (0: the model's)", nil},
-		{"long-prefill-token-threshold", 0, "cap one request's prefill chunk per step (0: off)", nil},
-		{"no-enable-prefix-caching", false, "turn off vLLM's automatic prefix caching (on by default, as in vLLM v1)", nil},
-		{"aging", "", "starvation guard N,M: a request waiting N steps is promoted for M steps", nil},
-		{"preempt-limit", 0.0, "protect a request from preemption after this fraction of its predicted length (TRAIL's C)", nil},
-		{"predictor-calls", "", "how predictor calls are made and priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode), batched (one call per step, as ELIS's frontend; the default otherwise) or async (batched beside the forward pass: free, its answer known one step late)", nil},
-		{"slowdown-cap", 0.0, "tail guard, any policy: a waiting request whose projected slowdown (over running alone) reaches this factor is promoted for good (0: off)", nil},
-		{"lazy-predictions", true, "call the predictor only where its answer can change an order: not while no more requests wait than the batch has places (--lazy-predictions=false, or +eager in --policy, predicts at every arrival and window as ELIS and the vLLM patch do)", nil},
-		{"displace-margin", "", "paper mode hysteresis TOKENS[:RATIO]: displace a running request only for a waiting one predicted shorter by more than TOKENS and RATIO of its remaining", nil},
-		{"seed", uint64(1), "seed of the noisy predictor and the embedded workload", []string{"ELIS_SIM_SEED"}},
-		{"check", false, "verify the scheduler's invariants after every step (slower)", nil},
-		{"slo", "", "goodput objectives, e.g. ttft=2s,tpot=100ms,jct=60s", nil},
+		{"policy", "fcfs,isrtf", "comma-separated policies: " + strings.Join(policies.Names(), ", ") + "; each may name an ISRTF mode and guards, NAME[/MODE][+GUARD...] with guards " + GuardHelp + " (isrtf/patch+lazy+cap=2)", nil, nil, false},
+		{"isrtf-mode", "paper", "ISRTF mode: paper (re-rank at window boundaries, pause keeping KV), resubmit (each window a new request), patch (order the waiting queue only)", nil, nil, false},
+		{"predictor", "noisy:mae=19.9", "oracle, noisy:sigma=S, noisy:mae=TOKENS, recorded (from the trace) or constant:TOKENS", nil, nil, false},
+		{"prediction-interval", 50, "re-predict every K generated tokens", []string{"VLLM_ELIS_PREDICTION_INTERVAL"}, nil, false},
+		{"predictor-cost-ms", predictor.DefaultCost.PerBatch * 1e3, "fixed cost of one batched predictor call, ms (added to the step it precedes)", nil, nil, false},
+		{"model", "llama-2-13b", "model preset: " + strings.Join(cost.ArchNames(), ", "), []string{"ELIS_SIM_MODEL"}, nil, false},
+		{"gpu", "a100-80g", "GPU preset: " + strings.Join(cost.GPUNames(), ", "), []string{"ELIS_SIM_GPU"}, nil, false},
+		{"tp", 1, "tensor parallelism (GPUs per worker)", nil, nil, false},
+		{"stack", cost.DefaultStack, "serving stack the GPU preset prices: vllm-v1 (today's vLLM: CUDA graphs, FlashAttention-class kernels) or 2023 (Splitwise's engine, the ELIS paper's vLLM 0.5.0; the default for the embedded workload)", nil, nil, false},
+		{"cost-model", "", "fitted cost model JSON (overrides --model, --gpu and --tp)", nil, nil, false},
+		{"workers", 1, "engine replicas", nil, nil, false},
+		{"router", "least-loaded", "router across workers: " + strings.Join(policies.RouterNames(), ", "), nil, nil, false},
+		{"max-num-seqs", 0, "sequences per step (0: vLLM's default for the GPU)", nil, nil, false},
+		{"max-num-batched-tokens", 0, "token budget per step (0: vLLM's default for the GPU)", nil, nil, false},
+		{"gpu-memory-utilization", 0.9, "fraction of GPU memory vLLM may use", nil, nil, false},
+		{"kv-blocks", 0, "KV cache capacity in blocks (0: from GPU memory)", nil, nil, false},
+		{"block-size", 16, "tokens per KV block", nil, nil, false},
+		{"max-model-len", 0, "context length (0: the model's)", nil, nil, false},
+		{"long-prefill-token-threshold", 0, "cap one request's prefill chunk per step (0: off)", nil, nil, false},
+		{"no-enable-prefix-caching", false, "turn off vLLM's automatic prefix caching (on by default, as in vLLM v1)", nil, nil, false},
+		{"aging", "", "starvation guard N,M: a request waiting N steps is promoted for M steps", nil, nil, false},
+		{"preempt-limit", 0.0, "protect a request from preemption after this fraction of its predicted length (TRAIL's C)", nil, nil, false},
+		{"predictor-calls", "", "how predictor calls are made and priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode), batched (one call per step, as ELIS's frontend; the default otherwise) or async (batched beside the forward pass: free, its answer known one step late)", nil, nil, false},
+		{"slowdown-cap", 0.0, "tail guard, any policy: a waiting request whose projected slowdown (over running alone) reaches this factor is promoted for good (0: off)", nil, nil, false},
+		{"lazy-predictions", true, "call the predictor only where its answer can change an order: not while no more requests wait than the batch has places (--lazy-predictions=false, or +eager in --policy, predicts at every arrival and window as ELIS and the vLLM patch do)", nil, nil, false},
+		{"displace-margin", "", "paper mode hysteresis TOKENS[:RATIO]: displace a running request only for a waiting one predicted shorter by more than TOKENS and RATIO of its remaining", nil, nil, false},
+		{"seed", uint64(1), "seed of the noisy predictor and the embedded workload", []string{"ELIS_SIM_SEED"}, nil, false},
+		{"check", false, "verify the scheduler's invariants after every step (slower)", nil, nil, false},
+		{"slo", "", "goodput objectives, e.g. ttft=2s,tpot=100ms,jct=60s", nil, nil, false},
 	}
 }
 

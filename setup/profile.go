@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/elis-sim/elis-sim/bench"
 	"github.com/elis-sim/elis-sim/cost"
@@ -148,4 +149,38 @@ func URLProfile(ctx context.Context, o Options, notes io.Writer) (*cost.DevicePr
 		}
 	}
 	return p, nil
+}
+
+// ProfileFlags are the options of "elis-sim profile" beyond the device's
+// (DeviceFlags): the shapes to time, the engine recorded for calibrate, and
+// a live server to profile instead.
+func ProfileFlags() []Flag {
+	return []Flag{
+		{Name: "out", Default: "profile.csv", Usage: "output CSV", Aliases: []string{"o"}},
+		{Name: "prefill", Default: ints(replay.DefaultShapes.Prefill), Usage: "prefill chunk sizes to time"},
+		{Name: "batches", Default: ints(replay.DefaultShapes.Batches), Usage: "decode batch sizes to time"},
+		{Name: "contexts", Default: ints(replay.DefaultShapes.Contexts), Usage: "cached tokens per decode sequence"},
+		{Name: "reps", Default: replay.DefaultShapes.Reps, Usage: "timed repetitions per shape (median kept)"},
+		{Name: "max-num-seqs", Default: 0, Usage: "engine setting recorded for calibrate (default: replay's)"},
+		{Name: "max-num-batched-tokens", Default: 0, Usage: "engine setting recorded for calibrate (default: replay's)"},
+		{Name: "kv-blocks", Default: 0, Usage: "KV cache blocks (default: replay's)"},
+		{Name: "block-size", Default: 16, Usage: "tokens per KV block"},
+		{Name: "max-model-len", Default: 0, Usage: "context length recorded for calibrate"},
+		{Name: "long-prefill-token-threshold", Default: 0, Usage: "engine setting recorded for calibrate"},
+		{Name: "seed", Default: uint64(1), Usage: "seed of random weights"},
+		{Name: "url", Default: "", Usage: "profile a live OpenAI-compatible server instead (vLLM, elis-sim serve): --model is the served name; --prefill the prompt lengths timed alone, --batches x --contexts the concurrent decodes"},
+		{Name: "decode", Default: bench.DefaultProfileShapes.Decode, Usage: "with --url: tokens each concurrent request generates"},
+		{Name: "timeout", Default: time.Duration(10 * time.Minute), Usage: "with --url: per request"},
+		{Name: "vocab", Default: 0, Usage: "with --url: prompt token ids are drawn from 1000 to below this (0: the server's vocabulary where /v1/models says it, as llama.cpp's does, else 32000)"},
+		{Name: "api-key-env", Default: "OPENAI_API_KEY", Usage: "with --url: environment variable holding the API key"},
+	}
+}
+
+// ints writes a list of integers as an option takes it.
+func ints(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
 }

@@ -264,3 +264,26 @@ func (r *Replay) RunSetup(run *Run, res *replay.Result) map[string]string {
 	}
 	return s
 }
+
+// DeviceFlags select the served model, the executor and the predictor
+// network (replay, profile).
+func DeviceFlags() []Flag {
+	return []Flag{
+		{Name: "model", Default: "tiny", Usage: "served model: a preset (random weights; " + strings.Join(gpu.PresetNames(), ", ") + ") or a Hugging Face model folder", Env: []string{"ELIS_SIM_MODEL"}},
+		{Name: "device", Default: "cpu", Usage: "executor: " + strings.Join(gpu.Devices(), ", ")},
+		{Name: "predictor-model", Default: "tiny", Usage: "predictor network run at prediction points: tiny, bge-base, an ELIS checkpoint .pt, or none"},
+		{Name: "device-memory-gib", Default: 0.0, Usage: "memory budget of one worker (0: 90% of the machine's available memory on cpu)"},
+	}
+}
+
+// ReplayFlags are the options of "elis-sim replay" beyond a run's and the
+// device's: how many devices and workers, the time scale, the network's
+// tokenizer.
+func ReplayFlags() []Flag {
+	return []Flag{
+		{Name: "gpus", Default: 1, Usage: "devices: one worker each"},
+		{Name: "workers-per-gpu", Default: 1, Usage: "workers placed on each device (for testing)"},
+		{Name: "time-scale", Default: float64(1), Usage: "multiply arrival times (0.5 replays twice as fast)"},
+		{Name: "tokenizer", Default: "", Usage: "the predictor network's tokenizer.json, for --predictor network", Env: []string{"ELIS_SIM_TOKENIZER"}},
+	}
+}

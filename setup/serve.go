@@ -202,3 +202,26 @@ func tokenCounter(spec string) (traces.TokenCounter, error) {
 	}
 	return traces.LoadTokenCounter(spec)
 }
+
+// ServeFlags are the options of "elis-sim serve" beyond a run's (Flags):
+// where it listens, what runs its steps, and the bounds on its clients.
+func ServeFlags() []Flag {
+	d := serve.DefaultLimits()
+	return []Flag{
+		{Name: "host", Default: "127.0.0.1", Usage: "address to listen on (0.0.0.0 for every interface)"},
+		{Name: "port", Default: 8000, Usage: "port to listen on (0: any free port, printed)"},
+		{Name: "served-model-name", Default: "", Usage: "the model name clients ask for (default: --model, or the cost file's model)"},
+		{Name: "engine", Default: "sim", Usage: "what runs the steps: sim (each step lasts what the cost model says, on the wall clock; placeholder tokens), cpu or cuda (--model's forward passes, random weights for presets, as in replay)"},
+		{Name: "tokenizer", Default: "", Usage: "token counter for text prompts: a Hugging Face tokenizer.json, or \"words\" (the default)", Env: []string{"ELIS_SIM_TOKENIZER"}},
+		{Name: "out", Default: "", Usage: "write every request's record to this run file when the server stops", Aliases: []string{"o"}},
+		{Name: "api-key", Default: "", Usage: "require this bearer token on /v1 requests, as vLLM's --api-key (/health and /metrics stay open)", Env: []string{"VLLM_API_KEY"}},
+		{Name: "header-timeout", Default: time.Duration(d.ReadHeaderTimeout), Usage: "how long a connection may take to send a request's headers"},
+		{Name: "body-timeout", Default: time.Duration(d.ReadTimeout), Usage: "how long a request's body may take to arrive"},
+		{Name: "write-timeout", Default: time.Duration(d.WriteTimeout), Usage: "how long one write of an answer may block: a client that stops reading its stream loses it after this"},
+		{Name: "idle-timeout", Default: time.Duration(d.IdleTimeout), Usage: "close a kept-alive connection idle this long"},
+		{Name: "max-request-bytes", Default: int64(d.MaxRequestBytes), Usage: "largest request body (413 beyond it)"},
+		{Name: "max-connections", Default: d.MaxConns, Usage: "open connections at most; more wait in the kernel's accept queue (lowered to fit the descriptor limit)"},
+		{Name: "max-connections-per-client", Default: d.MaxConnsPerClient, Usage: "open connections from one client address at most; more are answered 429"},
+		{Name: "shutdown-timeout", Default: time.Duration(5 * time.Minute), Usage: "on SIGTERM or Ctrl-C, how long requests in flight may take to finish before they are abandoned"},
+	}
+}

@@ -33,27 +33,8 @@ func benchCommand() *cli.Command {
 			"more failed (the first error of each kind is printed); 2 for bad input; 130 when interrupted (requests\n" +
 			"never sent are counted as \"not sent\" and the run file is marked). The run file is written in every case.",
 		UsageText: "elis-sim bench trace.json --url http://localhost:8000 --model meta-llama/Llama-3.1-8B-Instruct --label isrtf -o bench/isrtf.json",
-		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "url", Usage: "server base URL; repeat to spread requests over several servers with --router"},
-			&cli.StringFlag{Name: "model", Usage: "the model name the server serves (required)"},
-			&cli.StringFlag{Name: "label", Value: "bench", Usage: "the run's label in tables and plots (say, the server's policy)"},
-			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "run file to write (records, summary, server metrics)"},
-			&cli.StringFlag{Name: "endpoint", Value: "completions", Usage: "completions (token-id prompts where the trace has no text) or chat"},
-			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply arrival times (0.5 doubles the rate)"},
-			&cli.BoolFlag{Name: "free-lengths", Usage: "let the model stop on its own instead of forcing the trace's output lengths"},
-			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "per request (0: none)"},
-			&cli.StringFlag{Name: "api-key-env", Value: "OPENAI_API_KEY", Usage: "environment variable holding the API key (sent as a bearer token when set)"},
-			&cli.StringFlag{Name: "router", Value: "least-loaded", Usage: "over several --url: least-loaded (outstanding requests), round-robin, prefix-affinity"},
-			&cli.DurationFlag{Name: "metrics-interval", Value: 5 * time.Second, Usage: "scrape /metrics this often (0: at the start and the end only)"},
-			&cli.BoolFlag{Name: "no-metrics", Usage: "do not scrape /metrics"},
-			&cli.StringFlag{Name: "server-log", Usage: "the server's log with the ISRTF fork's [ELIS] lines: a file, or - for stdin"},
-			&cli.IntFlag{Name: "vocab", Usage: "synthetic prompts use token ids from 1000 to below this (0: the server's vocabulary where /v1/models says it, as llama.cpp's does, else 32000)"},
-			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of synthetic prompts", EnvVars: []string{"ELIS_SIM_SEED"}},
-			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON"},
-			&cli.Float64Flag{Name: "max-failure-rate", Usage: "exit 0 as long as at most this fraction of the requests sent failed (0: none may)"},
-			&cli.BoolFlag{Name: "allow-failures", Usage: "exit 0 whatever failed (same as --max-failure-rate 1)"},
-		},
-		Action: benchAction,
+		Flags:     cliFlags(setup.BenchFlags()),
+		Action:    benchAction,
 	})
 }
 

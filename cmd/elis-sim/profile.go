@@ -4,39 +4,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/elis-sim/elis-sim/bench"
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
-	"github.com/elis-sim/elis-sim/replay"
 	"github.com/elis-sim/elis-sim/setup"
 )
 
 func profileCommand() *cli.Command {
-	flags := append(deviceFlags(),
-		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "profile.csv", Usage: "output CSV"},
-		&cli.StringFlag{Name: "prefill", Value: ints(replay.DefaultShapes.Prefill), Usage: "prefill chunk sizes to time"},
-		&cli.StringFlag{Name: "batches", Value: ints(replay.DefaultShapes.Batches), Usage: "decode batch sizes to time"},
-		&cli.StringFlag{Name: "contexts", Value: ints(replay.DefaultShapes.Contexts), Usage: "cached tokens per decode sequence"},
-		&cli.IntFlag{Name: "reps", Value: replay.DefaultShapes.Reps, Usage: "timed repetitions per shape (median kept)"},
-		&cli.IntFlag{Name: "max-num-seqs", Usage: "engine setting recorded for calibrate (default: replay's)"},
-		&cli.IntFlag{Name: "max-num-batched-tokens", Usage: "engine setting recorded for calibrate (default: replay's)"},
-		&cli.IntFlag{Name: "kv-blocks", Usage: "KV cache blocks (default: replay's)"},
-		&cli.IntFlag{Name: "block-size", Value: 16, Usage: "tokens per KV block"},
-		&cli.IntFlag{Name: "max-model-len", Usage: "context length recorded for calibrate"},
-		&cli.IntFlag{Name: "long-prefill-token-threshold", Usage: "engine setting recorded for calibrate"},
-		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of random weights"},
-		&cli.StringFlag{Name: "url", Usage: "profile a live OpenAI-compatible server instead (vLLM, elis-sim serve): --model is the served name; --prefill the prompt lengths timed alone, --batches x --contexts the concurrent decodes"},
-		&cli.IntFlag{Name: "decode", Value: bench.DefaultProfileShapes.Decode, Usage: "with --url: tokens each concurrent request generates"},
-		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "with --url: per request"},
-		&cli.IntFlag{Name: "vocab", Usage: "with --url: prompt token ids are drawn from 1000 to below this (0: the server's vocabulary where /v1/models says it, as llama.cpp's does, else 32000)"},
-		&cli.StringFlag{Name: "api-key-env", Value: "OPENAI_API_KEY", Usage: "with --url: environment variable holding the API key"},
-	)
+	flags := append(cliFlags(setup.DeviceFlags()), cliFlags(setup.ProfileFlags())...)
 	return usageErrors(&cli.Command{
 		Name:  "profile",
 		Usage: "time step shapes and predictor calls on a device, or a live server, for calibrate",
@@ -45,14 +22,6 @@ func profileCommand() *cli.Command {
 		Flags:  flags,
 		Action: profileAction,
 	})
-}
-
-func ints(v []int) string {
-	s := make([]string, len(v))
-	for i, x := range v {
-		s[i] = strconv.Itoa(x)
-	}
-	return strings.Join(s, ",")
 }
 
 func profileAction(c *cli.Context) error {

@@ -3,11 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/elis-sim/elis-sim/gpu"
 	"github.com/elis-sim/elis-sim/replay"
 	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/setup"
@@ -30,27 +28,10 @@ func flagsExcept(flags []cli.Flag, names ...string) []cli.Flag {
 	return out
 }
 
-// deviceFlags select the model and the executor (replay and profile).
-func deviceFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "model", Value: "tiny", Usage: "served model: a preset (random weights; " + presetNames() + ") or a Hugging Face model folder", EnvVars: []string{"ELIS_SIM_MODEL"}},
-		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "executor: " + strings.Join(gpu.Devices(), ", ")},
-		&cli.StringFlag{Name: "predictor-model", Value: "tiny", Usage: "predictor network run at prediction points: tiny, bge-base, an ELIS checkpoint .pt, or none"},
-		&cli.Float64Flag{Name: "device-memory-gib", Usage: "memory budget of one worker (0: 90% of the machine's available memory on cpu)"},
-	}
-}
-
-func presetNames() string { return strings.Join(gpu.PresetNames(), ", ") }
-
 func replayCommand() *cli.Command {
 	flags := flagsExcept(runFlags(), "model", "gpu", "tp", "cost-model", "workers", "gpu-memory-utilization", "predictor-cost-ms", "check", "log-predictions")
-	flags = append(flags, deviceFlags()...)
-	flags = append(flags,
-		&cli.IntFlag{Name: "gpus", Value: 1, Usage: "devices: one worker each"},
-		&cli.IntFlag{Name: "workers-per-gpu", Value: 1, Usage: "workers placed on each device (for testing)"},
-		&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply arrival times (0.5 replays twice as fast)"},
-		&cli.StringFlag{Name: "tokenizer", Usage: "the predictor network's tokenizer.json, for --predictor network", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
-	)
+	flags = append(flags, cliFlags(setup.DeviceFlags())...)
+	flags = append(flags, cliFlags(setup.ReplayFlags())...)
 	return usageErrors(&cli.Command{
 		Name:      "replay",
 		Usage:     "run a trace for real: the scheduler core driving model forward passes on a device",

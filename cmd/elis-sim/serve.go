@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,24 +21,8 @@ import (
 )
 
 func serveCommand() *cli.Command {
-	d := serve.DefaultLimits()
 	flags := append(policyFlag(simFlags(), "fcfs", "the one policy the server runs: "+strings.Join(policies.Names(), ", ")+"; NAME[/MODE][+GUARD...] with guards "+setup.GuardHelp+" (isrtf/patch+lazy)"),
-		&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to listen on (0.0.0.0 for every interface)"},
-		&cli.IntFlag{Name: "port", Value: 8000, Usage: "port to listen on (0: any free port, printed)"},
-		&cli.StringFlag{Name: "served-model-name", Usage: "the model name clients ask for (default: --model, or the cost file's model)"},
-		&cli.StringFlag{Name: "engine", Value: "sim", Usage: "what runs the steps: sim (each step lasts what the cost model says, on the wall clock; placeholder tokens), cpu or cuda (--model's forward passes, random weights for presets, as in replay)"},
-		&cli.StringFlag{Name: "tokenizer", Usage: "token counter for text prompts: a Hugging Face tokenizer.json, or \"words\" (the default)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
-		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write every request's record to this run file when the server stops"},
-		&cli.StringFlag{Name: "api-key", Usage: "require this bearer token on /v1 requests, as vLLM's --api-key (/health and /metrics stay open)", EnvVars: []string{"VLLM_API_KEY"}},
-		&cli.DurationFlag{Name: "header-timeout", Value: d.ReadHeaderTimeout, Usage: "how long a connection may take to send a request's headers"},
-		&cli.DurationFlag{Name: "body-timeout", Value: d.ReadTimeout, Usage: "how long a request's body may take to arrive"},
-		&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, Usage: "how long one write of an answer may block: a client that stops reading its stream loses it after this"},
-		&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, Usage: "close a kept-alive connection idle this long"},
-		&cli.Int64Flag{Name: "max-request-bytes", Value: d.MaxRequestBytes, Usage: "largest request body (413 beyond it)"},
-		&cli.IntFlag{Name: "max-connections", Value: d.MaxConns, Usage: "open connections at most; more wait in the kernel's accept queue (lowered to fit the descriptor limit)"},
-		&cli.IntFlag{Name: "max-connections-per-client", Value: d.MaxConnsPerClient, Usage: "open connections from one client address at most; more are answered 429"},
-		&cli.DurationFlag{Name: "shutdown-timeout", Value: 5 * time.Minute, Usage: "on SIGTERM or Ctrl-C, how long requests in flight may take to finish before they are abandoned"},
-	)
+		cliFlags(setup.ServeFlags())...)
 	return usageErrors(&cli.Command{
 		Name:  "serve",
 		Usage: "an OpenAI-compatible server whose steps come from the scheduler core",
