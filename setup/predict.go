@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,4 +84,74 @@ func PredictorNet(o Options) (gpu.PredictorNet, traces.HFTokenizer, error) {
 		return nil, traces.HFTokenizer{}, Bad(err)
 	}
 	return net, enc, nil
+}
+
+// networkFlags name the predictor network of a predict command.
+func networkFlags() []Flag {
+	return []Flag{
+		{Name: "checkpoint", Default: "", Usage: "ELIS checkpoint .pt (config.json beside it), or bge-base / tiny (random weights)", Required: true},
+		{Name: "tokenizer", Default: "", Usage: "the network's tokenizer.json (bge's)", Env: []string{"ELIS_SIM_TOKENIZER"}, Required: true},
+		{Name: "device", Default: "cpu", Usage: "where the network runs: " + strings.Join(gpu.Devices(), ", ")},
+	}
+}
+
+// rowsFlags say what becomes of bad training rows.
+func rowsFlags() []Flag {
+	return []Flag{
+		{Name: "bad-rows", Default: "refuse", Usage: "rows with a missing field, a negative count or text over the encoder's 512 tokens: refuse (list them, exit 2) or skip (leave them out, saying how many)"},
+		{Name: "truncate", Default: false, Usage: "cut text over the encoder's limit to it (keeping [SEP], as the trainer's tokenizer does) instead of counting it a bad row"},
+	}
+}
+
+// EvalFlags are the options of "elis-sim predict eval".
+func EvalFlags() []Flag {
+	return append(append(networkFlags(),
+		Flag{Name: "split", Default: "all", Usage: "rows scored: all, or test (of a 6:2:2 split)"},
+		Flag{Name: "split-by", Default: "row", Usage: "row (the trainer's) or prompt (no prompt on two sides)"},
+		Flag{Name: "seed", Default: uint64(42), Usage: "seed of the split"},
+		Flag{Name: "batch", Default: 32, Usage: "rows a network call"},
+		Flag{Name: "groups", Default: 8, Usage: "groups by tokens generated (the last holds the rest)"},
+		Flag{Name: "cache", Default: DefaultCache(), Usage: "folder keeping, by input content, the encoder's pooled outputs (cpu: per encoder, so any head on it, a fine-tune's too, is scored at once) or the network's outputs (cuda: per checkpoint and device), so a second run is instant (\"\": none)"},
+		Flag{Name: "json", Default: false, Usage: "print JSON"},
+		Flag{Name: "plot", Default: "", Usage: "draw predicted against actual remaining tokens to this .png, .svg or .pdf file"},
+	), rowsFlags()...)
+}
+
+// PredictTraceFlags are the options of "elis-sim predict trace".
+func PredictTraceFlags() []Flag {
+	return append(networkFlags(),
+		Flag{Name: "prediction-interval", Default: 50, Usage: "K: a prediction every K generated tokens", Env: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
+		Flag{Name: "batch", Default: 32, Usage: "prompts a network call"},
+		Flag{Name: "seed", Default: uint64(42), Usage: "seed of random weights (bge-base / tiny)"},
+		Flag{Name: "out", Default: "-", Usage: "output trace (.json or .jsonl); - for stdout", Aliases: []string{"o"}},
+	)
+}
+
+// TrainFlags are the options of "elis-sim predict train".
+func TrainFlags() []Flag {
+	return append([]Flag{
+		{Name: "init", Default: "", Usage: "the ELIS checkpoint to start from (config.json beside it)", Required: true},
+		{Name: "tokenizer", Default: "", Usage: "the network's tokenizer.json (bge's)", Env: []string{"ELIS_SIM_TOKENIZER"}, Required: true},
+		{Name: "device", Default: "cpu", Usage: "where the encoder runs: cpu (the head trains on the CPU)"},
+		{Name: "out", Default: "", Usage: "the tuned checkpoint (.pt)", Aliases: []string{"o"}, Required: true},
+		{Name: "epochs", Default: predict.DefaultTrain.Epochs, Usage: "at most this many epochs"},
+		{Name: "patience", Default: predict.DefaultTrain.Patience, Usage: "stop after this many epochs without a better validation MAE"},
+		{Name: "batch", Default: predict.DefaultTrain.Batch, Usage: "rows a training step"},
+		{Name: "lr", Default: float64(predict.DefaultTrain.LR), Usage: "Adam's step size"},
+		{Name: "split-by", Default: "row", Usage: "row (the trainer's 6:2:2 split) or prompt (no prompt on two sides)"},
+		{Name: "seed", Default: uint64(42), Usage: "seed of the split and of the order rows are visited in"},
+		{Name: "embed-batch", Default: 32, Usage: "rows an encoder call"},
+		{Name: "cache", Default: DefaultCache(), Usage: "folder keeping pooled encodings by input content, per encoder, so rows are encoded once across fine-tunes and evaluations (\"\": none)"},
+	}, rowsFlags()...)
+}
+
+// DefaultCache is where predict keeps pooled encodings (embeddings/) and
+// outputs (predictions/): the user's cache folder ("" when the system
+// names none).
+func DefaultCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "elis-sim")
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -36,17 +35,7 @@ func predictCommand() *cli.Command {
 				"--split test scores the test part of a 6:2:2 split: by row, as the ELIS trainer splits\n" +
 				"(slices of one answer land on both sides), or --split-by prompt. For scale, the ELIS paper\n" +
 				"reports MAE 19.9 tokens, RMSE 34.3, R^2 0.852.",
-			Flags: append(networkFlags(),
-				&cli.StringFlag{Name: "split", Value: "all", Usage: "rows scored: all, or test (of a 6:2:2 split)"},
-				&cli.StringFlag{Name: "split-by", Value: "row", Usage: "row (the trainer's) or prompt (no prompt on two sides)"},
-				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split"},
-				&cli.IntFlag{Name: "batch", Value: 32, Usage: "rows a network call"},
-				&cli.IntFlag{Name: "groups", Value: 8, Usage: "groups by tokens generated (the last holds the rest)"},
-				&cli.StringFlag{Name: "cache", Value: defaultCache(), Usage: "folder keeping, by input content, the encoder's pooled outputs (cpu: per encoder, so any head on it, a fine-tune's too, is scored at once) or the network's outputs (cuda: per checkpoint and device), so a second run is instant (\"\": none)"},
-				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-				&cli.StringFlag{Name: "plot", Usage: "draw predicted against actual remaining tokens to this .png, .svg or .pdf file"},
-				badRowsFlag(), truncateFlag(),
-			),
+			Flags:  cliFlags(setup.EvalFlags()),
 			Action: predictEval,
 		}, {
 			Name:      "trace",
@@ -58,12 +47,7 @@ func predictCommand() *cli.Command {
 				"network reads the prompt alone (as replay's network predictor does): its estimate of the whole\n" +
 				"answer, less what was generated, is the remaining tokens at each point. Every request needs its\n" +
 				"prompt text (apex, sharegpt and elis-train imports keep it).",
-			Flags: append(networkFlags(),
-				&cli.IntFlag{Name: "prediction-interval", Value: 50, Usage: "K: a prediction every K generated tokens", EnvVars: []string{"VLLM_ELIS_PREDICTION_INTERVAL"}},
-				&cli.IntFlag{Name: "batch", Value: 32, Usage: "prompts a network call"},
-				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of random weights (bge-base / tiny)"},
-				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "-", Usage: "output trace (.json or .jsonl); - for stdout"},
-			),
+			Flags:  cliFlags(setup.PredictTraceFlags()),
 			Action: predictTrace,
 		}, {
 			Name:      "train",
@@ -78,32 +62,10 @@ func predictCommand() *cli.Command {
 				"layout (model_state_dict with the same keys, dtypes and shapes, epoch, metrics, history), so\n" +
 				"the vLLM patch loads it (VLLM_ELIS_CHECKPOINT) and elis-sim too; its config.json is copied\n" +
 				"beside it.",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "init", Required: true, Usage: "the ELIS checkpoint to start from (config.json beside it)"},
-				&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
-				&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the encoder runs: cpu (the head trains on the CPU)"},
-				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "the tuned checkpoint (.pt)"},
-				&cli.IntFlag{Name: "epochs", Value: predict.DefaultTrain.Epochs, Usage: "at most this many epochs"},
-				&cli.IntFlag{Name: "patience", Value: predict.DefaultTrain.Patience, Usage: "stop after this many epochs without a better validation MAE"},
-				&cli.IntFlag{Name: "batch", Value: predict.DefaultTrain.Batch, Usage: "rows a training step"},
-				&cli.Float64Flag{Name: "lr", Value: predict.DefaultTrain.LR, Usage: "Adam's step size"},
-				&cli.StringFlag{Name: "split-by", Value: "row", Usage: "row (the trainer's 6:2:2 split) or prompt (no prompt on two sides)"},
-				&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the split and of the order rows are visited in"},
-				&cli.IntFlag{Name: "embed-batch", Value: 32, Usage: "rows an encoder call"},
-				&cli.StringFlag{Name: "cache", Value: defaultCache(), Usage: "folder keeping pooled encodings by input content, per encoder, so rows are encoded once across fine-tunes and evaluations (\"\": none)"},
-				badRowsFlag(), truncateFlag(),
-			},
+			Flags:  cliFlags(setup.TrainFlags()),
 			Action: predictTrain,
 		}},
 	})
-}
-
-func badRowsFlag() cli.Flag {
-	return &cli.StringFlag{Name: "bad-rows", Value: "refuse", Usage: "rows with a missing field, a negative count or text over the encoder's 512 tokens: refuse (list them, exit 2) or skip (leave them out, saying how many)"}
-}
-
-func truncateFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "truncate", Usage: "cut text over the encoder's limit to it (keeping [SEP], as the trainer's tokenizer does) instead of counting it a bad row"}
 }
 
 func predictTrain(c *cli.Context) error {
@@ -183,15 +145,6 @@ func predictTrain(c *cli.Context) error {
 	fmt.Printf("on the %s split: MAE %.1f, RMSE %.1f, R^2 %.3f (constant %.1f: MAE %.1f)\n", ft.On, rep.Network.MAE, rep.Network.RMSE, rep.Network.R2, rep.Constant, rep.Baseline.MAE)
 	fmt.Printf("wrote %s\n", out)
 	return nil
-}
-
-// networkFlags name the predictor network of a predict command.
-func networkFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "ELIS checkpoint .pt (config.json beside it), or bge-base / tiny (random weights)"},
-		&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "the network's tokenizer.json (bge's)", EnvVars: []string{"ELIS_SIM_TOKENIZER"}},
-		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the network runs: " + strings.Join(gpu.Devices(), ", ")},
-	}
 }
 
 func predictTrace(c *cli.Context) error {
@@ -301,15 +254,4 @@ func predictEval(c *cli.Context) error {
 	}
 	fmt.Println("\nthe network by tokens generated:")
 	return report.WriteAccuracy(os.Stdout, rep.ByProgress)
-}
-
-// defaultCache is where predict keeps pooled encodings (embeddings/) and
-// outputs (predictions/): the user's cache folder ("" when the system
-// names none).
-func defaultCache() string {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(dir, "elis-sim")
 }
