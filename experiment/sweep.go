@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -286,4 +287,23 @@ func CheckOut(out string) error {
 		return setup.Errorf("--out %s: a sweep writes a directory (cells, spec, reports), not a .json file", out)
 	}
 	return setup.CheckOutDir(out, 2)
+}
+
+// GridFlags are the options of "elis-sim sweep" beyond a run's (which
+// become settings): the spec, or the grid it would hold (GridOptions),
+// and how the cells run.
+func GridFlags() []setup.Flag {
+	return []setup.Flag{
+		{Name: "spec", Default: "", Usage: "experiment file (YAML or JSON): workloads, loads, seeds, settings, axes and report; the grid flags below then do not apply"},
+		{Name: "scenario", Default: "all", Usage: "all, or one of " + strings.Join(setup.ScenarioNames(), ", ") + " (ignored with --trace)"},
+		{Name: "trace", Default: "", Usage: "sweep this native trace instead of the scenarios; loads scale its arrival rate"},
+		{Name: "loads", Default: "1,2,3,4,5", Usage: "load multipliers of the arrival rate"},
+		{Name: "seeds", Default: 5, Usage: "seeds per point (workload and predictor noise)"},
+		{Name: "n", Default: 2000, Usage: "requests per generated workload"},
+		{Name: "mae", Default: "", Usage: "predictor error levels to sweep, comma-separated MAEs in tokens (overrides --predictor)"},
+		{Name: "parallel", Default: runtime.NumCPU(), Usage: "runs at once"},
+		{Name: "shard", Default: "", Usage: "run shard I of N (I/N, 0 <= I < N) of the grid's cells; default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX when set"},
+		{Name: "shards", Default: 0, Usage: "with JOB_COMPLETION_INDEX (a Kubernetes Indexed Job): the number of shards, the Job's completions"},
+		{Name: "out", Default: "sweep", Usage: "output directory; a rerun into it skips the cells already done", Aliases: []string{"o"}},
+	}
 }

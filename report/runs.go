@@ -124,3 +124,55 @@ func WriteBriefs(w io.Writer, runs []*Run) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
+
+// ReadRuns reads run files, in order.
+func ReadRuns(paths []string) ([]*Run, error) {
+	var runs []*Run
+	for _, p := range paths {
+		r, err := ReadRun(p)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
+
+// WriteCompareJSON writes a comparison's rows, and the simulator's
+// fidelity when there is one, as compare --json prints them.
+func WriteCompareJSON(w io.Writer, rows []Row, fid *Fidelity) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Rows     []Row     `json:"rows"`
+		Fidelity *Fidelity `json:"fidelity,omitempty"`
+	}{rows, fid})
+}
+
+// SplitInterrupted takes an interrupted last run out of runs: it covers
+// fewer requests than the runs before it, so it is shown alone, never
+// tabled against them. It returns the runs to table and the interrupted
+// one (nil when none was); a lone interrupted run stays in the table.
+func SplitInterrupted(runs []*Run) ([]*Run, *Run) {
+	last := runs[len(runs)-1]
+	if last.Setup["interrupted"] == "" {
+		return runs, nil
+	}
+	if len(runs) > 1 {
+		runs = runs[:len(runs)-1]
+	}
+	return runs, last
+}
+
+// Rejections say, of each run that rejected requests, how many, since
+// its latency rows describe the others.
+func Rejections(runs []*Run) []string {
+	var out []string
+	for _, r := range runs {
+		if s := r.Summary; s.Rejected > 0 {
+			out = append(out, fmt.Sprintf("%s: %d of %d requests rejected (longer than the context or the whole KV cache); the latency rows describe the %d that finished",
+				r.Label, s.Rejected, s.Requests, s.Finished))
+		}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
+	"github.com/elis-sim/elis-sim/report"
 )
 
 // CheckOut refuses an output file flag whose path could not be written.
@@ -80,4 +81,17 @@ func CheckOutDir(out string, n int) error {
 		return Errorf("--out %s: %w", out, err)
 	}
 	return nil
+}
+
+// RunOutputFlags are the outputs of a run or a replay (CheckRunOutputs
+// checks them): JSON, run files, a CDF plot, the prediction log.
+func RunOutputFlags() []Flag {
+	return []Flag{
+		{Name: "json", Default: false, Usage: "print the summaries as JSON"},
+		{Name: "out", Default: "", Usage: "write run files with per-request records: a .json file for one policy, a directory for several", Aliases: []string{"o"}},
+		{Name: "plot", Default: "", Usage: "write a CDF plot of the policies to this .png, .svg or .pdf file"},
+		{Name: "plot-metric", Default: "jct", Usage: "metric of --plot: " + strings.Join(report.PlotMetricNames(), ", ")},
+		{Name: "log-x", Default: false, Usage: "log-scale x axis in --plot"},
+		{Name: "log-predictions", Default: "", Usage: "write every prediction event to this file and print the predictor's accuracy by tokens generated"},
+	}
 }

@@ -155,3 +155,33 @@ func DefaultCache() string {
 	}
 	return filepath.Join(dir, "elis-sim")
 }
+
+// CheckSplit checks the split options of predict eval.
+func CheckSplit(o Options) error {
+	if split := o.String("split"); split != "all" && split != "test" {
+		return Errorf("--split %q: valid are all, test", split)
+	}
+	if by := o.String("split-by"); by != "row" && by != "prompt" {
+		return Errorf("--split-by %q: valid are row, prompt", by)
+	}
+	return nil
+}
+
+// EvalRows are the rows predict eval scores and those its constant
+// baseline learns from, as the split options say: all of path's rows, or
+// the test part of a 6:2:2 split (by row, as the ELIS trainer splits, or
+// by prompt); what describes them. A split by row is noted on notes.
+func EvalRows(o Options, path string, rows []traces.ELISRow, notes io.Writer) (scored, train []traces.ELISRow, what string, err error) {
+	if o.String("split") != "test" {
+		return rows, rows, fmt.Sprintf("all %d rows", len(rows)), nil
+	}
+	by, seed := o.String("split-by"), o.Uint64("seed")
+	train, _, test := predict.Split(rows, by == "prompt", seed)
+	if len(test) == 0 {
+		return nil, nil, "", Errorf("%s: %d rows leave no test split", path, len(rows))
+	}
+	if by == "row" {
+		fmt.Fprintln(notes, "elis-sim: a split by row puts slices of one prompt's answer on both sides; --split-by prompt keeps prompts apart")
+	}
+	return test, train, fmt.Sprintf("the test split (%d of %d rows; 6:2:2 by %s, seed %d)", len(test), len(rows), by, seed), nil
+}

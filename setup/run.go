@@ -121,3 +121,23 @@ func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy
 	}
 	return run, nil
 }
+
+// Outputs is where a run's records go, from its output options: streamed
+// out of the simulator into the summary, the run files and the plot's
+// sample as they finish; only the prediction log, which reads them all
+// at the end, needs them kept (the run files are then written as each
+// run ends).
+func (s *Sim) Outputs(o Options) (*Stream, func(*report.Run) error) {
+	out := o.String("out")
+	if o.String("log-predictions") == "" {
+		st := &Stream{Out: out}
+		if o.String("plot") != "" {
+			st.PlotMetric = o.String("plot-metric")
+		}
+		return st, nil
+	}
+	if out == "" {
+		return nil, nil
+	}
+	return nil, func(r *report.Run) error { return report.WriteRunIn(out, r, len(s.Policies)) }
+}

@@ -11,8 +11,10 @@ import (
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/engine"
 	"github.com/elis-sim/elis-sim/gpu"
+	"github.com/elis-sim/elis-sim/internal/hist"
 	"github.com/elis-sim/elis-sim/policies"
 	"github.com/elis-sim/elis-sim/predictor"
+	"github.com/elis-sim/elis-sim/report"
 	"github.com/elis-sim/elis-sim/serve"
 	"github.com/elis-sim/elis-sim/sim"
 	"github.com/elis-sim/elis-sim/traces"
@@ -224,4 +226,12 @@ func ServeFlags() []Flag {
 		{Name: "max-connections-per-client", Default: d.MaxConnsPerClient, Usage: "open connections from one client address at most; more are answered 429"},
 		{Name: "shutdown-timeout", Default: time.Duration(5 * time.Minute), Usage: "on SIGTERM or Ctrl-C, how long requests in flight may take to finish before they are abandoned"},
 	}
+}
+
+// RunOf is what a server served, as a run: its records and inter-token
+// gaps under its policy.
+func (s *Serve) RunOf(recs []policies.Record, gaps *hist.H) *report.Run {
+	label := s.Label()
+	return report.NewRun(label, map[string]string{"source": "serve", "policy": s.Run.Policy, "engine": s.Sim.Engine,
+		"summary": fmt.Sprintf("setup: elis-sim serve, %s, policy %s", s.Sim.Engine, label)}, recs, gaps, nil, s.Sim.SLO)
 }

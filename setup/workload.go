@@ -109,3 +109,22 @@ func DefaultReplayWorkload(device string, seed uint64) (*traces.Trace, string) {
 	return elisLike("elis-default-cpu", n, rate, max, 80, max, seed),
 		fmt.Sprintf("embedded ELIS-like workload for the CPU: %d requests, gamma(0.73, 10.41 s) arrivals at %dx, LMSYS-like lengths (up to %d tokens each)", n, rate, max)
 }
+
+// LoadTrace reads the trace args name (at most one), or builds the
+// embedded workload from the seed option; it returns the trace and a line
+// describing it.
+func LoadTrace(o Options, args []string) (*traces.Trace, string, error) {
+	if len(args) > 1 {
+		return nil, "", Errorf("want at most one TRACE, got %d arguments", len(args))
+	}
+	if len(args) == 1 {
+		t, err := traces.ReadFile(args[0])
+		if err != nil {
+			return nil, "", Bad(err)
+		}
+		s := traces.Summarize(t)
+		return t, fmt.Sprintf("%s: %d requests over %.0f s (%.3g req/s)", args[0], s.Requests, s.Duration, s.Rate), nil
+	}
+	t, desc := DefaultWorkload(o.Uint64("seed"))
+	return t, desc, nil
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -38,12 +37,7 @@ func compareCommand() *cli.Command {
 			rows := report.Compare(runs)
 			fid := report.CheckFidelity(runs)
 			if c.Bool("json") {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
-					Rows     []report.Row     `json:"rows"`
-					Fidelity *report.Fidelity `json:"fidelity,omitempty"`
-				}{rows, fid})
+				return report.WriteCompareJSON(os.Stdout, rows, fid)
 			}
 			if err := report.WriteCompare(os.Stdout, rows); err != nil {
 				return err
@@ -61,15 +55,8 @@ func readRuns(c *cli.Context) ([]*report.Run, error) {
 	if c.NArg() == 0 {
 		return nil, badf("want at least one run file (written by elis-sim run --out)")
 	}
-	var runs []*report.Run
-	for _, p := range c.Args().Slice() {
-		r, err := report.ReadRun(p)
-		if err != nil {
-			return nil, bad(err)
-		}
-		runs = append(runs, r)
-	}
-	return runs, nil
+	runs, err := report.ReadRuns(c.Args().Slice())
+	return runs, bad(err)
 }
 
 func plotCommand() *cli.Command {

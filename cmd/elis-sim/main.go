@@ -31,8 +31,7 @@ func run(args []string) int {
 		return 0
 	}
 	fmt.Fprintln(os.Stderr, "elis-sim:", err)
-	var bad *badInput
-	if errors.As(err, &bad) || setup.IsBad(err) || errors.Is(err, experiment.ErrDamaged) {
+	if setup.IsBad(err) || errors.Is(err, experiment.ErrDamaged) {
 		return 2
 	}
 	var st *exitStatus
@@ -80,28 +79,18 @@ func newApp() *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &badInput{fmt.Errorf("%w (see elis-sim --help for the valid commands and flags)", err)}
+			return setup.Bad(fmt.Errorf("%w (see elis-sim --help for the valid commands and flags)", err))
 		},
 		HideHelpCommand: true,
 	}
 }
 
-// badInput marks an error caused by what the user gave (a flag, a file's
-// content); the command exits with status 2 for it.
-type badInput struct{ error }
-
-func (b *badInput) Unwrap() error { return b.error }
-
-// bad wraps err as bad input; nil stays nil.
-func bad(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &badInput{err}
-}
-
-// badf formats a bad-input error.
-func badf(format string, args ...any) error { return &badInput{fmt.Errorf(format, args...)} }
+// bad marks err as bad input (exit 2); badf formats one. They are setup's,
+// so that bad input is one type whichever package found it.
+var (
+	bad  = setup.Bad
+	badf = setup.Errorf
+)
 
 // usageErrors makes a command's flag errors exit 2 like the app's, naming
 // the help to read.
@@ -112,7 +101,7 @@ func usageErrors(c *cli.Command) *cli.Command {
 
 func setUsageErrors(c *cli.Command, path string) {
 	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-		return &badInput{fmt.Errorf("%w (see elis-sim %s --help for the valid flags)", err, path)}
+		return setup.Bad(fmt.Errorf("%w (see elis-sim %s --help for the valid flags)", err, path))
 	}
 	for _, s := range c.Subcommands {
 		setUsageErrors(s, path+" "+s.Name)

@@ -26,14 +26,7 @@ func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
 			return err
 		}
 	}
-	// An interrupted run covers fewer requests than the runs before it:
-	// it is written and shown alone, never tabled against them, and the
-	// command fails.
-	last := runs[len(runs)-1]
-	interrupted := last.Setup["interrupted"]
-	if interrupted != "" && len(runs) > 1 {
-		runs = runs[:len(runs)-1]
-	}
+	runs, last := report.SplitInterrupted(runs)
 	if c.Bool("json") {
 		if err := report.WriteBriefs(os.Stdout, runs); err != nil {
 			return err
@@ -44,18 +37,17 @@ func emitRuns(c *cli.Context, runs []*report.Run, written bool) error {
 			return err
 		}
 	}
-	for _, r := range runs {
-		if s := r.Summary; s.Rejected > 0 && !c.Bool("json") { // JSON has the counts
-			fmt.Fprintf(os.Stderr, "elis-sim: %s: %d of %d requests rejected (longer than the context or the whole KV cache); the latency rows describe the %d that finished\n",
-				r.Label, s.Rejected, s.Requests, s.Finished)
+	for _, w := range report.Rejections(runs) {
+		if !c.Bool("json") { // JSON has the counts
+			fmt.Fprintf(os.Stderr, "elis-sim: %s\n", w)
 		}
 	}
-	if interrupted != "" {
+	if last != nil {
 		left := ""
 		if runs[len(runs)-1] != last {
 			left = "; it is left out of the table"
 		}
-		return &exitStatus{exitInterrupted, fmt.Errorf("interrupted: %s: %s%s (its run file is marked)", last.Label, interrupted, left)}
+		return &exitStatus{exitInterrupted, fmt.Errorf("interrupted: %s: %s%s (its run file is marked)", last.Label, last.Setup["interrupted"], left)}
 	}
 	return nil
 }

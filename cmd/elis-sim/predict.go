@@ -184,12 +184,8 @@ func predictEval(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return badf("predict eval wants one DATA.jsonl, got %d arguments", c.NArg())
 	}
-	split, by := c.String("split"), c.String("split-by")
-	if split != "all" && split != "test" {
-		return badf("--split %q: valid are all, test", split)
-	}
-	if by != "row" && by != "prompt" {
-		return badf("--split-by %q: valid are row, prompt", by)
+	if err := setup.CheckSplit(c); err != nil {
+		return err
 	}
 	if c.Int("batch") < 1 || c.Int("groups") < 1 {
 		return badf("--batch and --groups: want >= 1")
@@ -207,19 +203,9 @@ func predictEval(c *cli.Context) error {
 		return err
 	}
 
-	scored, train := rows, rows
-	what := fmt.Sprintf("all %d rows", len(rows))
-	if split == "test" {
-		var test []traces.ELISRow
-		train, _, test = predict.Split(rows, by == "prompt", c.Uint64("seed"))
-		if len(test) == 0 {
-			return badf("%s: %d rows leave no test split", c.Args().First(), len(rows))
-		}
-		scored = test
-		what = fmt.Sprintf("the test split (%d of %d rows; 6:2:2 by %s, seed %d)", len(test), len(rows), by, c.Uint64("seed"))
-		if by == "row" {
-			fmt.Fprintln(os.Stderr, "elis-sim: a split by row puts slices of one prompt's answer on both sides; --split-by prompt keeps prompts apart")
-		}
+	scored, train, what, err := setup.EvalRows(c, c.Args().First(), rows, os.Stderr)
+	if err != nil {
+		return err
 	}
 	preds, cache, err := predict.Score(net, enc, scored, c.Int("batch"), c.String("cache"), c.String("checkpoint"), c.String("device"))
 	if err != nil {

@@ -28,25 +28,25 @@ func profileAction(c *cli.Context) error {
 	if err := setup.CheckOut(c, "out"); err != nil {
 		return err
 	}
-	if u := c.String("url"); u != "" {
-		p, err := setup.URLProfile(c.Context, c, os.Stderr)
-		if err != nil {
-			return err
-		}
-		if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) }); err != nil {
-			return err
-		}
-		fmt.Printf("profiled %s (%s): %d prompt lengths alone, %d decode shapes, in %s s, into %s\n", u, c.String("model"), len(p.Requests), len(p.Steps), p.Meta["profile_seconds"], c.String("out"))
-		return nil
+	out, u := c.String("out"), c.String("url")
+	var p *cost.DeviceProfile
+	var err error
+	if u != "" {
+		p, err = setup.URLProfile(c.Context, c, os.Stderr)
+	} else {
+		p, err = setup.DeviceProfile(c)
 	}
-	p, err := setup.DeviceProfile(c)
-	if err != nil {
+	if err == nil {
+		err = atomicfile.Write(out, func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) })
+	}
+	switch {
+	case err != nil:
 		return err
+	case u != "":
+		fmt.Printf("profiled %s (%s): %d prompt lengths alone, %d decode shapes, in %s s, into %s\n", u, c.String("model"), len(p.Requests), len(p.Steps), p.Meta["profile_seconds"], out)
+	default:
+		fmt.Printf("profiled %d step shapes and %d predictor calls on %s (%s) into %s\n", len(p.Steps), len(p.Predictor), c.String("device"), c.String("model"), out)
 	}
-	if err := atomicfile.Write(c.String("out"), func(w io.Writer) error { return cost.WriteDeviceProfile(w, p) }); err != nil {
-		return err
-	}
-	fmt.Printf("profiled %d step shapes and %d predictor calls on %s (%s) into %s\n", len(p.Steps), len(p.Predictor), c.String("device"), c.String("model"), c.String("out"))
 	return nil
 }
 

@@ -58,7 +58,7 @@ func replayAction(c *cli.Context) error {
 	tr, desc := setup.DefaultReplayWorkload(c.String("device"), c.Uint64("seed"))
 	if c.NArg() == 1 {
 		var err error
-		if tr, desc, err = loadTrace(c); err != nil {
+		if tr, desc, err = setup.LoadTrace(c, c.Args().Slice()); err != nil {
 			return err
 		}
 	}

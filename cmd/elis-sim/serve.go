@@ -75,9 +75,7 @@ func serveAction(c *cli.Context) error {
 		ln.Close()
 		return err
 	}
-	su, entry, device := sv.Sim, sv.Entry, sv.Device
-	name, cfg := sv.Name, sv.Run
-	fmt.Fprintf(os.Stderr, "elis-sim serve: %s | policy %s | model %q on http://%s (engine %s)\n", su.Engine, su.Label(entry), name, ln.Addr(), device)
+	fmt.Fprintf(os.Stderr, "elis-sim serve: %s | policy %s | model %q on http://%s (engine %s)\n", sv.Sim.Engine, sv.Label(), sv.Name, ln.Addr(), sv.Device)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	sigs := make(chan os.Signal, 2)
@@ -107,9 +105,7 @@ func serveAction(c *cli.Context) error {
 	if out := c.String("out"); out != "" {
 		mu.Lock()
 		defer mu.Unlock()
-		run := report.NewRun(su.Label(entry), map[string]string{"source": "serve", "policy": cfg.Policy, "engine": su.Engine,
-			"summary": fmt.Sprintf("setup: elis-sim serve, %s, policy %s", su.Engine, su.Label(entry))}, recs, &gaps, nil, su.SLO)
-		if werr := report.WriteRun(out, run); werr != nil {
+		if werr := report.WriteRun(out, sv.RunOf(recs, &gaps)); werr != nil {
 			return werr
 		}
 	}

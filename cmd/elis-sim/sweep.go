@@ -7,8 +7,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,19 +19,7 @@ import (
 )
 
 func sweepCommand() *cli.Command {
-	flags := append(policyFlag(simFlags(), setup.SweepPolicies, ""),
-		&cli.StringFlag{Name: "spec", Usage: "experiment file (YAML or JSON): workloads, loads, seeds, settings, axes and report; the grid flags below then do not apply"},
-		&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, or one of " + strings.Join(setup.ScenarioNames(), ", ") + " (ignored with --trace)"},
-		&cli.StringFlag{Name: "trace", Usage: "sweep this native trace instead of the scenarios; loads scale its arrival rate"},
-		&cli.StringFlag{Name: "loads", Value: "1,2,3,4,5", Usage: "load multipliers of the arrival rate"},
-		&cli.IntFlag{Name: "seeds", Value: 5, Usage: "seeds per point (workload and predictor noise)"},
-		&cli.IntFlag{Name: "n", Value: 2000, Usage: "requests per generated workload"},
-		&cli.StringFlag{Name: "mae", Usage: "predictor error levels to sweep, comma-separated MAEs in tokens (overrides --predictor)"},
-		&cli.IntFlag{Name: "parallel", Value: runtime.NumCPU(), Usage: "runs at once"},
-		&cli.StringFlag{Name: "shard", Usage: "run shard I of N (I/N, 0 <= I < N) of the grid's cells; default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX when set"},
-		&cli.IntFlag{Name: "shards", Usage: "with JOB_COMPLETION_INDEX (a Kubernetes Indexed Job): the number of shards, the Job's completions"},
-		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "sweep", Usage: "output directory; a rerun into it skips the cells already done"},
-	)
+	flags := append(policyFlag(simFlags(), setup.SweepPolicies, ""), cliFlags(experiment.GridFlags())...)
 	return usageErrors(&cli.Command{
 		Name:  "sweep",
 		Usage: "run a grid of simulations (policies x loads x seeds x any run flag) and report latency against load",
