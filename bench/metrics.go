@@ -34,13 +34,13 @@ type Sample struct {
 // Followed are the server metrics bench keeps. vLLM's: queue lengths, KV
 // cache use (v1's name and v0's), preemptions, prefix cache queries and
 // hits. llama.cpp's server's: requests in slots and deferred (waiting for
-// one), KV cache use, decode calls and busy slots per call, prompt and
+// one), KV cache use (as a ratio and in cells), decode calls and busy slots per call, prompt and
 // generated tokens. What a server does not export is not measured.
 var Followed = []string{
 	"vllm:num_requests_running", "vllm:num_requests_waiting",
 	"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
 	"vllm:num_preemptions_total", "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total",
-	"llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:kv_cache_usage_ratio",
+	"llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:kv_cache_usage_ratio", "llamacpp:kv_cache_tokens",
 	"llamacpp:n_decode_total", "llamacpp:n_busy_slots_per_decode",
 	"llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
 }

@@ -58,6 +58,19 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 		seq++
 		return &traces.Request{ID: fmt.Sprintf("profile-%d", seq), PromptTokens: prompt, OutputTokens: output}
 	}
+	// Where the server counts its occupied KV cells (llama.cpp's, whose
+	// attention reads them all, idle slots' kept prompts included), each
+	// timing records how many others held while it ran: read after it,
+	// less its own.
+	sc := newScraper(cfg.Client, cfg.URLs[0], cfg.APIKey, func() float64 { return 0 })
+	cells := func(own int) int64 {
+		vals, err := sc.fetch()
+		v, ok := vals["llamacpp:kv_cache_tokens"]
+		if err != nil || !ok {
+			return -1
+		}
+		return max(int64(v)-int64(own), 0)
+	}
 	var mu sync.Mutex
 	retries := 0
 	send := func(r *traces.Request) (*streamTimes, error) {
@@ -70,19 +83,20 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 		return st, err
 	}
 	for _, n := range sh.Prompts {
-		var ts []float64
+		var ts, cs []float64
 		for range sh.Reps {
 			st, err := send(request(n, 1))
 			if err != nil {
 				return nil, fmt.Errorf("prompt of %d tokens: %w", n, err)
 			}
 			ts = append(ts, st.first)
+			cs = append(cs, float64(cells(n+1)))
 		}
-		p.Requests = append(p.Requests, cost.RequestSample{PromptTokens: n, Seconds: median(ts)})
+		p.Requests = append(p.Requests, cost.RequestSample{PromptTokens: n, KVCells: int64(median(cs)), Seconds: median(ts)})
 	}
 	for _, ctxLen := range sh.Contexts {
 		for _, b := range sh.Batches {
-			var gaps []float64
+			var gaps, cs []float64
 			used := sh.Decode
 			for range sh.Reps {
 				// A busy server may start the last request after the first
@@ -99,10 +113,12 @@ func Profile(ctx context.Context, cfg Config, sh ProfileShapes) (*cost.DevicePro
 					return nil, fmt.Errorf("decode at batch %d, context %d: %w", b, ctxLen, err)
 				}
 				gaps = append(gaps, g)
+				// The window's middle: each request half way through.
+				cs = append(cs, float64(cells(b*used/2)))
 			}
 			// Context grows by a token a step: the window's middle.
 			mid := int64(ctxLen + used/2)
-			p.Steps = append(p.Steps, cost.StepSample{DecodeSeqs: b, DecodeContext: int64(b) * mid, Seconds: median(gaps)})
+			p.Steps = append(p.Steps, cost.StepSample{DecodeSeqs: b, DecodeContext: int64(b) * mid, KVCells: max(int64(median(cs)), 0), Seconds: median(gaps)})
 		}
 	}
 	p.Meta["profile_seconds"] = fmt.Sprintf("%.1f", time.Since(start).Seconds())

@@ -57,6 +57,9 @@ func profileEngine(p *DeviceProfile) *policies.Config {
 		}
 		*dst = v
 	}
+	if p.Meta["scheduler"] == "llama.cpp" {
+		eng.Slots = true
+	}
 	if eng.Validate() != nil {
 		return nil
 	}
@@ -77,10 +80,8 @@ func calibrateServer(p *DeviceProfile) (*CostFile, error) {
 	var re []float64
 	for _, r := range p.Requests {
 		t := oh.PerRequest
-		for q := 0; q < r.PromptTokens; {
-			c := min(budget, r.PromptTokens-q)
-			t += lin.predict(&StepSample{PrefillTokens: c, PrefillContext: int64(q), PrefillAttn: float64(c) * (float64(q) + float64(c+1)/2)})
-			q += c
+		for _, s := range r.Chunks(budget) {
+			t += lin.predict(&s)
 		}
 		re = append(re, math.Abs(t-r.Seconds)/r.Seconds*100)
 	}

@@ -111,7 +111,7 @@ func TestFitServerRecoversTruth(t *testing.T) {
 			c := min(budget, n-p)
 			tt += truth.predict(&StepSample{PrefillTokens: c, PrefillContext: int64(p), PrefillAttn: float64(c) * (float64(p) + float64(c+1)/2)})
 		}
-		reqs = append(reqs, RequestSample{PromptTokens: n, Seconds: tt})
+		reqs = append(reqs, RequestSample{PromptTokens: n, KVCells: -1, Seconds: tt})
 	}
 	lin, oh, err := FitServer(steps, reqs, budget)
 	if err != nil {
@@ -129,6 +129,51 @@ func TestFitServerRecoversTruth(t *testing.T) {
 	WriteDeviceProfile(&buf, &DeviceProfile{Meta: map[string]string{"device": "x"}, Steps: steps, Requests: reqs})
 	p, err := ParseDeviceProfile(buf.Bytes(), "p.csv")
 	if err != nil || len(p.Requests) != len(reqs) || p.Requests[2].PromptTokens != 512 {
+		t.Fatalf("round trip: %v %+v", err, p)
+	}
+}
+
+// On a server whose attention reads every occupied KV cell (llama.cpp's,
+// idle slots' kept prompts included), the profile's cell counts let the
+// fit separate a token's cost per cell from the rest: lone prompts sent
+// behind different amounts of kept cells, decode steps at several.
+func TestFitServerRecoversCellCost(t *testing.T) {
+	truth := Linear{Base: 2e-3, PerPrefillToken: 4e-5, PerDecodeSeq: 3e-4, PerTokenCell: 2e-8}
+	const overhead, budget = 0.001, 2048
+	var steps []StepSample
+	for _, b := range []int{1, 2, 4, 8} {
+		for _, c := range []int64{128, 1024} {
+			for _, kept := range []int64{0, 6000} {
+				s := StepSample{DecodeSeqs: b, DecodeContext: int64(b) * c, KVCells: kept + int64(b)*c}
+				s.Seconds = truth.predict(&s)
+				steps = append(steps, s)
+			}
+		}
+	}
+	var reqs []RequestSample
+	for i, n := range []int{16, 64, 256, 512, 1024, 1536} {
+		r := RequestSample{PromptTokens: n, KVCells: int64(i * 900)}
+		r.Seconds = overhead
+		for _, s := range r.Chunks(budget) {
+			r.Seconds += truth.predict(&s)
+		}
+		reqs = append(reqs, r)
+	}
+	lin, oh, err := FitServer(steps, reqs, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []float64{lin.Base, lin.PerPrefillToken, lin.PerDecodeSeq, lin.PerTokenCell, oh.PerRequest}
+	want := []float64{truth.Base, truth.PerPrefillToken, truth.PerDecodeSeq, truth.PerTokenCell, overhead}
+	for i := range got {
+		if math.Abs(got[i]/want[i]-1) > 1e-6 {
+			t.Errorf("term %d: fitted %g, want %g", i, got[i], want[i])
+		}
+	}
+	var buf bytes.Buffer
+	WriteDeviceProfile(&buf, &DeviceProfile{Meta: map[string]string{"device": "x"}, Steps: steps, Requests: reqs})
+	p, err := ParseDeviceProfile(buf.Bytes(), "p.csv")
+	if err != nil || p.Requests[3].KVCells != 2700 || p.Steps[1].KVCells != 6128 {
 		t.Fatalf("round trip: %v %+v", err, p)
 	}
 }

@@ -19,18 +19,25 @@ type StepSample struct {
 	PrefillAttn    float64
 	DecodeSeqs     int
 	DecodeContext  int64
-	Seconds        float64
+	// KVCells are the KV cells occupied while the step ran, where an
+	// engine's attention reads them all (llama.cpp's: see
+	// policies.Batch.KVCells); 0 elsewhere.
+	KVCells int64
+	Seconds float64
 }
 
 // features are the terms a Linear cost model weighs.
 func (s *StepSample) features() []float64 {
-	return []float64{1, float64(s.PrefillTokens), float64(s.DecodeSeqs), float64(s.DecodeContext), s.PrefillAttn, float64(s.PrefillContext)}
+	return []float64{1, float64(s.PrefillTokens), float64(s.DecodeSeqs), float64(s.DecodeContext), s.PrefillAttn, float64(s.PrefillContext),
+		float64(s.PrefillTokens+s.DecodeSeqs) * float64(s.KVCells)}
 }
 
 // Linear prices a step as a weighted sum of its shape: a fixed cost, per
 // new token (prefill and decode), per cached token read by decodes, per
 // unit of causal attention work and per cached token read by prefills.
-// It is what "elis-sim calibrate" fits to a device profile.
+// It is what "elis-sim calibrate" fits to a device profile. Where every
+// token's attention reads every occupied KV cell (llama.cpp's server, whose
+// idle slots keep their prompts), a step also costs per token per cell.
 type Linear struct {
 	Base              float64 `json:"base_s"`
 	PerPrefillToken   float64 `json:"per_prefill_token_s"`
@@ -38,13 +45,19 @@ type Linear struct {
 	PerDecodeContext  float64 `json:"per_decode_context_token_s"`
 	PerPrefillAttn    float64 `json:"per_prefill_attention_unit_s"`
 	PerPrefillContext float64 `json:"per_prefill_context_token_s"`
+	PerTokenCell      float64 `json:"per_token_kv_cell_s,omitempty"`
 }
 
 // linearFields are the JSON names of coef's entries, in order.
-var linearFields = []string{"base_s", "per_prefill_token_s", "per_decode_seq_s", "per_decode_context_token_s", "per_prefill_attention_unit_s", "per_prefill_context_token_s"}
+var linearFields = []string{"base_s", "per_prefill_token_s", "per_decode_seq_s", "per_decode_context_token_s", "per_prefill_attention_unit_s", "per_prefill_context_token_s", "per_token_kv_cell_s"}
 
 func (l *Linear) coef() []float64 {
-	return []float64{l.Base, l.PerPrefillToken, l.PerDecodeSeq, l.PerDecodeContext, l.PerPrefillAttn, l.PerPrefillContext}
+	return []float64{l.Base, l.PerPrefillToken, l.PerDecodeSeq, l.PerDecodeContext, l.PerPrefillAttn, l.PerPrefillContext, l.PerTokenCell}
+}
+
+// linearOf is the model of coefficients in coef's order.
+func linearOf(c []float64) *Linear {
+	return &Linear{c[0], c[1], c[2], c[3], c[4], c[5], c[6]}
 }
 
 // StepTime implements StepCoster.
@@ -53,7 +66,7 @@ func (l *Linear) StepTime(b *policies.Batch) float64 {
 		return 0
 	}
 	s := StepSample{PrefillTokens: b.PrefillTokens, PrefillContext: b.PrefillContext, PrefillAttn: b.PrefillAttn,
-		DecodeSeqs: b.DecodeSeqs, DecodeContext: b.DecodeContext}
+		DecodeSeqs: b.DecodeSeqs, DecodeContext: b.DecodeContext, KVCells: b.KVCells}
 	return l.predict(&s)
 }
 
@@ -83,7 +96,7 @@ func FitLinear(samples []StepSample) (*Linear, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Linear{coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]}, nil
+	return linearOf(coef), nil
 }
 
 // fitNonNegative solves rows x = ys by least squares on relative error
@@ -156,7 +169,11 @@ type Overheads struct {
 // engine plus its prefill steps plus the first token's way back.
 type RequestSample struct {
 	PromptTokens int
-	Seconds      float64
+	// KVCells are the cells occupied when it was sent (other slots' kept
+	// prompts, on llama.cpp's server), -1 where that was not measured:
+	// then the cell term does not apply to it.
+	KVCells int64
+	Seconds float64
 }
 
 // FitServer fits a Linear model and the overheads to a live server's
@@ -175,16 +192,13 @@ func FitServer(steps []StepSample, reqs []RequestSample, budget int) (*Linear, *
 	}
 	for _, r := range reqs {
 		// The prompt's chunks of at most budget tokens, each a step.
-		row := make([]float64, 7)
-		for p := 0; p < r.PromptTokens; {
-			c := min(budget, r.PromptTokens-p)
-			s := StepSample{PrefillTokens: c, PrefillContext: int64(p), PrefillAttn: float64(c) * (float64(p) + float64(c+1)/2)}
+		row := make([]float64, 8)
+		for _, s := range r.Chunks(budget) {
 			for j, f := range s.features() {
 				row[j] += f
 			}
-			p += c
 		}
-		row[6] = 1
+		row[7] = 1
 		rows = append(rows, row)
 		ys = append(ys, r.Seconds)
 	}
@@ -195,7 +209,24 @@ func FitServer(steps []StepSample, reqs []RequestSample, budget int) (*Linear, *
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Linear{coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]}, &Overheads{PerRequest: coef[6]}, nil
+	return linearOf(coef), &Overheads{PerRequest: coef[7]}, nil
+}
+
+// Chunks are the steps a lone request's prompt takes: chunks of at most
+// budget tokens, each reading what came before it and, where they were
+// measured, the cells others hold.
+func (r RequestSample) Chunks(budget int) []StepSample {
+	var out []StepSample
+	for p := 0; p < r.PromptTokens; {
+		c := min(budget, r.PromptTokens-p)
+		s := StepSample{PrefillTokens: c, PrefillContext: int64(p), PrefillAttn: float64(c) * (float64(p) + float64(c+1)/2)}
+		if r.KVCells >= 0 {
+			s.KVCells = r.KVCells + int64(p+c)
+		}
+		out = append(out, s)
+		p += c
+	}
+	return out
 }
 
 // CostFile is a fitted cost model on disk: either a roofline or a linear

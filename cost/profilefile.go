@@ -30,7 +30,11 @@ type PredictorCall struct {
 	Seconds       float64
 }
 
-var profileHeader = []string{"kind", "prefill_tokens", "prefill_context", "prefill_attn", "decode_seqs", "decode_context", "calls", "tokens", "ms"}
+var profileHeader = []string{"kind", "prefill_tokens", "prefill_context", "prefill_attn", "decode_seqs", "decode_context", "calls", "tokens", "ms", "kv_cells"}
+
+// profileHeaderV1 is the header before kv_cells (occupied KV cells, -1 not
+// measured): such files still read, their cells not measured.
+var profileHeaderV1 = profileHeader[:9]
 
 // WriteDeviceProfile writes p as CSV: "# key=value" lines, a header, then a
 // row per timing (kind "step" or "predictor").
@@ -49,13 +53,13 @@ func WriteDeviceProfile(w io.Writer, p *DeviceProfile) error {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
 	for _, s := range p.Steps {
 		cw.Write([]string{"step", strconv.Itoa(s.PrefillTokens), strconv.FormatInt(s.PrefillContext, 10), f(s.PrefillAttn),
-			strconv.Itoa(s.DecodeSeqs), strconv.FormatInt(s.DecodeContext, 10), "0", "0", f(s.Seconds * 1e3)})
+			strconv.Itoa(s.DecodeSeqs), strconv.FormatInt(s.DecodeContext, 10), "0", "0", f(s.Seconds * 1e3), strconv.FormatInt(s.KVCells, 10)})
 	}
 	for _, c := range p.Predictor {
-		cw.Write([]string{"predictor", "0", "0", "0", "0", "0", strconv.Itoa(c.Calls), strconv.Itoa(c.Tokens), f(c.Seconds * 1e3)})
+		cw.Write([]string{"predictor", "0", "0", "0", "0", "0", strconv.Itoa(c.Calls), strconv.Itoa(c.Tokens), f(c.Seconds * 1e3), "0"})
 	}
 	for _, r := range p.Requests {
-		cw.Write([]string{"request", strconv.Itoa(r.PromptTokens), "0", "0", "0", "0", "0", "0", f(r.Seconds * 1e3)})
+		cw.Write([]string{"request", strconv.Itoa(r.PromptTokens), "0", "0", "0", "0", "0", "0", f(r.Seconds * 1e3), strconv.FormatInt(r.KVCells, 10)})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
@@ -89,7 +93,12 @@ func ParseDeviceProfile(data []byte, path string) (*DeviceProfile, error) {
 	}
 	r := csv.NewReader(&body)
 	head, err := r.Read()
-	if err != nil || strings.Join(head, ",") != strings.Join(profileHeader, ",") {
+	cols := len(profileHeader)
+	switch {
+	case err == nil && strings.Join(head, ",") == strings.Join(profileHeaderV1, ","):
+		cols = len(profileHeaderV1)
+		r.FieldsPerRecord = cols
+	case err != nil || strings.Join(head, ",") != strings.Join(profileHeader, ","):
 		return nil, fmt.Errorf("profile %s line %d: want the header %s (a file from elis-sim profile)", path, lines+1, strings.Join(profileHeader, ","))
 	}
 	for row := lines + 2; ; row++ {
@@ -100,8 +109,14 @@ func ParseDeviceProfile(data []byte, path string) (*DeviceProfile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", path, err)
 		}
-		if len(rec) != len(profileHeader) {
-			return nil, fmt.Errorf("profile %s line %d: %d columns, want %d", path, row, len(rec), len(profileHeader))
+		if len(rec) != cols {
+			return nil, fmt.Errorf("profile %s line %d: %d columns, want %d", path, row, len(rec), cols)
+		}
+		cells := int64(-1)
+		if cols == len(profileHeader) {
+			if cells, err = strconv.ParseInt(rec[9], 10, 64); err != nil || cells < -1 {
+				return nil, fmt.Errorf("profile %s line %d: column kv_cells: %q is not a count (-1: not measured)", path, row, rec[9])
+			}
 		}
 		var v [8]float64
 		for i := range v {
@@ -112,11 +127,11 @@ func ParseDeviceProfile(data []byte, path string) (*DeviceProfile, error) {
 		switch rec[0] {
 		case "step":
 			p.Steps = append(p.Steps, StepSample{PrefillTokens: int(v[0]), PrefillContext: int64(v[1]), PrefillAttn: v[2],
-				DecodeSeqs: int(v[3]), DecodeContext: int64(v[4]), Seconds: v[7] / 1e3})
+				DecodeSeqs: int(v[3]), DecodeContext: int64(v[4]), KVCells: max(cells, 0), Seconds: v[7] / 1e3})
 		case "predictor":
 			p.Predictor = append(p.Predictor, PredictorCall{Calls: int(v[5]), Tokens: int(v[6]), Seconds: v[7] / 1e3})
 		case "request":
-			p.Requests = append(p.Requests, RequestSample{PromptTokens: int(v[0]), Seconds: v[7] / 1e3})
+			p.Requests = append(p.Requests, RequestSample{PromptTokens: int(v[0]), KVCells: cells, Seconds: v[7] / 1e3})
 		default:
 			return nil, fmt.Errorf("profile %s line %d: kind %q (valid: step, predictor, request)", path, row, rec[0])
 		}

@@ -34,6 +34,10 @@ type Batch struct {
 	// capped at PredictorInputCap.
 	Predictions      int
 	PredictionTokens int
+	// KVCells, with Config.Slots, is the KV cells occupied while the step
+	// runs: every slot's, idle ones' kept prompts included, and the
+	// step's new tokens (llama.cpp's attention reads them all).
+	KVCells int64
 	// Wait: the core needs answers to its asks (Scheduler.Asks) before it
 	// can go on; the batch is empty and must not run. Answer, then call
 	// Next again.

@@ -44,6 +44,15 @@ type Config struct {
 	// drivers, off in the zero Config.
 	PrefixCaching bool
 	Guard         Guard
+	// Slots schedules as llama.cpp's server does (DESIGN.md rule 20)
+	// rather than as vLLM: MaxSeqs fixed slots of MaxModelLen tokens each,
+	// a request taking the free slot least recently used; a step's decode
+	// tokens first, then prompt tokens of the slots in slot order up to
+	// the budget; no preemption (NumBlocks must hold every slot's context)
+	// and no prefix caching. Each step's KVCells counts every occupied
+	// cell, idle slots' kept prompts included, which llama.cpp's attention
+	// reads.
+	Slots bool `json:",omitempty"`
 }
 
 // Guard is the starvation guard, usable with any policy.
@@ -87,6 +96,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("slowdown cap %v: want a factor > 1 (0: off)", c.Guard.SlowdownCap)
 	case c.Guard.PreemptLimit < 0 || math.IsNaN(c.Guard.PreemptLimit):
 		return fmt.Errorf("preempt limit %v: want a fraction >= 0", c.Guard.PreemptLimit)
+	case c.Slots && c.PrefixCaching:
+		return errors.New("slots (llama.cpp's scheduling) keep no shared prefix cache: turn prefix caching off")
+	case c.Slots && c.NumBlocks < c.MaxSeqs*((c.MaxModelLen+c.BlockSize-1)/c.BlockSize):
+		return fmt.Errorf("slots: %d KV blocks of %d tokens cannot hold %d slots of %d tokens (llama.cpp never preempts)", c.NumBlocks, c.BlockSize, c.MaxSeqs, c.MaxModelLen)
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ func (p scriptPredictor) Predict(r *Request, generated int) float64 {
 // TestScenarios runs the scripts in testdata/: each file is a sequence of
 // commands and the expected output of each.
 //
-//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [async] [margin=TOKENS,RATIO] [cap=S]
+//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [async] [margin=TOKENS,RATIO] [cap=S] [slots]
 //	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0] [hashes=1,2,3 hashblock=8] [session=7]
 //	step [n=1]     schedule one step, print it (after the asks it stopped for), complete it one second later
 //	state          print the queues and the free blocks
@@ -74,6 +74,7 @@ func TestScenarios(t *testing.T) {
 				_, cfg.PrefixCaching = args["caching"]
 				_, cfg.LazyPredictions = args["lazy"]
 				_, cfg.AsyncPredictions = args["async"]
+				_, cfg.Slots = args["slots"]
 				if c, ok := args["cap"]; ok {
 					cfg.Guard.SlowdownCap, _ = strconv.ParseFloat(c, 64)
 				}
@@ -194,6 +195,9 @@ func step(s *Scheduler, now *float64, preds Predictor) string {
 	}
 	if b.Predictions > 0 {
 		fmt.Fprintf(&sb, " | predictions %d", b.Predictions)
+	}
+	if b.KVCells > 0 {
+		fmt.Fprintf(&sb, " | cells %d", b.KVCells)
 	}
 	*now++
 	s.Complete(*now)

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Scheduler is the core: a deterministic state machine with no clock and no
@@ -69,6 +70,14 @@ type Scheduler struct {
 	// step's decodes mostly share one), so a driver counting millions of
 	// tokens makes a call a run, not a token.
 	OnGap func(gap float64, n int)
+
+	// Config.Slots: each slot's occupied KV cells (kept after its request
+	// ends, until the next one replaces them), whether a request holds it,
+	// and the step it was last used at (the least recently used free slot
+	// is taken).
+	slotCells []int64
+	slotBusy  []bool
+	slotUsed  []int64
 
 	stats Stats
 }
@@ -147,8 +156,14 @@ func NewScheduler(cfg Config, pol Policy) (*Scheduler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Slots && pol.Predictive() && pol.Rerank() != RerankNone {
+		return nil, fmt.Errorf("policy %s: with slots (llama.cpp's scheduling) a running request keeps its slot, so ISRTF orders the waiting queue only: use patch mode", pol.Name())
+	}
 	s := &Scheduler{cfg: cfg, pol: pol, kv: newKVPool(cfg.NumBlocks, cfg.BlockSize, cfg.PrefixCaching)}
 	s.wait.Wait = true
+	if cfg.Slots {
+		s.slotCells, s.slotBusy, s.slotUsed = make([]int64, cfg.MaxSeqs), make([]bool, cfg.MaxSeqs), make([]int64, cfg.MaxSeqs)
+	}
 	s.waiting.less = pol.Less
 	if pol.Traits().FIFO && cfg.Guard.AgingSteps == 0 && cfg.Guard.SlowdownCap == 0 {
 		// Queue order alone (FCFS without the starvation guard): kept
@@ -527,6 +542,9 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 		}
 	}
 
+	if s.cfg.Slots && i == 0 {
+		s.slotOrder() // decodes first, then prompts in slot order (DESIGN.md rule 20)
+	}
 	// Running requests first, in running-list order (DESIGN.md rule 2).
 	for ; i < len(s.running) && budget > 0; i++ {
 		q := s.running[i]
@@ -577,6 +595,9 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 		}
 		s.waiting.Pop()
 		s.unpause(q)
+		if s.cfg.Slots {
+			s.takeSlot(q)
+		}
 		q.state = stRunning
 		s.running = append(s.running, q)
 		s.place(q, ask, now)
@@ -586,8 +607,52 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 		clear(s.lazyWaiting) // all admitted unpredicted: no order to keep
 		s.lazyWaiting = s.lazyWaiting[:0]
 	}
+	if s.cfg.Slots {
+		b.KVCells = int64(b.Tokens())
+		for _, c := range s.slotCells {
+			b.KVCells += c
+		}
+	}
 	s.stats.Steps++
 	return b
+}
+
+// slotOrder puts the running requests in llama.cpp's batch order: those
+// decoding first, then the others (prompts) by slot.
+func (s *Scheduler) slotOrder() {
+	decoding := func(q *Seq) bool { return q.Generated > 0 && q.Computed == q.Tokens()-1 }
+	slices.SortStableFunc(s.running, func(a, b *Seq) int {
+		da, db := decoding(a), decoding(b)
+		switch {
+		case da && !db:
+			return -1
+		case db && !da:
+			return 1
+		case da:
+			return 0
+		}
+		return int(a.slot - b.slot)
+	})
+}
+
+// takeSlot gives admitted q the free slot least recently used (the
+// lowest such), whose kept cells its prompt replaces.
+func (s *Scheduler) takeSlot(q *Seq) {
+	best := -1
+	for i, busy := range s.slotBusy {
+		if !busy && (best < 0 || s.slotUsed[i] < s.slotUsed[best]) {
+			best = i
+		}
+	}
+	q.slot = int32(best)
+	s.slotBusy[best] = true
+	s.slotCells[best] = 0
+}
+
+// leaveSlot frees q's slot at the end of the step; its cells stay.
+func (s *Scheduler) leaveSlot(q *Seq) {
+	s.slotBusy[q.slot] = false
+	s.slotUsed[q.slot] = s.step
 }
 
 // ask is how many tokens q computes this step, within budget.
@@ -822,6 +887,9 @@ func (s *Scheduler) Complete(now float64) {
 			q.rec.PrefillTokens += int32(it.Tokens)
 		}
 		q.Computed += it.Tokens
+		if s.cfg.Slots {
+			s.slotCells[q.slot] = int64(q.Computed)
+		}
 		if q.Computed < q.Tokens() {
 			continue // a prefill chunk: no token yet
 		}
@@ -845,6 +913,9 @@ func (s *Scheduler) Complete(now float64) {
 		if q.Generated >= q.OutputTokens {
 			q.state = stFinished
 			q.rec.Finish = now
+			if s.cfg.Slots {
+				s.leaveSlot(q)
+			}
 			s.kv.release(q)
 			s.kv.forget(q)
 			s.stats.Finished++
@@ -925,6 +996,9 @@ func (s *Scheduler) Abort(index int, now float64) bool {
 	}
 	if q.paused {
 		s.unpause(q)
+	}
+	if s.cfg.Slots && q.state == stRunning {
+		s.leaveSlot(q)
 	}
 	s.kv.release(q)
 	s.kv.forget(q)

@@ -49,6 +49,7 @@ type Seq struct {
 	next      float64 // an asynchronous prediction not yet known (AsyncPredictions)
 	arrived   int64   // the step at which it arrived (the slowdown cap)
 	capEpoch  int32   // which of its waits the slowdown cap's deadline is for
+	slot      int32   // Config.Slots: the slot it holds
 	hashed    int32   // leading blocks of table whose identity is cached
 	blocks    int     // KV blocks held
 	lastToken float64

@@ -64,6 +64,7 @@ func Flags() []Flag {
 		{"max-model-len", 0, "context length (0: the model's)", nil, nil, false},
 		{"long-prefill-token-threshold", 0, "cap one request's prefill chunk per step (0: off)", nil, nil, false},
 		{"no-enable-prefix-caching", false, "turn off vLLM's automatic prefix caching (on by default, as in vLLM v1)", nil, nil, false},
+		{"scheduler", "", "whose scheduling rules the engine follows: vllm (v1's, the default) or llama.cpp (llama-server's: --max-num-seqs slots of --max-model-len tokens each, --max-num-batched-tokens its -b; no preemption, no shared prefix cache); a cost file from profile --url of a llama.cpp server says llama.cpp", nil, nil, false},
 		{"aging", "", "starvation guard N,M: a request waiting N steps is promoted for M steps", nil, nil, false},
 		{"preempt-limit", 0.0, "protect a request from preemption after this fraction of its predicted length (TRAIL's C)", nil, nil, false},
 		{"predictor-calls", "", "how predictor calls are made and priced: sync (one call per request on the critical path, as the vLLM patch does; the default in patch mode), batched (one call per step, as ELIS's frontend; the default otherwise) or async (batched beside the forward pass: free, its answer known one step late)", nil, nil, false},

@@ -141,7 +141,8 @@ func URLProfile(ctx context.Context, o Options, notes io.Writer) (*cost.DevicePr
 	if info.Slots > 0 && info.SlotContext > 0 {
 		p.Meta["max_num_seqs"] = strconv.Itoa(info.Slots)
 		p.Meta["max_model_len"] = strconv.Itoa(info.SlotContext)
-		p.Meta["kv_blocks"] = strconv.Itoa(info.Slots * info.SlotContext / 16)
+		p.Meta["kv_blocks"] = strconv.Itoa(info.Slots * ((info.SlotContext + 15) / 16))
+		p.Meta["scheduler"] = "llama.cpp" // slots: llama-server's scheduling
 	}
 	for _, k := range []string{"max-num-batched-tokens", "max-num-seqs", "kv-blocks", "max-model-len"} {
 		if o.IsSet(k) {

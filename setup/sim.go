@@ -39,6 +39,9 @@ func ParseSim(o Options, paperBatch bool) (*Sim, error) {
 	if spec.Kind == "network" {
 		return nil, Errorf("--predictor network: the network's own predictions need real execution (elis-sim replay); simulate with oracle, noisy, recorded or constant")
 	}
+	if sc := o.String("scheduler"); sc != "" && sc != "vllm" && sc != "llama.cpp" {
+		return nil, Errorf("--scheduler %q: valid are vllm (the default) and llama.cpp", sc)
+	}
 	util := o.Float64("gpu-memory-utilization")
 	if util <= 0 || util > 1 {
 		return nil, Errorf("--gpu-memory-utilization %v: want a fraction in (0, 1]", util)
@@ -175,6 +178,10 @@ func (s *Sim) SetupOf(entry, desc string, sigma float64) map[string]string {
 	}
 	summary := fmt.Sprintf("setup: %s | %s, %d worker(s), max %d seqs, %d-token budget, %d KV blocks%s | predictor %s, K=%d, ISRTF mode %s",
 		desc, s.Engine, s.Base.Workers, e.MaxSeqs, e.MaxBatchedTokens, e.NumBlocks, cache, pred, e.PredictionInterval, s.Base.Mode)
+	if e.Slots {
+		summary = fmt.Sprintf("setup: %s | %s, %d worker(s), llama.cpp scheduling: %d slots of %d tokens, %d-token batches | predictor %s, K=%d, ISRTF mode %s",
+			desc, s.Engine, s.Base.Workers, e.MaxSeqs, e.MaxModelLen, e.MaxBatchedTokens, pred, e.PredictionInterval, s.Base.Mode)
+	}
 	setup := map[string]string{
 		"source": "sim", "summary": summary, "policy": entry, "workload": desc, "engine": s.Engine, "predictor": pred,
 		"isrtf_mode": s.Base.Mode.String(), "workers": fmt.Sprint(s.Base.Workers), "router": s.Base.Router,
@@ -184,6 +191,9 @@ func (s *Sim) SetupOf(entry, desc string, sigma float64) map[string]string {
 	}
 	if e.PrefixCaching {
 		setup["prefix_caching"] = "on" // absent when off, so runs without it keep their bytes
+	}
+	if e.Slots {
+		setup["scheduler"] = "llama.cpp"
 	}
 	return setup
 }
@@ -203,7 +213,15 @@ func EngineOptions(o Options, eng *policies.Config) {
 	if o.IsSet("long-prefill-token-threshold") {
 		eng.LongPrefillThreshold = o.Int("long-prefill-token-threshold")
 	}
-	eng.PrefixCaching = !o.Bool("no-enable-prefix-caching")
+	if o.IsSet("scheduler") {
+		eng.Slots = o.String("scheduler") == "llama.cpp"
+	}
+	// llama.cpp's slots share no prefix cache, and hold every slot's
+	// context: they never preempt.
+	eng.PrefixCaching = !o.Bool("no-enable-prefix-caching") && !eng.Slots
+	if need := eng.MaxSeqs * ((eng.MaxModelLen + eng.BlockSize - 1) / max(eng.BlockSize, 1)); eng.Slots && !o.IsSet("kv-blocks") && eng.NumBlocks < need {
+		eng.NumBlocks = need
+	}
 }
 
 // PolicyOptions sets the prediction interval, the starvation and tail
