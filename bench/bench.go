@@ -34,8 +34,12 @@ type Config struct {
 	// ignore_eos), so runs compare one to one with the simulator.
 	FreeLengths bool
 	Timeout     time.Duration // per request; 0: none
-	APIKey      string
-	Router      string // over URLs: least-loaded (outstanding requests), round-robin, prefix-affinity
+	// Wait, when > 0, is how long Run waits for every server to answer
+	// /v1/models before it sends anything: a server still starting (vLLM
+	// loading its weights, a server started a moment before).
+	Wait   time.Duration
+	APIKey string
+	Router string // over URLs: least-loaded (outstanding requests), round-robin, prefix-affinity
 	// MetricsInterval scrapes each server's /metrics this often, besides at
 	// the start and the end; 0 scrapes only then. NoMetrics skips it all.
 	MetricsInterval time.Duration
@@ -95,6 +99,9 @@ type LagStats struct {
 func Run(stop, abandon context.Context, tr *traces.Trace, cfg Config) (*Result, error) {
 	if len(cfg.URLs) == 0 {
 		return nil, fmt.Errorf("no server URL")
+	}
+	if err := cfg.waitForServers(stop); err != nil {
+		return nil, err
 	}
 	if cfg.TimeScale <= 0 {
 		cfg.TimeScale = 1

@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/engine"
@@ -373,5 +375,40 @@ func TestProfileAgainstServe(t *testing.T) {
 	}
 	if len(p.Steps) != 2 || p.Steps[1].DecodeSeqs != 3 || p.Steps[1].DecodeContext != 3*(32+150) || !(p.Steps[1].Seconds > 0) {
 		t.Fatalf("steps: %+v", p.Steps)
+	}
+}
+
+// With Wait, bench holds its first send until a server that is still
+// starting answers; a server that never comes is named in the error.
+func TestWaitForServer(t *testing.T) {
+	hs := startServe(t, "fcfs")
+	front := httptest.NewUnstartedServer(nil)
+	var up atomic.Bool
+	front.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() { // still loading
+			http.Error(w, "loading", http.StatusServiceUnavailable)
+			if r.URL.Path == "/v1/models" {
+				up.Store(true) // answers from the next poll on
+			}
+			return
+		}
+		hs.Config.Handler.ServeHTTP(w, r)
+	})
+	front.Start()
+	defer front.Close()
+	tr := smallTrace(t, 4)
+	res, err := Run(context.Background(), context.Background(), tr, Config{URLs: []string{front.URL}, Model: "m", NoMetrics: true, Wait: time.Minute})
+	if err != nil || res.Failed != 0 {
+		t.Fatalf("after waiting: %v, %+v", err, res)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there
+	_, err = Run(context.Background(), context.Background(), tr, Config{URLs: []string{gone}, Model: "m", NoMetrics: true, Wait: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), gone) || !strings.Contains(err.Error(), "--wait") {
+		t.Fatalf("a server that never answers: %v", err)
 	}
 }

@@ -102,3 +102,38 @@ func (info ServerInfo) Fit(sh ProfileShapes) (ProfileShapes, error) {
 	}
 	return out, nil
 }
+
+// waitForServers polls each server's /v1/models until it answers 200, for
+// at most cfg.Wait (nothing to do when it is 0); a server that does not
+// answer in time is an error naming it.
+func (cfg *Config) waitForServers(ctx context.Context) error {
+	if cfg.Wait <= 0 {
+		return nil
+	}
+	client := cfg.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	deadline := time.Now().Add(cfg.Wait)
+	for _, u := range cfg.URLs {
+		for {
+			var v any
+			err := getJSON(ctx, client, u, "/v1/models", cfg.APIKey, &v)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not answer /v1/models within --wait %v: %v", u, cfg.Wait, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}

@@ -18,7 +18,7 @@ func ParseBench(o Options) (bench.Config, error) {
 	cfg := bench.Config{URLs: stringsOf(o, "url"), Model: o.String("model"), Endpoint: o.String("endpoint"), TimeScale: o.Float64("time-scale"),
 		FreeLengths: o.Bool("free-lengths"), Timeout: duration(o, "timeout"), APIKey: os.Getenv(o.String("api-key-env")),
 		Router: o.String("router"), MetricsInterval: duration(o, "metrics-interval"), NoMetrics: o.Bool("no-metrics"),
-		Vocab: o.Int("vocab"), Seed: o.Uint64("seed")}
+		Vocab: o.Int("vocab"), Seed: o.Uint64("seed"), Wait: duration(o, "wait")}
 	if len(cfg.URLs) == 0 {
 		return cfg, Errorf("--url is required: the server's base URL, such as http://localhost:8000")
 	}
@@ -81,6 +81,7 @@ func BenchFlags() []Flag {
 		{Name: "time-scale", Default: float64(1), Usage: "multiply arrival times (0.5 doubles the rate)"},
 		{Name: "free-lengths", Default: false, Usage: "let the model stop on its own instead of forcing the trace's output lengths"},
 		{Name: "timeout", Default: time.Duration(30 * time.Minute), Usage: "per request (0: none)"},
+		{Name: "wait", Default: time.Duration(0), Usage: "wait up to this long for every server to answer /v1/models before sending (a server still starting; 0: send at once)"},
 		{Name: "api-key-env", Default: "OPENAI_API_KEY", Usage: "environment variable holding the API key (sent as a bearer token when set)"},
 		{Name: "router", Default: "least-loaded", Usage: "over several --url: least-loaded (outstanding requests), round-robin, prefix-affinity"},
 		{Name: "metrics-interval", Default: time.Duration(5 * time.Second), Usage: "scrape /metrics this often (0: at the start and the end only)"},
