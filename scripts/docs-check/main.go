@@ -4,9 +4,11 @@
 // ../shared beside the clone when it is beside this checkout. Each
 // ```sh block runs as one bash script (set -e: it stops at the first
 // failing line); a line whose comment says "needs:" (a GPU, vLLM,
-// Slurm...) is skipped and said, and with -quick so is a line marked
-// "slow". Whatever a block starts in the background is killed when it
-// ends. It prints a line per block, passed, failed (with the line and its
+// Slurm...) is skipped and said, and with -quick so is a block any of
+// whose lines is marked "slow" (the lines after it may need what it
+// made). Whatever a block starts in the background is killed when it
+// ends. The checkout's uncommitted changes are applied to the clone, so
+// the docs are checked as they would be committed. It prints a line per block, passed, failed (with the line and its
 // output's tail) or skipped, and exits 1 when one failed.
 //
 //	go run ./scripts/docs-check [-quick] [-keep] [-timeout 10m] [FILE.md ...]
@@ -64,6 +66,9 @@ func main() {
 	clone := filepath.Join(tmp, "elis-sim")
 	if out, err := exec.Command("git", "clone", "--quiet", root, clone).CombinedOutput(); err != nil {
 		fail(fmt.Errorf("git clone: %v\n%s", err, out))
+	}
+	if err := overlay(root, clone); err != nil {
+		fail(err)
 	}
 	if shared := filepath.Join(root, "..", "shared"); isDir(shared) {
 		if err := os.Symlink(shared, filepath.Join(tmp, "shared")); err != nil {
@@ -148,7 +153,7 @@ func readBlocks(path, name string) ([]block, error) {
 }
 
 var (
-	needs = regexp.MustCompile(`#.*\bneeds:\s*([^#]*)`)
+	needs = regexp.MustCompile(`#.*\bneeds:\s*([^#)]*)`)
 	slow  = regexp.MustCompile(`#.*\bslow\b`)
 )
 
@@ -164,8 +169,7 @@ func (b *block) script(quick bool) (string, []string) {
 			continue
 		}
 		if quick && slow.MatchString(l) {
-			skips = append(skips, at+" (slow)")
-			continue
+			return "", []string{fmt.Sprintf("%s:%d (a slow block)", b.file, b.line)}
 		}
 		// Say which line runs, so a failure names it.
 		fmt.Fprintf(&sb, "echo %q >&2\n%s\n", "+ "+at+": "+strings.TrimSpace(l), l)
@@ -185,17 +189,62 @@ func run(dir string, env []string, script string, timeout time.Duration) ([]byte
 	cmd.Dir, cmd.Env = dir, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 10 * time.Second
-	err := cmd.Run()
+	// A file, not a pipe: what the block leaves running in the background
+	// holds its output open, and Wait would wait for it.
+	f, err := os.CreateTemp("", "docs-check-out-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	err = cmd.Run()
 	if cmd.Process != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left running
 	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("over %v: %w", timeout, errors.Join(err, ctx.Err()))
 	}
-	return out.Bytes(), err
+	out, rerr := os.ReadFile(f.Name())
+	return out, errors.Join(err, rerr)
+}
+
+// overlay brings the checkout's uncommitted work into the clone: the
+// diff of tracked files, and untracked files git does not ignore, so the
+// docs are checked as they would be committed.
+func overlay(root, clone string) error {
+	diff, err := exec.Command("git", "-C", root, "diff", "HEAD", "--binary").Output()
+	if err != nil {
+		return fmt.Errorf("git diff: %w", err)
+	}
+	if len(diff) > 0 {
+		apply := exec.Command("git", "-C", clone, "apply", "--whitespace=nowarn")
+		apply.Stdin = bytes.NewReader(diff)
+		if out, err := apply.CombinedOutput(); err != nil {
+			return fmt.Errorf("git apply: %v\n%s", err, out)
+		}
+	}
+	others, err := exec.Command("git", "-C", root, "ls-files", "--others", "--exclude-standard", "-z").Output()
+	if err != nil {
+		return fmt.Errorf("git ls-files: %w", err)
+	}
+	for _, f := range strings.Split(string(others), "\x00") {
+		if f == "" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(clone, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func repoRoot() (string, error) {
