@@ -17,6 +17,7 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/elis-sim/elis-sim/internal/atomicfile"
 	"github.com/elis-sim/elis-sim/policies"
@@ -136,6 +137,9 @@ func Wrap(s string, width, lines int) string {
 	return strings.Join(out, "\n")
 }
 
+// newPlot is a plot with the house style. A y label longer than the data
+// area is tall makes gonum/plot shrink the area to fit it: keep each line
+// of one short (break it with "\n").
 func newPlot(title, xlabel, ylabel string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
@@ -190,6 +194,7 @@ func CDF(title, xlabel string, logX bool, series []Series) (*plot.Plot, error) {
 		p.X.Label.Text += ", log scale"
 	}
 	fitRanges(p)
+	endOnTick(&p.X)
 	return p, nil
 }
 
@@ -249,7 +254,7 @@ type LoadPoint struct {
 // LoadCurves draws mean (solid) and P99 (dashed) JCT against offered load,
 // one colour per policy, with 95% confidence bars when seeds allow.
 func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*plot.Plot, error) {
-	p := newPlot(title, "offered load (x the trace's arrival rate)", "JCT (s, log scale): mean solid, P99 dashed")
+	p := newPlot(title, "offered load (x the trace's arrival rate)", "JCT (s, log scale)\nmean solid, P99 dashed")
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Y.Scale = plot.LogScale{}
@@ -332,12 +337,13 @@ func LoadCurves(title string, curves map[string][]LoadPoint, order []string) (*p
 	}
 	if lo > 0 && hi >= lo {
 		// Every bar whole on the log axis, a margin below the lowest point
-		// and, above the highest, room for the legend.
+		// and above the highest (the legend is outside the data).
 		span := math.Log10(hi/lo) + 0.1
 		p.Y.Min = math.Min(blo, lo/math.Pow(10, 0.1*span))
-		p.Y.Max = math.Max(bhi, hi*math.Pow(10, 0.6*span))
+		p.Y.Max = math.Max(bhi, hi*math.Pow(10, 0.1*span))
 	}
 	fitRanges(p)
+	endOnTick(&p.Y)
 	return p, nil
 }
 
@@ -349,11 +355,75 @@ func Save(p *plot.Plot, path string) error {
 	default:
 		return fmt.Errorf("plot file %s: want a .png, .svg or .pdf name", path)
 	}
-	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, ext)
+	wt, err := render(p, 8*vg.Inch, 5*vg.Inch, ext)
 	if err != nil {
 		return err
 	}
 	return atomicfile.Write(path, func(w io.Writer) error { _, err := wt.WriteTo(w); return err })
+}
+
+// render draws p on a canvas of format ext whose data area is w by h,
+// with the legend outside it: in a column to the right of the axes, below
+// the title, so that it covers no data however many entries it has (the
+// image grows by the column's width).
+func render(p *plot.Plot, w, h vg.Length, ext string) (vg.CanvasWriterTo, error) {
+	lg := p.Legend
+	probe := draw.New(vgimg.New(w, h))
+	lr := lg.Rectangle(probe)
+	lw := lr.Max.X - lr.Min.X
+	if lw <= 0 {
+		return draw.NewFormattedCanvas(w, h, ext)
+	}
+	pad := vg.Points(12)
+	cw, err := draw.NewFormattedCanvas(w+lw+3*pad, h, ext)
+	if err != nil {
+		return nil, err
+	}
+	dc := draw.New(cw)
+	p.Legend = plot.NewLegend() // none inside the data area
+	p.Draw(draw.Crop(dc, 0, -(lw + 3*pad), 0, 0))
+	p.Legend = lg
+	title := vg.Length(0)
+	if p.Title.Text != "" {
+		r := p.Title.TextStyle.Rectangle(p.Title.Text)
+		title = r.Max.Y - r.Min.Y + p.Title.Padding
+	}
+	col := draw.Crop(dc, dc.Max.X-dc.Min.X-lw-2*pad, -pad, 0, -title-pad)
+	lg.Top, lg.Left = true, true
+	lg.Draw(col)
+	return cw, nil
+}
+
+// endOnTick stretches an axis to the next tick its marker labels, so the
+// axis never ends past its last label with data beyond it unread. (On a
+// log axis gonum/plot also squeezes the data area when an unlabelled tick
+// is the last.)
+func endOnTick(a *plot.Axis) {
+	if !(a.Max > a.Min) {
+		return
+	}
+	if _, log := a.Scale.(plot.LogScale); log {
+		if a.Min <= 0 {
+			return
+		}
+		for _, t := range a.Tick.Marker.Ticks(a.Min, a.Max*10) {
+			if t.Label != "" && t.Value >= a.Max {
+				a.Max = t.Value
+				return
+			}
+		}
+		return
+	}
+	var labeled []float64
+	for _, t := range a.Tick.Marker.Ticks(a.Min, a.Max) {
+		if t.Label != "" {
+			labeled = append(labeled, t.Value)
+		}
+	}
+	if n := len(labeled); n >= 2 && labeled[n-1] < a.Max {
+		step := labeled[n-1] - labeled[n-2]
+		a.Max = labeled[n-1] + step*math.Ceil((a.Max-labeled[n-1])/step)
+	}
 }
 
 // ticks125 labels a log axis at 1, 2 and 5 times powers of ten, so short
@@ -419,7 +489,7 @@ func Scatter(title, xlabel, ylabel string, floor float64, groups []ScatterGroup)
 			return nil, err
 		}
 		s.GlyphStyle.Color = seriesColor(i)
-		s.GlyphStyle.Shape = draw.CircleGlyph{}
+		s.GlyphStyle.Shape = seriesShape(i)
 		s.GlyphStyle.Radius = vg.Points(2)
 		p.Add(s)
 		p.Legend.Add(g.Label, s)
@@ -430,6 +500,8 @@ func Scatter(title, xlabel, ylabel string, floor float64, groups []ScatterGroup)
 		}
 	}
 	fitRanges(p)
+	endOnTick(&p.X)
+	endOnTick(&p.Y)
 	return p, nil
 }
 
@@ -481,8 +553,11 @@ func Pareto(title string, curves map[string][]LoadPoint, order []string, load fl
 			// The 95% intervals over seeds, both ways, where there are
 			// seeds enough for one.
 			if mx, my := float64(lp.Mean.CI95), float64(lp.P99.CI95); !math.IsNaN(mx) && !math.IsNaN(my) {
+				// A time is never negative: bars stop short of 0 (a
+				// log-free axis would otherwise reach below it).
 				ci := ciPoint{XYs: plotter.XYs{{X: lp.Mean.Mean, Y: lp.P99.Mean}},
-					XErrors: plotter.XErrors{{Low: -mx, High: mx}}, YErrors: plotter.YErrors{{Low: -my, High: my}}}
+					XErrors: plotter.XErrors{{Low: -math.Min(mx, 0.99*lp.Mean.Mean), High: mx}},
+					YErrors: plotter.YErrors{{Low: -math.Min(my, 0.99*lp.P99.Mean), High: my}}}
 				xb, err := plotter.NewXErrorBars(ci)
 				if err != nil {
 					return nil, err

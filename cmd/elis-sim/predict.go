@@ -217,7 +217,7 @@ func predictEval(c *cli.Context) error {
 	rep := predict.Evaluate(scored, preds, predict.MeanRemaining(train), c.Int("groups"))
 	if path := c.String("plot"); path != "" {
 		p, err := report.Scatter(fmt.Sprintf("predicted against actual remaining tokens, %d rows", len(scored)),
-			"actual remaining tokens", "predicted remaining tokens (below 1 drawn at 1)", 1, predict.ScatterGroups(scored, preds, c.Int("groups")))
+			"actual remaining tokens", "predicted remaining tokens\n(below 1 drawn at 1)", 1, predict.ScatterGroups(scored, preds, c.Int("groups")))
 		if err != nil {
 			return err
 		}
