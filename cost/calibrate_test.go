@@ -113,23 +113,10 @@ func TestFitServerRecoversTruth(t *testing.T) {
 		}
 		reqs = append(reqs, RequestSample{PromptTokens: n, KVCells: -1, Seconds: tt})
 	}
-	lin, oh, err := FitServer(steps, reqs, budget)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := []float64{lin.Base, lin.PerPrefillToken, lin.PerDecodeSeq, lin.PerDecodeContext, oh.PerRequest}
-	want := []float64{truth.Base, truth.PerPrefillToken, truth.PerDecodeSeq, truth.PerDecodeContext, overhead}
-	for i := range got {
-		if math.Abs(got[i]/want[i]-1) > 1e-6 {
-			t.Errorf("term %d: fitted %g, want %g", i, got[i], want[i])
-		}
-	}
 	// The profile file keeps request rows.
-	var buf bytes.Buffer
-	WriteDeviceProfile(&buf, &DeviceProfile{Meta: map[string]string{"device": "x"}, Steps: steps, Requests: reqs})
-	p, err := ParseDeviceProfile(buf.Bytes(), "p.csv")
-	if err != nil || len(p.Requests) != len(reqs) || p.Requests[2].PromptTokens != 512 {
-		t.Fatalf("round trip: %v %+v", err, p)
+	p := fitsTruth(t, steps, reqs, budget, truth, overhead)
+	if len(p.Requests) != len(reqs) || p.Requests[2].PromptTokens != 512 {
+		t.Fatalf("round trip: %+v", p)
 	}
 }
 
@@ -159,23 +146,34 @@ func TestFitServerRecoversCellCost(t *testing.T) {
 		}
 		reqs = append(reqs, r)
 	}
+	p := fitsTruth(t, steps, reqs, budget, truth, overhead)
+	if p.Requests[3].KVCells != 2700 || p.Steps[1].KVCells != 6128 {
+		t.Fatalf("round trip: %+v", p)
+	}
+}
+
+// fitsTruth fits steps and reqs and checks every coefficient and the
+// overhead against the truth that timed them, then returns the profile
+// read back from its file.
+func fitsTruth(t *testing.T, steps []StepSample, reqs []RequestSample, budget int, truth Linear, overhead float64) *DeviceProfile {
+	t.Helper()
 	lin, oh, err := FitServer(steps, reqs, budget)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []float64{lin.Base, lin.PerPrefillToken, lin.PerDecodeSeq, lin.PerTokenCell, oh.PerRequest}
-	want := []float64{truth.Base, truth.PerPrefillToken, truth.PerDecodeSeq, truth.PerTokenCell, overhead}
+	got, want := append(lin.coef(), oh.PerRequest), append(truth.coef(), overhead)
 	for i := range got {
-		if math.Abs(got[i]/want[i]-1) > 1e-6 {
-			t.Errorf("term %d: fitted %g, want %g", i, got[i], want[i])
+		if math.Abs(got[i]-want[i]) > 1e-6*math.Abs(want[i]) {
+			t.Errorf("%s: fitted %g, want %g", append(linearFields, "overhead")[i], got[i], want[i])
 		}
 	}
 	var buf bytes.Buffer
 	WriteDeviceProfile(&buf, &DeviceProfile{Meta: map[string]string{"device": "x"}, Steps: steps, Requests: reqs})
 	p, err := ParseDeviceProfile(buf.Bytes(), "p.csv")
-	if err != nil || p.Requests[3].KVCells != 2700 || p.Steps[1].KVCells != 6128 {
-		t.Fatalf("round trip: %v %+v", err, p)
+	if err != nil {
+		t.Fatalf("round trip: %v", err)
 	}
+	return p
 }
 
 // The physical rule: a step faster than its FLOPs at every GPU's peak, or
