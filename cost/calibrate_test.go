@@ -163,7 +163,7 @@ func fitsTruth(t *testing.T, steps []StepSample, reqs []RequestSample, budget in
 	}
 	got, want := append(lin.coef(), oh.PerRequest), append(truth.coef(), overhead)
 	for i := range got {
-		if math.Abs(got[i]-want[i]) > 1e-6*math.Abs(want[i]) {
+		if math.Abs(got[i]-want[i]) > 1e-6*math.Abs(want[i])+1e-15 {
 			t.Errorf("%s: fitted %g, want %g", append(linearFields, "overhead")[i], got[i], want[i])
 		}
 	}
