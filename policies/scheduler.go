@@ -79,6 +79,12 @@ type Scheduler struct {
 	slotBusy  []bool
 	slotUsed  []int64
 
+	// Advance's scratch: requests by block phase, their computed tokens.
+	phases    []int
+	byRoom    [][]*Seq
+	computed0 []int
+	completed float64 // the time the last step ended (Complete's)
+
 	stats Stats
 }
 
@@ -876,6 +882,7 @@ func (s *Scheduler) age() {
 // computed its tokens and each request whose known sequence is now fully
 // computed emitted one output token.
 func (s *Scheduler) Complete(now float64) {
+	s.completed = now
 	done := false
 	k := s.cfg.PredictionInterval
 	resubmit := s.pol.Rerank() == RerankResubmit

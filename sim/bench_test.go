@@ -47,3 +47,36 @@ func BenchmarkSimulate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOutputLength is macro-steps' other target: at the same
+// utilisation, doubling every output length should cost little more,
+// since a run costs per event rather than per token (100k requests,
+// llama-3.1-8b on an H100, FCFS; compare the two sub-benchmarks, and each
+// with sim.Config.TokenByToken).
+func BenchmarkOutputLength(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		rate   float64
+		lo, hi int
+	}{{"out=100-300,rate=10", 10, 100, 300}, {"out=200-600,rate=5", 5, 200, 600}} {
+		for _, stepped := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/token-by-token=%v", c.name, stepped), func(b *testing.B) {
+				tr, err := traces.Generate(traces.GenConfig{N: 100_000, Seed: 1, Arrivals: traces.Poisson{Rate: c.rate},
+					Prompt: traces.Uniform{Min: 384, Max: 640}, Output: traces.Uniform{Min: c.lo, Max: c.hi}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				r, _ := cost.NewRoofline("llama-3.1-8b", "h100", 1)
+				cfg := Config{Engine: cost.EngineDefaults(r, 0.9), Policy: "fcfs", Mode: policies.RerankPause, Cost: r, Workers: 1, Seed: 1,
+					TokenByToken: stepped}
+				cfg.Engine.PrefixCaching = true
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := Run(tr, cfg); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -26,6 +26,10 @@ type Config struct {
 	// Check verifies the core's invariants after every step (tests use it;
 	// it costs time).
 	Check bool
+	// TokenByToken steps through every step, where the simulator would
+	// take a stretch of pure decode steps at once (policies.Scheduler.
+	// Stretch): the reference macro-steps are checked against.
+	TokenByToken bool
 	// KeepHistory keeps every prediction in the records.
 	KeepHistory bool
 	// SyncPredictions prices each predictor call as its own batch (the
@@ -57,6 +61,14 @@ type worker struct {
 	core  *policies.Scheduler
 	busy  bool
 	until float64
+	// The ends of the steps of a stretch taken at once, whose inter-token
+	// gaps (one per step, for gapN requests) are reported in time order
+	// among the other workers' events, as stepping would report them;
+	// gapI indexes the next, gapPrev is the end before it.
+	gaps    []float64
+	gapI    int
+	gapN    int
+	gapPrev float64
 }
 
 // PredictorFor builds the predictor a run uses, and the sigma of a noisy one.
@@ -165,10 +177,30 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			dispatch.Done(r.Index)
 		}
 	}
+	var nextArrival func() float64 // when the next request joins (+Inf: none)
 	start := func(w *worker, now float64) error {
 		// The core asks for its predictions; the simulator answers at
 		// once, as the patch's synchronous predictor call would.
 		answers = policies.AnswerAll(w.core, pred, answers)
+		if !cfg.Check && !cfg.TokenByToken {
+			// A stretch of pure decode steps, priced step by step from the
+			// batch's sums and taken at once, up to the next arrival.
+			if k, b := w.core.Stretch(); k > 0 {
+				nextAt := nextArrival()
+				w.gaps, w.gapI, w.gapN, w.gapPrev = w.gaps[:0], 0, b.DecodeSeqs, now
+				ctx0, n := b.DecodeContext, int64(b.DecodeSeqs)
+				for j := range k {
+					b.DecodeContext = ctx0 + int64(j)*n
+					end := now + cfg.Cost.StepTime(b) + cost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
+					if end >= nextAt {
+						break
+					}
+					w.gaps = append(w.gaps, end)
+					now = end
+				}
+				w.core.Advance(w.gaps)
+			}
+		}
 		b := w.core.Next(now)
 		for b.Wait {
 			answers = policies.AnswerAll(w.core, pred, answers)
@@ -224,13 +256,33 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		}
 		return order[k], joins[k]
 	}
+	nextArrival = func() float64 {
+		if next < len(reqs) {
+			_, at := joinAt(next)
+			return at
+		}
+		return math.Inf(1)
+	}
 	last := t0
 	for {
-		wi, tEnd := -1, math.Inf(1)
+		wi, tEnd, gap := -1, math.Inf(1), false
 		for i, w := range ws {
-			if w.busy && w.until < tEnd {
-				wi, tEnd = i, w.until
+			if w.gapI < len(w.gaps) { // a step of a stretch ends first
+				if t := w.gaps[w.gapI]; t < tEnd {
+					wi, tEnd, gap = i, t, true
+				}
+				continue
 			}
+			if w.busy && w.until < tEnd {
+				wi, tEnd, gap = i, w.until, false
+			}
+		}
+		if gap {
+			w := ws[wi]
+			onGap(tEnd-w.gapPrev, w.gapN)
+			w.gapPrev = tEnd
+			w.gapI++
+			continue
 		}
 		nextAt := math.Inf(1)
 		if next < len(reqs) {

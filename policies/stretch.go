@@ -1,0 +1,189 @@
+package policies
+
+// Macro-steps: between events (an arrival that could be admitted, a
+// request finishing, a prediction window, a preemption) a step changes
+// nothing but each running request's token count, and its price depends
+// only on the batch's sums. Stretch says how many such steps lie ahead;
+// Advance takes them at once, touching only the requests whose KV blocks
+// fill or grow on the way (one in BlockSize a step), so a simulated run
+// costs per event, not per token. What Advance leaves behind is, bit for
+// bit, what as many calls of Next and Complete would: the stepping core
+// stays the reference (DESIGN.md rule 21).
+
+// Stretch reports how many of the next steps are certain to be the same
+// pure decode step of the running requests whatever their times: each
+// running request computes one token and none finishes, reaches a
+// prediction window or is preempted, and nothing waiting is admitted.
+// Every running request made a token in the step Complete ended last, so
+// the first step's gap is its length, as every later one's. b is
+// the first such step, for pricing; step j (from 0) differs from it only
+// in DecodeContext, larger by j*DecodeSeqs. With steps < 1 there is no
+// stretch (b is nil). A driver that gives the core no input meanwhile may
+// take any number of them up to steps with Advance; the step that ends the
+// stretch is then built as usual by Next.
+func (s *Scheduler) Stretch() (steps int, b *Batch) {
+	n := len(s.running)
+	if n == 0 || s.cfg.Slots || len(s.asks) > 0 || s.resume.on || s.pendingPred > 0 ||
+		len(s.asking) > 0 || len(s.answered) > 0 || n > s.cfg.MaxBatchedTokens {
+		return 0, nil
+	}
+	if s.waiting.Len() > 0 {
+		// Something waits: nothing may be admitted (the batch is full) and
+		// no guard may reorder it from step to step.
+		if n < s.cfg.MaxSeqs || s.cfg.Guard.AgingSteps > 0 || s.cfg.Guard.SlowdownCap > 0 || len(s.lazyWaiting) > 0 {
+			return 0, nil
+		}
+	}
+	if s.cfg.Guard.AgingSteps > 0 && (len(s.promoted) > 0 || len(s.aging) > 0) {
+		return 0, nil
+	}
+	bs := s.cfg.BlockSize
+	steps = 1 << 30
+	// With lazy predictions and nothing queued, a window only notes that
+	// it passed (the prediction is skipped): Advance does that in bulk.
+	// Otherwise a window is an event that ends the stretch.
+	windows := s.pol.Predictive() && !s.skipsWindows()
+	for _, q := range s.running {
+		// Each made its last token in the step that just ended: its gaps
+		// are the steps' lengths.
+		if q.Generated == 0 || q.Computed != q.Tokens()-1 || q.lastToken != s.completed || q.boundary || q.state != stRunning {
+			return 0, nil
+		}
+		if s.kv.caching && int(q.hashed) != min(q.Computed/bs, len(q.table)) {
+			return 0, nil
+		}
+		steps = min(steps, q.OutputTokens-q.Generated-1) // the step it finishes in is not part of it
+		if windows {
+			steps = min(steps, s.cfg.PredictionInterval-(q.Generated-q.lastPred)-1) // nor its next window's
+		}
+	}
+	if steps < 1 {
+		return 0, nil
+	}
+	// Blocks: a request grows a block at the steps where its next token
+	// starts one; the stretch ends before the step that would find too
+	// few free.
+	s.stretchCount(bs)
+	free := s.kv.free
+	for j := 1; j <= steps; j++ {
+		if free -= s.phases[(j-1)%bs]; free < 0 {
+			steps = j - 1
+			break
+		}
+	}
+	if steps < 1 {
+		return 0, nil
+	}
+	b = &s.batch
+	b.reset(s.step + 1)
+	for _, q := range s.running {
+		b.add(q, 1)
+	}
+	return steps, b
+}
+
+// skipsWindows reports whether a window that passes in a stretch skips
+// its prediction (Complete's lazy rule), as it does while nothing is
+// queued: in a stretch the queue cannot change.
+func (s *Scheduler) skipsWindows() bool {
+	return s.pol.Predictive() && s.cfg.LazyPredictions && s.pol.Rerank() != RerankResubmit && !s.queued(0)
+}
+
+// stretchCount counts the running requests by the step (mod bs) at which
+// each grows a block: phases[p] grow at steps j with (j-1) mod bs == p.
+func (s *Scheduler) stretchCount(bs int) {
+	if cap(s.phases) < bs {
+		s.phases = make([]int, bs)
+	}
+	s.phases = s.phases[:bs]
+	clear(s.phases)
+	for _, q := range s.running {
+		s.phases[s.room(q)%bs]++
+	}
+}
+
+// room is how many more tokens q's blocks hold.
+func (s *Scheduler) room(q *Seq) int { return q.blocks*s.cfg.BlockSize - q.Computed }
+
+// Advance takes the first len(ends) steps of the stretch Stretch reported
+// (at most that many), step j ending at ends[j]: the same blocks are
+// taken and cached in the same order, and each request ends with the
+// tokens, times and records as many calls of Next and Complete would
+// leave. OnGap is not called: every running request's gap at step j is
+// ends[j] less the end before it, and the driver reports them where its
+// clock puts them (a simulator with several engines interleaves them with
+// the others' steps, so that sums of gaps add in the same order).
+func (s *Scheduler) Advance(ends []float64) {
+	m := len(ends)
+	if m == 0 {
+		return
+	}
+	bs := s.cfg.BlockSize
+	n := len(s.running)
+	// The requests with a block event (one filling: cached; one starting:
+	// grown) at each step, in running order: by room, a block fills at
+	// the steps j = room (mod bs) and one starts at j = room+1 (mod bs).
+	if cap(s.byRoom) < bs {
+		s.byRoom = make([][]*Seq, bs)
+	}
+	s.byRoom = s.byRoom[:bs]
+	for i := range s.byRoom {
+		s.byRoom[i] = s.byRoom[i][:0]
+	}
+	if cap(s.computed0) < n {
+		s.computed0 = make([]int, n)
+	}
+	c0 := s.computed0[:n]
+	for i, q := range s.running {
+		c0[i] = q.Computed
+		q.slot = int32(i) // its running index for the merge below (Slots is off in a stretch)
+		r := s.room(q) % bs
+		s.byRoom[r] = append(s.byRoom[r], q)
+	}
+	prev := s.running[0].lastToken
+	maxGap := 0.0
+	for j := 1; j <= m; j++ {
+		s.step++
+		s.stats.Steps++
+		// A block fills at upTo = Computed+1 when room = j (mod bs) ... the
+		// request's token of this step is at position c0+j-1: upTo = c0+j.
+		fill, grow := s.byRoom[j%bs], s.byRoom[(j-1)%bs]
+		if !s.kv.caching {
+			fill = nil // nothing to name
+		}
+		a, g := 0, 0
+		for a < len(fill) || g < len(grow) {
+			var q *Seq
+			if g >= len(grow) || (a < len(fill) && fill[a].slot < grow[g].slot) {
+				q, a = fill[a], a+1
+			} else {
+				q, g = grow[g], g+1
+			}
+			q.Computed = c0[q.slot] + j - 1
+			s.alloc(q, 1) // Stretch counted the blocks: it cannot fail
+		}
+		maxGap = max(maxGap, ends[j-1]-prev)
+		prev = ends[j-1]
+	}
+	if m > 1 {
+		s.clock = ends[m-2] // the last step's start, as Next(now) leaves it
+	}
+	skips := s.skipsWindows()
+	k := s.cfg.PredictionInterval
+	for i, q := range s.running {
+		if skips {
+			// Windows at steps d, d+k, ...: each skipped, the last noted.
+			if d := k - (q.Generated - q.lastPred); d <= m {
+				c := 1 + (m-d)/k
+				q.lastPred = q.Generated + d + (c-1)*k
+				s.stats.PredictionsSkipped += int64(c)
+			}
+		}
+		q.slot = 0
+		q.Computed = c0[i] + m
+		q.Generated += m
+		q.rec.Generated = q.Generated
+		q.rec.MaxGap = max(q.rec.MaxGap, maxGap)
+		q.lastToken = prev
+	}
+}
