@@ -343,3 +343,26 @@ func (p *kvPool) check(holders []*Seq) error {
 	}
 	return nil
 }
+
+// queuedBefore is how many free blocks the free queue holds ahead of the
+// first of ids (blocks without a user among them): what take may hand out
+// before it evicts one of them.
+func (p *kvPool) queuedBefore(ids []int32) int {
+	inIDs := make(map[int32]bool, len(ids))
+	for _, id := range ids {
+		if p.ref[id] == 0 {
+			inIDs[id] = true
+		}
+	}
+	if len(inIDs) == 0 {
+		return 1 << 62
+	}
+	n := 0
+	for id := p.next[p.sentinel()]; id != p.sentinel(); id = p.next[id] {
+		if inIDs[id] {
+			return n
+		}
+		n++
+	}
+	return n
+}

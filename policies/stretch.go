@@ -27,11 +27,21 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 		len(s.asking) > 0 || len(s.answered) > 0 || n > s.cfg.MaxBatchedTokens {
 		return 0, nil
 	}
+	// Blocks the stretch may take from the free queue before it would
+	// evict a cached block the head of the queue counts on (see below).
+	takes := 1 << 62
 	if s.waiting.Len() > 0 {
-		// Something waits: nothing may be admitted (the batch is full) and
-		// no guard may reorder it from step to step.
-		if n < s.cfg.MaxSeqs || s.cfg.Guard.AgingSteps > 0 || s.cfg.Guard.SlowdownCap > 0 || len(s.lazyWaiting) > 0 {
+		// Something waits: no guard may reorder it from step to step, and
+		// it may not be admitted: the batch is full, or its head cannot
+		// have its blocks (DESIGN.md rule 5's head of line).
+		if s.cfg.Guard.AgingSteps > 0 || s.cfg.Guard.SlowdownCap > 0 || len(s.lazyWaiting) > 0 {
 			return 0, nil
+		}
+		if n < s.cfg.MaxSeqs {
+			var ok bool
+			if takes, ok = s.headStaysOut(s.cfg.MaxBatchedTokens - n); !ok {
+				return 0, nil
+			}
 		}
 	}
 	if s.cfg.Guard.AgingSteps > 0 && (len(s.promoted) > 0 || len(s.aging) > 0) {
@@ -64,12 +74,14 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 	// starts one; the stretch ends before the step that would find too
 	// few free.
 	s.stretchCount(bs)
-	free := s.kv.free
+	free, taken := s.kv.free, 0
 	for j := 1; j <= steps; j++ {
-		if free -= s.phases[(j-1)%bs]; free < 0 {
+		g := s.phases[(j-1)%bs]
+		if free -= g; free < 0 || taken+g > takes {
 			steps = j - 1
 			break
 		}
+		taken += g
 	}
 	if steps < 1 {
 		return 0, nil
@@ -80,6 +92,40 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 		b.add(q, 1)
 	}
 	return steps, b
+}
+
+// headStaysOut reports whether the head of the waiting queue is certain
+// not to be admitted in a stretch, budget tokens left after the decodes,
+// as long as the stretch takes at most takes blocks from the free queue.
+// The head cannot have its blocks now, and a stretch only lowers the free
+// blocks, until it evicts a cached block the head would reuse: with its
+// prompt chunked, fewer hits can mean fewer blocks for this step. So the
+// stretch may take only the free blocks queued before the first such. A
+// head whose prompt continues a session might find blocks made by a
+// running turn's output, and paused requests would be freed for it:
+// neither is certain.
+func (s *Scheduler) headStaysOut(budget int) (takes int, ok bool) {
+	takes = 1 << 62
+	if budget <= 0 {
+		return takes, true // admission is not even tried
+	}
+	q := s.waiting.Peek()
+	if len(s.paused) > 0 || (q.Content != nil && q.Content.Session != 0) {
+		return 0, false
+	}
+	base := q.Computed
+	var hits []int32
+	if s.kv.caching && q.blocks == 0 {
+		base = s.kv.lookup(q)
+		hits = s.kv.hits
+	}
+	if s.kv.need(q, base+s.chunk(q.Tokens()-base, budget), hits) <= s.kv.free {
+		return 0, false
+	}
+	if len(hits) > 0 {
+		takes = s.kv.queuedBefore(hits)
+	}
+	return takes, true
 }
 
 // skipsWindows reports whether a window that passes in a stretch skips
