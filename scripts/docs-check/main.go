@@ -70,8 +70,9 @@ func main() {
 	if err := overlay(root, clone); err != nil {
 		fail(err)
 	}
-	if shared := filepath.Join(root, "..", "shared"); isDir(shared) {
-		if err := os.Symlink(shared, filepath.Join(tmp, "shared")); err != nil {
+	hasShared := isDir(filepath.Join(root, "..", "shared"))
+	if hasShared {
+		if err := os.Symlink(filepath.Join(root, "..", "shared"), filepath.Join(tmp, "shared")); err != nil {
 			fail(err)
 		}
 	}
@@ -90,6 +91,9 @@ func main() {
 		}
 		for _, b := range blocks {
 			script, skips := b.script(*quick)
+			if !hasShared && strings.Contains(strings.Join(b.lines, "\n"), "../shared/") {
+				script, skips = "", []string{fmt.Sprintf("%s:%d (needs ../shared beside the checkout)", b.file, b.line)}
+			}
 			for _, s := range skips {
 				fmt.Printf("skip  %s\n", s)
 			}
