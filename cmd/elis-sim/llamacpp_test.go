@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elis-sim/elis-sim/cost"
 	"github.com/elis-sim/elis-sim/report"
 )
 
@@ -90,10 +91,20 @@ func TestLlamaServer(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "timing prompts [16 64 128 256], batches [1 2 4]") {
 		t.Fatalf("profile --url: exit %d\n%s", code, out)
 	}
+	// The profile knows the server schedules by slots and counts the KV
+	// cells its timings ran beside; the cost file prices them and says
+	// llama.cpp's scheduling, which run then follows.
+	prof, err := cost.ReadDeviceProfile(p("profile.csv"))
+	if err != nil || prof.Meta["scheduler"] != "llama.cpp" || prof.Requests[len(prof.Requests)-1].KVCells < 0 {
+		t.Fatalf("profile: %v %+v", err, prof)
+	}
 	if code, out := elis(t, "calibrate", p("profile.csv"), "-o", p("cost.json")); code != 0 {
 		t.Fatalf("calibrate: exit %d\n%s", code, out)
 	}
-	if code, out := elis(t, "run", p("t.json"), "--cost-model", p("cost.json"), "--policy", "fcfs", "--out", p("sim.json")); code != 0 {
+	if cf, err := cost.LoadCostFile(p("cost.json")); err != nil || cf.Engine == nil || !cf.Engine.Slots || cf.Engine.MaxSeqs != 4 {
+		t.Fatalf("cost file: %v %+v", err, cf)
+	}
+	if code, out := elis(t, "run", p("t.json"), "--cost-model", p("cost.json"), "--policy", "fcfs", "--out", p("sim.json")); code != 0 || !strings.Contains(out, "llama.cpp scheduling: 4 slots of 1024 tokens") {
 		t.Fatalf("run: exit %d\n%s", code, out)
 	}
 	// compare sets the simulation beside the measurement, request by
