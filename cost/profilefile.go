@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -29,6 +30,10 @@ type PredictorCall struct {
 	Calls, Tokens int
 	Seconds       float64
 }
+
+// maxProfileValue bounds a profile's numbers: counts become ints, and no
+// shape or time comes near it.
+const maxProfileValue = 1 << 50
 
 var profileHeader = []string{"kind", "prefill_tokens", "prefill_context", "prefill_attn", "decode_seqs", "decode_context", "calls", "tokens", "ms", "kv_cells"}
 
@@ -120,8 +125,8 @@ func ParseDeviceProfile(data []byte, path string) (*DeviceProfile, error) {
 		}
 		var v [8]float64
 		for i := range v {
-			if v[i], err = strconv.ParseFloat(rec[i+1], 64); err != nil || v[i] < 0 {
-				return nil, fmt.Errorf("profile %s line %d: column %s: %q is not a number >= 0", path, row, profileHeader[i+1], rec[i+1])
+			if v[i], err = strconv.ParseFloat(rec[i+1], 64); err != nil || !(v[i] >= 0) || math.IsInf(v[i], 0) || v[i] > maxProfileValue {
+				return nil, fmt.Errorf("profile %s line %d: column %s: %q is not a finite number >= 0", path, row, profileHeader[i+1], rec[i+1])
 			}
 		}
 		switch rec[0] {
