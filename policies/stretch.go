@@ -53,6 +53,15 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 	// it passed (the prediction is skipped): Advance does that in bulk.
 	// Otherwise a window is an event that ends the stretch.
 	windows := s.pol.Predictive() && !s.skipsWindows()
+	// One pass: check each request, bound the stretch, count the block
+	// phases and build the first step.
+	if cap(s.phases) < bs {
+		s.phases = make([]int, bs)
+	}
+	s.phases = s.phases[:bs]
+	clear(s.phases)
+	b = &s.batch
+	b.reset(s.step + 1)
 	for _, q := range s.running {
 		// Each made its last token in the step that just ended: its gaps
 		// are the steps' lengths.
@@ -66,14 +75,15 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 		if windows {
 			steps = min(steps, s.cfg.PredictionInterval-(q.Generated-q.lastPred)-1) // nor its next window's
 		}
+		s.phases[s.room(q)%bs]++
+		b.add(q, 1)
 	}
 	if steps < 1 {
 		return 0, nil
 	}
 	// Blocks: a request grows a block at the steps where its next token
-	// starts one; the stretch ends before the step that would find too
-	// few free.
-	s.stretchCount(bs)
+	// starts one (phases[p] at steps j with (j-1) mod bs == p); the
+	// stretch ends before the step that would find too few free.
 	free, taken := s.kv.free, 0
 	for j := 1; j <= steps; j++ {
 		g := s.phases[(j-1)%bs]
@@ -85,11 +95,6 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 	}
 	if steps < 1 {
 		return 0, nil
-	}
-	b = &s.batch
-	b.reset(s.step + 1)
-	for _, q := range s.running {
-		b.add(q, 1)
 	}
 	return steps, b
 }
@@ -133,19 +138,6 @@ func (s *Scheduler) headStaysOut(budget int) (takes int, ok bool) {
 // queued: in a stretch the queue cannot change.
 func (s *Scheduler) skipsWindows() bool {
 	return s.pol.Predictive() && s.cfg.LazyPredictions && s.pol.Rerank() != RerankResubmit && !s.queued(0)
-}
-
-// stretchCount counts the running requests by the step (mod bs) at which
-// each grows a block: phases[p] grow at steps j with (j-1) mod bs == p.
-func (s *Scheduler) stretchCount(bs int) {
-	if cap(s.phases) < bs {
-		s.phases = make([]int, bs)
-	}
-	s.phases = s.phases[:bs]
-	clear(s.phases)
-	for _, q := range s.running {
-		s.phases[s.room(q)%bs]++
-	}
 }
 
 // room is how many more tokens q's blocks hold.

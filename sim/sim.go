@@ -69,6 +69,10 @@ type worker struct {
 	gapI    int
 	gapN    int
 	gapPrev float64
+	// Stretches are looked for only while they pay: after one that was
+	// not there or short, the next skip step starts go by without
+	// looking, skip doubling (to 64) until one is long again.
+	skip, backoff int
 }
 
 // PredictorFor builds the predictor a run uses, and the sigma of a noisy one.
@@ -182,10 +186,19 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		// The core asks for its predictions; the simulator answers at
 		// once, as the patch's synchronous predictor call would.
 		answers = policies.AnswerAll(w.core, pred, answers)
-		if !cfg.Check && !cfg.TokenByToken {
+		if w.skip > 0 {
+			w.skip--
+		} else if !cfg.Check && !cfg.TokenByToken {
 			// A stretch of pure decode steps, priced step by step from the
 			// batch's sums and taken at once, up to the next arrival.
-			if k, b := w.core.Stretch(); k > 0 {
+			k, b := w.core.Stretch()
+			if k == 0 {
+				w.backoff = min(max(2*w.backoff, 1), 8)
+				w.skip = w.backoff
+			} else {
+				w.backoff = 0
+			}
+			if k > 0 {
 				nextAt := nextArrival()
 				w.gaps, w.gapI, w.gapN, w.gapPrev = w.gaps[:0], 0, b.DecodeSeqs, now
 				ctx0, n := b.DecodeContext, int64(b.DecodeSeqs)
