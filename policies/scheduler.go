@@ -81,7 +81,7 @@ type Scheduler struct {
 
 	// Advance's scratch: requests by block phase, their computed tokens.
 	phases    []int
-	byRoom    [][]*Seq
+	byRoom    [][]int32 // running indexes
 	computed0 []int
 	completed float64 // the time the last step ended (Complete's)
 

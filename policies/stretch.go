@@ -162,7 +162,7 @@ func (s *Scheduler) Advance(ends []float64) {
 	// grown) at each step, in running order: by room, a block fills at
 	// the steps j = room (mod bs) and one starts at j = room+1 (mod bs).
 	if cap(s.byRoom) < bs {
-		s.byRoom = make([][]*Seq, bs)
+		s.byRoom = make([][]int32, bs)
 	}
 	s.byRoom = s.byRoom[:bs]
 	for i := range s.byRoom {
@@ -174,30 +174,32 @@ func (s *Scheduler) Advance(ends []float64) {
 	c0 := s.computed0[:n]
 	for i, q := range s.running {
 		c0[i] = q.Computed
-		q.slot = int32(i) // its running index for the merge below (Slots is off in a stretch)
 		r := s.room(q) % bs
-		s.byRoom[r] = append(s.byRoom[r], q)
+		s.byRoom[r] = append(s.byRoom[r], int32(i))
 	}
 	prev := s.running[0].lastToken
 	maxGap := 0.0
 	for j := 1; j <= m; j++ {
 		s.step++
 		s.stats.Steps++
-		// A block fills at upTo = Computed+1 when room = j (mod bs) ... the
-		// request's token of this step is at position c0+j-1: upTo = c0+j.
+		// At step j a request computes the token at c0+j-1, filling its
+		// blocks to upTo = c0+j: a block fills (and is named) when upTo is
+		// a multiple of bs, j = room (mod bs), and one starts the step
+		// after. The two lists merge in running order, as Schedule visits.
 		fill, grow := s.byRoom[j%bs], s.byRoom[(j-1)%bs]
 		if !s.kv.caching {
 			fill = nil // nothing to name
 		}
 		a, g := 0, 0
 		for a < len(fill) || g < len(grow) {
-			var q *Seq
-			if g >= len(grow) || (a < len(fill) && fill[a].slot < grow[g].slot) {
-				q, a = fill[a], a+1
+			var i int32
+			if g >= len(grow) || (a < len(fill) && fill[a] < grow[g]) {
+				i, a = fill[a], a+1
 			} else {
-				q, g = grow[g], g+1
+				i, g = grow[g], g+1
 			}
-			q.Computed = c0[q.slot] + j - 1
+			q := s.running[i]
+			q.Computed = c0[i] + j - 1
 			s.alloc(q, 1) // Stretch counted the blocks: it cannot fail
 		}
 		maxGap = max(maxGap, ends[j-1]-prev)
@@ -217,7 +219,6 @@ func (s *Scheduler) Advance(ends []float64) {
 				s.stats.PredictionsSkipped += int64(c)
 			}
 		}
-		q.slot = 0
 		q.Computed = c0[i] + m
 		q.Generated += m
 		q.rec.Generated = q.Generated
