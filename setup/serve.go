@@ -36,6 +36,8 @@ type Serve struct {
 	Vocab     int // token ids a prompt may hold (0: any)
 	// Warnings are notes for the operator (a bound lowered to fit).
 	Warnings []string
+
+	pol policies.Policy // the one policy, shared by the replicas' cores
 }
 
 // ParseServe reads and checks a server's options; bad ones come back as
@@ -57,7 +59,7 @@ func ParseServe(o Options) (*Serve, error) {
 	}
 	s.Entry = s.Sim.Policies[0]
 	s.Run = s.Sim.ConfigFor(s.Sim.Base, s.Entry)
-	if _, err := policies.New(s.Run.Policy, s.Run.Mode); err != nil {
+	if s.pol, err = policies.New(s.Run.Policy, s.Run.Mode); err != nil {
 		return nil, Errorf("--policy: %w", err)
 	}
 	if sim.ReadsPredictor(s.Run) {
@@ -101,8 +103,7 @@ func (s *Serve) Label() string { return s.Sim.Label(s.Entry) }
 // goroutines) and its predictions to predLog (the fork's [ELIS] lines;
 // nil for none).
 func (s *Serve) Config(predLog io.Writer, onGap func(gap float64, n int), records func(policies.Record)) serve.Config {
-	cfg := s.Run
-	pol, _ := policies.New(cfg.Policy, cfg.Mode) // checked by ParseServe
+	cfg, pol := s.Run, s.pol
 	return serve.Config{Model: s.Name, MaxModelLen: cfg.Engine.MaxModelLen, Workers: cfg.Workers, Router: cfg.Router, Predictor: s.Predictor,
 		PredictionLog: predLog, Tokens: s.Tokens.CountTokens, Vocab: s.Vocab, Limits: s.Limits, Records: records,
 		NewWorker: func(i int) (engine.Config, error) {
@@ -128,10 +129,7 @@ func (s *Serve) Config(predLog io.Writer, onGap func(gap float64, n int), record
 }
 
 // Predictive reports whether the server's policy reads predictions.
-func (s *Serve) Predictive() bool {
-	pol, _ := policies.New(s.Run.Policy, s.Run.Mode)
-	return pol != nil && pol.Predictive()
-}
+func (s *Serve) Predictive() bool { return s.pol.Predictive() }
 
 // parseLimits reads the client bounds, fitting the connection bound
 // under the process's descriptor limit (each connection holds one).
