@@ -112,6 +112,7 @@ type kvPool struct {
 	prev, next []int32  // the free queue, linked through block ids; n is its sentinel
 	index      map[uint64]int32
 	hits       []int32   // lookup scratch
+	mark       []bool    // queuedBefore scratch, all false between calls
 	spare      [][]int32 // block tables of finished requests, for reuse
 }
 
@@ -344,25 +345,22 @@ func (p *kvPool) check(holders []*Seq) error {
 	return nil
 }
 
-// queuedBefore is how many free blocks the free queue holds ahead of the
-// first of ids (blocks without a user among them): what take may hand out
-// before it evicts one of them.
-func (p *kvPool) queuedBefore(ids []int32) int {
-	inIDs := make(map[int32]bool, len(ids))
-	for _, id := range ids {
-		if p.ref[id] == 0 {
-			inIDs[id] = true
-		}
+// queuedBefore is how many of the first limit blocks of the free queue
+// come before the first of ids (limit when none does): what take may hand
+// out before it evicts one of them. It walks at most limit blocks.
+func (p *kvPool) queuedBefore(ids []int32, limit int) int {
+	if p.mark == nil {
+		p.mark = make([]bool, len(p.hash))
 	}
-	if len(inIDs) == 0 {
-		return 1 << 62
+	for _, id := range ids {
+		p.mark[id] = true
 	}
 	n := 0
-	for id := p.next[p.sentinel()]; id != p.sentinel(); id = p.next[id] {
-		if inIDs[id] {
-			return n
-		}
+	for id := p.next[p.sentinel()]; id != p.sentinel() && n < limit && !p.mark[id]; id = p.next[id] {
 		n++
+	}
+	for _, id := range ids {
+		p.mark[id] = false
 	}
 	return n
 }

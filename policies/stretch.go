@@ -27,9 +27,9 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 		len(s.asking) > 0 || len(s.answered) > 0 || n > s.cfg.MaxBatchedTokens {
 		return 0, nil
 	}
-	// Blocks the stretch may take from the free queue before it would
-	// evict a cached block the head of the queue counts on (see below).
-	takes := 1 << 62
+	// Cached blocks the head of the queue counts on, which the stretch
+	// may not evict (see headStaysOut).
+	var keep []int32
 	if s.waiting.Len() > 0 {
 		// Something waits: no guard may reorder it from step to step, and
 		// it may not be admitted: the batch is full, or its head cannot
@@ -39,7 +39,7 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 		}
 		if n < s.cfg.MaxSeqs {
 			var ok bool
-			if takes, ok = s.headStaysOut(s.cfg.MaxBatchedTokens - n); !ok {
+			if keep, ok = s.headStaysOut(s.cfg.MaxBatchedTokens - n); !ok {
 				return 0, nil
 			}
 		}
@@ -84,14 +84,18 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 	// Blocks: a request grows a block at the steps where its next token
 	// starts one (phases[p] at steps j with (j-1) mod bs == p); the
 	// stretch ends before the step that would find too few free.
-	free, taken := s.kv.free, 0
-	for j := 1; j <= steps; j++ {
-		g := s.phases[(j-1)%bs]
-		if free -= g; free < 0 || taken+g > takes {
-			steps = j - 1
-			break
+	// The same limit for the blocks taken from the free queue's head, if
+	// one the head of the waiting queue would reuse is among them.
+	limit := s.kv.free
+	if len(keep) > 0 {
+		walk := s.stretchTakes(steps, limit) // the queue's head the stretch may take
+		if walk < 0 {
+			walk = limit
 		}
-		taken += g
+		limit = s.kv.queuedBefore(keep, walk)
+	}
+	if taken := s.stretchTakes(steps, limit); taken < 0 {
+		steps = -taken - 1
 	}
 	if steps < 1 {
 		return 0, nil
@@ -101,36 +105,40 @@ func (s *Scheduler) Stretch() (steps int, b *Batch) {
 
 // headStaysOut reports whether the head of the waiting queue is certain
 // not to be admitted in a stretch, budget tokens left after the decodes,
-// as long as the stretch takes at most takes blocks from the free queue.
-// The head cannot have its blocks now, and a stretch only lowers the free
-// blocks, until it evicts a cached block the head would reuse: with its
-// prompt chunked, fewer hits can mean fewer blocks for this step. So the
-// stretch may take only the free blocks queued before the first such. A
-// head whose prompt continues a session might find blocks made by a
-// running turn's output, and paused requests would be freed for it:
-// neither is certain.
-func (s *Scheduler) headStaysOut(budget int) (takes int, ok bool) {
-	takes = 1 << 62
+// as long as the stretch evicts none of keep, the cached blocks the head
+// would reuse. The head cannot have its blocks now, and a stretch only
+// lowers the free blocks, until it evicts such a block: with its prompt
+// chunked, fewer hits can mean fewer blocks for this step. So the stretch
+// may take only the free blocks queued before the first of keep. A head
+// whose prompt continues a session might find blocks made by a running
+// turn's output, and paused requests would be freed for it: neither is
+// certain.
+func (s *Scheduler) headStaysOut(budget int) (keep []int32, ok bool) {
 	if budget <= 0 {
-		return takes, true // admission is not even tried
+		return nil, true // admission is not even tried
 	}
 	q := s.waiting.Peek()
 	if len(s.paused) > 0 || (q.Content != nil && q.Content.Session != 0) {
-		return 0, false
+		return nil, false
 	}
 	base := q.Computed
-	var hits []int32
 	if s.kv.caching && q.blocks == 0 {
 		base = s.kv.lookup(q)
-		hits = s.kv.hits
+		keep = s.kv.hits // valid until the next lookup
 	}
-	if s.kv.need(q, base+s.chunk(q.Tokens()-base, budget), hits) <= s.kv.free {
-		return 0, false
+	return keep, s.kv.need(q, base+s.chunk(q.Tokens()-base, budget), keep) > s.kv.free
+}
+
+// stretchTakes counts the blocks the first steps of a stretch take, at
+// most limit: when step j would take more it returns -j.
+func (s *Scheduler) stretchTakes(steps, limit int) int {
+	bs, taken := s.cfg.BlockSize, 0
+	for j := 1; j <= steps; j++ {
+		if taken += s.phases[(j-1)%bs]; taken > limit {
+			return -j
+		}
 	}
-	if len(hits) > 0 {
-		takes = s.kv.queuedBefore(hits)
-	}
-	return takes, true
+	return taken
 }
 
 // skipsWindows reports whether a window that passes in a stretch skips
