@@ -516,11 +516,6 @@ func fileLimit() int {
 	return int(rl.Cur)
 }
 
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
-}
-
 // parallel runs f(0..n-1) at most width at a time.
 func parallel(n, width int, f func(i int)) {
 	var wg sync.WaitGroup
