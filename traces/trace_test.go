@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	segjson "github.com/segmentio/encoding/json"
 )
 
 func sample() *Trace {
@@ -194,6 +197,40 @@ func FuzzWords(f *testing.F) {
 		n, _ := Words{}.CountTokens(s)
 		if want := len(strings.Fields(s)); n != want {
 			t.Fatalf("%q: %d words, strings.Fields says %d", s, n, want)
+		}
+	})
+}
+
+// FuzzRequestLine: a trace line's fast decoder and encoding/json accept
+// the same lines and read them alike (unmarshalRequest trusts the fast
+// one with every line it accepts).
+func FuzzRequestLine(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"r0","arrival_s":0.5,"prompt_tokens":12,"output_tokens":3}`,
+		`{"id":"a","arrival_s":1e2,"prompt_tokens":1,"output_tokens":1,"prompt":"h\u00e9\"llo","output":"x","priority":-2,"predictions":[{"generated":0,"remaining":4.5}],"hash_ids":[1,2],"hash_block":16,"session":"s"}`,
+		`{"ID":"r","Arrival_S":1,"PROMPT_TOKENS":2,"output_tokens":3,"id":"again"}`,
+		`{"id":"r","arrival_s":1,"prompt_tokens":2.0,"output_tokens":3}`,
+		`{"id":"r","arrival_s":1,"prompt_tokens":2,"output_tokens":3,"x":1}`,
+		`{"id":"r","arrival_s":1,"prompt_tokens":2,"output_tokens":3} {}`,
+		`{"id":"\xff","arrival_s":1,"prompt_tokens":2,"output_tokens":3}`,
+		`{"id":null,"arrival_s":1,"prompt_tokens":99999999999999999999,"output_tokens":3}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var std Request
+		stdErr := decodeOne(line, &std)
+		var fast Request
+		rest, fastErr := segjson.Parse(line, &fast, segjson.DisallowUnknownFields)
+		fastOK := fastErr == nil && len(bytes.TrimSpace(rest)) == 0
+		if stdErr == nil && !fastOK {
+			return // read again by encoding/json: the same result
+		}
+		if stdErr != nil && fastOK {
+			t.Fatalf("the fast decoder accepts what encoding/json refuses (%v): %q", stdErr, line)
+		}
+		if stdErr == nil && !reflect.DeepEqual(std, fast) {
+			t.Fatalf("decoded differently:\nencoding/json %+v\nfast          %+v\nline %q", std, fast, line)
 		}
 	})
 }
