@@ -122,7 +122,7 @@ func (r *Roofline) StepTime(b *policies.Batch) float64 {
 	if tokens == 0 {
 		return 0
 	}
-	return r.stepTime(float64(tokens), len(b.Items), b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn)
+	return r.stepTime(float64(tokens), b.Seqs(), b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn)
 }
 
 func (r *Roofline) stepTime(tokens float64, seqs, decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {

@@ -38,6 +38,10 @@ type Batch struct {
 	// runs: every slot's, idle ones' kept prompts included, and the
 	// step's new tokens (llama.cpp's attention reads them all).
 	KVCells int64
+	// Lazy counts the decodes not listed in Items, with
+	// Scheduler.SumsOnly: steady requests computing one token each,
+	// included in DecodeSeqs and DecodeContext.
+	Lazy int
 	// Wait: the core needs answers to its asks (Scheduler.Asks) before it
 	// can go on; the batch is empty and must not run. Answer, then call
 	// Next again.
@@ -48,7 +52,10 @@ type Batch struct {
 func (b *Batch) Tokens() int { return b.PrefillTokens + b.DecodeSeqs }
 
 // Empty reports whether the step computes nothing.
-func (b *Batch) Empty() bool { return len(b.Items) == 0 }
+func (b *Batch) Empty() bool { return len(b.Items) == 0 && b.Lazy == 0 }
+
+// Seqs is the number of requests the step computes tokens for.
+func (b *Batch) Seqs() int { return len(b.Items) + b.Lazy }
 
 func (b *Batch) reset(step int64) {
 	items := b.Items[:0]

@@ -29,7 +29,7 @@ func (p scriptPredictor) Predict(r *Request, generated int) float64 {
 // TestScenarios runs the scripts in testdata/: each file is a sequence of
 // commands and the expected output of each.
 //
-//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [async] [margin=TOKENS,RATIO] [cap=S] [slots]
+//	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [async] [margin=TOKENS,RATIO] [cap=S] [slots] [sums]
 //	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0] [hashes=1,2,3 hashblock=8] [session=7]
 //	step [n=1]     schedule one step, print it (after the asks it stopped for), complete it one second later
 //	state          print the queues and the free blocks
@@ -93,6 +93,7 @@ func TestScenarios(t *testing.T) {
 					return "error: " + err.Error()
 				}
 				s.KeepHistory = true
+				_, s.SumsOnly = args["sums"]
 				now = 0
 				clear(ids)
 				return "ok"
@@ -199,6 +200,9 @@ func step(s *Scheduler, now *float64, preds Predictor) string {
 	if b.Empty() {
 		sb.WriteString(" idle")
 	}
+	if b.Lazy > 0 {
+		fmt.Fprintf(&sb, " steady %d over %d cached", b.Lazy, b.DecodeContext-decodeContext(b.Items))
+	}
 	for _, it := range b.Items {
 		kind := "d"
 		if it.Tokens > 1 || it.Context < it.Seq.PromptTokens {
@@ -228,11 +232,26 @@ func step(s *Scheduler, now *float64, preds Predictor) string {
 	return sb.String()
 }
 
+// decodeContext sums the contexts of the decodes listed in items.
+func decodeContext(items []Item) int64 {
+	var c int64
+	for _, it := range items {
+		if it.Decode {
+			c += int64(it.Context)
+		}
+	}
+	return c
+}
+
 func dumpState(s *Scheduler) string {
 	var sb strings.Builder
 	sb.WriteString("running:")
 	for _, q := range s.running {
-		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s)", q.ID, q.Generated, q.Computed, q.blocks, predString(q))
+		c, gen, steady := s.computed(q), q.Generated, ""
+		if q.steady {
+			gen, steady = c-q.PromptTokens+1, " steady"
+		}
+		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s%s)", q.ID, gen, c, q.blocks, predString(q), steady)
 	}
 	sb.WriteString("\nwaiting:")
 	w := slices.Collect(s.waiting.All())

@@ -65,6 +65,13 @@ type Scheduler struct {
 	// writes).
 	ReportPredictions bool
 	made              []PredictionMade
+	// SumsOnly: the driver reads only a batch's sums (it prices steps, it
+	// runs none), so the core may keep steady decodes out of Batch.Items
+	// and cost per event (steady.go, DESIGN.md rule 22). Set it before the
+	// first Add. Between Next and Complete such a driver calls nothing but
+	// Asks, Answer and CheckInvariants.
+	SumsOnly bool
+	steady   steadySet
 	// OnGap, when set, is called with the inter-token gaps (seconds) of
 	// each step: n tokens in a row of the batch that had the same gap (a
 	// step's decodes mostly share one), so a driver counting millions of
@@ -551,6 +558,13 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 	if s.cfg.Slots && i == 0 {
 		s.slotOrder() // decodes first, then prompts in slot order (DESIGN.md rule 20)
 	}
+	if i == 0 && s.steadyPass(budget) {
+		// The steady head of the running list is scheduled: the others
+		// follow (DESIGN.md rule 22).
+		i, budget = s.steady.n, budget-s.steady.n
+	} else {
+		s.settle()
+	}
 	// Running requests first, in running-list order (DESIGN.md rule 2).
 	for ; i < len(s.running) && budget > 0; i++ {
 		q := s.running[i]
@@ -882,11 +896,16 @@ func (s *Scheduler) age() {
 // computed its tokens and each request whose known sequence is now fully
 // computed emitted one output token.
 func (s *Scheduler) Complete(now float64) {
+	prev := s.completed
 	s.completed = now
 	done := false
 	k := s.cfg.PredictionInterval
 	resubmit := s.pol.Rerank() == RerankResubmit
 	runGap, runN := 0.0, 0 // the current run of equal gaps, for OnGap
+	if s.batch.Lazy > 0 {
+		// The steady requests come first in the step, one gap for all.
+		runGap, runN = s.steadyComplete(now, prev)
+	}
 	for _, it := range s.batch.Items {
 		q := it.Seq
 		q.inBatch = false
@@ -918,15 +937,7 @@ func (s *Scheduler) Complete(now float64) {
 		}
 		q.lastToken = now
 		if q.Generated >= q.OutputTokens {
-			q.state = stFinished
-			q.rec.Finish = now
-			if s.cfg.Slots {
-				s.leaveSlot(q)
-			}
-			s.kv.release(q)
-			s.kv.forget(q)
-			s.stats.Finished++
-			s.finished = append(s.finished, q.rec)
+			s.finish(q, now)
 			done = true
 			continue
 		}
@@ -951,11 +962,32 @@ func (s *Scheduler) Complete(now float64) {
 	if runN > 0 && s.OnGap != nil {
 		s.OnGap(runGap, runN)
 	}
-	if !done {
-		return
+	if done {
+		s.dropEnded()
 	}
-	kept := s.running[:0]
-	for _, q := range s.running {
+	if s.steadyOn() {
+		s.joinSteady()
+	}
+}
+
+// finish ends running q, which made its last token at now.
+func (s *Scheduler) finish(q *Seq, now float64) {
+	q.state = stFinished
+	q.rec.Finish = now
+	if s.cfg.Slots {
+		s.leaveSlot(q)
+	}
+	s.kv.release(q)
+	s.kv.forget(q)
+	s.stats.Finished++
+	s.finished = append(s.finished, q.rec)
+}
+
+// dropEnded takes the requests that finished or left for resubmission
+// out of the running list (the steady ones have left already).
+func (s *Scheduler) dropEnded() {
+	kept := s.running[:s.steady.n]
+	for _, q := range s.running[s.steady.n:] {
 		switch {
 		case q.state == stRunning:
 			kept = append(kept, q)
@@ -975,6 +1007,7 @@ func (s *Scheduler) Complete(now float64) {
 // stay cached) and its record, marked aborted, is ready in TakeFinished.
 // It reports whether the request was still in the core.
 func (s *Scheduler) Abort(index int, now float64) bool {
+	s.settle()
 	var q *Seq
 	for i, r := range s.running {
 		if r.Index == index {
@@ -1034,8 +1067,8 @@ func (s *Scheduler) CheckInvariants() error {
 		if q.state != stRunning {
 			return fmt.Errorf("step %d: request %s in the running list in state %d", s.step, q.ID, q.state)
 		}
-		if q.blocks < s.blocksFor(q.Computed) {
-			return fmt.Errorf("step %d: request %s has %d computed tokens in %d blocks", s.step, q.ID, q.Computed, q.blocks)
+		if c := s.computed(q); q.blocks < s.blocksFor(c) {
+			return fmt.Errorf("step %d: request %s has %d computed tokens in %d blocks", s.step, q.ID, c, q.blocks)
 		}
 		holders = append(holders, q)
 	}
@@ -1054,8 +1087,8 @@ func (s *Scheduler) CheckInvariants() error {
 	if n := s.batch.Tokens(); n > s.cfg.MaxBatchedTokens {
 		return fmt.Errorf("step %d: %d tokens > budget %d", s.step, n, s.cfg.MaxBatchedTokens)
 	}
-	if len(s.batch.Items) > s.cfg.MaxSeqs {
-		return fmt.Errorf("step %d: %d sequences in the step > max_num_seqs %d", s.step, len(s.batch.Items), s.cfg.MaxSeqs)
+	if n := s.batch.Seqs(); n > s.cfg.MaxSeqs {
+		return fmt.Errorf("step %d: %d sequences in the step > max_num_seqs %d", s.step, n, s.cfg.MaxSeqs)
 	}
 	return nil
 }

@@ -61,6 +61,14 @@ type Seq struct {
 	rec       Record
 	serial    uint64  // the order of arrival: the private identity of its blocks
 	table     []int32 // KV block ids (prefix caching): held, or last held
+
+	// A steady decode (steady.go): while steady, Computed is sBase plus
+	// the core's steady counter and Generated, lastToken and rec lag.
+	steady bool
+	sEpoch uint32 // moves on when it leaves the set (stale bucket entries)
+	sBase  int64
+	sFrom  int64 // the counter when it joined
+	sKey   int64 // its running order within the set
 }
 
 // Tokens is the length of the request's known sequence: prompt plus

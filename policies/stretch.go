@@ -23,7 +23,7 @@ package policies
 // stretch is then built as usual by Next.
 func (s *Scheduler) Stretch() (steps int, b *Batch) {
 	n := len(s.running)
-	if n == 0 || s.cfg.Slots || len(s.asks) > 0 || s.resume.on || s.pendingPred > 0 ||
+	if n == 0 || s.steadyOn() || s.cfg.Slots || len(s.asks) > 0 || s.resume.on || s.pendingPred > 0 ||
 		len(s.asking) > 0 || len(s.answered) > 0 || n > s.cfg.MaxBatchedTokens {
 		return 0, nil
 	}

@@ -158,6 +158,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		core.KeepHistory = cfg.KeepHistory
+		// The simulator prices steps from their sums: a core that can
+		// keeps steady decodes lazily (cost per event); checks and the
+		// reference step through every request.
+		core.SumsOnly = !cfg.Check && !cfg.TokenByToken
 		core.OnGap = onGap
 		ws[i] = &worker{id: i, core: core}
 	}

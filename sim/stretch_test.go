@@ -12,14 +12,15 @@ import (
 	"github.com/elis-sim/elis-sim/traces"
 )
 
-// Macro-steps change no byte: on random workloads and setups -- every
-// policy and ISRTF mode, the guards, lazy, eager and asynchronous
-// predictions, routers over several engines, prefix caching on and off
-// with shared prefixes and sessions, KV pressure, chunked prefill,
-// overheads -- a run that takes stretches of decode steps at once gives
-// the records, counters, gap histogram and makespan of the run that steps
-// through every one.
-func TestStretchesChangeNothing(t *testing.T) {
+// The simulator's shortcuts change no byte: on random workloads and
+// setups -- every policy and ISRTF mode, the guards, lazy, eager and
+// asynchronous predictions, routers over several engines, prefix caching
+// on and off with shared prefixes and sessions, KV pressure, chunked
+// prefill, overheads -- a run that takes stretches of decode steps at once
+// and keeps steady decodes lazily gives the records, counters, gap
+// histogram and makespan of the run that steps through every request of
+// every step.
+func TestShortcutsChangeNothing(t *testing.T) {
 	pols := []string{"fcfs", "isrtf", "sjf", "srpt-oracle", "priority", "sjf-oracle"}
 	modes := []policies.Rerank{policies.RerankPause, policies.RerankNone, policies.RerankResubmit}
 	routers := []string{"least-loaded", "round-robin", "least-predicted-work", "prefix-affinity"}

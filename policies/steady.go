@@ -1,0 +1,297 @@
+package policies
+
+// Steady decodes: a core whose step costs per event, not per running
+// request (DESIGN.md rule 22). A running request that made a token in the
+// last step, holds exactly the blocks its tokens fill and is not at a
+// window that predicts decodes the same way at every step until an event
+// touches it: a block that fills (its identity is cached) or starts (one
+// is taken), its last token, a preemption. While every such request of
+// the running list's head stays steady, its token counts are offsets of
+// one counter, its blocks are taken and named from buckets by block
+// phase (in running order, as the per-request pass would), its finishes
+// come from a heap, and the step's sums from two running totals. A step
+// then visits the requests with an event, and the others (prompts being
+// computed) as usual. Anything that needs the requests themselves (a
+// preemption, a guard, a prediction window, an abort) first settles
+// them: their fields are written out and the per-request pass goes on
+// from there, so the stepping core stays the reference.
+//
+// Only a driver that reads a batch's sums may ask for it
+// (Scheduler.SumsOnly): a steady request computes its token without an
+// Item in Batch.Items (Batch.Lazy counts them).
+
+import "sort"
+
+type steadySet struct {
+	// n: running[:n] are steady, in running order (their keys increase).
+	n int
+	// dec counts the steady steps completed since the set began: a steady
+	// request has computed base+dec tokens.
+	dec     int64
+	sumBase int64 // of the members' bases
+	nextKey int64
+	// buckets holds the members by base mod BlockSize, in running order:
+	// at step dec, those with (base+dec) mod BlockSize = 0 start a block
+	// and those one short of it fill one. Members that left are skipped
+	// (their epoch moved on) and dropped when their bucket is next read.
+	buckets [][]steadyRef
+	ends    endHeap   // members by the dec at which they finish
+	gaps    []gapMark // (dec, gap) with gaps decreasing: the largest gap since a dec
+}
+
+type steadyRef struct {
+	q     *Seq
+	epoch uint32
+}
+
+type gapMark struct {
+	dec int64
+	gap float64
+}
+
+// steadyOn reports whether the core keeps steady decodes: its driver
+// reads sums only, and nothing it runs reads a running request between
+// events (a prediction window, a guard, llama.cpp's slots).
+func (s *Scheduler) steadyOn() bool {
+	return s.SumsOnly && !s.pol.Predictive() && !s.cfg.Slots && s.cfg.Guard.AgingSteps == 0 && s.cfg.Guard.SlowdownCap == 0
+}
+
+// computed is q's computed tokens, steady or not.
+func (s *Scheduler) computed(q *Seq) int {
+	if q.steady {
+		return int(q.sBase + s.steady.dec)
+	}
+	return q.Computed
+}
+
+// steadyable reports whether running q can join the steady set after the
+// step that ended last.
+func (s *Scheduler) steadyable(q *Seq) bool {
+	bs := s.cfg.BlockSize
+	return q.state == stRunning && q.Generated > 0 && q.Generated < q.OutputTokens && q.Computed == q.Tokens()-1 &&
+		q.lastToken == s.completed && !q.boundary && q.blocks == s.blocksFor(q.Computed) &&
+		(!s.kv.caching || int(q.hashed) == q.Computed/bs)
+}
+
+// joinSteady adds to the steady set the running requests after it that
+// can join, up to the first that cannot (the set stays a prefix of the
+// running list).
+func (s *Scheduler) joinSteady() {
+	f := &s.steady
+	bs := int64(s.cfg.BlockSize)
+	if len(f.buckets) == 0 {
+		f.buckets = make([][]steadyRef, bs)
+	}
+	for f.n < len(s.running) {
+		q := s.running[f.n]
+		if !s.steadyable(q) {
+			return
+		}
+		q.steady = true
+		q.sBase = int64(q.Computed) - f.dec
+		q.sFrom = f.dec
+		q.sKey = f.nextKey
+		f.nextKey++
+		r := ((q.sBase % bs) + bs) % bs
+		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sEpoch})
+		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q})
+		f.sumBase += q.sBase
+		f.n++
+	}
+}
+
+// settle writes out every steady request's fields and empties the set:
+// the core is then what stepping leaves.
+func (s *Scheduler) settle() {
+	f := &s.steady
+	if f.n == 0 && len(f.gaps) == 0 {
+		return
+	}
+	for _, q := range s.running[:f.n] {
+		s.materialize(q)
+		q.steady = false
+		q.sEpoch++
+	}
+	for i := range f.buckets {
+		clear(f.buckets[i])
+		f.buckets[i] = f.buckets[i][:0]
+	}
+	clear(f.ends)
+	f.ends = f.ends[:0]
+	f.gaps = f.gaps[:0]
+	f.n, f.dec, f.sumBase = 0, 0, 0
+}
+
+// materialize writes out steady q's tokens, last token time and largest
+// gap; q stays in the set.
+func (s *Scheduler) materialize(q *Seq) {
+	f := &s.steady
+	q.Computed = int(q.sBase + f.dec)
+	q.Generated = q.Computed - q.PromptTokens + 1
+	q.rec.Generated = q.Generated
+	if f.dec > q.sFrom {
+		q.lastToken = s.completed
+		// The first mark after q joined holds the largest gap since.
+		i := sort.Search(len(f.gaps), func(i int) bool { return f.gaps[i].dec > q.sFrom })
+		q.rec.MaxGap = max(q.rec.MaxGap, f.gaps[i].gap)
+	}
+}
+
+// steadyPass schedules a step's steady requests, when every running
+// request before the others is steady and the step certainly preempts
+// nothing: it takes and names the blocks their tokens start and fill, in
+// running order, and adds them to the batch's sums. It reports false,
+// changing nothing, when the per-request pass must run instead.
+func (s *Scheduler) steadyPass(budget int) bool {
+	f := &s.steady
+	if f.n == 0 || f.n > budget {
+		return false
+	}
+	bs := int64(s.cfg.BlockSize)
+	gi := ((-f.dec % bs) + bs) % bs // start a block: (base+dec) mod bs = 0
+	fi := ((-f.dec-1)%bs + bs) % bs // fill one: (base+dec+1) mod bs = 0
+	grow := f.buckets[gi]
+	need := 0
+	for _, r := range grow {
+		if r.epoch == r.q.sEpoch {
+			need++
+		}
+	}
+	// The others (prompts being computed) ask as the per-request pass
+	// would have them: with every block they need free, nothing is
+	// preempted.
+	left := budget - f.n
+	for _, q := range s.running[f.n:] {
+		if left <= 0 {
+			break
+		}
+		ask := s.ask(q, left)
+		if ask <= 0 {
+			continue
+		}
+		if up := q.Computed + ask; up > q.blocks*s.cfg.BlockSize {
+			need += s.kv.need(q, up, nil)
+		}
+		left -= ask
+	}
+	if need > s.kv.free {
+		return false
+	}
+	var fill []steadyRef
+	if s.kv.caching && fi != gi {
+		fill = f.buckets[fi]
+	}
+	// Merge the two buckets in running order, dropping members that left.
+	g, a := 0, 0
+	keptG, keptF := grow[:0], fill[:0]
+	for g < len(grow) || a < len(fill) {
+		var r steadyRef
+		if a >= len(fill) || (g < len(grow) && grow[g].q.sKey < fill[a].q.sKey) {
+			r, g = grow[g], g+1
+			if r.epoch != r.q.sEpoch {
+				continue
+			}
+			keptG = append(keptG, r)
+		} else {
+			r, a = fill[a], a+1
+			if r.epoch != r.q.sEpoch {
+				continue
+			}
+			keptF = append(keptF, r)
+		}
+		q := r.q
+		q.Computed = int(q.sBase + f.dec) // the token it computes now
+		s.alloc(q, 1)                     // the blocks were counted: it cannot fail
+	}
+	clear(grow[len(keptG):])
+	f.buckets[gi] = keptG
+	if fill != nil {
+		clear(fill[len(keptF):])
+		f.buckets[fi] = keptF
+	}
+	b := &s.batch
+	b.Lazy = f.n
+	b.DecodeSeqs += f.n
+	b.DecodeContext += f.sumBase + int64(f.n)*f.dec
+	return true
+}
+
+// steadyComplete ends a step's steady requests at now, prev being when
+// the step before ended (every one's last token): it moves the counter,
+// notes the step's gap, and ends those that made their last token, in
+// running order. It returns the gap and how many made a token.
+func (s *Scheduler) steadyComplete(now, prev float64) (gap float64, n int) {
+	f := &s.steady
+	n = s.batch.Lazy
+	gap = now - prev
+	f.dec++
+	for len(f.gaps) > 0 && f.gaps[len(f.gaps)-1].gap <= gap {
+		f.gaps = f.gaps[:len(f.gaps)-1]
+	}
+	f.gaps = append(f.gaps, gapMark{f.dec, gap})
+	for len(f.ends) > 0 && f.ends[0].at == f.dec {
+		q := f.ends.pop().q
+		s.materialize(q)
+		i := sort.Search(f.n, func(i int) bool { return s.running[i].sKey >= q.sKey })
+		copy(s.running[i:], s.running[i+1:])
+		s.running[len(s.running)-1] = nil
+		s.running = s.running[:len(s.running)-1]
+		q.steady = false
+		q.sEpoch++
+		f.n--
+		f.sumBase -= q.sBase
+		s.finish(q, now)
+	}
+	return gap, n
+}
+
+// endHeap is a min-heap of steady requests by the dec at which they
+// finish, then running order.
+type endHeap []endEntry
+
+type endEntry struct {
+	at, key int64
+	q       *Seq
+}
+
+func (h endHeap) less(i, j int) bool {
+	return h[i].at < h[j].at || (h[i].at == h[j].at && h[i].key < h[j].key)
+}
+
+func (h *endHeap) push(e endEntry) {
+	*h = append(*h, e)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !a.less(i, p) {
+			break
+		}
+		a[i], a[p] = a[p], a[i]
+		i = p
+	}
+}
+
+func (h *endHeap) pop() endEntry {
+	a := *h
+	top := a[0]
+	last := len(a) - 1
+	a[0] = a[last]
+	a[last] = endEntry{}
+	a = a[:last]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= len(a) {
+			break
+		}
+		if c+1 < len(a) && a.less(c+1, c) {
+			c++
+		}
+		if !a.less(c, i) {
+			break
+		}
+		a[i], a[c] = a[c], a[i]
+		i = c
+	}
+	*h = a
+	return top
+}
