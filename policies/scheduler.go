@@ -558,12 +558,18 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 	if s.cfg.Slots && i == 0 {
 		s.slotOrder() // decodes first, then prompts in slot order (DESIGN.md rule 20)
 	}
-	if i == 0 && s.steadyPass(budget) {
-		// The steady head of the running list is scheduled: the others
-		// follow (DESIGN.md rule 22).
-		i, budget = s.steady.n, budget-s.steady.n
-	} else {
-		s.settle()
+	if i == 0 {
+		// The steady head of the running list is scheduled first, the
+		// others as usual after it (DESIGN.md rule 22).
+		if p, stop, ok := s.steadyPass(budget); ok {
+			preempted = p
+			i, budget = s.steady.n, budget-s.steady.n
+			if stop {
+				i = len(s.running)
+			}
+		} else {
+			s.settle()
+		}
 	}
 	// Running requests first, in running-list order (DESIGN.md rule 2).
 	for ; i < len(s.running) && budget > 0; i++ {
@@ -586,8 +592,11 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 			vi := s.victim()
 			v := s.running[vi]
 			preempted = true
-			if v.inBatch {
+			switch {
+			case v.inBatch:
 				budget += b.drop(v)
+			case v.steady:
+				budget += s.dropSteady(v)
 			}
 			s.preempt(vi)
 			if vi < i {

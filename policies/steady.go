@@ -41,6 +41,7 @@ type steadySet struct {
 
 type steadyRef struct {
 	q     *Seq
+	key   int64 // q.sKey: running order without a visit to q
 	epoch uint32
 }
 
@@ -93,8 +94,8 @@ func (s *Scheduler) joinSteady() {
 		q.sKey = f.nextKey
 		f.nextKey++
 		r := ((q.sBase % bs) + bs) % bs
-		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sEpoch})
-		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q})
+		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sKey, q.sEpoch})
+		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q, epoch: q.sEpoch})
 		f.sumBase += q.sBase
 		f.n++
 	}
@@ -137,46 +138,22 @@ func (s *Scheduler) materialize(q *Seq) {
 	}
 }
 
-// steadyPass schedules a step's steady requests, when every running
-// request before the others is steady and the step certainly preempts
-// nothing: it takes and names the blocks their tokens start and fill, in
-// running order, and adds them to the batch's sums. It reports false,
-// changing nothing, when the per-request pass must run instead.
-func (s *Scheduler) steadyPass(budget int) bool {
+// steadyPass schedules the steady head of the running list as the
+// per-request pass would (DESIGN.md rules 2 and 3): in running order it
+// takes and names the blocks their tokens start and fill, preempting
+// where the cache is short, and adds them to the batch's sums. It reports
+// whether anything was preempted and whether the pass ends here (a
+// request preempted itself: nothing after it runs this step); the others
+// follow as usual. Without a steady head to schedule it reports ok false.
+func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	f := &s.steady
 	if f.n == 0 || f.n > budget {
-		return false
+		return false, false, false
 	}
 	bs := int64(s.cfg.BlockSize)
 	gi := ((-f.dec % bs) + bs) % bs // start a block: (base+dec) mod bs = 0
 	fi := ((-f.dec-1)%bs + bs) % bs // fill one: (base+dec+1) mod bs = 0
 	grow := f.buckets[gi]
-	need := 0
-	for _, r := range grow {
-		if r.epoch == r.q.sEpoch {
-			need++
-		}
-	}
-	// The others (prompts being computed) ask as the per-request pass
-	// would have them: with every block they need free, nothing is
-	// preempted.
-	left := budget - f.n
-	for _, q := range s.running[f.n:] {
-		if left <= 0 {
-			break
-		}
-		ask := s.ask(q, left)
-		if ask <= 0 {
-			continue
-		}
-		if up := q.Computed + ask; up > q.blocks*s.cfg.BlockSize {
-			need += s.kv.need(q, up, nil)
-		}
-		left -= ask
-	}
-	if need > s.kv.free {
-		return false
-	}
 	var fill []steadyRef
 	if s.kv.caching && fi != gi {
 		fill = f.buckets[fi]
@@ -184,9 +161,9 @@ func (s *Scheduler) steadyPass(budget int) bool {
 	// Merge the two buckets in running order, dropping members that left.
 	g, a := 0, 0
 	keptG, keptF := grow[:0], fill[:0]
-	for g < len(grow) || a < len(fill) {
+	for (g < len(grow) || a < len(fill)) && !stop {
 		var r steadyRef
-		if a >= len(fill) || (g < len(grow) && grow[g].q.sKey < fill[a].q.sKey) {
+		if a >= len(fill) || (g < len(grow) && grow[g].key < fill[a].key) {
 			r, g = grow[g], g+1
 			if r.epoch != r.q.sEpoch {
 				continue
@@ -201,8 +178,29 @@ func (s *Scheduler) steadyPass(budget int) bool {
 		}
 		q := r.q
 		q.Computed = int(q.sBase + f.dec) // the token it computes now
-		s.alloc(q, 1)                     // the blocks were counted: it cannot fail
+		for !s.alloc(q, 1) {
+			vi := s.victim()
+			v := s.running[vi]
+			preempted = true
+			if v.steady {
+				s.leaveSteady(v)
+			}
+			s.preempt(vi)
+			if v == q {
+				// It and every request after it miss this step: the
+				// steady ones after it leave the set as they are.
+				for _, w := range s.running[vi:f.n] {
+					s.leaveSteady(w)
+				}
+				f.n = vi
+				stop = true
+				break
+			}
+		}
 	}
+	// Keep what was not visited.
+	keptG = append(keptG, grow[g:]...)
+	keptF = append(keptF, fill[a:]...)
 	clear(grow[len(keptG):])
 	f.buckets[gi] = keptG
 	if fill != nil {
@@ -213,7 +211,31 @@ func (s *Scheduler) steadyPass(budget int) bool {
 	b.Lazy = f.n
 	b.DecodeSeqs += f.n
 	b.DecodeContext += f.sumBase + int64(f.n)*f.dec
-	return true
+	return preempted, stop, true
+}
+
+// leaveSteady writes out steady q and takes it out of the set, which it
+// must leave a prefix of the running list (q is then preempted, or the
+// set's tail). Its bucket and heap entries go stale.
+func (s *Scheduler) leaveSteady(q *Seq) {
+	f := &s.steady
+	s.materialize(q)
+	q.steady = false
+	q.sEpoch++
+	f.n--
+	f.sumBase -= q.sBase
+}
+
+// dropSteady takes steady q, scheduled in the step being built, out of
+// the set and the step (a victim the per-request pass chose), returning
+// its token to the budget as Batch.drop does.
+func (s *Scheduler) dropSteady(q *Seq) int {
+	b := &s.batch
+	b.Lazy--
+	b.DecodeSeqs--
+	b.DecodeContext -= q.sBase + s.steady.dec
+	s.leaveSteady(q)
+	return 1
 }
 
 // steadyComplete ends a step's steady requests at now, prev being when
@@ -229,17 +251,17 @@ func (s *Scheduler) steadyComplete(now, prev float64) (gap float64, n int) {
 		f.gaps = f.gaps[:len(f.gaps)-1]
 	}
 	f.gaps = append(f.gaps, gapMark{f.dec, gap})
-	for len(f.ends) > 0 && f.ends[0].at == f.dec {
-		q := f.ends.pop().q
-		s.materialize(q)
+	for len(f.ends) > 0 && f.ends[0].at <= f.dec {
+		e := f.ends.pop()
+		q := e.q
+		if e.epoch != q.sEpoch {
+			continue // it left the set
+		}
 		i := sort.Search(f.n, func(i int) bool { return s.running[i].sKey >= q.sKey })
+		s.leaveSteady(q)
 		copy(s.running[i:], s.running[i+1:])
 		s.running[len(s.running)-1] = nil
 		s.running = s.running[:len(s.running)-1]
-		q.steady = false
-		q.sEpoch++
-		f.n--
-		f.sumBase -= q.sBase
 		s.finish(q, now)
 	}
 	return gap, n
@@ -252,6 +274,7 @@ type endHeap []endEntry
 type endEntry struct {
 	at, key int64
 	q       *Seq
+	epoch   uint32 // stale once q left the set
 }
 
 func (h endHeap) less(i, j int) bool {
