@@ -36,6 +36,7 @@ type Scheduler struct {
 	batch      Batch
 	finished   []Record
 
+	bounds   []*Seq       // running requests at a window (boundary), in running order
 	aging    []agingEntry // waiting requests by the step they started waiting
 	promoted []*Seq
 	capped   capHeap // waiting requests by the step the slowdown cap promotes them
@@ -419,7 +420,7 @@ func (s *Scheduler) know(q *Seq, p float64) {
 	q.Predicted = p
 	if !q.initSet {
 		q.initSet = true
-		q.Initial = p + float64(q.Generated) // the total it implies
+		q.Initial = p + float64(s.generated(q)) // the total it implies
 	}
 }
 
@@ -748,7 +749,7 @@ func (s *Scheduler) protected(q *Seq) bool {
 		return true
 	}
 	lim := s.cfg.Guard.PreemptLimit
-	return lim > 0 && !math.IsInf(q.Initial, 0) && float64(q.Generated) >= lim*q.Initial
+	return lim > 0 && !math.IsInf(q.Initial, 0) && float64(s.generated(q)) >= lim*q.Initial
 }
 
 // preempt evicts running[i] by recomputation (DESIGN.md rule 4): its blocks are
@@ -769,9 +770,11 @@ func (s *Scheduler) preempt(i int) {
 // crossed a window boundary is paused, keeping its KV, when a waiting
 // request now ranks better and the batch is full.
 func (s *Scheduler) displace() {
-	for i := 0; i < len(s.running); i++ {
-		q := s.running[i]
-		if !q.boundary {
+	bounds := s.bounds // in running order: the order Complete met them
+	s.bounds = s.bounds[:0]
+	defer clear(bounds)
+	for _, q := range bounds {
+		if !q.boundary || q.state != stRunning {
 			continue
 		}
 		q.boundary = false
@@ -784,8 +787,11 @@ func (s *Scheduler) displace() {
 				continue // within the hysteresis band: noise, not a better job
 			}
 		}
+		i := s.runningIndex(q)
+		if q.steady {
+			s.leaveSteady(q)
+		}
 		s.running = append(s.running[:i], s.running[i+1:]...)
-		i--
 		// A pause is a preemption that keeps the KV cache; it does not stop
 		// admission, since admitting the better request is its point.
 		q.Preemptions++
@@ -909,11 +915,13 @@ func (s *Scheduler) Complete(now float64) {
 	s.completed = now
 	done := false
 	k := s.cfg.PredictionInterval
-	resubmit := s.pol.Rerank() == RerankResubmit
+	// Nothing joins or leaves the queues before the end: whether requests
+	// queue stays what it is now.
+	queued := s.queued(0)
 	runGap, runN := 0.0, 0 // the current run of equal gaps, for OnGap
 	if s.batch.Lazy > 0 {
 		// The steady requests come first in the step, one gap for all.
-		runGap, runN = s.steadyComplete(now, prev)
+		runGap, runN, done = s.steadyComplete(now, prev, queued)
 	}
 	for _, it := range s.batch.Items {
 		q := it.Seq
@@ -950,22 +958,8 @@ func (s *Scheduler) Complete(now float64) {
 			done = true
 			continue
 		}
-		if s.pol.Predictive() && q.Generated-q.lastPred >= k {
-			if s.cfg.LazyPredictions && !resubmit && !s.queued(0) {
-				// Nothing waits: no order can change; the next window
-				// predicts if something does.
-				q.lastPred = q.Generated
-				s.stats.PredictionsSkipped++
-				continue
-			}
-			s.want(q, now)
-			switch {
-			case resubmit:
-				q.state = stResubmit // leaves running; re-enqueued below
-				done = true
-			default:
-				q.boundary = true
-			}
+		if s.pol.Predictive() && q.Generated-q.lastPred >= k && s.window(q, now, queued) {
+			done = true
 		}
 	}
 	if runN > 0 && s.OnGap != nil {
@@ -977,6 +971,30 @@ func (s *Scheduler) Complete(now float64) {
 	if s.steadyOn() {
 		s.joinSteady()
 	}
+}
+
+// window is running q's prediction window at now, queued whether
+// requests queue: it predicts (DESIGN.md rules 11-14, 17) and reports
+// whether q leaves the running list (resubmission).
+func (s *Scheduler) window(q *Seq, now float64, queued bool) bool {
+	mode := s.pol.Rerank()
+	if s.cfg.LazyPredictions && mode != RerankResubmit && !queued {
+		// Nothing waits: no order can change; the next window predicts
+		// if something does.
+		q.lastPred = q.Generated
+		s.stats.PredictionsSkipped++
+		return false
+	}
+	s.want(q, now)
+	switch mode {
+	case RerankResubmit:
+		q.state = stResubmit // leaves running; re-enqueued by dropEnded
+		return true
+	case RerankPause:
+		q.boundary = true // displace looks at it in the next step
+		s.bounds = append(s.bounds, q)
+	}
+	return false
 }
 
 // finish ends running q, which made its last token at now.
@@ -995,8 +1013,12 @@ func (s *Scheduler) finish(q *Seq, now float64) {
 // dropEnded takes the requests that finished or left for resubmission
 // out of the running list (the steady ones have left already).
 func (s *Scheduler) dropEnded() {
-	kept := s.running[:s.steady.n]
-	for _, q := range s.running[s.steady.n:] {
+	// The steady ones first (they lead the running list), then the others;
+	// the list stays whole until all are re-enqueued, as each enqueue
+	// reads its length.
+	n := s.steadyResubmit()
+	kept := s.running[:n]
+	for _, q := range s.running[n:] {
 		switch {
 		case q.state == stRunning:
 			kept = append(kept, q)
@@ -1009,6 +1031,7 @@ func (s *Scheduler) dropEnded() {
 	}
 	clear(s.running[len(kept):])
 	s.running = kept
+	s.dropSteadyGone()
 }
 
 // Abort drops the request with the driver's index, wherever it is (its

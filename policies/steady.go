@@ -20,7 +20,11 @@ package policies
 // (Scheduler.SumsOnly): a steady request computes its token without an
 // Item in Batch.Items (Batch.Lazy counts them).
 
-import "sort"
+import (
+	"cmp"
+	"slices"
+	"sort"
+)
 
 type steadySet struct {
 	// n: running[:n] are steady, in running order (their keys increase).
@@ -36,7 +40,11 @@ type steadySet struct {
 	// (their epoch moved on) and dropped when their bucket is next read.
 	buckets [][]steadyRef
 	ends    endHeap   // members by the dec at which they finish
+	windows endHeap   // members by the dec of their next prediction window
 	gaps    []gapMark // (dec, gap) with gaps decreasing: the largest gap since a dec
+	// gone are the members that finished or left for resubmission in the
+	// step Complete ends, still in the running list until dropEnded.
+	gone []*Seq
 }
 
 type steadyRef struct {
@@ -51,13 +59,13 @@ type gapMark struct {
 }
 
 // steadyOn reports whether the core keeps steady decodes: its driver
-// reads sums only, and nothing it runs reads a running request between
-// events (a prediction window, a guard, llama.cpp's slots).
+// reads sums only, and no guard reads running requests at every step
+// (aging, the slowdown cap) nor are there llama.cpp's slots.
 func (s *Scheduler) steadyOn() bool {
-	return s.SumsOnly && !s.pol.Predictive() && !s.cfg.Slots && s.cfg.Guard.AgingSteps == 0 && s.cfg.Guard.SlowdownCap == 0
+	return s.SumsOnly && !s.cfg.Slots && s.cfg.Guard.AgingSteps == 0 && s.cfg.Guard.SlowdownCap == 0
 }
 
-// computed is q's computed tokens, steady or not.
+// computed and generated are q's tokens, steady or not.
 func (s *Scheduler) computed(q *Seq) int {
 	if q.steady {
 		return int(q.sBase + s.steady.dec)
@@ -65,12 +73,32 @@ func (s *Scheduler) computed(q *Seq) int {
 	return q.Computed
 }
 
+func (s *Scheduler) generated(q *Seq) int {
+	if q.steady {
+		return int(q.sBase+s.steady.dec) - q.PromptTokens + 1
+	}
+	return q.Generated
+}
+
+// runningIndex is q's index in the running list.
+func (s *Scheduler) runningIndex(q *Seq) int {
+	if q.steady {
+		return sort.Search(s.steady.n, func(i int) bool { return s.running[i].sKey >= q.sKey })
+	}
+	for i := len(s.running) - 1; i >= s.steady.n; i-- {
+		if s.running[i] == q {
+			return i
+		}
+	}
+	return slices.Index(s.running, q)
+}
+
 // steadyable reports whether running q can join the steady set after the
 // step that ended last.
 func (s *Scheduler) steadyable(q *Seq) bool {
 	bs := s.cfg.BlockSize
 	return q.state == stRunning && q.Generated > 0 && q.Generated < q.OutputTokens && q.Computed == q.Tokens()-1 &&
-		q.lastToken == s.completed && !q.boundary && q.blocks == s.blocksFor(q.Computed) &&
+		q.lastToken == s.completed && q.blocks == s.blocksFor(q.Computed) &&
 		(!s.kv.caching || int(q.hashed) == q.Computed/bs)
 }
 
@@ -96,6 +124,9 @@ func (s *Scheduler) joinSteady() {
 		r := ((q.sBase % bs) + bs) % bs
 		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sKey, q.sEpoch})
 		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q, epoch: q.sEpoch})
+		if s.pol.Predictive() {
+			f.windows.push(endEntry{at: f.dec + int64(s.cfg.PredictionInterval-(q.Generated-q.lastPred)), key: q.sKey, q: q, epoch: q.sEpoch})
+		}
 		f.sumBase += q.sBase
 		f.n++
 	}
@@ -119,6 +150,8 @@ func (s *Scheduler) settle() {
 	}
 	clear(f.ends)
 	f.ends = f.ends[:0]
+	clear(f.windows)
+	f.windows = f.windows[:0]
 	f.gaps = f.gaps[:0]
 	f.n, f.dec, f.sumBase = 0, 0, 0
 }
@@ -154,6 +187,11 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	gi := ((-f.dec % bs) + bs) % bs // start a block: (base+dec) mod bs = 0
 	fi := ((-f.dec-1)%bs + bs) % bs // fill one: (base+dec+1) mod bs = 0
 	grow := f.buckets[gi]
+	if s.cfg.LazyPredictions && s.pol.Predictive() && s.mayPreempt(grow, budget) {
+		// Its victims would be chosen by predictions not yet made, which
+		// stops the step midway: the per-request pass does that.
+		return false, false, false
+	}
 	var fill []steadyRef
 	if s.kv.caching && fi != gi {
 		fill = f.buckets[fi]
@@ -179,6 +217,9 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 		q := r.q
 		q.Computed = int(q.sBase + f.dec) // the token it computes now
 		for !s.alloc(q, 1) {
+			if s.freePaused(nil) {
+				continue
+			}
 			vi := s.victim()
 			v := s.running[vi]
 			preempted = true
@@ -214,6 +255,34 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	return preempted, stop, true
 }
 
+// mayPreempt reports whether a step could run short of blocks: the
+// blocks the steady requests start (grow, their bucket) and the others'
+// asks, with budget tokens, need more than are free.
+func (s *Scheduler) mayPreempt(grow []steadyRef, budget int) bool {
+	f := &s.steady
+	need := 0
+	for _, r := range grow {
+		if r.epoch == r.q.sEpoch {
+			need++
+		}
+	}
+	left := budget - f.n
+	for _, q := range s.running[f.n:] {
+		if left <= 0 {
+			break
+		}
+		ask := s.ask(q, left)
+		if ask <= 0 {
+			continue
+		}
+		if up := q.Computed + ask; up > q.blocks*s.cfg.BlockSize {
+			need += s.kv.need(q, up, nil)
+		}
+		left -= ask
+	}
+	return need > s.kv.free
+}
+
 // leaveSteady writes out steady q and takes it out of the set, which it
 // must leave a prefix of the running list (q is then preempted, or the
 // set's tail). Its bucket and heap entries go stale.
@@ -239,10 +308,12 @@ func (s *Scheduler) dropSteady(q *Seq) int {
 }
 
 // steadyComplete ends a step's steady requests at now, prev being when
-// the step before ended (every one's last token): it moves the counter,
-// notes the step's gap, and ends those that made their last token, in
-// running order. It returns the gap and how many made a token.
-func (s *Scheduler) steadyComplete(now, prev float64) (gap float64, n int) {
+// the step before ended (every one's last token), queued whether requests
+// queue: it moves the counter, notes the step's gap, ends those that made
+// their last token and runs the windows reached, each in running order.
+// It returns the gap, how many made a token, and whether any leaves the
+// running list (dropEnded takes them out).
+func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64, n int, gone bool) {
 	f := &s.steady
 	n = s.batch.Lazy
 	gap = now - prev
@@ -257,14 +328,62 @@ func (s *Scheduler) steadyComplete(now, prev float64) (gap float64, n int) {
 		if e.epoch != q.sEpoch {
 			continue // it left the set
 		}
-		i := sort.Search(f.n, func(i int) bool { return s.running[i].sKey >= q.sKey })
 		s.leaveSteady(q)
+		f.gone = append(f.gone, q)
+		s.finish(q, now)
+	}
+	// A window changes nothing a finish reads, nor the reverse: the
+	// windows run after the finishes, in running order among themselves.
+	k := int64(s.cfg.PredictionInterval)
+	for len(f.windows) > 0 && f.windows[0].at <= f.dec {
+		e := f.windows.pop()
+		q := e.q
+		if e.epoch != q.sEpoch {
+			continue
+		}
+		s.materialize(q)
+		if s.window(q, now, queued) {
+			s.leaveSteady(q) // resubmitted
+			f.gone = append(f.gone, q)
+			continue
+		}
+		e.at += k
+		f.windows.push(e)
+	}
+	return gap, n, len(f.gone) > 0
+}
+
+// steadyResubmit re-enqueues, in running order, the steady requests that
+// left for resubmission in the last step, and returns the length of the
+// running list's head they and the finished ones shared with the set
+// (dropSteadyGone takes them out).
+func (s *Scheduler) steadyResubmit() int {
+	f := &s.steady
+	slices.SortFunc(f.gone, func(a, b *Seq) int { return cmp.Compare(a.sKey, b.sKey) })
+	for _, q := range f.gone {
+		if q.state == stResubmit {
+			s.freeBlocks(q)
+			s.enqueue(q, false)
+		}
+	}
+	return f.n + len(f.gone)
+}
+
+// dropSteadyGone takes the steady requests that left in the last step out
+// of the running list's head, whose keys still increase.
+func (s *Scheduler) dropSteadyGone() {
+	f := &s.steady
+	end := f.n + len(f.gone)
+	for j := len(f.gone) - 1; j >= 0; j-- {
+		q := f.gone[j]
+		i := sort.Search(end, func(i int) bool { return s.running[i].sKey >= q.sKey })
 		copy(s.running[i:], s.running[i+1:])
 		s.running[len(s.running)-1] = nil
 		s.running = s.running[:len(s.running)-1]
-		s.finish(q, now)
+		end--
 	}
-	return gap, n
+	clear(f.gone)
+	f.gone = f.gone[:0]
 }
 
 // endHeap is a min-heap of steady requests by the dec at which they
