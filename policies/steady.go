@@ -187,7 +187,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	gi := ((-f.dec % bs) + bs) % bs // start a block: (base+dec) mod bs = 0
 	fi := ((-f.dec-1)%bs + bs) % bs // fill one: (base+dec+1) mod bs = 0
 	grow := f.buckets[gi]
-	if s.cfg.LazyPredictions && s.pol.Predictive() && s.mayPreempt(grow, budget) {
+	if s.cfg.LazyPredictions && s.pol.Predictive() && s.mayPreempt(grow, budget) && s.lazyRunning() {
 		// Its victims would be chosen by predictions not yet made, which
 		// stops the step midway: the per-request pass does that.
 		return false, false, false
@@ -281,6 +281,12 @@ func (s *Scheduler) mayPreempt(grow []steadyRef, budget int) bool {
 		left -= ask
 	}
 	return need > s.kv.free
+}
+
+// lazyRunning reports whether a running request was admitted without a
+// prediction (LazyPredictions), for which a victim choice would ask.
+func (s *Scheduler) lazyRunning() bool {
+	return slices.ContainsFunc(s.running, func(q *Seq) bool { return q.lazy })
 }
 
 // leaveSteady writes out steady q and takes it out of the set, which it
