@@ -35,7 +35,6 @@ func (p scriptPredictor) Predict(r *Request, generated int) float64 {
 //	state          print the queues and the free blocks
 //	cache          print the prefix cache: free queue (head first), block tables, hits
 //	abort id=a     the client of a left: drop it
-//	stretch [take=N]  what Stretch reports; take N of its steps (default all), each a second long
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		var s *Scheduler
@@ -138,22 +137,6 @@ func TestScenarios(t *testing.T) {
 				return dumpState(s)
 			case "cache":
 				return dumpCache(s)
-			case "stretch":
-				k, b := s.Stretch()
-				if k < 1 {
-					return "no stretch"
-				}
-				out := fmt.Sprintf("stretch of %d steps: %d decodes over %d cached tokens", k, b.DecodeSeqs, b.DecodeContext)
-				ends := make([]float64, min(num("take", k), k))
-				for i := range ends {
-					now++
-					ends[i] = now
-				}
-				s.Advance(ends)
-				if err := s.CheckInvariants(); err != nil {
-					d.Fatalf(t, "%v", err)
-				}
-				return fmt.Sprintf("%s; took %d | free %d", out, len(ends), s.FreeBlocks())
 			case "abort":
 				if !s.Abort(ids[args["id"]], now) {
 					return "not in the core"

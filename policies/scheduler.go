@@ -68,7 +68,7 @@ type Scheduler struct {
 	made              []PredictionMade
 	// SumsOnly: the driver reads only a batch's sums (it prices steps, it
 	// runs none), so the core may keep steady decodes out of Batch.Items
-	// and cost per event (steady.go, DESIGN.md rule 22). Set it before the
+	// and cost per event (steady.go, DESIGN.md rule 21). Set it before the
 	// first Add. Between Next and Complete such a driver calls nothing but
 	// Asks, Answer and CheckInvariants.
 	SumsOnly bool
@@ -87,10 +87,6 @@ type Scheduler struct {
 	slotBusy  []bool
 	slotUsed  []int64
 
-	// Advance's scratch: requests by block phase, their computed tokens.
-	phases    []int
-	byRoom    [][]int32 // running indexes
-	computed0 []int
 	completed float64 // the time the last step ended (Complete's)
 
 	stats Stats
@@ -561,7 +557,7 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 	}
 	if i == 0 {
 		// The steady head of the running list is scheduled first, the
-		// others as usual after it (DESIGN.md rule 22).
+		// others as usual after it (DESIGN.md rule 21).
 		if p, stop, ok := s.steadyPass(budget); ok {
 			preempted = p
 			i, budget = s.steady.n, budget-s.steady.n

@@ -1,20 +1,18 @@
 package policies
 
 // Steady decodes: a core whose step costs per event, not per running
-// request (DESIGN.md rule 22). A running request that made a token in the
-// last step, holds exactly the blocks its tokens fill and is not at a
-// window that predicts decodes the same way at every step until an event
-// touches it: a block that fills (its identity is cached) or starts (one
-// is taken), its last token, a preemption. While every such request of
-// the running list's head stays steady, its token counts are offsets of
-// one counter, its blocks are taken and named from buckets by block
-// phase (in running order, as the per-request pass would), its finishes
-// come from a heap, and the step's sums from two running totals. A step
-// then visits the requests with an event, and the others (prompts being
-// computed) as usual. Anything that needs the requests themselves (a
-// preemption, a guard, a prediction window, an abort) first settles
-// them: their fields are written out and the per-request pass goes on
-// from there, so the stepping core stays the reference.
+// request (DESIGN.md rule 21). A running request that made a token in the
+// last step and holds exactly the blocks its tokens fill decodes the same
+// way at every step until an event touches it: a block that fills (its
+// identity is cached) or starts (one is taken), its last token, its
+// prediction window, a preemption. The steady head of the running list
+// keeps its token counts as offsets of one counter; its block events come
+// from buckets by block phase, its finishes and windows from heaps, all in
+// running order, and the step's sums from two running totals. A step
+// visits the requests with an event, and the others (prompts being
+// computed) as before. What needs the per-request pass (an abort, a victim
+// choice that asks) first writes every steady request out (settle), so the
+// per-request core stays the reference.
 //
 // Only a driver that reads a batch's sums may ask for it
 // (Scheduler.SumsOnly): a steady request computes its token without an
@@ -59,10 +57,10 @@ type gapMark struct {
 }
 
 // steadyOn reports whether the core keeps steady decodes: its driver
-// reads sums only, and no guard reads running requests at every step
-// (aging, the slowdown cap) nor are there llama.cpp's slots.
+// reads sums only, and the running list keeps its order from step to
+// step (llama.cpp's slots sort it at every step).
 func (s *Scheduler) steadyOn() bool {
-	return s.SumsOnly && !s.cfg.Slots && s.cfg.Guard.AgingSteps == 0 && s.cfg.Guard.SlowdownCap == 0
+	return s.SumsOnly && !s.cfg.Slots
 }
 
 // computed and generated are q's tokens, steady or not.

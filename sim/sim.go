@@ -26,9 +26,9 @@ type Config struct {
 	// Check verifies the core's invariants after every step (tests use it;
 	// it costs time).
 	Check bool
-	// TokenByToken steps through every step, where the simulator would
-	// take a stretch of pure decode steps at once (policies.Scheduler.
-	// Stretch): the reference macro-steps are checked against.
+	// TokenByToken visits every running request at every step, where the
+	// simulator would let the core keep steady decodes lazily (policies.
+	// Scheduler.SumsOnly): the reference the shortcut is checked against.
 	TokenByToken bool
 	// KeepHistory keeps every prediction in the records.
 	KeepHistory bool
@@ -61,18 +61,6 @@ type worker struct {
 	core  *policies.Scheduler
 	busy  bool
 	until float64
-	// The ends of the steps of a stretch taken at once, whose inter-token
-	// gaps (one per step, for gapN requests) are reported in time order
-	// among the other workers' events, as stepping would report them;
-	// gapI indexes the next, gapPrev is the end before it.
-	gaps    []float64
-	gapI    int
-	gapN    int
-	gapPrev float64
-	// Stretches are looked for only while they pay: after one that was
-	// not there or short, the next skip step starts go by without
-	// looking, skip doubling (to 64) until one is long again.
-	skip, backoff int
 }
 
 // PredictorFor builds the predictor a run uses, and the sigma of a noisy one.
@@ -150,7 +138,6 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	if cfg.OnRecord == nil {
 		res.Records = make([]policies.Record, len(tr.Requests))
 	}
-	onGap := func(g float64, n int) { res.Gaps.AddN(g, uint64(n)) }
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {
 		core, err := policies.NewScheduler(cfg.Engine, pol)
@@ -162,7 +149,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		// keeps steady decodes lazily (cost per event); checks and the
 		// reference step through every request.
 		core.SumsOnly = !cfg.Check && !cfg.TokenByToken
-		core.OnGap = onGap
+		core.OnGap = func(g float64, n int) { res.Gaps.AddN(g, uint64(n)) }
 		ws[i] = &worker{id: i, core: core}
 	}
 	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), pred)
@@ -185,39 +172,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			dispatch.Done(r.Index)
 		}
 	}
-	var nextArrival func() float64 // when the next request joins (+Inf: none)
 	start := func(w *worker, now float64) error {
 		// The core asks for its predictions; the simulator answers at
 		// once, as the patch's synchronous predictor call would.
 		answers = policies.AnswerAll(w.core, pred, answers)
-		if w.skip > 0 {
-			w.skip--
-		} else if !cfg.Check && !cfg.TokenByToken {
-			// A stretch of pure decode steps, priced step by step from the
-			// batch's sums and taken at once, up to the next arrival.
-			k, b := w.core.Stretch()
-			if k == 0 {
-				w.backoff = min(max(2*w.backoff, 1), 8)
-				w.skip = w.backoff
-			} else {
-				w.backoff = 0
-			}
-			if k > 0 {
-				nextAt := nextArrival()
-				w.gaps, w.gapI, w.gapN, w.gapPrev = w.gaps[:0], 0, b.DecodeSeqs, now
-				ctx0, n := b.DecodeContext, int64(b.DecodeSeqs)
-				for j := range k {
-					b.DecodeContext = ctx0 + int64(j)*n
-					end := now + cfg.Cost.StepTime(b) + cost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
-					if end >= nextAt {
-						break
-					}
-					w.gaps = append(w.gaps, end)
-					now = end
-				}
-				w.core.Advance(w.gaps)
-			}
-		}
 		b := w.core.Next(now)
 		for b.Wait {
 			answers = policies.AnswerAll(w.core, pred, answers)
@@ -273,33 +231,13 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		}
 		return order[k], joins[k]
 	}
-	nextArrival = func() float64 {
-		if next < len(reqs) {
-			_, at := joinAt(next)
-			return at
-		}
-		return math.Inf(1)
-	}
 	last := t0
 	for {
-		wi, tEnd, gap := -1, math.Inf(1), false
+		wi, tEnd := -1, math.Inf(1)
 		for i, w := range ws {
-			if w.gapI < len(w.gaps) { // a step of a stretch ends first
-				if t := w.gaps[w.gapI]; t < tEnd {
-					wi, tEnd, gap = i, t, true
-				}
-				continue
-			}
 			if w.busy && w.until < tEnd {
-				wi, tEnd, gap = i, w.until, false
+				wi, tEnd = i, w.until
 			}
-		}
-		if gap {
-			w := ws[wi]
-			onGap(tEnd-w.gapPrev, w.gapN)
-			w.gapPrev = tEnd
-			w.gapI++
-			continue
 		}
 		nextAt := math.Inf(1)
 		if next < len(reqs) {

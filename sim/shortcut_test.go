@@ -16,10 +16,9 @@ import (
 // setups -- every policy and ISRTF mode, the guards, lazy, eager and
 // asynchronous predictions, routers over several engines, prefix caching
 // on and off with shared prefixes and sessions, KV pressure, chunked
-// prefill, overheads -- a run that takes stretches of decode steps at once
-// and keeps steady decodes lazily gives the records, counters, gap
-// histogram and makespan of the run that steps through every request of
-// every step.
+// prefill, overheads -- a run whose core keeps steady decodes lazily
+// gives the records, counters, gap histogram and makespan of the run that
+// visits every request of every step.
 func TestShortcutsChangeNothing(t *testing.T) {
 	pols := []string{"fcfs", "isrtf", "sjf", "srpt-oracle", "priority", "sjf-oracle"}
 	modes := []policies.Rerank{policies.RerankPause, policies.RerankNone, policies.RerankResubmit}
@@ -65,7 +64,7 @@ func TestShortcutsChangeNothing(t *testing.T) {
 			cfg.Overheads = cost.Overheads{PerRequest: 1e-3 * rng.Float64(), PerPromptToken: 1e-6 * rng.Float64(), PerOutputToken: 1e-4 * rng.Float64()}
 		}
 		name := fmt.Sprintf("seed %d: %s/%v, %d workers (%s), engine %+v", seed, cfg.Policy, cfg.Mode, cfg.Workers, cfg.Router, eng)
-		macro, err := Run(tr, cfg)
+		fast, err := Run(tr, cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -74,8 +73,8 @@ func TestShortcutsChangeNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if a, b := runBytes(t, macro), runBytes(t, ref); a != b {
-			t.Fatalf("%s: macro-steps changed the run:\n%s\nstepped:\n%s", name, first(a, b), first(b, a))
+		if a, b := runBytes(t, fast), runBytes(t, ref); a != b {
+			t.Fatalf("%s: the shortcut changed the run:\n%s\nstepped:\n%s", name, first(a, b), first(b, a))
 		}
 	}
 }
