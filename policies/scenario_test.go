@@ -254,7 +254,7 @@ func dumpState(s *Scheduler) string {
 }
 
 func predString(q *Seq) string {
-	if q.rec.Predictions == nil {
+	if q.rec.predictions == nil {
 		return ""
 	}
 	return fmt.Sprintf(" pred=%g", q.Predicted)

@@ -266,9 +266,9 @@ func (s *Scheduler) rankLazy() {
 
 func (s *Scheduler) reject(q *Seq, why string) {
 	q.state = stRejected
-	q.rec.Rejected = why
+	q.rec.rejected = why
 	s.stats.Rejected++
-	s.finished = append(s.finished, q.rec)
+	s.finished = append(s.finished, q.record())
 }
 
 // enqueue puts q in the waiting queue; front puts it ahead of every other
@@ -379,7 +379,7 @@ func (s *Scheduler) Answer(remaining []float64) {
 		}
 		s.stats.Errors.Add(p, a.remaining)
 		if s.KeepHistory {
-			q.rec.Predictions = append(q.rec.Predictions, Prediction{At: a.at, Generated: a.Generated, Predicted: p, Actual: a.remaining})
+			q.rec.predictions = append(q.rec.predictions, Prediction{At: a.at, Generated: a.Generated, Predicted: p, Actual: a.remaining})
 		}
 		if s.ReportPredictions {
 			s.made = append(s.made, PredictionMade{ID: q.ID, Index: q.Index, At: a.at, Generated: a.Generated, Predicted: p,
@@ -475,7 +475,7 @@ func (s *Scheduler) admit(q *Seq, budget int) (int, bool) {
 	}
 	if fresh {
 		q.Computed = base
-		q.rec.CachedTokens += int32(base)
+		q.rec.cachedTokens += int32(base)
 		s.stats.PrefixQueried += int64(q.Tokens())
 		s.stats.PrefixHit += int64(base)
 	}
@@ -695,8 +695,8 @@ func (s *Scheduler) chunk(left, budget int) int {
 
 func (s *Scheduler) place(q *Seq, tokens int, now float64) {
 	q.inBatch = true
-	if q.rec.FirstScheduled < 0 {
-		q.rec.FirstScheduled = now
+	if q.rec.firstScheduled < 0 {
+		q.rec.firstScheduled = now
 	}
 	s.batch.add(q, tokens)
 }
@@ -756,7 +756,6 @@ func (s *Scheduler) preempt(i int) {
 	q.inBatch = false
 	s.freeBlocks(q)
 	q.Preemptions++
-	q.rec.Preemptions++
 	s.stats.Preemptions++
 	s.batch.Preempted++
 	s.enqueue(q, true)
@@ -791,7 +790,6 @@ func (s *Scheduler) displace() {
 		// A pause is a preemption that keeps the KV cache; it does not stop
 		// admission, since admitting the better request is its point.
 		q.Preemptions++
-		q.rec.Preemptions++
 		s.stats.Preemptions++
 		q.paused = true
 		s.paused = append(s.paused, q)
@@ -923,7 +921,7 @@ func (s *Scheduler) Complete(now float64) {
 		q := it.Seq
 		q.inBatch = false
 		if s.kv.caching && !it.Decode {
-			q.rec.PrefillTokens += int32(it.Tokens)
+			q.rec.prefillTokens += int32(it.Tokens)
 		}
 		q.Computed += it.Tokens
 		if s.cfg.Slots {
@@ -933,12 +931,11 @@ func (s *Scheduler) Complete(now float64) {
 			continue // a prefill chunk: no token yet
 		}
 		q.Generated++
-		q.rec.Generated = q.Generated
-		if q.rec.FirstToken < 0 {
-			q.rec.FirstToken = now
+		if q.rec.firstToken < 0 {
+			q.rec.firstToken = now
 		} else {
 			gap := now - q.lastToken
-			q.rec.MaxGap = max(q.rec.MaxGap, gap)
+			q.rec.maxGap = max(q.rec.maxGap, gap)
 			if runN > 0 && gap == runGap {
 				runN++
 			} else {
@@ -996,14 +993,14 @@ func (s *Scheduler) window(q *Seq, now float64, queued bool) bool {
 // finish ends running q, which made its last token at now.
 func (s *Scheduler) finish(q *Seq, now float64) {
 	q.state = stFinished
-	q.rec.Finish = now
+	q.rec.finish = now
 	if s.cfg.Slots {
 		s.leaveSlot(q)
 	}
 	s.kv.release(q)
 	s.kv.forget(q)
 	s.stats.Finished++
-	s.finished = append(s.finished, q.rec)
+	s.finished = append(s.finished, q.record())
 }
 
 // dropEnded takes the requests that finished or left for resubmission
@@ -1072,10 +1069,10 @@ func (s *Scheduler) Abort(index int, now float64) bool {
 	s.kv.forget(q)
 	q.Computed = 0
 	q.state = stFinished
-	q.rec.Rejected = "aborted"
-	q.rec.Finish = -1
+	q.rec.rejected = "aborted"
+	q.rec.finish = -1
 	s.stats.Aborted++
-	s.finished = append(s.finished, q.rec)
+	s.finished = append(s.finished, q.record())
 	return true
 }
 

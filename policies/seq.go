@@ -58,7 +58,7 @@ type Seq struct {
 	lastPred  int   // Generated at the last prediction
 	waitSince int64 // step at which it last entered the waiting queue (aging)
 	promoted  int64 // step until which aging promotes it; 0 when not promoted
-	rec       Record
+	rec       measured
 	serial    uint64  // the order of arrival: the private identity of its blocks
 	table     []int32 // KV block ids (prefix caching): held, or last held
 
@@ -95,9 +95,26 @@ func (s *Seq) BlockTable() []int32 {
 
 func newSeq(r Request, order int64) *Seq {
 	s := &Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), heapIdx: -1, order: order}
-	s.rec = Record{ID: r.ID, Index: r.Index, Arrival: r.Arrival, PromptTokens: r.PromptTokens,
-		OutputTokens: r.OutputTokens, FirstScheduled: -1, FirstToken: -1, Finish: -1}
+	s.rec = measured{firstScheduled: -1, firstToken: -1, finish: -1}
 	return s
+}
+
+// measured is what the core measures of a request as it runs; record
+// adds the request's own fields and counts (a Seq holds no copy of them).
+type measured struct {
+	firstScheduled, firstToken, finish, maxGap float64
+	rejected                                   string
+	prefillTokens, cachedTokens                int32
+	predictions                                []Prediction
+}
+
+// record is q's Record so far.
+func (q *Seq) record() Record {
+	m := &q.rec
+	return Record{ID: q.ID, Index: q.Index, Arrival: q.Arrival, FirstScheduled: m.firstScheduled, FirstToken: m.firstToken,
+		Finish: m.finish, PromptTokens: q.PromptTokens, OutputTokens: q.OutputTokens, Generated: q.Generated,
+		Preemptions: q.Preemptions, MaxGap: m.maxGap, Rejected: m.rejected, PrefillTokens: m.prefillTokens,
+		CachedTokens: m.cachedTokens, Predictions: m.predictions}
 }
 
 // Record is what one request experienced: the core's output for reports.

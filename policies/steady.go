@@ -160,12 +160,11 @@ func (s *Scheduler) materialize(q *Seq) {
 	f := &s.steady
 	q.Computed = int(q.sBase + f.dec)
 	q.Generated = q.Computed - q.PromptTokens + 1
-	q.rec.Generated = q.Generated
 	if f.dec > q.sFrom {
 		q.lastToken = s.completed
 		// The first mark after q joined holds the largest gap since.
 		i := sort.Search(len(f.gaps), func(i int) bool { return f.gaps[i].dec > q.sFrom })
-		q.rec.MaxGap = max(q.rec.MaxGap, f.gaps[i].gap)
+		q.rec.maxGap = max(q.rec.maxGap, f.gaps[i].gap)
 	}
 }
 
