@@ -14,6 +14,9 @@
 // slowdown cap). Routers, the policies that spread requests over engine
 // replicas (least loaded, round robin, by predicted work, by prefix
 // affinity), live here too, with the Dispatcher every driver routes and
-// keeps replica load through. DESIGN.md, beside this file, states the
+// keeps replica load through. A driver that only prices steps (the
+// simulator) sets Scheduler.SumsOnly, and the core then keeps requests
+// that decode steadily as offsets of one counter, so a step costs per
+// event rather than per running request. DESIGN.md, beside this file, states the
 // scheduling rules the core follows; the code cites them by number.
 package policies

@@ -48,11 +48,14 @@ func BenchmarkSimulate(b *testing.B) {
 	}
 }
 
-// BenchmarkOutputLength is macro-steps' other target: at the same
-// utilisation, doubling every output length should cost little more,
-// since a run costs per event rather than per token (100k requests,
-// llama-3.1-8b on an H100, FCFS; compare the two sub-benchmarks, and each
-// with sim.Config.TokenByToken).
+// BenchmarkOutputLength is issue 26's other target: at the same
+// utilisation, doubling every output length should cost little more if a
+// run cost per event rather than per token (100k requests, llama-3.1-8b
+// on an H100, FCFS; compare the two sub-benchmarks, and each with
+// sim.Config.TokenByToken, which visits every request at every step).
+// Doubling the outputs doubles the steps, each still priced and its gap
+// counted on its own, so the steady core (which makes a step cost per
+// event, not per running request) leaves that per-step floor.
 func BenchmarkOutputLength(b *testing.B) {
 	for _, c := range []struct {
 		name   string
