@@ -7,7 +7,8 @@ package policies
 // identity is cached) or starts (one is taken), its last token, its
 // prediction window, a preemption. The steady head of the running list
 // keeps its token counts as offsets of one counter; its block events come
-// from buckets by block phase, its finishes and windows from heaps, all in
+// from buckets by block phase, its windows from buckets by window phase,
+// its finishes from a heap, all in
 // running order, and the step's sums from two running totals. A step
 // visits the requests with an event, and the others (prompts being
 // computed) as before. What needs the per-request pass (an abort, a victim
@@ -37,8 +38,11 @@ type steadySet struct {
 	// and those one short of it fill one. Members that left are skipped
 	// (their epoch moved on) and dropped when their bucket is next read.
 	buckets [][]steadyRef
-	ends    endHeap   // members by the dec at which they finish
-	windows endHeap   // members by the dec of their next prediction window
+	ends    endHeap // members by the dec at which they finish
+	// windows holds the members by the phase of their prediction windows
+	// (every PredictionInterval steps: at dec = phase mod the interval),
+	// in running order, as buckets holds them by block phase.
+	windows [][]steadyRef
 	gaps    []gapMark // (dec, gap) with gaps decreasing: the largest gap since a dec
 	// gone are the members that finished or left for resubmission in the
 	// step Complete ends, still in the running list until dropEnded.
@@ -123,7 +127,12 @@ func (s *Scheduler) joinSteady() {
 		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sKey, q.sEpoch})
 		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q, epoch: q.sEpoch})
 		if s.pol.Predictive() {
-			f.windows.push(endEntry{at: f.dec + int64(s.cfg.PredictionInterval-(q.Generated-q.lastPred)), key: q.sKey, q: q, epoch: q.sEpoch})
+			k := int64(s.cfg.PredictionInterval)
+			if len(f.windows) == 0 {
+				f.windows = make([][]steadyRef, k)
+			}
+			w := (f.dec + k - int64(q.Generated-q.lastPred)) % k
+			f.windows[w] = append(f.windows[w], steadyRef{q, q.sKey, q.sEpoch})
 		}
 		f.sumBase += q.sBase
 		f.n++
@@ -148,8 +157,10 @@ func (s *Scheduler) settle() {
 	}
 	clear(f.ends)
 	f.ends = f.ends[:0]
-	clear(f.windows)
-	f.windows = f.windows[:0]
+	for i := range f.windows {
+		clear(f.windows[i])
+		f.windows[i] = f.windows[i][:0]
+	}
 	f.gaps = f.gaps[:0]
 	f.n, f.dec, f.sumBase = 0, 0, 0
 }
@@ -337,21 +348,25 @@ func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64,
 	}
 	// A window changes nothing a finish reads, nor the reverse: the
 	// windows run after the finishes, in running order among themselves.
-	k := int64(s.cfg.PredictionInterval)
-	for len(f.windows) > 0 && f.windows[0].at <= f.dec {
-		e := f.windows.pop()
-		q := e.q
-		if e.epoch != q.sEpoch {
-			continue
+	if len(f.windows) > 0 {
+		w := f.dec % int64(len(f.windows))
+		due := f.windows[w]
+		kept := due[:0]
+		for _, r := range due {
+			q := r.q
+			if r.epoch != q.sEpoch {
+				continue // it left the set
+			}
+			s.materialize(q)
+			if s.window(q, now, queued) {
+				s.leaveSteady(q) // resubmitted
+				f.gone = append(f.gone, q)
+				continue
+			}
+			kept = append(kept, r) // its next window is an interval away
 		}
-		s.materialize(q)
-		if s.window(q, now, queued) {
-			s.leaveSteady(q) // resubmitted
-			f.gone = append(f.gone, q)
-			continue
-		}
-		e.at += k
-		f.windows.push(e)
+		clear(due[len(kept):])
+		f.windows[w] = kept
 	}
 	return gap, n, len(f.gone) > 0
 }
