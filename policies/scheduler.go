@@ -907,6 +907,7 @@ func (s *Scheduler) age() {
 func (s *Scheduler) Complete(now float64) {
 	prev := s.completed
 	s.completed = now
+	s.steady.inStep = false
 	done := false
 	k := s.cfg.PredictionInterval
 	// Nothing joins or leaves the queues before the end: whether requests
@@ -1087,6 +1088,9 @@ func (s *Scheduler) TakeFinished() []Record {
 // CheckInvariants verifies the core's accounting; tests and the
 // simulator's --check mode call it after every step.
 func (s *Scheduler) CheckInvariants() error {
+	if err := s.checkSteady(); err != nil {
+		return fmt.Errorf("step %d: %w", s.step, err)
+	}
 	var holders []*Seq
 	for _, q := range s.running {
 		if q.state != stRunning {

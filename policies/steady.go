@@ -21,6 +21,7 @@ package policies
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sort"
 )
@@ -44,6 +45,8 @@ type steadySet struct {
 	// in running order, as buckets holds them by block phase.
 	windows [][]steadyRef
 	gaps    []gapMark // (dec, gap) with gaps decreasing: the largest gap since a dec
+	// inStep: a step scheduled the set and has not completed.
+	inStep bool
 	// gone are the members that finished or left for resubmission in the
 	// step Complete ends, still in the running list until dropEnded.
 	gone []*Seq
@@ -93,6 +96,37 @@ func (s *Scheduler) runningIndex(q *Seq) int {
 		}
 	}
 	return slices.Index(s.running, q)
+}
+
+// checkSteady verifies the steady set: it is the head of the running
+// list, in running order; its members hold exactly the blocks their
+// tokens fill, named as far as they are full; its total is their bases'.
+func (s *Scheduler) checkSteady() error {
+	f := &s.steady
+	var sum int64
+	for i, q := range s.running {
+		if q.steady != (i < f.n) {
+			return fmt.Errorf("request %s at %d of the running list: steady %v, the set's head is %d long", q.ID, i, q.steady, f.n)
+		}
+		if !q.steady {
+			continue
+		}
+		if i > 0 && s.running[i-1].sKey >= q.sKey {
+			return fmt.Errorf("steady request %s out of running order", q.ID)
+		}
+		c := s.computed(q)
+		if f.inStep {
+			c++ // its blocks hold the token the step computes
+		}
+		if q.blocks != s.blocksFor(c) || (s.kv.caching && int(q.hashed) != c/s.cfg.BlockSize) {
+			return fmt.Errorf("steady request %s: %d tokens computed, %d blocks held, %d named", q.ID, c, q.blocks, q.hashed)
+		}
+		sum += q.sBase
+	}
+	if sum != f.sumBase {
+		return fmt.Errorf("steady bases sum to %d, the set counts %d", sum, f.sumBase)
+	}
+	return nil
 }
 
 // steadyable reports whether running q can join the steady set after the
@@ -256,6 +290,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 		clear(fill[len(keptF):])
 		f.buckets[fi] = keptF
 	}
+	f.inStep = true
 	b := &s.batch
 	b.Lazy = f.n
 	b.DecodeSeqs += f.n

@@ -63,6 +63,7 @@ func TestShortcutsChangeNothing(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			cfg.Overheads = cost.Overheads{PerRequest: 1e-3 * rng.Float64(), PerPromptToken: 1e-6 * rng.Float64(), PerOutputToken: 1e-4 * rng.Float64()}
 		}
+		cfg.Check = seed%10 == 0 // the core's invariants, the steady set's included, after every step
 		name := fmt.Sprintf("seed %d: %s/%v, %d workers (%s), engine %+v", seed, cfg.Policy, cfg.Mode, cfg.Workers, cfg.Router, eng)
 		fast, err := Run(tr, cfg)
 		if err != nil {

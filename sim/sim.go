@@ -23,8 +23,8 @@ type Config struct {
 	Workers   int
 	Router    string
 	Seed      uint64 // seeds the noisy predictor
-	// Check verifies the core's invariants after every step (tests use it;
-	// it costs time).
+	// Check verifies the core's invariants after every step, the steady
+	// set's included (tests use it; it costs time).
 	Check bool
 	// TokenByToken visits every running request at every step, where the
 	// simulator would let the core keep steady decodes lazily (policies.
@@ -145,10 +145,10 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		core.KeepHistory = cfg.KeepHistory
-		// The simulator prices steps from their sums: a core that can
-		// keeps steady decodes lazily (cost per event); checks and the
-		// reference step through every request.
-		core.SumsOnly = !cfg.Check && !cfg.TokenByToken
+		// The simulator prices steps from their sums: the core keeps
+		// steady decodes lazily (cost per event); the reference visits
+		// every request.
+		core.SumsOnly = !cfg.TokenByToken
 		core.OnGap = func(g float64, n int) { res.Gaps.AddN(g, uint64(n)) }
 		ws[i] = &worker{id: i, core: core}
 	}
