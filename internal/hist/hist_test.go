@@ -2,7 +2,9 @@ package hist
 
 import (
 	"math"
+	"math/rand/v2"
 	"sort"
+	"sync"
 	"testing"
 )
 
@@ -23,5 +25,52 @@ func TestQuantilesCloseToExact(t *testing.T) {
 	}
 	if h.N() != 10000 || h.Max() != xs[len(xs)-1] {
 		t.Fatal("count or max")
+	}
+}
+
+// TestLowerBoundsMatchTheLogarithm: finding a bucket between the lower
+// bounds gives the logarithm's bucket for every float within 300 ulps of
+// every bound (where the logarithm's rounding, a few ulps, could make
+// bucket not monotone; farther away it cannot cross an integer), from
+// whichever bucket the search starts, and for random samples over the
+// whole range.
+func TestLowerBoundsMatchTheLogarithm(t *testing.T) {
+	lo := lower()
+	for b := 1; b < nBuckets; b++ {
+		if !(lo[b] > lo[b-1]) {
+			t.Fatalf("bound %d (%g) not above bound %d (%g)", b, lo[b], b-1, lo[b-1])
+		}
+		bits := math.Float64bits(lo[b])
+		for d := uint64(0); d <= 600; d++ {
+			v := math.Float64frombits(bits - 300 + d)
+			want := bucket(v)
+			for _, from := range []int{b - 1, b} {
+				if got := bucketNear(v, from); got != want {
+					t.Fatalf("%v (bound %d %+d ulps) from bucket %d: %d, the logarithm's %d", v, b, int(d)-300, from, got, want)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	prev := 0
+	for range 200_000 {
+		v := minV * math.Pow(10, 13*rng.Float64()-0.5)
+		want := bucket(v)
+		if got := bucketNear(v, prev); got != want {
+			t.Fatalf("%v from bucket %d: %d, the logarithm's %d", v, prev, got, want)
+		}
+		prev = want
+	}
+	for _, v := range []float64{0, -1, minV, math.Inf(1), math.MaxFloat64, 1e300} {
+		if got, want := bucketNear(v, 7), bucket(v); got != want {
+			t.Fatalf("%v: %d, the logarithm's %d", v, got, want)
+		}
+	}
+}
+
+func BenchmarkLowerBounds(b *testing.B) {
+	for b.Loop() {
+		lower = sync.OnceValue(lowerBounds)
+		lower()
 	}
 }
