@@ -7,13 +7,13 @@ package policies
 // identity is cached) or starts (one is taken), its last token, its
 // prediction window, a preemption. The steady head of the running list
 // keeps its token counts as offsets of one counter; its block events come
-// from buckets by block phase, its windows from buckets by window phase,
-// its finishes from a heap, all in
-// running order, and the step's sums from two running totals. A step
-// visits the requests with an event, and the others (prompts being
-// computed) as before. What needs the per-request pass (an abort, a victim
-// choice that asks) first writes every steady request out (settle), so the
-// per-request core stays the reference.
+// from buckets by block phase, its windows from buckets by window phase
+// and its finishes from a heap, all in running order, and the step's sums
+// from two running totals. A step visits the requests with an event, and
+// the others (prompts being computed) as before. What needs the
+// per-request pass (an abort, a victim choice that asks) first writes
+// every steady request out (settle), so the per-request core stays the
+// reference.
 //
 // Only a driver that reads a batch's sums may ask for it
 // (Scheduler.SumsOnly): a steady request computes its token without an
@@ -90,12 +90,7 @@ func (s *Scheduler) runningIndex(q *Seq) int {
 	if q.steady {
 		return sort.Search(s.steady.n, func(i int) bool { return s.running[i].sKey >= q.sKey })
 	}
-	for i := len(s.running) - 1; i >= s.steady.n; i-- {
-		if s.running[i] == q {
-			return i
-		}
-	}
-	return slices.Index(s.running, q)
+	return s.steady.n + slices.Index(s.running[s.steady.n:], q) // the others follow the set
 }
 
 // checkSteady verifies the steady set: it is the head of the running
@@ -371,6 +366,10 @@ func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64,
 		f.gaps = f.gaps[:len(f.gaps)-1]
 	}
 	f.gaps = append(f.gaps, gapMark{f.dec, gap})
+	// Marks no member reads go: the first member joined before the rest.
+	for len(f.gaps) > 1 && f.n > 0 && f.gaps[0].dec <= s.running[0].sFrom {
+		f.gaps = f.gaps[1:]
+	}
 	for len(f.ends) > 0 && f.ends[0].at <= f.dec {
 		e := f.ends.pop()
 		q := e.q
