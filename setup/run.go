@@ -94,7 +94,7 @@ func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy
 		defer rw.Abort()
 	}
 	var vals []float64
-	cfg.OnRecord = func(r *policies.Record) error {
+	pipe := newRecordPipe(func(r *policies.Record) error {
 		z.Add(r)
 		if st.PlotMetric != "" {
 			if v, ok := report.MetricValue(r, st.PlotMetric); ok {
@@ -105,8 +105,12 @@ func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy
 			return rw.Add(r)
 		}
 		return nil
-	}
+	})
+	cfg.OnRecord = pipe.Add
 	res, err := sim.Run(tr, cfg)
+	if perr := pipe.Close(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -140,4 +144,59 @@ func (s *Sim) Outputs(o Options) (*Stream, func(*report.Run) error) {
 		return nil, nil
 	}
 	return nil, func(r *report.Run) error { return report.WriteRunIn(out, r, len(s.Policies)) }
+}
+
+// recordPipe hands a run's records to a sink on another goroutine, in
+// batches and in order, so that the simulator goes on while they are
+// summarised and written (a million-request run file is 300 MB of JSON,
+// as long to encode as the run is to simulate). The sink's first error
+// comes back from Close; records after it are not given to it.
+type recordPipe struct {
+	batch      []policies.Record
+	full, free chan []policies.Record
+	done       chan error
+}
+
+const pipeBatch = 4096
+
+func newRecordPipe(sink func(*policies.Record) error) *recordPipe {
+	p := &recordPipe{full: make(chan []policies.Record, 2), free: make(chan []policies.Record, 3), done: make(chan error, 1)}
+	for range 2 {
+		p.free <- make([]policies.Record, 0, pipeBatch)
+	}
+	p.batch = make([]policies.Record, 0, pipeBatch)
+	go func() {
+		var err error
+		for b := range p.full {
+			for i := range b {
+				if err == nil {
+					err = sink(&b[i])
+				}
+			}
+			clear(b)
+			p.free <- b[:0]
+		}
+		p.done <- err
+	}()
+	return p
+}
+
+// Add queues a copy of r for the sink.
+func (p *recordPipe) Add(r *policies.Record) error {
+	p.batch = append(p.batch, *r)
+	if len(p.batch) == pipeBatch {
+		p.full <- p.batch
+		p.batch = <-p.free
+	}
+	return nil
+}
+
+// Close hands over what is queued, waits for the sink to finish and
+// returns its first error.
+func (p *recordPipe) Close() error {
+	if len(p.batch) > 0 {
+		p.full <- p.batch
+	}
+	close(p.full)
+	return <-p.done
 }
