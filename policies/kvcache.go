@@ -1,6 +1,9 @@
 package policies
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // The KV cache: a pool of fixed-size blocks and, with prefix caching on,
 // vLLM v1's automatic prefix cache (DESIGN.md rule 8, as in
@@ -18,7 +21,10 @@ import "fmt"
 //     queue, so the capacity check counts it like a new block;
 //   - blocks are cached as they fill, output included, and a finished or
 //     preempted request frees its blocks last block first, so its tail is
-//     evicted before its head.
+//     evicted before its head; a block nobody else can share (private:
+//     content no other request names) is named only when its request
+//     gives it back to be readmitted, the one time its identity is read
+//     (ours: what vLLM would cache, at less cost).
 //
 // With caching off the pool only counts free blocks, as before.
 
@@ -236,8 +242,37 @@ func (p *kvPool) grow(q *Seq, upTo int, hits []int32) {
 	p.cache(q, upTo)
 }
 
-// cache names q's blocks that are full once tokens tokens are computed.
+// sharedBlocks is how many of q's leading blocks another request may
+// share (blockKey's shared ones): all of a session's, the prompt's full
+// blocks its hashes name, none of the rest.
+func (p *kvPool) sharedBlocks(q *Seq) int32 {
+	switch c := q.Content; {
+	case c == nil:
+		return 0
+	case c.Session != 0:
+		return math.MaxInt32
+	case c.HashBlock > 0:
+		return int32(min(q.PromptTokens, len(c.Hashes)*c.HashBlock) / p.bs)
+	}
+	return 0
+}
+
+// cache names q's blocks that another request may share and that are full
+// once tokens tokens are computed, as vLLM caches a step's blocks when it
+// allocates them. A private block's identity is read only by q's own
+// readmission, so it is named when q lets its blocks go to come back
+// (keep), and never when q finishes: a million-request run names half as
+// many blocks.
 func (p *kvPool) cache(q *Seq, tokens int) {
+	p.name(q, min(tokens, int(min(q.shared, math.MaxInt32/int32(p.bs)))*p.bs))
+}
+
+// keep names q's blocks that are full once tokens tokens are computed,
+// private ones included, before q gives them back to be readmitted
+// (preempted, paused or resubmitted): it finds them where it left them.
+func (p *kvPool) keep(q *Seq, tokens int) { p.name(q, tokens) }
+
+func (p *kvPool) name(q *Seq, tokens int) {
 	for full := int32(min(tokens/p.bs, len(q.table))); q.hashed < full; q.hashed++ {
 		j := q.hashed
 		key, shared := q.blockKey(int(j), p.bs)

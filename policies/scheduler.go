@@ -220,6 +220,9 @@ func (s *Scheduler) blocksFor(tokens int) int {
 func (s *Scheduler) Add(r Request, now float64) {
 	q := newSeq(r, s.nextOrder)
 	q.serial = uint64(s.nextOrder)
+	if s.kv.caching {
+		q.shared = s.kv.sharedBlocks(q)
+	}
 	q.arrived = s.step
 	s.nextOrder++
 	total := r.PromptTokens + r.OutputTokens
@@ -442,7 +445,7 @@ func (s *Scheduler) alloc(q *Seq, tokens int) bool {
 	if upTo <= q.blocks*s.cfg.BlockSize {
 		// The blocks q holds suffice (most decodes): at most a block
 		// filled to cache.
-		if s.kv.caching && upTo >= (int(q.hashed)+1)*s.cfg.BlockSize {
+		if s.kv.caching && q.hashed < q.shared && upTo >= (int(q.hashed)+1)*s.cfg.BlockSize {
 			s.kv.cache(q, upTo)
 		}
 		return true
@@ -483,7 +486,13 @@ func (s *Scheduler) admit(q *Seq, budget int) (int, bool) {
 	return ask, true
 }
 
-func (s *Scheduler) freeBlocks(q *Seq) {
+// freeBlocks gives back q's blocks to be readmitted later, upTo being
+// the tokens its last allocation covered (its computed tokens, and the
+// step's when it was scheduled in the step being built).
+func (s *Scheduler) freeBlocks(q *Seq, upTo int) {
+	if s.kv.caching {
+		s.kv.keep(q, upTo)
+	}
 	s.kv.release(q)
 	q.Computed = 0
 }
@@ -589,13 +598,15 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 			vi := s.victim()
 			v := s.running[vi]
 			preempted = true
+			took := 0 // v's tokens in this step, whose blocks it took
 			switch {
 			case v.inBatch:
-				budget += b.drop(v)
+				took = b.drop(v)
 			case v.steady:
-				budget += s.dropSteady(v)
+				took = s.dropSteady(v)
 			}
-			s.preempt(vi)
+			budget += took
+			s.preempt(vi, took)
 			if vi < i {
 				i--
 			}
@@ -750,11 +761,11 @@ func (s *Scheduler) protected(q *Seq) bool {
 
 // preempt evicts running[i] by recomputation (DESIGN.md rule 4): its blocks are
 // freed and it goes to the front of the waiting queue.
-func (s *Scheduler) preempt(i int) {
+func (s *Scheduler) preempt(i, took int) {
 	q := s.running[i]
 	s.running = append(s.running[:i], s.running[i+1:]...)
 	q.inBatch = false
-	s.freeBlocks(q)
+	s.freeBlocks(q, q.Computed+took)
 	q.Preemptions++
 	s.stats.Preemptions++
 	s.batch.Preempted++
@@ -815,7 +826,7 @@ func (s *Scheduler) freePaused(keep *Seq) bool {
 	q := s.paused[worst]
 	s.paused = append(s.paused[:worst], s.paused[worst+1:]...)
 	q.paused = false
-	s.freeBlocks(q)
+	s.freeBlocks(q, q.Computed)
 	return true
 }
 
@@ -1019,7 +1030,7 @@ func (s *Scheduler) dropEnded() {
 		case q.state == stResubmit:
 			// ELIS resubmission: the window's text joins the prompt of a new
 			// request, whose KV is rebuilt by a prefill.
-			s.freeBlocks(q)
+			s.freeBlocks(q, q.Computed)
 			s.enqueue(q, false)
 		}
 	}

@@ -51,6 +51,7 @@ type Seq struct {
 	capEpoch  int32   // which of its waits the slowdown cap's deadline is for
 	slot      int32   // Config.Slots: the slot it holds
 	hashed    int32   // leading blocks of table whose identity is cached
+	shared    int32   // leading blocks another request may share (kvPool.sharedBlocks)
 	blocks    int     // KV blocks held
 	lastToken float64
 	order     int64 // queue position key: FIFO order, negative for front insertion

@@ -22,6 +22,7 @@ package policies
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 )
@@ -39,7 +40,8 @@ type steadySet struct {
 	// and those one short of it fill one. Members that left are skipped
 	// (their epoch moved on) and dropped when their bucket is next read.
 	buckets [][]steadyRef
-	ends    endHeap // members by the dec at which they finish
+	fills   [][]steadyRef // the members whose output blocks others may share (sessions), alike
+	ends    endHeap       // members by the dec at which they finish
 	// windows holds the members by the phase of their prediction windows
 	// (every PredictionInterval steps: at dec = phase mod the interval),
 	// in running order, as buckets holds them by block phase.
@@ -113,7 +115,7 @@ func (s *Scheduler) checkSteady() error {
 		if f.inStep {
 			c++ // its blocks hold the token the step computes
 		}
-		if q.blocks != s.blocksFor(c) || (s.kv.caching && int(q.hashed) != c/s.cfg.BlockSize) {
+		if q.blocks != s.blocksFor(c) || !s.namedUpTo(q, c) {
 			return fmt.Errorf("steady request %s: %d tokens computed, %d blocks held, %d named", q.ID, c, q.blocks, q.hashed)
 		}
 		sum += q.sBase
@@ -127,10 +129,23 @@ func (s *Scheduler) checkSteady() error {
 // steadyable reports whether running q can join the steady set after the
 // step that ended last.
 func (s *Scheduler) steadyable(q *Seq) bool {
-	bs := s.cfg.BlockSize
 	return q.state == stRunning && q.Generated > 0 && q.Generated < q.OutputTokens && q.Computed == q.Tokens()-1 &&
-		q.lastToken == s.completed && q.blocks == s.blocksFor(q.Computed) &&
-		(!s.kv.caching || int(q.hashed) == q.Computed/bs)
+		q.lastToken == s.completed && q.blocks == s.blocksFor(q.Computed) && s.namedUpTo(q, q.Computed)
+}
+
+// namedUpTo reports whether q's blocks that others may share are named as
+// far as c tokens fill them: its later ones are then named at the steps
+// that fill them (fill events, kept for requests whose output others may
+// share: a session's).
+func (s *Scheduler) namedUpTo(q *Seq, c int) bool {
+	if !s.kv.caching {
+		return true
+	}
+	full := c / s.cfg.BlockSize
+	if q.shared == math.MaxInt32 {
+		return int(q.hashed) == full
+	}
+	return int(q.hashed) >= min(full, int(q.shared))
 }
 
 // joinSteady adds to the steady set the running requests after it that
@@ -140,7 +155,7 @@ func (s *Scheduler) joinSteady() {
 	f := &s.steady
 	bs := int64(s.cfg.BlockSize)
 	if len(f.buckets) == 0 {
-		f.buckets = make([][]steadyRef, bs)
+		f.buckets, f.fills = make([][]steadyRef, bs), make([][]steadyRef, bs)
 	}
 	for f.n < len(s.running) {
 		q := s.running[f.n]
@@ -154,6 +169,9 @@ func (s *Scheduler) joinSteady() {
 		f.nextKey++
 		r := ((q.sBase % bs) + bs) % bs
 		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sKey, q.sEpoch})
+		if s.kv.caching && q.shared == math.MaxInt32 {
+			f.fills[r] = append(f.fills[r], steadyRef{q, q.sKey, q.sEpoch})
+		}
 		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q, epoch: q.sEpoch})
 		if s.pol.Predictive() {
 			k := int64(s.cfg.PredictionInterval)
@@ -183,6 +201,8 @@ func (s *Scheduler) settle() {
 	for i := range f.buckets {
 		clear(f.buckets[i])
 		f.buckets[i] = f.buckets[i][:0]
+		clear(f.fills[i])
+		f.fills[i] = f.fills[i][:0]
 	}
 	clear(f.ends)
 	f.ends = f.ends[:0]
@@ -231,7 +251,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	}
 	var fill []steadyRef
 	if s.kv.caching && fi != gi {
-		fill = f.buckets[fi]
+		fill = f.fills[fi]
 	}
 	// Merge the two buckets in running order, dropping members that left.
 	g, a := 0, 0
@@ -260,10 +280,14 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 			vi := s.victim()
 			v := s.running[vi]
 			preempted = true
+			took := 0
 			if v.steady {
+				if v.sKey < q.sKey {
+					took = 1 // the pass is past it: its token is in the step
+				}
 				s.leaveSteady(v)
 			}
-			s.preempt(vi)
+			s.preempt(vi, took)
 			if v == q {
 				// It and every request after it miss this step: the
 				// steady ones after it leave the set as they are.
@@ -283,7 +307,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	f.buckets[gi] = keptG
 	if fill != nil {
 		clear(fill[len(keptF):])
-		f.buckets[fi] = keptF
+		f.fills[fi] = keptF
 	}
 	f.inStep = true
 	b := &s.batch
@@ -414,7 +438,7 @@ func (s *Scheduler) steadyResubmit() int {
 	slices.SortFunc(f.gone, func(a, b *Seq) int { return cmp.Compare(a.sKey, b.sKey) })
 	for _, q := range f.gone {
 		if q.state == stResubmit {
-			s.freeBlocks(q)
+			s.freeBlocks(q, q.Computed)
 			s.enqueue(q, false)
 		}
 	}
