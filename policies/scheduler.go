@@ -1016,11 +1016,11 @@ func (s *Scheduler) finish(q *Seq, now float64) {
 }
 
 // dropEnded takes the requests that finished or left for resubmission
-// out of the running list (the steady ones have left already).
+// out of the running list and re-enqueues the resubmitted, in running
+// order: the steady ones first (they lead the list), then the others. The
+// list stays whole until all are re-enqueued, as each enqueue reads its
+// length.
 func (s *Scheduler) dropEnded() {
-	// The steady ones first (they lead the running list), then the others;
-	// the list stays whole until all are re-enqueued, as each enqueue
-	// reads its length.
 	n := s.steadyResubmit()
 	kept := s.running[:n]
 	for _, q := range s.running[n:] {
@@ -1040,8 +1040,9 @@ func (s *Scheduler) dropEnded() {
 }
 
 // Abort drops the request with the driver's index, wherever it is (its
-// client went away, as vLLM aborts a request): its blocks are freed (and
-// stay cached) and its record, marked aborted, is ready in TakeFinished.
+// client went away, as vLLM aborts a request): its blocks are freed (those
+// others may share stay cached) and its record, marked aborted, is ready
+// in TakeFinished.
 // It reports whether the request was still in the core.
 func (s *Scheduler) Abort(index int, now float64) bool {
 	s.settle()
