@@ -126,6 +126,24 @@ func (r *Roofline) StepTime(b *policies.Batch) float64 {
 }
 
 func (r *Roofline) stepTime(tokens float64, seqs, decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
+	var t shapeTerms
+	r.shape(&t, tokens, seqs)
+	return r.priceShape(&t, decodeSeqs, decodeCtx, prefillTokens, prefillAttn)
+}
+
+// shapeTerms are the parts of a step's price that depend on its shape
+// alone (its tokens and sequences), not on what attention reads: a run of
+// decode steps whose contexts grow shares them.
+type shapeTerms struct {
+	tokens         float64
+	seqs           int
+	pre            float64    // the input norm and the QKV GEMM
+	post           [5]float64 // output GEMM, norm, MLP up, activation, MLP down
+	allReduce      float64    // with tensor parallelism: per layer
+	head, overhead float64
+}
+
+func (r *Roofline) shape(t *shapeTerms, tokens float64, seqs int) {
 	a, e := &r.Arch, &r.GPU.Eff
 	tp := float64(r.TP)
 	hd := float64(a.HeadDim())
@@ -136,20 +154,65 @@ func (r *Roofline) stepTime(tokens float64, seqs, decodeSeqs int, decodeCtx int6
 	if a.Gated {
 		up = 2 * inter
 	}
-	layer := r.elem(2*tokens*h*db) + // input norm
-		r.gemm(tokens, float64(a.Heads+2*a.KVHeads)*hd/tp, h) +
-		r.attention(decodeSeqs, decodeCtx, prefillTokens, prefillAttn) +
-		r.gemm(tokens, h, float64(a.Heads)*hd/tp) +
-		r.elem(2*tokens*h*db) + // post-attention norm
-		r.gemm(tokens, up, h) +
-		r.elem(3*tokens*inter*db) + // activation (and gate multiply)
-		r.gemm(tokens, h, inter)
+	t.tokens, t.seqs = tokens, seqs
+	t.pre = r.elem(2*tokens*h*db) + // input norm
+		r.gemm(tokens, float64(a.Heads+2*a.KVHeads)*hd/tp, h)
+	t.post = [5]float64{
+		r.gemm(tokens, h, float64(a.Heads)*hd/tp),
+		r.elem(2 * tokens * h * db), // post-attention norm
+		r.gemm(tokens, up, h),
+		r.elem(3 * tokens * inter * db), // activation (and gate multiply)
+		r.gemm(tokens, h, inter),
+	}
+	t.allReduce = 0
 	if r.TP > 1 {
 		// Ring all-reduce of the activations after attention and after the MLP.
-		layer += 2 * (2*(tp-1)/tp*tokens*h*db/r.GPU.LinkBW + e.CommLatency + 2*(tp-1)*e.CommStepLatency)
+		t.allReduce = 2 * (2*(tp-1)/tp*tokens*h*db/r.GPU.LinkBW + e.CommLatency + 2*(tp-1)*e.CommStepLatency)
 	}
-	head := r.elem(2*float64(seqs)*h*db) + r.gemm(float64(seqs), float64(a.Vocab)/tp, h)
-	return float64(a.Layers)*layer + head + e.StepOverhead
+	t.head = r.elem(2*float64(seqs)*h*db) + r.gemm(float64(seqs), float64(a.Vocab)/tp, h)
+	t.overhead = e.StepOverhead
+}
+
+// priceShape adds attention to a shape's terms, in the order a layer runs
+// its operators (floating-point sums keep that order, so a price is the
+// same to the bit however its terms were kept).
+func (r *Roofline) priceShape(t *shapeTerms, decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
+	layer := t.pre + r.attention(decodeSeqs, decodeCtx, prefillTokens, prefillAttn) +
+		t.post[0] + t.post[1] + t.post[2] + t.post[3] + t.post[4]
+	if r.TP > 1 {
+		layer += t.allReduce
+	}
+	return float64(r.Arch.Layers)*layer + t.head + t.overhead
+}
+
+// ForRun is the pricer of one run of c: for a roofline, one that keeps
+// the shape terms of the last step and recomputes only attention while
+// the shape stays (a run of decode steps does: a simulated step cost a
+// quarter of its time in the roofline), to the same bits as c. It is not
+// safe for concurrent use: one per run. Other models are their own.
+func ForRun(c StepCoster) StepCoster {
+	if r, ok := c.(*Roofline); ok {
+		return &rooflineRun{r: r}
+	}
+	return c
+}
+
+type rooflineRun struct {
+	r     *Roofline
+	t     shapeTerms
+	valid bool
+}
+
+func (p *rooflineRun) StepTime(b *policies.Batch) float64 {
+	tokens := b.Tokens()
+	if tokens == 0 {
+		return 0
+	}
+	if !p.valid || p.t.tokens != float64(tokens) || p.t.seqs != b.Seqs() {
+		p.r.shape(&p.t, float64(tokens), b.Seqs())
+		p.valid = true
+	}
+	return p.r.priceShape(&p.t, b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn)
 }
 
 // DecodeSeconds is one decode step of batch sequences with ctx tokens of

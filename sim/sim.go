@@ -59,6 +59,7 @@ type Result struct {
 type worker struct {
 	id    int
 	core  *policies.Scheduler
+	price cost.StepCoster // its own: it keeps its last step's terms
 	busy  bool
 	until float64
 }
@@ -114,12 +115,12 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, cost := cfg.Predictor, cfg.PredCost
+	spec, predCost := cfg.Predictor, cfg.PredCost
 	if pol.Traits().Oracle {
-		spec, cost = predictor.Spec{Kind: "oracle"}, predictor.Cost{} // an upper bound: perfect and free
+		spec, predCost = predictor.Spec{Kind: "oracle"}, predictor.Cost{} // an upper bound: perfect and free
 	}
 	if !pol.Predictive() {
-		cost = predictor.Cost{}
+		predCost = predictor.Cost{}
 	}
 	router, err := policies.NewRouter(cfg.Router)
 	if err != nil {
@@ -150,7 +151,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		// every request.
 		core.SumsOnly = !cfg.TokenByToken
 		core.OnGap = func(g float64, n int) { res.Gaps.AddN(g, uint64(n)) }
-		ws[i] = &worker{id: i, core: core}
+		ws[i] = &worker{id: i, core: core, price: cost.ForRun(cfg.Cost)}
 	}
 	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), pred)
 	var answers []float64
@@ -196,7 +197,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			return nil
 		}
 		w.busy = true
-		w.until = now + cfg.Cost.StepTime(b) + cost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
+		w.until = now + w.price.StepTime(b) + predCost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
 		return nil
 	}
 
