@@ -261,19 +261,19 @@ func (p *kvPool) sharedBlocks(q *Seq) int32 {
 // once tokens tokens are computed, as vLLM caches a step's blocks when it
 // allocates them. A private block's identity is read only by q's own
 // readmission, so it is named when q lets its blocks go to come back
-// (keep), and never when q finishes: a million-request run names half as
-// many blocks.
-func (p *kvPool) cache(q *Seq, tokens int) {
-	p.name(q, min(tokens, int(min(q.shared, math.MaxInt32/int32(p.bs)))*p.bs))
-}
+// (keep), and never when q finishes: most blocks of most traces are
+// private, and a finished request's are never named.
+func (p *kvPool) cache(q *Seq, tokens int) { p.name(q, tokens, q.shared) }
 
 // keep names q's blocks that are full once tokens tokens are computed,
 // private ones included, before q gives them back to be readmitted
 // (preempted, paused or resubmitted): it finds them where it left them.
-func (p *kvPool) keep(q *Seq, tokens int) { p.name(q, tokens) }
+func (p *kvPool) keep(q *Seq, tokens int) { p.name(q, tokens, math.MaxInt32) }
 
-func (p *kvPool) name(q *Seq, tokens int) {
-	for full := int32(min(tokens/p.bs, len(q.table))); q.hashed < full; q.hashed++ {
+// name names q's blocks that are full once tokens tokens are computed, up
+// to its first limit blocks.
+func (p *kvPool) name(q *Seq, tokens int, limit int32) {
+	for full := min(int32(min(tokens/p.bs, len(q.table))), limit); q.hashed < full; q.hashed++ {
 		j := q.hashed
 		key, shared := q.blockKey(int(j), p.bs)
 		id := q.table[j]

@@ -463,7 +463,9 @@ func (s *Scheduler) dropSteadyGone() {
 }
 
 // endHeap is a min-heap of steady requests by the dec at which they
-// finish, then running order.
+// finish, then running order. It is written out, not built on
+// container/heap as capHeap is, so that a push (one a request) does not
+// box its entry.
 type endHeap []endEntry
 
 type endEntry struct {

@@ -67,8 +67,8 @@ func lowerBounds() []float64 {
 // bucketNear is bucket(v), searched from b, the last sample's bucket.
 func bucketNear(v float64, b int) int {
 	t := lower()
-	if !(v > minV) || v >= t[nBuckets-1] || math.IsInf(v, 0) {
-		return bucket(v) // the ends, NaN
+	if !(v > minV) || v >= t[nBuckets-1] {
+		return bucket(v) // the ends, infinities, NaN
 	}
 	for v < t[b] {
 		b--
