@@ -107,18 +107,32 @@ func (q *Seq) blockKey(j, bs int) (key uint64, shared bool) {
 
 // kvPool is the block pool. free counts blocks no request holds, cached
 // or not; the rest of the fields exist with caching on only.
+//
+// A counted pool (a driver that reads no block table: Scheduler.SumsOnly)
+// gives a block an id only while it is named: a private block nobody has
+// named is one of a count, held by its request or free in a run of the
+// free queue, since nothing can tell such blocks apart. Eviction, hits and
+// the free queue's order of named blocks are the same as an uncounted
+// pool's, but a million-request run takes and frees its prompts' and
+// outputs' blocks a run at a time rather than one by one.
 type kvPool struct {
 	caching bool
+	counted bool
 	bs, n   int // tokens per block, blocks
 	free    int
 
-	hash       []uint64 // a block's identity, 0 when it has none
-	indexed    []bool   // the index may name the block (its key is shared)
-	ref        []int32  // requests holding the block
-	prev, next []int32  // the free queue, linked through block ids; n is its sentinel
+	hash    []uint64 // a block's identity, 0 when it has none
+	indexed []bool   // the index may name the block (its key is shared)
+	ref     []int32  // requests holding the block
+	// The free queue, head first, is a list linked through prev and next
+	// by node: node i < n is block i, node n the sentinel, and (counted
+	// pools only) a node above n a run of runs[node-n-1] unnamed blocks.
+	prev, next []int32
+	runs       []int32
+	spareRuns  []int32 // run nodes out of the queue
+	anon       []int32 // counted: ids of the unnamed blocks, held or free
 	index      map[uint64]int32
 	hits       []int32   // lookup scratch
-	mark       []bool    // queuedBefore scratch, all false between calls
 	spare      [][]int32 // block tables of finished requests, for reuse
 }
 
@@ -141,32 +155,128 @@ func newKVPool(n, bs int, caching bool) *kvPool {
 	return p
 }
 
+// count makes an untouched caching pool counted: its blocks, all free
+// and unnamed, become one run, their ids a stack handing out the lowest
+// first.
+func (p *kvPool) count() {
+	if !p.caching || p.counted {
+		return
+	}
+	p.counted = true
+	s := p.sentinel()
+	p.next[s], p.prev[s] = s, s
+	p.free = 0
+	p.pushRun(p.n)
+	p.anon = make([]int32, p.n)
+	for i := range p.anon {
+		p.anon[i] = int32(p.n - 1 - i)
+	}
+}
+
 func (p *kvPool) sentinel() int32 { return int32(len(p.hash)) }
 
-func (p *kvPool) pushTail(id int32) {
+func (p *kvPool) isRun(node int32) bool { return node > p.sentinel() }
+
+// link puts node at the free queue's tail; cut takes it out.
+func (p *kvPool) link(node int32) {
 	s := p.sentinel()
 	t := p.prev[s]
-	p.next[t], p.prev[id] = id, t
-	p.next[id], p.prev[s] = s, id
+	p.next[t], p.prev[node] = node, t
+	p.next[node], p.prev[s] = s, node
+}
+
+func (p *kvPool) cut(node int32) {
+	a, b := p.prev[node], p.next[node]
+	p.next[a], p.prev[b] = b, a
+}
+
+// pushTail frees named block id at the queue's tail.
+func (p *kvPool) pushTail(id int32) {
+	p.link(id)
 	p.free++
 }
 
+// pushRun frees k unnamed blocks at the queue's tail (counted pools).
+func (p *kvPool) pushRun(k int) {
+	if k == 0 {
+		return
+	}
+	p.free += k
+	if t := p.prev[p.sentinel()]; p.isRun(t) {
+		p.runs[t-p.sentinel()-1] += int32(k)
+		return
+	}
+	var node int32
+	if m := len(p.spareRuns); m > 0 {
+		node = p.spareRuns[m-1]
+		p.spareRuns = p.spareRuns[:m-1]
+	} else {
+		node = p.sentinel() + 1 + int32(len(p.runs))
+		p.runs = append(p.runs, 0)
+		p.prev = append(p.prev, 0)
+		p.next = append(p.next, 0)
+	}
+	p.runs[node-p.sentinel()-1] = int32(k)
+	p.link(node)
+}
+
+// unlink takes free block id out of the queue (a cached block reused).
 func (p *kvPool) unlink(id int32) {
-	a, b := p.prev[id], p.next[id]
-	p.next[a], p.prev[b] = b, a
+	p.cut(id)
 	p.free--
 }
 
-// take removes the free queue's head, evicting its cached identity.
-func (p *kvPool) take() int32 {
-	id := p.next[p.sentinel()]
-	p.unlink(id)
+// evict forgets block id's identity.
+func (p *kvPool) evict(id int32) {
 	if h := p.hash[id]; h != 0 {
 		if p.indexed[id] && p.index[h] == id {
 			delete(p.index, h)
 		}
 		p.hash[id], p.indexed[id] = 0, false
 	}
+}
+
+// take removes the free queue's head, evicting its cached identity.
+func (p *kvPool) take() int32 {
+	id := p.next[p.sentinel()]
+	p.unlink(id)
+	p.evict(id)
+	p.ref[id] = 1
+	return id
+}
+
+// takeRun takes k blocks from the free queue's head, unnamed (counted
+// pools): a run gives its count, a named block is evicted and its id
+// joins the unnamed ones.
+func (p *kvPool) takeRun(k int) {
+	s := p.sentinel()
+	for k > 0 {
+		h := p.next[s]
+		if !p.isRun(h) {
+			p.unlink(h)
+			p.evict(h)
+			p.anon = append(p.anon, h)
+			k--
+			continue
+		}
+		r := &p.runs[h-s-1]
+		c := min(int(*r), k)
+		*r -= int32(c)
+		k -= c
+		p.free -= c
+		if *r == 0 {
+			p.cut(h)
+			p.spareRuns = append(p.spareRuns, h)
+		}
+	}
+}
+
+// idFor gives an unnamed block held by a request an id to be named by
+// (counted pools).
+func (p *kvPool) idFor() int32 {
+	m := len(p.anon)
+	id := p.anon[m-1]
+	p.anon = p.anon[:m-1]
 	p.ref[id] = 1
 	return id
 }
@@ -212,7 +322,8 @@ func (p *kvPool) need(q *Seq, upTo int, hits []int32) int {
 
 // grow gives q blocks for upTo tokens, reusing hits first, and caches
 // the identities of the blocks those tokens fill (vLLM caches a step's
-// blocks when it allocates them).
+// blocks when it allocates them). hits come only with a q holding no
+// blocks.
 func (p *kvPool) grow(q *Seq, upTo int, hits []int32) {
 	if !p.caching {
 		n := (upTo+p.bs-1)/p.bs - q.blocks
@@ -235,10 +346,16 @@ func (p *kvPool) grow(q *Seq, upTo int, hits []int32) {
 		q.table = append(q.table, id)
 		q.hashed++ // already cached under the same identity
 	}
-	for n := (upTo + p.bs - 1) / p.bs; len(q.table) < n; {
-		q.table = append(q.table, p.take())
+	held := q.blocks + len(hits)
+	n := (upTo + p.bs - 1) / p.bs
+	if p.counted {
+		p.takeRun(n - held) // nothing when held suffices
+	} else {
+		for i := held; i < n; i++ {
+			q.table = append(q.table, p.take())
+		}
 	}
-	q.blocks = len(q.table)
+	q.blocks = max(n, held)
 	p.cache(q, upTo)
 }
 
@@ -271,11 +388,19 @@ func (p *kvPool) cache(q *Seq, tokens int) { p.name(q, tokens, q.shared) }
 func (p *kvPool) keep(q *Seq, tokens int) { p.name(q, tokens, math.MaxInt32) }
 
 // name names q's blocks that are full once tokens tokens are computed, up
-// to its first limit blocks.
+// to its first limit blocks. In a counted pool q's table holds its named
+// blocks, and a block named now gets its id.
 func (p *kvPool) name(q *Seq, tokens int, limit int32) {
-	for full := min(int32(min(tokens/p.bs, len(q.table))), limit); q.hashed < full; q.hashed++ {
+	held := len(q.table)
+	if p.counted {
+		held = q.blocks
+	}
+	for full := min(int32(min(tokens/p.bs, held)), limit); q.hashed < full; q.hashed++ {
 		j := q.hashed
 		key, shared := q.blockKey(int(j), p.bs)
+		if int(j) == len(q.table) { // counted: unnamed until now
+			q.table = append(q.table, p.idFor())
+		}
 		id := q.table[j]
 		p.hash[id] = key
 		if shared {
@@ -289,8 +414,10 @@ func (p *kvPool) name(q *Seq, tokens int, limit int32) {
 
 // release frees q's blocks, last first, so its tail is evicted before its
 // head. With caching on q keeps its block ids so that a readmission can
-// find its private blocks where it left them.
-func (p *kvPool) release(q *Seq) {
+// find its private blocks where it left them; when q is gone (finished or
+// aborted) a counted pool frees its private blocks unnamed, since nobody
+// else can look them up.
+func (p *kvPool) release(q *Seq, gone bool) {
 	if !p.caching {
 		p.free += q.blocks
 		q.blocks = 0
@@ -298,11 +425,29 @@ func (p *kvPool) release(q *Seq) {
 	}
 	// Only the blocks q holds: a request that already gave them back (a
 	// preempted one, waiting) keeps its table as a memory, not a claim.
-	for j := q.blocks - 1; j >= 0; j-- {
+	// In a counted pool its unnamed blocks are its last ones.
+	named, unnamed := q.blocks, 0
+	if p.counted && q.blocks > 0 {
+		named = len(q.table)
+		unnamed = q.blocks - named
+	}
+	for j := named - 1; j >= 0; j-- {
 		id := q.table[j]
-		if p.ref[id]--; p.ref[id] == 0 {
-			p.pushTail(id)
+		if p.ref[id]--; p.ref[id] != 0 {
+			continue
 		}
+		if gone && p.counted && !p.indexed[id] {
+			p.evict(id)
+			p.anon = append(p.anon, id)
+			unnamed++
+			continue
+		}
+		p.pushRun(unnamed)
+		unnamed = 0
+		p.pushTail(id)
+	}
+	if p.counted {
+		p.pushRun(unnamed)
 	}
 	q.blocks = 0
 }
@@ -333,8 +478,10 @@ func (p *kvPool) newTable(q *Seq) []int32 {
 
 // check verifies the pool against the requests holding blocks: without
 // caching, held plus free blocks are the capacity; with it, every block's
-// reference count is its number of holders, the free queue holds exactly
-// the blocks nobody holds, and the index points at blocks of its keys.
+// reference count is its number of holders, every block is held, free in
+// the queue, or (counted pools) unnamed, exactly one of them, the free
+// queue's blocks are the free count, and the index points at blocks of
+// its keys.
 func (p *kvPool) check(holders []*Seq) error {
 	if !p.caching {
 		held := 0
@@ -347,26 +494,57 @@ func (p *kvPool) check(holders []*Seq) error {
 		return nil
 	}
 	refs := make([]int32, len(p.ref))
+	unnamedHeld := 0
 	for _, q := range holders {
-		if q.blocks != len(q.table) && q.blocks != 0 {
+		named := q.blocks
+		if p.counted && q.blocks > 0 {
+			if named = len(q.table); named > q.blocks || int(q.hashed) != named {
+				return fmt.Errorf("request %s holds %d blocks with %d in its table, %d named", q.ID, q.blocks, len(q.table), q.hashed)
+			}
+			unnamedHeld += q.blocks - named
+		} else if q.blocks != len(q.table) && q.blocks != 0 {
 			return fmt.Errorf("request %s holds %d blocks with %d in its table", q.ID, q.blocks, len(q.table))
 		}
-		for _, id := range q.table[:q.blocks] {
+		for _, id := range q.table[:named] {
 			refs[id]++
 		}
 	}
-	queued := 0
-	for id := p.next[p.sentinel()]; id != p.sentinel(); id = p.next[id] {
-		if refs[id] != 0 {
-			return fmt.Errorf("block %d is in the free queue and held by %d requests", id, refs[id])
-		}
-		if queued++; queued > len(p.ref) {
+	where := make([]int8, len(p.ref)) // 1 free in the queue, 2 unnamed
+	queued, unnamedFree := 0, 0
+	for node, n := p.next[p.sentinel()], 0; node != p.sentinel(); node = p.next[node] {
+		if n++; n > len(p.next) {
 			return fmt.Errorf("the free queue loops")
 		}
+		if p.isRun(node) {
+			k := int(p.runs[node-p.sentinel()-1])
+			if k <= 0 {
+				return fmt.Errorf("a run of %d blocks in the free queue", k)
+			}
+			queued += k
+			unnamedFree += k
+			continue
+		}
+		if refs[node] != 0 || where[node] != 0 {
+			return fmt.Errorf("block %d is in the free queue and held by %d requests", node, refs[node])
+		}
+		where[node] = 1
+		queued++
+	}
+	for _, id := range p.anon {
+		if refs[id] != 0 || where[id] != 0 || p.hash[id] != 0 {
+			return fmt.Errorf("unnamed block %d is held by %d requests, free in the queue (%v) or named", id, refs[id], where[id] == 1)
+		}
+		where[id] = 2
+	}
+	if len(p.anon) != unnamedHeld+unnamedFree {
+		return fmt.Errorf("%d unnamed block ids for %d unnamed blocks held and %d free", len(p.anon), unnamedHeld, unnamedFree)
 	}
 	for id, r := range refs {
 		if p.ref[id] != r {
 			return fmt.Errorf("block %d: reference count %d, held by %d requests", id, p.ref[id], r)
+		}
+		if r == 0 && where[id] == 0 {
+			return fmt.Errorf("block %d is neither held, free nor unnamed", id)
 		}
 	}
 	if queued != p.free {
@@ -378,24 +556,4 @@ func (p *kvPool) check(holders []*Seq) error {
 		}
 	}
 	return nil
-}
-
-// queuedBefore is how many of the first limit blocks of the free queue
-// come before the first of ids (limit when none does): what take may hand
-// out before it evicts one of them. It walks at most limit blocks.
-func (p *kvPool) queuedBefore(ids []int32, limit int) int {
-	if p.mark == nil {
-		p.mark = make([]bool, len(p.hash))
-	}
-	for _, id := range ids {
-		p.mark[id] = true
-	}
-	n := 0
-	for id := p.next[p.sentinel()]; id != p.sentinel() && n < limit && !p.mark[id]; id = p.next[id] {
-		n++
-	}
-	for _, id := range ids {
-		p.mark[id] = false
-	}
-	return n
 }

@@ -261,13 +261,18 @@ func predString(q *Seq) string {
 }
 
 // dumpCache prints the free queue from its head (the next block evicted),
-// marking cached blocks with *, each running or waiting request's block
+// marking cached blocks with * and a run of k unnamed blocks (a counted
+// pool's) as kx-, each running or waiting request's block
 // table, and the hit counters.
 func dumpCache(s *Scheduler) string {
 	var sb strings.Builder
 	p := s.kv
 	sb.WriteString("free queue:")
 	for id := p.next[p.sentinel()]; id != p.sentinel(); id = p.next[id] {
+		if p.isRun(id) {
+			fmt.Fprintf(&sb, " %dx-", p.runs[id-p.sentinel()-1]) // unnamed blocks of a counted pool
+			continue
+		}
 		fmt.Fprintf(&sb, " %d", id)
 		if p.hash[id] != 0 {
 			sb.WriteString("*")

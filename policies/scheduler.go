@@ -68,7 +68,9 @@ type Scheduler struct {
 	made              []PredictionMade
 	// SumsOnly: the driver reads only a batch's sums (it prices steps, it
 	// runs none), so the core may keep steady decodes out of Batch.Items
-	// and cost per event (steady.go, DESIGN.md rule 21). Set it before the
+	// and cost per event (steady.go, DESIGN.md rule 21), and its KV cache
+	// counts the blocks nobody named rather than giving them ids (see
+	// Seq.BlockTable; the same blocks hit and are evicted). Set it before the
 	// first Add. Between Next and Complete such a driver calls nothing but
 	// Asks, Answer and CheckInvariants.
 	SumsOnly bool
@@ -493,7 +495,7 @@ func (s *Scheduler) freeBlocks(q *Seq, upTo int) {
 	if s.kv.caching {
 		s.kv.keep(q, upTo)
 	}
-	s.kv.release(q)
+	s.kv.release(q, false)
 	q.Computed = 0
 }
 
@@ -525,6 +527,9 @@ func (s *Scheduler) Schedule(now float64) *Batch {
 		return &s.wait // every ask is answered before a step is built
 	}
 	s.clock = now
+	if s.step == 0 && s.SumsOnly {
+		s.kv.count() // no block table is read: unnamed blocks are counted
+	}
 	b := &s.batch
 	budget := s.cfg.MaxBatchedTokens
 	preempted := false
@@ -1009,7 +1014,7 @@ func (s *Scheduler) finish(q *Seq, now float64) {
 	if s.cfg.Slots {
 		s.leaveSlot(q)
 	}
-	s.kv.release(q)
+	s.kv.release(q, true)
 	s.kv.forget(q)
 	s.stats.Finished++
 	s.finished = append(s.finished, q.record())
@@ -1078,7 +1083,7 @@ func (s *Scheduler) Abort(index int, now float64) bool {
 	if s.cfg.Slots && q.state == stRunning {
 		s.leaveSlot(q)
 	}
-	s.kv.release(q)
+	s.kv.release(q, true)
 	s.kv.forget(q)
 	q.Computed = 0
 	q.state = stFinished

@@ -86,12 +86,14 @@ func (s *Seq) Blocks() int { return s.blocks }
 
 // BlockTable is the ids of the blocks s holds, in token order, with prefix
 // caching on (nil with it off): a driver with a real cache uses them as
-// its block table, since requests with a common prefix share blocks.
+// its block table, since requests with a common prefix share blocks. A
+// core whose driver reads sums only (Scheduler.SumsOnly) gives ids to
+// named blocks only: the table then lists s's named blocks, its first.
 func (s *Seq) BlockTable() []int32 {
 	if s.blocks == 0 {
 		return nil
 	}
-	return s.table[:s.blocks]
+	return s.table[:min(s.blocks, len(s.table))]
 }
 
 func newSeq(r Request, order int64) *Seq {
