@@ -3,7 +3,6 @@ package cost
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 
 	"github.com/elis-sim/elis-sim/policies"
@@ -86,10 +85,10 @@ func (r *Roofline) gemm(m, n, k float64) float64 {
 	bytes := (n*k + m*(n+k)) * b
 	eff := e.GemmFLOP
 	if h := e.GemmHalfShard; h > 0 && r.TP > 1 {
-		s := math.Min(n, k) // the sharded dimension is the smaller one
+		s := min(n, k) // the sharded dimension is the smaller one
 		eff *= s / (s + h)
 	}
-	return math.Max(flops/(r.GPU.PeakFLOPS*eff), bytes/(r.GPU.MemBW*e.GemmBW)) + e.GemmLaunch
+	return max(flops/(r.GPU.PeakFLOPS*eff), bytes/(r.GPU.MemBW*e.GemmBW)) + e.GemmLaunch
 }
 
 // elem prices an elementwise pass over bytes.
@@ -101,17 +100,35 @@ func (r *Roofline) elem(bytes float64) float64 {
 // every decode sequence; prefill does causal attention work attn
 // (sum of c*(p+(c+1)/2) over chunks).
 func (r *Roofline) attention(decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
+	a := r.attnTerms()
+	return a.price(decodeSeqs, decodeCtx, prefillTokens, prefillAttn)
+}
+
+// attnTerms are attention's constants: bytes of KV a context token reads,
+// and work a token of attention does, each with its rate.
+type attnTerms struct {
+	kvPerTok, kvRate, flopsPerTok, flopRate, launch float64
+}
+
+func (r *Roofline) attnTerms() attnTerms {
 	a, e := &r.Arch, &r.GPU.Eff
 	tp := float64(r.TP)
+	return attnTerms{
+		kvPerTok:    float64(2*a.KVHeads*a.HeadDim()*a.DtypeBytes) / tp,
+		kvRate:      r.GPU.MemBW * e.AttnBW,
+		flopsPerTok: 4 * float64(a.Heads*a.HeadDim()) / tp,
+		flopRate:    r.GPU.PeakFLOPS * e.AttnFLOP,
+		launch:      e.AttnLaunch,
+	}
+}
+
+func (a *attnTerms) price(decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
 	t := 0.0
 	if decodeSeqs > 0 {
-		kvPerTok := float64(2*a.KVHeads*a.HeadDim()*a.DtypeBytes) / tp
-		flops := 4 * float64(a.Heads*a.HeadDim()) / tp * float64(decodeCtx)
-		t += math.Max(kvPerTok*float64(decodeCtx)/(r.GPU.MemBW*e.AttnBW), flops/(r.GPU.PeakFLOPS*e.AttnFLOP)) + e.AttnLaunch
+		t += max(a.kvPerTok*float64(decodeCtx)/a.kvRate, a.flopsPerTok*float64(decodeCtx)/a.flopRate) + a.launch
 	}
 	if prefillTokens > 0 {
-		flops := 4 * float64(a.Heads*a.HeadDim()) / tp * prefillAttn
-		t += flops/(r.GPU.PeakFLOPS*e.AttnFLOP) + e.AttnLaunch
+		t += a.flopsPerTok*prefillAttn/a.flopRate + a.launch
 	}
 	return t
 }
@@ -177,7 +194,12 @@ func (r *Roofline) shape(t *shapeTerms, tokens float64, seqs int) {
 // its operators (floating-point sums keep that order, so a price is the
 // same to the bit however its terms were kept).
 func (r *Roofline) priceShape(t *shapeTerms, decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
-	layer := t.pre + r.attention(decodeSeqs, decodeCtx, prefillTokens, prefillAttn) +
+	return r.priceShapeWith(t, r.attention(decodeSeqs, decodeCtx, prefillTokens, prefillAttn))
+}
+
+// priceShapeWith is priceShape with attention priced.
+func (r *Roofline) priceShapeWith(t *shapeTerms, attn float64) float64 {
+	layer := t.pre + attn +
 		t.post[0] + t.post[1] + t.post[2] + t.post[3] + t.post[4]
 	if r.TP > 1 {
 		layer += t.allReduce
@@ -186,21 +208,26 @@ func (r *Roofline) priceShape(t *shapeTerms, decodeSeqs int, decodeCtx int64, pr
 }
 
 // ForRun is the pricer of one run of c: for a roofline, one that keeps
-// the shape terms of the last step and recomputes only attention while
-// the shape stays (a run of decode steps does: a simulated step cost a
-// quarter of its time in the roofline), to the same bits as c. It is not
-// safe for concurrent use: one per run. Other models are their own.
+// attention's constants and the shape terms of the steps it priced last,
+// recomputing only attention for a shape it has seen (a run of decode
+// steps keeps its shape, and a simulated step cost a quarter of its time
+// in the roofline), to the same bits as c. The roofline must not change
+// while it is used, and it is not safe for concurrent use: one per run.
+// Other models are their own.
 func ForRun(c StepCoster) StepCoster {
 	if r, ok := c.(*Roofline); ok {
-		return &rooflineRun{r: r}
+		return &rooflineRun{r: r, attn: r.attnTerms()}
 	}
 	return c
 }
 
+// rooflineRun keeps shapes in a small table by their tokens and
+// sequences (a step's shape is mostly one of a few: the decode batch, and
+// it with an admission's prompt chunk).
 type rooflineRun struct {
-	r     *Roofline
-	t     shapeTerms
-	valid bool
+	r      *Roofline
+	attn   attnTerms
+	shapes [64]shapeTerms
 }
 
 func (p *rooflineRun) StepTime(b *policies.Batch) float64 {
@@ -208,11 +235,12 @@ func (p *rooflineRun) StepTime(b *policies.Batch) float64 {
 	if tokens == 0 {
 		return 0
 	}
-	if !p.valid || p.t.tokens != float64(tokens) || p.t.seqs != b.Seqs() {
-		p.r.shape(&p.t, float64(tokens), b.Seqs())
-		p.valid = true
+	seqs := b.Seqs()
+	t := &p.shapes[uint(tokens*7+seqs)%uint(len(p.shapes))]
+	if t.tokens != float64(tokens) || t.seqs != seqs { // an empty slot has 0 tokens
+		p.r.shape(t, float64(tokens), seqs)
 	}
-	return p.r.priceShape(&p.t, b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn)
+	return p.r.priceShapeWith(t, p.attn.price(b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn))
 }
 
 // DecodeSeconds is one decode step of batch sequences with ctx tokens of
