@@ -246,7 +246,7 @@ func (p *kvPool) take() int32 {
 }
 
 // takeRun takes k blocks from the free queue's head, unnamed (counted
-// pools): a run gives its count, a named block is evicted and its id
+// pools only): a run gives its count, a named block is evicted and its id
 // joins the unnamed ones.
 func (p *kvPool) takeRun(k int) {
 	s := p.sentinel()
@@ -268,6 +268,16 @@ func (p *kvPool) takeRun(k int) {
 			p.cut(h)
 			p.spareRuns = append(p.spareRuns, h)
 		}
+	}
+}
+
+// takeUnnamed takes k blocks that stay unnamed: from the queue's head in
+// a caching pool (which then counts them), from the count otherwise.
+func (p *kvPool) takeUnnamed(k int) {
+	if p.caching {
+		p.takeRun(k)
+	} else {
+		p.free -= k
 	}
 }
 

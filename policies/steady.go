@@ -253,8 +253,26 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	if s.kv.caching && fi != gi {
 		fill = f.fills[fi]
 	}
-	// Merge the two buckets in running order, dropping members that left.
 	g, a := 0, 0
+	if len(grow) <= s.kv.free {
+		// No block can run short: every member starting one takes it
+		// from the pool in one go (a steady pool counts unnamed blocks),
+		// and no member fills a block that others may share as it starts
+		// one. The members filling such blocks name them below.
+		keptG := grow[:0]
+		for _, r := range grow {
+			if r.epoch == r.q.sEpoch {
+				keptG = append(keptG, r)
+				r.q.Computed = int(r.q.sBase + f.dec)
+				r.q.blocks++
+			}
+		}
+		s.kv.takeUnnamed(len(keptG))
+		clear(grow[len(keptG):])
+		f.buckets[gi] = keptG
+		grow = nil // done
+	}
+	// Merge the two buckets in running order, dropping members that left.
 	keptG, keptF := grow[:0], fill[:0]
 	for (g < len(grow) || a < len(fill)) && !stop {
 		var r steadyRef
@@ -303,8 +321,10 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	// Keep what was not visited.
 	keptG = append(keptG, grow[g:]...)
 	keptF = append(keptF, fill[a:]...)
-	clear(grow[len(keptG):])
-	f.buckets[gi] = keptG
+	if grow != nil {
+		clear(grow[len(keptG):])
+		f.buckets[gi] = keptG
+	}
 	if fill != nil {
 		clear(fill[len(keptF):])
 		f.fills[fi] = keptF
