@@ -86,6 +86,9 @@ type basic struct {
 	predictive bool
 	oracle     bool
 	rerank     Rerank
+	// byPredicted: key is byPredicted, so a waiting queue may keep the
+	// keys beside the requests (waitQueue's keyed form).
+	byPredicted bool
 }
 
 func (p *basic) Name() string              { return p.name }
@@ -208,10 +211,10 @@ func init() {
 	// srpt-oracle is ISRTF told the truth: the driver gives it an oracle
 	// predictor with no call cost.
 	Register("srpt-oracle", func(mode Rerank) Policy {
-		return &basic{name: "srpt-oracle", victim: srtfVictim(mode), predictive: true, oracle: true, rerank: mode, key: byPredicted}
+		return &basic{name: "srpt-oracle", victim: srtfVictim(mode), predictive: true, oracle: true, rerank: mode, key: byPredicted, byPredicted: true}
 	})
 	Register("isrtf", func(mode Rerank) Policy {
-		return &basic{name: "isrtf", victim: srtfVictim(mode), predictive: true, rerank: mode, key: byPredicted}
+		return &basic{name: "isrtf", victim: srtfVictim(mode), predictive: true, rerank: mode, key: byPredicted, byPredicted: true}
 	})
 }
 

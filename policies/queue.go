@@ -18,11 +18,47 @@ import (
 // preempted request always first (its order is below every other), so the
 // order is kept by appending: arrivals to items, front insertions to
 // front, whose last element is the next out.
+//
+// The keyed form exists for scale too: ordered by predicted remainder
+// (ISRTF, SRPT), a heap of hundreds of thousands compared two scattered
+// requests through the policy at every level; keyed, the heap keeps each
+// request's key beside it (keys[i] is items[i]'s), compared in place. A
+// request's key is read when it is pushed and when it is fixed, which the
+// core does whenever it changes a waiting request's key.
 type waitQueue struct {
 	items []*Seq // the heap; FIFO: arrivals, ascending order, items[0] next
 	front []*Seq // FIFO only: descending order, the last next
 	less  func(a, b *Seq) bool
 	fifo  bool
+	keyed bool      // by predicted remainder: basic's order with byPredicted
+	keys  []waitKey // keyed only
+}
+
+// waitKey is what a keyed heap orders a request by, as basic.Less does
+// with byPredicted: promotion, prediction, arrival, queue order.
+type waitKey struct {
+	promoted      int64
+	pred, arrival float64
+	order         int64
+}
+
+func keyOf(s *Seq) waitKey {
+	return waitKey{promoted: s.promoted, pred: s.Predicted, arrival: s.Arrival, order: s.order}
+}
+
+func (a *waitKey) less(b *waitKey) bool {
+	if pa, pb := a.promoted != 0, b.promoted != 0; pa != pb {
+		return pa
+	} else if pa && a.promoted != b.promoted {
+		return a.promoted < b.promoted
+	}
+	if c := cmp.Compare(a.pred, b.pred); c != 0 {
+		return c < 0
+	}
+	if c := cmp.Compare(a.arrival, b.arrival); c != 0 {
+		return c < 0
+	}
+	return a.order < b.order
 }
 
 func (q *waitQueue) Len() int { return len(q.items) + len(q.front) }
@@ -34,12 +70,20 @@ func (q *waitQueue) Peek() *Seq {
 	return q.items[0]
 }
 
-func (q *waitQueue) lessAt(i, j int) bool { return q.less(q.items[i], q.items[j]) }
+func (q *waitQueue) lessAt(i, j int) bool {
+	if q.keyed {
+		return q.keys[i].less(&q.keys[j])
+	}
+	return q.less(q.items[i], q.items[j])
+}
 
 func (q *waitQueue) swap(i, j int) {
 	q.items[i], q.items[j] = q.items[j], q.items[i]
 	q.items[i].heapIdx = i
 	q.items[j].heapIdx = j
+	if q.keyed {
+		q.keys[i], q.keys[j] = q.keys[j], q.keys[i]
+	}
 }
 
 func (q *waitQueue) Push(s *Seq) {
@@ -49,6 +93,9 @@ func (q *waitQueue) Push(s *Seq) {
 	}
 	s.heapIdx = len(q.items)
 	q.items = append(q.items, s)
+	if q.keyed {
+		q.keys = append(q.keys, keyOf(s))
+	}
 	q.up(s.heapIdx)
 }
 
@@ -111,6 +158,9 @@ func (q *waitQueue) removeAt(i int) *Seq {
 	}
 	q.items[n] = nil
 	q.items = q.items[:n]
+	if q.keyed {
+		q.keys = q.keys[:n]
+	}
 	if i != n {
 		if !q.down(i) {
 			q.up(i)
@@ -126,6 +176,9 @@ func (q *waitQueue) Fix(s *Seq) {
 		q.Remove(s)
 		q.pushFIFO(s)
 		return
+	}
+	if q.keyed {
+		q.keys[s.heapIdx] = keyOf(s)
 	}
 	if !q.down(s.heapIdx) {
 		q.up(s.heapIdx)

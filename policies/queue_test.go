@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -83,4 +84,72 @@ func taken(queued []*Seq, order int64) bool {
 		}
 	}
 	return false
+}
+
+// The keyed heap gives the order of a heap that asks the policy: random
+// pushes, pops, removals, and new predictions and promotions (fixed),
+// with ties in predictions, arrivals and promotions, against ISRTF's Less.
+func TestKeyedQueueMatchesThePolicy(t *testing.T) {
+	pol, err := New("isrtf", RerankPause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := range uint64(200) {
+		rng := rand.New(rand.NewPCG(seed, 2))
+		plain := waitQueue{less: pol.Less}
+		keyed := waitQueue{less: pol.Less, keyed: true}
+		twins := map[*Seq]*Seq{}
+		var queued []*Seq
+		order := int64(0)
+		draw := func(s *Seq) {
+			s.Predicted = float64(rng.IntN(6)) * 10
+			if rng.IntN(8) == 0 {
+				s.Predicted = math.Inf(1)
+			}
+			s.promoted = 0
+			if rng.IntN(4) == 0 {
+				s.promoted = int64(rng.IntN(3) + 1)
+			}
+		}
+		for step := range 300 {
+			switch op := rng.IntN(10); {
+			case op < 4:
+				order++
+				a := &Seq{order: order, heapIdx: -1}
+				a.Arrival = float64(rng.IntN(5))
+				draw(a)
+				b := *a
+				twins[a] = &b
+				plain.Push(a)
+				keyed.Push(&b)
+				queued = append(queued, a)
+			case op < 5 && len(queued) > 0:
+				i := rng.IntN(len(queued))
+				s := queued[i]
+				plain.Remove(s)
+				keyed.Remove(twins[s])
+				queued = append(queued[:i], queued[i+1:]...)
+			case op < 7 && len(queued) > 0:
+				s := queued[rng.IntN(len(queued))]
+				draw(s)
+				twins[s].Predicted, twins[s].promoted = s.Predicted, s.promoted
+				plain.Fix(s)
+				keyed.Fix(twins[s])
+			case plain.Len() > 0:
+				p, k := plain.Pop(), keyed.Pop()
+				if k != twins[p] {
+					t.Fatalf("seed %d step %d: popped order %d, the policy's heap %d", seed, step, k.order, p.order)
+				}
+				for i, s := range queued {
+					if s == p {
+						queued = append(queued[:i], queued[i+1:]...)
+						break
+					}
+				}
+			}
+			if plain.Len() != keyed.Len() {
+				t.Fatalf("seed %d step %d: %d queued, the policy's heap %d", seed, step, keyed.Len(), plain.Len())
+			}
+		}
+	}
 }

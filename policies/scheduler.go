@@ -182,6 +182,9 @@ func NewScheduler(cfg Config, pol Policy) (*Scheduler, error) {
 		// by appending, not by a heap (see waitQueue).
 		s.waiting.fifo = true
 	}
+	if b, ok := pol.(*basic); ok && b.byPredicted {
+		s.waiting.keyed = true // the keys beside the requests (see waitQueue)
+	}
 	return s, nil
 }
 
@@ -1117,6 +1120,11 @@ func (s *Scheduler) CheckInvariants() error {
 			return fmt.Errorf("step %d: request %s has %d computed tokens in %d blocks", s.step, q.ID, c, q.blocks)
 		}
 		holders = append(holders, q)
+	}
+	for i, q := range s.waiting.items {
+		if s.waiting.keyed && s.waiting.keys[i] != keyOf(q) {
+			return fmt.Errorf("step %d: waiting request %s is queued by key %+v, its key is %+v", s.step, q.ID, s.waiting.keys[i], keyOf(q))
+		}
 	}
 	for q := range s.waiting.All() {
 		if q.blocks != 0 && !q.paused {
