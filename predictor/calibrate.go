@@ -1,6 +1,10 @@
 package predictor
 
-import "math"
+import (
+	"math"
+	"runtime"
+	"sync"
+)
 
 // Job is what SigmaForMAE needs of a request: its output length.
 type Job struct {
@@ -16,8 +20,9 @@ const maxFitPoints = 1 << 20
 // error over the prediction points of jobs (at 0, K, 2K, ... generated
 // tokens) equals mae tokens. The error grows with sigma, so bisection
 // finds it; the result is deterministic for a seed. Each point's standard
-// normal draw is made once, so a bisection pass costs one exp a point,
-// and at most maxFitPoints points (evenly spaced among all) are measured.
+// normal draw is made once, so a bisection pass costs one exp a point
+// (made on every core), and at most maxFitPoints points (evenly spaced
+// among all) are measured.
 func SigmaForMAE(jobs []Job, k int, seed uint64, mae float64) float64 {
 	if k < 1 {
 		k = 1
@@ -43,10 +48,24 @@ func SigmaForMAE(jobs []Job, k int, seed uint64, mae float64) float64 {
 	if len(z) == 0 {
 		return 0
 	}
+	// A pass's exps are made side by side, its sum in point order, so
+	// sigma is the same to the bit on any number of cores.
+	terms := make([]float64, len(z))
+	parts := min(runtime.GOMAXPROCS(0), max(1, len(z)/(1<<16)))
 	measure := func(sigma float64) float64 {
+		var wg sync.WaitGroup
+		for w := range parts {
+			lo, hi := w*len(z)/parts, (w+1)*len(z)/parts
+			wg.Go(func() {
+				for p := lo; p < hi; p++ {
+					terms[p] = rem[p] * math.Abs(math.Exp(sigma*z[p])-1)
+				}
+			})
+		}
+		wg.Wait()
 		sum := 0.0
-		for p, x := range z {
-			sum += rem[p] * math.Abs(math.Exp(sigma*x)-1)
+		for _, v := range terms {
+			sum += v
 		}
 		return sum / float64(len(z))
 	}

@@ -2,6 +2,7 @@ package predictor
 
 import (
 	"math"
+	"runtime"
 	"testing"
 
 	"github.com/elis-sim/elis-sim/policies"
@@ -46,6 +47,23 @@ func TestSigmaForMAEHitsTarget(t *testing.T) {
 	}
 	if mae := sum / float64(cnt); math.Abs(mae-19.9) > 0.01 {
 		t.Fatalf("sigma %.4f gives MAE %.3f, want 19.9", sigma, mae)
+	}
+}
+
+// The fit's exps are made on every core, its sums in point order: the
+// same sigma to the bit on one core as on several.
+func TestSigmaForMAEIsTheSameOnAnyCores(t *testing.T) {
+	var jobs []Job
+	for i := range 50_000 {
+		jobs = append(jobs, Job{Index: i, Output: 20 + (i*37)%400})
+	}
+	was := runtime.GOMAXPROCS(1)
+	one := SigmaForMAE(jobs, 50, 9, 19.9)
+	runtime.GOMAXPROCS(max(4, was))
+	many := SigmaForMAE(jobs, 50, 9, 19.9)
+	runtime.GOMAXPROCS(was)
+	if math.Float64bits(one) != math.Float64bits(many) {
+		t.Fatalf("sigma %v on one core, %v on several", one, many)
 	}
 }
 
