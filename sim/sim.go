@@ -41,7 +41,8 @@ type Config struct {
 	Overheads cost.Overheads
 	// OnRecord, when set, gets each request's record as soon as it is
 	// final (finished or rejected) and the result keeps none: a run of
-	// millions of requests streams them out instead of holding them.
+	// millions of requests streams them out instead of holding them. The
+	// record is the callee's to read during the call only.
 	OnRecord func(*policies.Record) error
 }
 
@@ -158,17 +159,20 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	var req policies.Request
 
 	var sinkErr error
+	var recs []policies.Record // a step's, reused
 	collect := func(w *worker) {
-		for _, r := range w.core.TakeFinished() {
+		recs = w.core.AppendFinished(recs[:0])
+		for i := range recs {
+			r := &recs[i]
 			r.Worker = w.id
 			if c := cfg.Overheads.PerOutputToken; c > 0 && r.FirstToken >= 0 {
 				r.FirstToken += c
 				r.Finish += c
 			}
 			if cfg.OnRecord == nil {
-				res.Records[r.Index] = r
+				res.Records[r.Index] = *r
 			} else if sinkErr == nil {
-				sinkErr = cfg.OnRecord(&r)
+				sinkErr = cfg.OnRecord(r)
 			}
 			dispatch.Done(r.Index)
 		}
