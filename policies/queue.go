@@ -77,15 +77,6 @@ func (q *waitQueue) lessAt(i, j int) bool {
 	return q.less(q.items[i], q.items[j])
 }
 
-func (q *waitQueue) swap(i, j int) {
-	q.items[i], q.items[j] = q.items[j], q.items[i]
-	q.items[i].heapIdx = i
-	q.items[j].heapIdx = j
-	if q.keyed {
-		q.keys[i], q.keys[j] = q.keys[j], q.keys[i]
-	}
-}
-
 func (q *waitQueue) Push(s *Seq) {
 	if q.fifo {
 		q.pushFIFO(s)
@@ -154,7 +145,7 @@ func (q *waitQueue) removeAt(i int) *Seq {
 	n := len(q.items) - 1
 	s := q.items[i]
 	if i != n {
-		q.swap(i, n)
+		q.move(n, i)
 	}
 	q.items[n] = nil
 	q.items = q.items[:n]
@@ -198,33 +189,78 @@ func (q *waitQueue) All() iter.Seq[*Seq] {
 	}
 }
 
-func (q *waitQueue) up(j int) {
-	for j > 0 {
-		i := (j - 1) / 2
-		if !q.lessAt(j, i) {
-			break
-		}
-		q.swap(i, j)
-		j = i
+// The heap is 4-ary, and a sift moves a hole rather than swapping: at
+// hundreds of thousands queued, half the levels of a binary heap, and
+// one write of a request's heap index a level rather than two.
+const arity = 4
+
+// below reports whether s, with key k (keyed heaps), is ordered before
+// the request at j.
+func (q *waitQueue) below(s *Seq, k *waitKey, j int) bool {
+	if q.keyed {
+		return k.less(&q.keys[j])
+	}
+	return q.less(s, q.items[j])
+}
+
+// put places s, with key k, at i.
+func (q *waitQueue) put(i int, s *Seq, k *waitKey) {
+	q.items[i] = s
+	s.heapIdx = i
+	if q.keyed {
+		q.keys[i] = *k
 	}
 }
 
+// move moves the request at from to to.
+func (q *waitQueue) move(from, to int) {
+	q.items[to] = q.items[from]
+	q.items[to].heapIdx = to
+	if q.keyed {
+		q.keys[to] = q.keys[from]
+	}
+}
+
+func (q *waitQueue) held(i int) (*Seq, waitKey) {
+	if q.keyed {
+		return q.items[i], q.keys[i]
+	}
+	return q.items[i], waitKey{}
+}
+
+func (q *waitQueue) up(j int) {
+	s, k := q.held(j)
+	for j > 0 {
+		i := (j - 1) / arity
+		if !q.below(s, &k, i) {
+			break
+		}
+		q.move(i, j)
+		j = i
+	}
+	q.put(j, s, &k)
+}
+
 func (q *waitQueue) down(i0 int) bool {
+	s, k := q.held(i0)
 	i, n := i0, len(q.items)
 	for {
-		l := 2*i + 1
-		if l >= n {
+		c := arity*i + 1
+		if c >= n {
 			break
 		}
-		j := l
-		if r := l + 1; r < n && q.lessAt(r, l) {
-			j = r
+		m := c
+		for x := c + 1; x < min(c+arity, n); x++ {
+			if q.lessAt(x, m) {
+				m = x
+			}
 		}
-		if !q.lessAt(j, i) {
+		if q.keyed && !q.keys[m].less(&k) || !q.keyed && !q.less(q.items[m], s) {
 			break
 		}
-		q.swap(i, j)
-		i = j
+		q.move(m, i)
+		i = m
 	}
+	q.put(i, s, &k)
 	return i > i0
 }
