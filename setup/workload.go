@@ -122,8 +122,7 @@ func LoadTrace(o Options, args []string) (*traces.Trace, string, error) {
 		if err != nil {
 			return nil, "", Bad(err)
 		}
-		s := traces.Summarize(t)
-		return t, fmt.Sprintf("%s: %d requests over %.0f s (%.3g req/s)", args[0], s.Requests, s.Duration, s.Rate), nil
+		return t, fmt.Sprintf("%s: %d requests over %.0f s (%.3g req/s)", args[0], len(t.Requests), t.Duration(), t.Rate()), nil
 	}
 	t, desc := DefaultWorkload(o.Uint64("seed"))
 	return t, desc, nil

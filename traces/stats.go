@@ -34,12 +34,9 @@ type Stats struct {
 // fraction of values at or below it).
 func Summarize(t *Trace) Stats {
 	n := len(t.Requests)
-	s := Stats{Requests: n, Duration: t.Duration()}
+	s := Stats{Requests: n, Duration: t.Duration(), Rate: t.Rate()}
 	if n == 0 {
 		return s
-	}
-	if s.Duration > 0 {
-		s.Rate = float64(n) / s.Duration
 	}
 	if n > 2 {
 		gaps := make([]float64, n-1)

@@ -114,6 +114,15 @@ func (t *Trace) Duration() float64 {
 	return t.Requests[len(t.Requests)-1].Arrival - t.Requests[0].Arrival
 }
 
+// Rate is the mean arrival rate, requests over Duration (0 when every
+// request arrives at once).
+func (t *Trace) Rate() float64 {
+	if d := t.Duration(); d > 0 {
+		return float64(len(t.Requests)) / d
+	}
+	return 0
+}
+
 // Window keeps the requests arriving in [from, to) seconds after the first
 // arrival (to <= 0 means no end), shifts them so the first kept one arrives
 // at 0, scales all times by scale (> 0; 0.5 halves the gaps), and keeps at
