@@ -32,6 +32,7 @@ func (p scriptPredictor) Predict(r *Request, generated int) float64 {
 //	config policy=fcfs budget=16 seqs=4 blocks=8 block=4 maxlen=1000 [mode=paper] [interval=50] [threshold=0] [aging=N,M] [limit=0.8] [caching] [lazy] [async] [margin=TOKENS,RATIO] [cap=S] [slots] [sums]
 //	add id=a prompt=10 output=3 [priority=0] [pred=0:5,2:1] [t=0] [hashes=1,2,3 hashblock=8] [session=7]
 //	step [n=1]     schedule one step, print it (after the asks it stopped for), complete it one second later
+//	advance [n=N]  schedule one step and the quiet stretch after it (Stretch, at most N-1 steps), complete them a second apart (Advance)
 //	state          print the queues and the free blocks
 //	cache          print the prefix cache: free queue (head first), block tables, hits
 //	abort id=a     the client of a left: drop it
@@ -133,6 +134,27 @@ func TestScenarios(t *testing.T) {
 					}
 				}
 				return strings.Join(out, "\n")
+			case "advance":
+				b := s.Schedule(now)
+				if b.Wait {
+					d.Fatalf(t, "the step waits for predictions")
+				}
+				first := b.Step
+				k := s.Stretch(num("n", 32) - 1)
+				ends := make([]float64, k+1)
+				for i := range ends {
+					now++
+					ends[i] = now
+				}
+				s.Advance(ends)
+				if err := s.CheckInvariants(); err != nil {
+					d.Fatalf(t, "%v", err)
+				}
+				out := fmt.Sprintf("steps %d-%d: a stretch of %d after the first", first, first+int64(k), k)
+				for _, r := range s.TakeFinished() {
+					out += " | done " + r.ID
+				}
+				return out + fmt.Sprintf(" | free %d", s.FreeBlocks())
 			case "state":
 				return dumpState(s)
 			case "cache":

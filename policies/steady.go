@@ -255,21 +255,9 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	}
 	g, a := 0, 0
 	if len(grow) <= s.kv.free {
-		// No block can run short: every member starting one takes it
-		// from the pool in one go (a steady pool counts unnamed blocks),
-		// and no member fills a block that others may share as it starts
-		// one. The members filling such blocks name them below.
-		keptG := grow[:0]
-		for _, r := range grow {
-			if r.epoch == r.q.sEpoch {
-				keptG = append(keptG, r)
-				r.q.Computed = int(r.q.sBase + f.dec)
-				r.q.blocks++
-			}
-		}
-		s.kv.takeUnnamed(len(keptG))
-		clear(grow[len(keptG):])
-		f.buckets[gi] = keptG
+		// No block can run short: the members filling blocks that others
+		// may share name them below.
+		s.startBlocks(gi)
 		grow = nil // done
 	}
 	// Merge the two buckets in running order, dropping members that left.
@@ -335,6 +323,26 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	b.DecodeSeqs += f.n
 	b.DecodeContext += f.sumBase + int64(f.n)*f.dec
 	return preempted, stop, true
+}
+
+// startBlocks gives every member of bucket gi, which start a block at
+// this step, its block, from the pool in one go (a steady pool counts
+// unnamed blocks, and no member fills a block that others may share as it
+// starts one), when the pool holds as many as the bucket lists.
+func (s *Scheduler) startBlocks(gi int64) {
+	f := &s.steady
+	grow := f.buckets[gi]
+	kept := grow[:0]
+	for _, r := range grow {
+		if r.epoch == r.q.sEpoch {
+			kept = append(kept, r)
+			r.q.Computed = int(r.q.sBase + f.dec)
+			r.q.blocks++
+		}
+	}
+	s.kv.takeUnnamed(len(kept))
+	clear(grow[len(kept):])
+	f.buckets[gi] = kept
 }
 
 // mayPreempt reports whether a step could run short of blocks: the
@@ -405,15 +413,7 @@ func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64,
 	f := &s.steady
 	n = s.batch.Lazy
 	gap = now - prev
-	f.dec++
-	for len(f.gaps) > 0 && f.gaps[len(f.gaps)-1].gap <= gap {
-		f.gaps = f.gaps[:len(f.gaps)-1]
-	}
-	f.gaps = append(f.gaps, gapMark{f.dec, gap})
-	// Marks no member reads go: the first member joined before the rest.
-	for len(f.gaps) > 1 && f.n > 0 && f.gaps[0].dec <= s.running[0].sFrom {
-		f.gaps = f.gaps[1:]
-	}
+	s.steadyStep(gap)
 	for len(f.ends) > 0 && f.ends[0].at <= f.dec {
 		e := f.ends.pop()
 		q := e.q
@@ -447,6 +447,96 @@ func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64,
 		f.windows[w] = kept
 	}
 	return gap, n, len(f.gone) > 0
+}
+
+// steadyStep moves the counter on by a step whose gap was gap, keeping
+// the marks of the largest gaps.
+func (s *Scheduler) steadyStep(gap float64) {
+	f := &s.steady
+	f.dec++
+	for len(f.gaps) > 0 && f.gaps[len(f.gaps)-1].gap <= gap {
+		f.gaps = f.gaps[:len(f.gaps)-1]
+	}
+	f.gaps = append(f.gaps, gapMark{f.dec, gap})
+	// Marks no member reads go: the first member joined before the rest.
+	for len(f.gaps) > 1 && f.n > 0 && f.gaps[0].dec <= s.running[0].sFrom {
+		f.gaps = f.gaps[1:]
+	}
+}
+
+// Stretch is how many steps after the one Next just built are copies of
+// it but for their contexts (each decode's one token longer a step), were
+// nothing to arrive, at most max: steps of a quiet stretch (DESIGN.md
+// rule 22), which Advance runs without building them one by one. It is 0
+// unless the core keeps steady decodes, its policy reads no prediction
+// and no guard acts, nothing waits or is asked, and the step decodes the
+// steady requests alone; the stretch ends before a step that would finish
+// one, start more blocks than are free, or fill a block others may share.
+func (s *Scheduler) Stretch(max int) int {
+	f := &s.steady
+	b := &s.batch
+	if !s.steadyOn() || s.pol.Predictive() || s.cfg.Guard != (Guard{}) || !f.inStep ||
+		f.n == 0 || f.n != len(s.running) || b.Lazy != f.n || len(b.Items) > 0 || b.Predictions > 0 ||
+		s.waiting.Len() > 0 || len(s.asks) > 0 || s.resume.on || len(s.lazyWaiting) > 0 || s.pendingPred > 0 ||
+		len(s.answered) > 0 || len(s.asking) > 0 || len(s.bounds) > 0 || len(f.gone) > 0 {
+		return 0
+	}
+	// Step j (built at dec+j) must not finish anyone as it ends, nor
+	// start blocks beyond the free ones, nor fill a shared block.
+	last := int64(math.MaxInt64)
+	if len(f.ends) > 0 {
+		last = f.ends[0].at - f.dec - 2 // the step before the finish's
+	}
+	bs := int64(s.cfg.BlockSize)
+	gi := ((-f.dec-1)%bs + bs) % bs // step 1's bucket; each next one's is one lower
+	free := s.kv.free
+	k := 0
+	for j := int64(1); k < max && j <= last; j++ {
+		fi := gi - 1
+		if fi < 0 {
+			fi += bs
+		}
+		if s.kv.caching && len(f.fills[fi]) > 0 {
+			break
+		}
+		if free -= len(f.buckets[gi]); free < 0 {
+			break
+		}
+		k++
+		gi = fi
+	}
+	return k
+}
+
+// Advance completes the step Next built at ends[0] and, for each later
+// end, builds the stretch's next step (Stretch: len(ends)-1 of them at
+// most) and completes it there, as Next and Complete would at each end.
+// The driver then calls Next as after Complete. Nothing may arrive
+// before the last end.
+func (s *Scheduler) Advance(ends []float64) {
+	f := &s.steady
+	b := &s.batch
+	n := f.n
+	for j, now := range ends {
+		if j > 0 {
+			s.clock = ends[j-1] // built as the step before ends
+			s.step++
+			b.reset(s.step)
+			bs := int64(s.cfg.BlockSize)
+			s.startBlocks(((-f.dec % bs) + bs) % bs)
+			f.inStep = true
+			b.Lazy, b.DecodeSeqs, b.DecodeContext = n, n, f.sumBase+int64(n)*f.dec
+			s.stats.Steps++
+		}
+		prev := s.completed
+		s.completed = now
+		f.inStep = false
+		gap := now - prev
+		s.steadyStep(gap)
+		if s.OnGap != nil {
+			s.OnGap(gap, n)
+		}
+	}
 }
 
 // steadyResubmit re-enqueues, in running order, the steady requests that

@@ -5,6 +5,8 @@
 // the core's asks for predictions with a predictor at once. It reads only
 // a step's sums, so the core keeps steady decodes lazily (policies.
 // Scheduler.SumsOnly) and a run costs per event rather than per running
-// request and step, with the bytes that visiting every request at every
-// step (Config.TokenByToken) gives.
+// request; a lone worker runs a quiet stretch of decode steps in one go
+// (Scheduler.Stretch and Advance), pricing each of its steps from their
+// sums. Either way it writes the bytes that visiting every request at
+// every step (Config.TokenByToken) gives.
 package sim

@@ -63,7 +63,16 @@ type worker struct {
 	price cost.StepCoster // its own: it keeps its last step's terms
 	busy  bool
 	until float64
+	// stretch: how many steps after the one built are its copies (the
+	// core's Stretch), built being that step as priced.
+	stretch int
+	built   policies.Batch
 }
+
+// maxStretch bounds how far ahead a quiet stretch is looked for: an
+// arrival ends most stretches sooner, and the rest go on from a longer
+// look at the next step.
+const maxStretch = 32
 
 // PredictorFor builds the predictor a run uses, and the sigma of a noisy one.
 func PredictorFor(spec predictor.Spec, tr *traces.Trace, k int, seed uint64) (policies.Predictor, float64, error) {
@@ -177,6 +186,11 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			dispatch.Done(r.Index)
 		}
 	}
+	// A lone worker that keeps steady decodes runs quiet stretches of
+	// steps in one go (DESIGN.md rule 22); with several, their steps
+	// interleave as stepping would have them.
+	quiet := cfg.Workers == 1 && !cfg.TokenByToken
+	var ends []float64 // a stretch's step ends
 	start := func(w *worker, now float64) error {
 		// The core asks for its predictions; the simulator answers at
 		// once, as the patch's synchronous predictor call would.
@@ -202,6 +216,11 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		}
 		w.busy = true
 		w.until = now + w.price.StepTime(b) + predCost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
+		if quiet {
+			if w.stretch = w.core.Stretch(maxStretch); w.stretch > 0 {
+				w.built = *b
+			}
+		}
 		return nil
 	}
 
@@ -264,7 +283,8 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 					Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 				w := ws[dispatch.Route(&req)]
 				w.core.Add(req, now)
-				collect(w) // rejections are final at once
+				w.stretch = 0 // it waits: the next step may admit it
+				collect(w)    // rejections are final at once
 			}
 			for _, w := range ws {
 				if !w.busy && !w.core.Idle() {
@@ -279,7 +299,25 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			break
 		}
 		w := ws[wi]
-		w.core.Complete(tEnd)
+		if w.stretch > 0 {
+			// Price the stretch's steps as start would, up to the next
+			// arrival, and run them at once.
+			ends = append(ends[:0], tEnd)
+			b := &w.built
+			for range w.stretch {
+				b.DecodeContext += int64(b.DecodeSeqs)
+				e := tEnd + w.price.StepTime(b) + predCost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
+				if !(nextAt > e) {
+					break // it arrives in that step: it ends one by one
+				}
+				ends = append(ends, e)
+				tEnd = e
+			}
+			w.stretch = 0
+			w.core.Advance(ends)
+		} else {
+			w.core.Complete(tEnd)
+		}
 		last = math.Max(last, tEnd)
 		collect(w)
 		if err := start(w, tEnd); err != nil {
