@@ -517,13 +517,17 @@ func (s *Scheduler) Advance(ends []float64) {
 	f := &s.steady
 	b := &s.batch
 	n := f.n
+	bs := int64(s.cfg.BlockSize)
+	gi := ((-f.dec-1)%bs + bs) % bs // the bucket starting blocks at the second step; one lower each next
 	for j, now := range ends {
 		if j > 0 {
 			s.clock = ends[j-1] // built as the step before ends
 			s.step++
 			b.reset(s.step)
-			bs := int64(s.cfg.BlockSize)
-			s.startBlocks(((-f.dec % bs) + bs) % bs)
+			s.startBlocks(gi)
+			if gi--; gi < 0 {
+				gi += bs
+			}
 			f.inStep = true
 			b.Lazy, b.DecodeSeqs, b.DecodeContext = n, n, f.sumBase+int64(n)*f.dec
 			s.stats.Steps++
