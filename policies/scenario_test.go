@@ -256,7 +256,7 @@ func dumpState(s *Scheduler) string {
 		if q.steady {
 			gen, steady = c-q.PromptTokens+1, " steady"
 		}
-		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s%s)", q.ID, gen, c, q.blocks, predString(q), steady)
+		fmt.Fprintf(&sb, " %s(gen=%d comp=%d blk=%d%s%s)", q.ID, gen, c, s.blocksOf(q), predString(q), steady)
 	}
 	sb.WriteString("\nwaiting:")
 	w := slices.Collect(s.waiting.All())

