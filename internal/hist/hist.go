@@ -23,6 +23,7 @@ type H struct {
 	// gap, and the next step's is near it
 	lastV float64
 	lastB int
+	lower []float64 // the buckets' lower bounds, once a sample came
 }
 
 const nBuckets = perDecade * maxDecades
@@ -64,9 +65,9 @@ func lowerBounds() []float64 {
 	return t
 }
 
-// bucketNear is bucket(v), searched from b, the last sample's bucket.
-func bucketNear(v float64, b int) int {
-	t := lower()
+// bucketNear is bucket(v), searched from b, the last sample's bucket,
+// between the lower bounds t (lower()).
+func bucketNear(t []float64, v float64, b int) int {
 	if !(v > minV) || v >= t[nBuckets-1] {
 		return bucket(v) // the ends, infinities, NaN
 	}
@@ -89,10 +90,11 @@ func (h *H) AddN(v float64, n uint64) {
 	}
 	if h.counts == nil {
 		h.counts = make([]uint64, perDecade*maxDecades)
+		h.lower = lower()
 	}
 	b := h.lastB
 	if v != h.lastV || h.n == 0 {
-		b = bucketNear(v, b)
+		b = bucketNear(h.lower, v, b)
 		h.lastV, h.lastB = v, b
 	}
 	h.counts[b] += n
