@@ -103,7 +103,11 @@ func (r *Request) SessionKey() uint64 {
 // SortByArrival orders the requests by arrival time, keeping the order of
 // equal times.
 func (t *Trace) SortByArrival() {
-	sort.SliceStable(t.Requests, func(i, j int) bool { return t.Requests[i].Arrival < t.Requests[j].Arrival })
+	less := func(i, j int) bool { return t.Requests[i].Arrival < t.Requests[j].Arrival }
+	if sort.SliceIsSorted(t.Requests, less) {
+		return // most traces are written in order: a stable sort would keep it
+	}
+	sort.SliceStable(t.Requests, less)
 }
 
 // Duration is the time from the first arrival to the last.

@@ -2,6 +2,8 @@ package traces
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -233,4 +235,49 @@ func FuzzRequestLine(f *testing.F) {
 			t.Fatalf("decoded differently:\nencoding/json %+v\nfast          %+v\nline %q", std, fast, line)
 		}
 	})
+}
+
+// repeatedID reports the first repeated id as a map of the strings does:
+// the first request whose id an earlier one has, and that earlier one,
+// below smallTrace and above it.
+func TestRepeatedIDAsAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 400 {
+		n := rng.IntN(300)
+		if round%4 == 0 {
+			n = smallTrace + rng.IntN(smallTrace) // sorted by hash
+		}
+		reqs := make([]Request, n)
+		for i := range reqs {
+			reqs[i].ID = fmt.Sprintf("r%d", rng.IntN(1+n*(1+round%4)))
+			if round%8 == 0 || round%8 == 4 {
+				reqs[i].ID = fmt.Sprintf("r%d", i) // unique
+			}
+		}
+		if round%8 == 4 { // one repeat
+			j := rng.IntN(n - 1)
+			reqs[j+1+rng.IntN(n-j-1)].ID = reqs[j].ID
+		}
+		wi, wj, want := 0, 0, false
+		seen := map[string]int{}
+		for i := range reqs {
+			if j, ok := seen[reqs[i].ID]; ok {
+				wi, wj, want = i, j, true
+				break
+			}
+			seen[reqs[i].ID] = i
+		}
+		if i, j, dup := repeatedID(reqs); dup != want || dup && (i != wi || j != wj) {
+			t.Fatalf("round %d: (%d, %d, %v), the map (%d, %d, %v)", round, i, j, dup, wi, wj, want)
+		}
+	}
+}
+
+func TestParseNamesARepeatedID(t *testing.T) {
+	data := "{\"elis_trace\":1}\n{\"id\":\"a\",\"arrival_s\":0,\"prompt_tokens\":1,\"output_tokens\":1}\n" +
+		"{\"id\":\"b\",\"arrival_s\":1,\"prompt_tokens\":1,\"output_tokens\":1}\n{\"id\":\"a\",\"arrival_s\":2,\"prompt_tokens\":1,\"output_tokens\":1}\n"
+	_, err := Parse([]byte(data), "t.jsonl", true)
+	if want := `trace t.jsonl: request 2: id "a" repeats request 0`; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
 }
