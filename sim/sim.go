@@ -190,7 +190,8 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	// steps in one go (DESIGN.md rule 22); with several, their steps
 	// interleave as stepping would have them.
 	quiet := cfg.Workers == 1 && !cfg.TokenByToken
-	var ends []float64 // a stretch's step ends
+	var ends []float64    // a stretch's step ends
+	nextAt := math.Inf(1) // the next arrival, as the loop last found it
 	start := func(w *worker, now float64) error {
 		// The core asks for its predictions; the simulator answers at
 		// once, as the patch's synchronous predictor call would.
@@ -217,7 +218,13 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		w.busy = true
 		w.until = now + w.price.StepTime(b) + predCost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
 		if quiet {
-			if w.stretch = w.core.Stretch(maxStretch); w.stretch > 0 {
+			// Look no further ahead than the next arrival is likely to
+			// allow (steps grow as contexts do: the pricing stops there).
+			limit := maxStretch
+			if d := w.until - now; d > 0 && nextAt-w.until < d*maxStretch {
+				limit = int((nextAt-w.until)/d) + 1
+			}
+			if w.stretch = w.core.Stretch(limit); w.stretch > 0 {
 				w.built = *b
 			}
 		}
@@ -263,7 +270,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 				wi, tEnd = i, w.until
 			}
 		}
-		nextAt := math.Inf(1)
+		nextAt = math.Inf(1)
 		if next < len(reqs) {
 			_, nextAt = joinAt(next)
 		}
