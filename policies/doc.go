@@ -17,6 +17,7 @@
 // keeps replica load through. A driver that only prices steps (the
 // simulator) sets Scheduler.SumsOnly, and the core then keeps requests
 // that decode steadily as offsets of one counter, so a step costs per
-// event rather than per running request. DESIGN.md, beside this file, states the
+// event rather than per running request, and can complete a quiet stretch
+// of such steps at once (Scheduler.Stretch, Advance). DESIGN.md, beside this file, states the
 // scheduling rules the core follows; the code cites them by number.
 package policies

@@ -81,7 +81,9 @@ func (s *Seq) Remaining() int { return s.OutputTokens - s.Generated }
 
 // Blocks is the number of KV blocks s holds. A driver with a real cache
 // maps them to physical blocks: they grow while s computes and drop to 0
-// when s is preempted, paused out of memory, or finished.
+// when s is preempted, paused out of memory, or finished. (A core whose
+// driver reads sums only writes a steadily decoding request's count when
+// it next visits it: such a driver reads no block counts.)
 func (s *Seq) Blocks() int { return s.blocks }
 
 // BlockTable is the ids of the blocks s holds, in token order, with prefix
