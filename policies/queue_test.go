@@ -3,6 +3,7 @@ package policies
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -50,12 +51,7 @@ func TestFIFOQueueMatchesTheHeap(t *testing.T) {
 				if f != twins[p] {
 					t.Fatalf("seed %d step %d: popped order %d, heap %d", seed, step, f.order, p.order)
 				}
-				for i, s := range queued {
-					if s == p {
-						queued = append(queued[:i], queued[i+1:]...)
-						break
-					}
-				}
+				queued = slices.DeleteFunc(queued, func(s *Seq) bool { return s == p })
 			}
 			if heap.Len() != fifo.Len() {
 				t.Fatalf("seed %d step %d: %d queued, heap %d", seed, step, fifo.Len(), heap.Len())
@@ -140,12 +136,7 @@ func TestKeyedQueueMatchesThePolicy(t *testing.T) {
 				if k != twins[p] {
 					t.Fatalf("seed %d step %d: popped order %d, the policy's heap %d", seed, step, k.order, p.order)
 				}
-				for i, s := range queued {
-					if s == p {
-						queued = append(queued[:i], queued[i+1:]...)
-						break
-					}
-				}
+				queued = slices.DeleteFunc(queued, func(s *Seq) bool { return s == p })
 			}
 			if plain.Len() != keyed.Len() {
 				t.Fatalf("seed %d step %d: %d queued, the policy's heap %d", seed, step, keyed.Len(), plain.Len())
