@@ -32,7 +32,10 @@ type steadySet struct {
 	n int
 	// dec counts the steady steps completed since the set began: a steady
 	// request has computed base+dec tokens.
-	dec     int64
+	dec int64
+	// phase is -dec mod BlockSize: the bucket of the members that start
+	// a block at step dec (it follows dec, sparing a step two divisions).
+	phase   int64
 	sumBase int64 // of the members' bases
 	nextKey int64
 	// buckets holds the members by base mod BlockSize, in running order:
@@ -140,6 +143,9 @@ func (s *Scheduler) checkSteady() error {
 	if sum != f.sumBase {
 		return fmt.Errorf("steady bases sum to %d, the set counts %d", sum, f.sumBase)
 	}
+	if bs := int64(s.cfg.BlockSize); f.phase != ((-f.dec%bs)+bs)%bs {
+		return fmt.Errorf("steady step %d: block phase %d", f.dec, f.phase)
+	}
 	for gi, bucket := range f.buckets {
 		n := 0
 		for _, r := range bucket {
@@ -241,7 +247,7 @@ func (s *Scheduler) settle() {
 		f.windows[i] = f.windows[i][:0]
 	}
 	f.gaps = f.gaps[:0]
-	f.n, f.dec, f.sumBase = 0, 0, 0
+	f.n, f.dec, f.phase, f.sumBase = 0, 0, 0, 0
 }
 
 // materialize writes out steady q's tokens, last token time and largest
@@ -271,9 +277,8 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	if f.n == 0 || f.n > budget {
 		return false, false, false
 	}
-	bs := int64(s.cfg.BlockSize)
-	gi := ((-f.dec % bs) + bs) % bs // start a block: (base+dec) mod bs = 0
-	fi := ((-f.dec-1)%bs + bs) % bs // fill one: (base+dec+1) mod bs = 0
+	gi := f.phase     // start a block: (base+dec) mod bs = 0
+	fi := s.below(gi) // fill one: (base+dec+1) mod bs = 0
 	grow := f.buckets[gi]
 	if s.cfg.LazyPredictions && s.pol.Predictive() && s.mayPreempt(grow, budget) && s.lazyRunning() {
 		// Its victims would be chosen by predictions not yet made, which
@@ -484,11 +489,21 @@ func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64,
 	return gap, n, len(f.gone) > 0
 }
 
+// below is the bucket before gi, by block phase (the one starting blocks
+// a step later).
+func (s *Scheduler) below(gi int64) int64 {
+	if gi == 0 {
+		return int64(s.cfg.BlockSize) - 1
+	}
+	return gi - 1
+}
+
 // steadyStep moves the counter on by a step whose gap was gap, keeping
 // the marks of the largest gaps.
 func (s *Scheduler) steadyStep(gap float64) {
 	f := &s.steady
 	f.dec++
+	f.phase = s.below(f.phase)
 	for len(f.gaps) > 0 && f.gaps[len(f.gaps)-1].gap <= gap {
 		f.gaps = f.gaps[:len(f.gaps)-1]
 	}
@@ -522,15 +537,11 @@ func (s *Scheduler) Stretch(max int) int {
 	if len(f.ends) > 0 {
 		last = f.ends[0].at - f.dec - 2 // the step before the finish's
 	}
-	bs := int64(s.cfg.BlockSize)
-	gi := ((-f.dec-1)%bs + bs) % bs // step 1's bucket; each next one's is one lower
+	gi := s.below(f.phase) // step 1's bucket; each next one's is one lower
 	free := s.kv.free
 	k := 0
 	for j := int64(1); k < max && j <= last; j++ {
-		fi := gi - 1
-		if fi < 0 {
-			fi += bs
-		}
+		fi := s.below(gi)
 		if s.kv.caching && len(f.fills[fi]) > 0 {
 			break
 		}
@@ -552,17 +563,12 @@ func (s *Scheduler) Advance(ends []float64) {
 	f := &s.steady
 	b := &s.batch
 	n := f.n
-	bs := int64(s.cfg.BlockSize)
-	gi := ((-f.dec-1)%bs + bs) % bs // the bucket starting blocks at the second step; one lower each next
 	for j, now := range ends {
 		if j > 0 {
 			s.clock = ends[j-1] // built as the step before ends
 			s.step++
 			b.reset(s.step)
-			s.startBlocks(gi)
-			if gi--; gi < 0 {
-				gi += bs
-			}
+			s.startBlocks(f.phase)
 			f.inStep = true
 			b.Lazy, b.DecodeSeqs, b.DecodeContext = n, n, f.sumBase+int64(n)*f.dec
 			s.stats.Steps++
