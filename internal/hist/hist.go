@@ -66,18 +66,32 @@ func lowerBounds() []float64 {
 }
 
 // bucketNear is bucket(v), searched from b, the last sample's bucket,
-// between the lower bounds t (lower()).
+// between the lower bounds t (lower()): a few steps either way, else by
+// bisection (a step with a prompt chunk and one without differ by dozens
+// of buckets, and a run's steps alternate between them).
 func bucketNear(t []float64, v float64, b int) int {
 	if !(v > minV) || v >= t[nBuckets-1] {
 		return bucket(v) // the ends, infinities, NaN
 	}
-	for v < t[b] {
-		b--
+	for range 4 {
+		switch {
+		case v < t[b]:
+			b--
+		case v >= t[b+1]:
+			b++
+		default:
+			return b
+		}
 	}
-	for v >= t[b+1] {
-		b++
+	lo, hi := 0, nBuckets // t[lo] <= v < t[hi]: t[0] is -Inf, t[nBuckets] +Inf
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; t[mid] <= v {
+			lo = mid
+		} else {
+			hi = mid
+		}
 	}
-	return b
+	return lo
 }
 
 // Add records one sample.

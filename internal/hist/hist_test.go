@@ -44,7 +44,7 @@ func TestLowerBoundsMatchTheLogarithm(t *testing.T) {
 		for d := uint64(0); d <= 600; d++ {
 			v := math.Float64frombits(bits - 300 + d)
 			want := bucket(v)
-			for _, from := range []int{b - 1, b} {
+			for _, from := range []int{b - 1, b, max(b-40, 0), min(b+40, nBuckets-2), 0, nBuckets - 2} {
 				if got := bucketNear(lo, v, from); got != want {
 					t.Fatalf("%v (bound %d %+d ulps) from bucket %d: %d, the logarithm's %d", v, b, int(d)-300, from, got, want)
 				}
