@@ -21,20 +21,24 @@ type H struct {
 	sum, max float64
 	// the last sample and its bucket: the tokens of one step often share a
 	// gap, and the next step's is near it
-	lastV float64
-	lastB int
-	lower []float64 // the buckets' lower bounds, once a sample came
+	lastV        float64
+	lastB, prevB int       // and the bucket before it
+	lower        []float64 // the buckets' lower bounds, once a sample came
 }
 
 const nBuckets = perDecade * maxDecades
 
-// bucket is the bucket of sample v: the definition, a logarithm.
+// bucket is the bucket of sample v: the definition, a logarithm. A NaN
+// counts in the first bucket and an infinity in the last (converting
+// either to an int is undefined).
 func bucket(v float64) int {
-	if v <= minV {
+	if !(v > minV) {
 		return 0
 	}
-	b := int(math.Log10(v/minV) * perDecade)
-	return min(b, nBuckets-1)
+	if l := math.Log10(v/minV) * perDecade; l < nBuckets-1 {
+		return int(l)
+	}
+	return nBuckets - 1
 }
 
 // lower[b] is the smallest sample bucket puts in b (b >= 1), found by
@@ -108,7 +112,19 @@ func (h *H) AddN(v float64, n uint64) {
 	}
 	b := h.lastB
 	if v != h.lastV || h.n == 0 {
-		b = bucketNear(h.lower, v, b)
+		// A loaded run's gaps alternate between two places (steps with a
+		// prompt chunk and steps without): the last bucket, the one
+		// before it, then a search.
+		t := h.lower
+		switch {
+		case t[b] <= v && v < t[b+1]:
+		case t[h.prevB] <= v && v < t[h.prevB+1]:
+			b, h.prevB = h.prevB, b
+		default:
+			if nb := bucketNear(t, v, b); nb != b {
+				b, h.prevB = nb, b
+			}
+		}
 		h.lastV, h.lastB = v, b
 	}
 	h.counts[b] += n

@@ -61,9 +61,42 @@ func TestLowerBoundsMatchTheLogarithm(t *testing.T) {
 		}
 		prev = want
 	}
-	for _, v := range []float64{0, -1, minV, math.Inf(1), math.MaxFloat64, 1e300} {
-		if got, want := bucketNear(lo, v, 7), bucket(v); got != want {
+	for _, v := range []float64{0, -1, minV, math.Inf(1), math.MaxFloat64, 1e300, math.NaN()} {
+		if got, want := bucketNear(lo, v, 7), bucket(v); got != want || got < 0 || got >= nBuckets {
 			t.Fatalf("%v: %d, the logarithm's %d", v, got, want)
+		}
+	}
+}
+
+// Every sample lands in the logarithm's bucket, whichever of AddN's
+// shortcuts finds it: gaps alternating between two regimes as a loaded
+// run's do, drifting, jumping, repeating, and the ends.
+func TestAddCountsByTheLogarithm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var h H
+	want := make([]uint64, nBuckets)
+	add := func(v float64) {
+		h.Add(v)
+		want[bucket(v)]++
+	}
+	short, long := 0.008, 0.030
+	for i := range 100_000 {
+		switch r := rng.IntN(20); {
+		case r < 9:
+			short *= 1 + 1e-4*rng.Float64()
+			add(short)
+		case r < 18:
+			long *= 1 + 1e-4*rng.Float64()
+			add(long)
+		case r < 19:
+			add(minV * math.Pow(10, 13*rng.Float64()-0.5))
+		default:
+			add([]float64{0, minV, math.Inf(1), 1e300, short, long}[i%6])
+		}
+	}
+	for b, c := range h.counts {
+		if c != want[b] {
+			t.Fatalf("bucket %d: %d samples, the logarithm's %d", b, c, want[b])
 		}
 	}
 }
