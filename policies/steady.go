@@ -41,7 +41,8 @@ type steadySet struct {
 	// buckets holds the members by base mod BlockSize, in running order:
 	// at step dec, those with (base+dec) mod BlockSize = 0 start a block
 	// and those one short of it fill one. Members that left are skipped
-	// (their epoch moved on) and dropped when their bucket is next read.
+	// (their epoch moved on) and dropped when their bucket is next walked,
+	// or once they are most of it.
 	buckets [][]steadyRef
 	live    []int         // by bucket: its members still in the set (the rest are skipped)
 	fills   [][]steadyRef // the members whose output blocks others may share (sessions), alike
