@@ -281,7 +281,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	gi := f.phase     // start a block: (base+dec) mod bs = 0
 	fi := s.below(gi) // fill one: (base+dec+1) mod bs = 0
 	grow := f.buckets[gi]
-	if s.cfg.LazyPredictions && s.pol.Predictive() && s.mayPreempt(grow, budget) && s.lazyRunning() {
+	if s.cfg.LazyPredictions && s.pol.Predictive() && s.mayPreempt(gi, budget) && s.lazyRunning() {
 		// Its victims would be chosen by predictions not yet made, which
 		// stops the step midway: the per-request pass does that.
 		return false, false, false
@@ -385,16 +385,11 @@ func (s *Scheduler) startBlocks(gi int64) {
 }
 
 // mayPreempt reports whether a step could run short of blocks: the
-// blocks the steady requests start (grow, their bucket) and the others'
+// blocks the steady requests start (those of bucket gi) and the others'
 // asks, with budget tokens, need more than are free.
-func (s *Scheduler) mayPreempt(grow []steadyRef, budget int) bool {
+func (s *Scheduler) mayPreempt(gi int64, budget int) bool {
 	f := &s.steady
-	need := 0
-	for _, r := range grow {
-		if r.epoch == r.q.sEpoch {
-			need++
-		}
-	}
+	need := f.live[gi]
 	left := budget - f.n
 	for _, q := range s.running[f.n:] {
 		if left <= 0 {
