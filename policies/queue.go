@@ -3,6 +3,7 @@ package policies
 import (
 	"cmp"
 	"iter"
+	"math"
 	"slices"
 )
 
@@ -35,15 +36,32 @@ type waitQueue struct {
 }
 
 // waitKey is what a keyed heap orders a request by, as basic.Less does
-// with byPredicted: promotion, prediction, arrival, queue order.
+// with byPredicted: promotion, prediction, arrival, queue order. The two
+// floats are kept as integers that order as cmp.Compare orders them.
 type waitKey struct {
 	promoted      int64
-	pred, arrival float64
+	pred, arrival uint64
 	order         int64
 }
 
 func keyOf(s *Seq) waitKey {
-	return waitKey{promoted: s.promoted, pred: s.Predicted, arrival: s.Arrival, order: s.order}
+	return waitKey{promoted: s.promoted, pred: floatOrder(s.Predicted), arrival: floatOrder(s.Arrival), order: s.order}
+}
+
+// floatOrder maps v to an integer that orders as cmp.Compare orders
+// floats: NaN first, then the numbers, -0 equal to +0.
+func floatOrder(v float64) uint64 {
+	switch {
+	case v != v:
+		return 0
+	case v == 0:
+		v = 0 // +0
+	}
+	b := math.Float64bits(v)
+	if b>>63 != 0 {
+		return ^b // negative: the larger its magnitude, the smaller
+	}
+	return b | 1<<63
 }
 
 func (a *waitKey) less(b *waitKey) bool {
@@ -52,11 +70,11 @@ func (a *waitKey) less(b *waitKey) bool {
 	} else if pa && a.promoted != b.promoted {
 		return a.promoted < b.promoted
 	}
-	if c := cmp.Compare(a.pred, b.pred); c != 0 {
-		return c < 0
+	if a.pred != b.pred {
+		return a.pred < b.pred
 	}
-	if c := cmp.Compare(a.arrival, b.arrival); c != 0 {
-		return c < 0
+	if a.arrival != b.arrival {
+		return a.arrival < b.arrival
 	}
 	return a.order < b.order
 }

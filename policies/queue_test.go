@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -82,6 +83,21 @@ func taken(queued []*Seq, order int64) bool {
 	return false
 }
 
+// odd are the floats whose order cmp.Compare defines with care.
+var odd = []float64{math.Inf(1), math.Inf(-1), math.NaN(), math.Copysign(0, -1), 0, -3, -math.SmallestNonzeroFloat64,
+	math.SmallestNonzeroFloat64, math.MaxFloat64, -math.MaxFloat64}
+
+// floatOrder orders floats as cmp.Compare does.
+func TestFloatOrderIsCmpCompare(t *testing.T) {
+	for _, a := range odd {
+		for _, b := range odd {
+			if got, want := cmp.Compare(floatOrder(a), floatOrder(b)), cmp.Compare(a, b); got != want {
+				t.Fatalf("%v against %v: %d, cmp.Compare %d", a, b, got, want)
+			}
+		}
+	}
+}
+
 // The keyed heap gives the order of a heap that asks the policy: random
 // pushes, pops, removals, and new predictions and promotions (fixed),
 // with ties in predictions, arrivals and promotions, against ISRTF's Less.
@@ -99,8 +115,8 @@ func TestKeyedQueueMatchesThePolicy(t *testing.T) {
 		order := int64(0)
 		draw := func(s *Seq) {
 			s.Predicted = float64(rng.IntN(6)) * 10
-			if rng.IntN(8) == 0 {
-				s.Predicted = math.Inf(1)
+			if rng.IntN(4) == 0 {
+				s.Predicted = odd[rng.IntN(len(odd))]
 			}
 			s.promoted = 0
 			if rng.IntN(4) == 0 {
@@ -113,6 +129,9 @@ func TestKeyedQueueMatchesThePolicy(t *testing.T) {
 				order++
 				a := &Seq{order: order, heapIdx: -1}
 				a.Arrival = float64(rng.IntN(5))
+				if rng.IntN(6) == 0 {
+					a.Arrival = odd[rng.IntN(len(odd))]
+				}
 				draw(a)
 				b := *a
 				twins[a] = &b
