@@ -202,7 +202,7 @@ func (s *Scheduler) joinSteady() {
 		q.sFrom = f.dec
 		q.sKey = f.nextKey
 		f.nextKey++
-		r := ((q.sBase % bs) + bs) % bs
+		r := s.bucketOf(q)
 		f.buckets[r] = append(f.buckets[r], steadyRef{q, q.sKey, q.sEpoch})
 		f.live[r]++
 		if s.kv.caching && q.shared == math.MaxInt32 {
@@ -419,8 +419,7 @@ func (s *Scheduler) lazyRunning() bool {
 func (s *Scheduler) leaveSteady(q *Seq) {
 	f := &s.steady
 	s.materialize(q)
-	bs := int64(s.cfg.BlockSize)
-	f.live[((q.sBase%bs)+bs)%bs]--
+	f.live[s.bucketOf(q)]--
 	q.steady = false
 	q.sEpoch++
 	f.n--
@@ -483,6 +482,12 @@ func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64,
 		f.windows[w] = kept
 	}
 	return gap, n, len(f.gone) > 0
+}
+
+// bucketOf is steady q's bucket by block phase: its base mod BlockSize.
+func (s *Scheduler) bucketOf(q *Seq) int64 {
+	bs := int64(s.cfg.BlockSize)
+	return ((q.sBase % bs) + bs) % bs
 }
 
 // below is the bucket before gi, by block phase (the one starting blocks
