@@ -192,6 +192,11 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	quiet := cfg.Workers == 1 && !cfg.TokenByToken
 	var ends []float64    // a stretch's step ends
 	nextAt := math.Inf(1) // the next arrival, as the loop last found it
+	// end is when step b, started by w at now, ends: the one price every
+	// step gets, stepped or in a stretch.
+	end := func(w *worker, now float64, b *policies.Batch) float64 {
+		return now + w.price.StepTime(b) + predCost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
+	}
 	start := func(w *worker, now float64) error {
 		// The core asks for its predictions; the simulator answers at
 		// once, as the patch's synchronous predictor call would.
@@ -216,7 +221,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			return nil
 		}
 		w.busy = true
-		w.until = now + w.price.StepTime(b) + predCost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
+		w.until = end(w, now, b)
 		if quiet {
 			// Look no further ahead than the next arrival is likely to
 			// allow (steps grow as contexts do: the pricing stops there).
@@ -307,13 +312,13 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		}
 		w := ws[wi]
 		if w.stretch > 0 {
-			// Price the stretch's steps as start would, up to the next
-			// arrival, and run them at once.
+			// Price the stretch's steps as start would (end), up to the
+			// next arrival, and run them at once.
 			ends = append(ends[:0], tEnd)
 			b := &w.built
 			for range w.stretch {
 				b.DecodeContext += int64(b.DecodeSeqs)
-				e := tEnd + w.price.StepTime(b) + predCost.StepSeconds(b.Predictions, b.PredictionTokens, cfg.SyncPredictions, cfg.Engine.AsyncPredictions)
+				e := end(w, tEnd, b)
 				if !(nextAt > e) {
 					break // it arrives in that step: it ends one by one
 				}
