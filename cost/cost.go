@@ -235,12 +235,71 @@ func (p *rooflineRun) StepTime(b *policies.Batch) float64 {
 	if tokens == 0 {
 		return 0
 	}
-	seqs := b.Seqs()
+	return p.r.priceShapeWith(p.shape(tokens, b.Seqs()), p.attn.price(b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn))
+}
+
+// shape is the terms of a step of tokens tokens and seqs sequences, from
+// the table when they are there.
+func (p *rooflineRun) shape(tokens, seqs int) *shapeTerms {
 	t := &p.shapes[uint(tokens*7+seqs)%uint(len(p.shapes))]
 	if t.tokens != float64(tokens) || t.seqs != seqs { // an empty slot has 0 tokens
 		p.r.shape(t, float64(tokens), seqs)
 	}
-	return p.r.priceShapeWith(t, p.attn.price(b.DecodeSeqs, b.DecodeContext, b.PrefillTokens, b.PrefillAttn))
+	return t
+}
+
+// StretchEnds prices a stretch's steps with the shape looked up once:
+// only attention changes as the contexts grow.
+func (p *rooflineRun) StretchEnds(ends []float64, b *policies.Batch, t float64, k int, until float64) []float64 {
+	if b.Tokens() == 0 {
+		return stretchEnds(p, ends, b, t, k, until)
+	}
+	sh := p.shape(b.Tokens(), b.Seqs())
+	ctx, n := b.DecodeContext, int64(b.DecodeSeqs)
+	for range k {
+		ctx += n
+		e := t + p.r.priceShapeWith(sh, p.attn.price(b.DecodeSeqs, ctx, b.PrefillTokens, b.PrefillAttn))
+		if !(until > e) {
+			break
+		}
+		ends = append(ends, e)
+		t = e
+	}
+	return ends
+}
+
+// StretchCoster is a StepCoster that prices a quiet stretch (a run of
+// steps that differ only in their decodes' contexts, each one token
+// longer a step; DESIGN.md rule 22) in one call, to the bits StepTime
+// gives each step: a simulator then spends a few nanoseconds a step.
+type StretchCoster interface {
+	StepCoster
+	// StretchEnds appends to ends the ends of up to k steps run back to
+	// back from t, the first b with each decode one token longer, up to
+	// the first that would not end before until.
+	StretchEnds(ends []float64, b *policies.Batch, t float64, k int, until float64) []float64
+}
+
+// StretchEnds is c's StretchEnds, or its StepTime step by step.
+func StretchEnds(c StepCoster, ends []float64, b *policies.Batch, t float64, k int, until float64) []float64 {
+	if s, ok := c.(StretchCoster); ok {
+		return s.StretchEnds(ends, b, t, k, until)
+	}
+	return stretchEnds(c, ends, b, t, k, until)
+}
+
+func stretchEnds(c StepCoster, ends []float64, b *policies.Batch, t float64, k int, until float64) []float64 {
+	step := *b
+	for range k {
+		step.DecodeContext += int64(step.DecodeSeqs)
+		e := t + c.StepTime(&step)
+		if !(until > e) {
+			break
+		}
+		ends = append(ends, e)
+		t = e
+	}
+	return ends
 }
 
 // DecodeSeconds is one decode step of batch sequences with ctx tokens of

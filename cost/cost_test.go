@@ -8,6 +8,53 @@ import (
 	"github.com/elis-sim/elis-sim/policies"
 )
 
+// A stretch priced in one call ends each step where the roofline's own
+// StepTime, step after step, would: same bits, same stop before the
+// limit, for ForRun's pricer and for a model priced step by step.
+func TestStretchEndsAsStepByStep(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	r, err := NewRoofline("llama-3.1-8b", "h100", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lin := &Linear{Base: 0.004, PerDecodeSeq: 3e-5, PerDecodeContext: 2e-8, PerPrefillToken: 2e-5}
+	// Each pricer against the model that prices its steps one by one.
+	for _, m := range []struct{ c, ref StepCoster }{{ForRun(r), r}, {r, r}, {lin, lin}} {
+		c := m.c
+		for range 2000 {
+			n := rng.IntN(300)
+			b := &policies.Batch{DecodeSeqs: n, DecodeContext: int64(n) * int64(rng.IntN(8000)), Lazy: n}
+			if rng.IntN(4) == 0 {
+				b.PrefillTokens = 1 + rng.IntN(500)
+				b.PrefillAttn = float64(b.PrefillTokens) * float64(b.PrefillTokens+1) / 2
+			}
+			t0 := 100 * rng.Float64()
+			k := rng.IntN(40)
+			until := t0 + rng.Float64()*float64(k)*c.StepTime(b)*1.2
+			got := StretchEnds(c, []float64{t0}, b, t0, k, until)
+			want := []float64{t0}
+			step, at := *b, t0
+			for range k {
+				step.DecodeContext += int64(step.DecodeSeqs)
+				e := at + m.ref.StepTime(&step)
+				if !(until > e) {
+					break
+				}
+				want = append(want, e)
+				at = e
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%T %+v k %d: %d ends, step by step %d", c, *b, k, len(got), len(want))
+			}
+			for i := range got {
+				if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+					t.Fatalf("%T %+v: end %d %v, step by step %v", c, *b, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
 // ForRun's roofline keeps a step's shape terms and prices every step to
 // the bit as the roofline does: random batches, decode runs whose
 // contexts grow (the shape kept), shapes that change and come back, with

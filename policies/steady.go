@@ -372,6 +372,13 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 func (s *Scheduler) startBlocks(gi int64) {
 	f := &s.steady
 	s.kv.takeUnnamed(f.live[gi])
+	s.compactBucket(gi)
+}
+
+// compactBucket drops the members that left bucket gi when they are most
+// of it.
+func (s *Scheduler) compactBucket(gi int64) {
+	f := &s.steady
 	if grow := f.buckets[gi]; len(grow) > 2*f.live[gi]+8 {
 		kept := grow[:0]
 		for _, r := range grow {
@@ -562,26 +569,44 @@ func (s *Scheduler) Stretch(max int) int {
 // before the last end.
 func (s *Scheduler) Advance(ends []float64) {
 	f := &s.steady
-	b := &s.batch
 	n := f.n
-	for j, now := range ends {
-		if j > 0 {
-			s.clock = ends[j-1] // built as the step before ends
-			s.step++
-			b.reset(s.step)
-			s.startBlocks(f.phase)
-			f.inStep = true
-			b.Lazy, b.DecodeSeqs, b.DecodeContext = n, n, f.sumBase+int64(n)*f.dec
-			s.stats.Steps++
+	k := len(ends) - 1
+	if k > 0 {
+		// Step j (1..k) is built at phase below^j of the one now: their
+		// starting blocks come from the queue's head in one take, which
+		// takes the same blocks in the same order as k takes would.
+		gi, need := f.phase, 0
+		for range k {
+			gi = s.below(gi)
+			need += f.live[gi]
 		}
-		prev := s.completed
-		s.completed = now
-		f.inStep = false
+		s.kv.takeUnnamed(need)
+		gi = f.phase
+		for range min(k, len(f.buckets)) {
+			gi = s.below(gi)
+			s.compactBucket(gi)
+		}
+	}
+	// Each step ends in turn: the counter, the gap marks, the gaps.
+	prev := s.completed
+	for _, now := range ends {
 		gap := now - prev
+		prev = now
 		s.steadyStep(gap)
 		if s.OnGap != nil {
 			s.OnGap(gap, n)
 		}
+	}
+	s.completed = prev
+	f.inStep = false
+	if k > 0 {
+		// The batch is the last step built, as Next would have built it.
+		s.clock = ends[k-1]
+		s.step += int64(k)
+		s.stats.Steps += int64(k)
+		b := &s.batch
+		b.reset(s.step)
+		b.Lazy, b.DecodeSeqs, b.DecodeContext = n, n, f.sumBase+int64(n)*(f.dec-1)
 	}
 }
 
