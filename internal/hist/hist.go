@@ -19,10 +19,10 @@ type H struct {
 	counts   []uint64
 	n        uint64
 	sum, max float64
-	// the last sample and its bucket: the tokens of one step often share a
+	// the last sample's bucket: the tokens of one step often share a
 	// gap, and the next step's is near it
-	lastV        float64
 	lastB, prevB int       // and the bucket before it
+	lo, hi       float64   // the last bucket's bounds (zero: none yet)
 	lower        []float64 // the buckets' lower bounds, once a sample came
 }
 
@@ -101,8 +101,29 @@ func bucketNear(t []float64, v float64, b int) int {
 // Add records one sample.
 func (h *H) Add(v float64) { h.AddN(v, 1) }
 
-// AddN records n samples of value v.
+// AddN records n samples of value v. A sample in the last one's bucket
+// (most of a run's) takes the inlined path: a comparison of the bounds.
 func (h *H) AddN(v float64, n uint64) {
+	if h.lo <= v && v < h.hi && n != 0 {
+		h.count(h.lastB, v, n)
+		return
+	}
+	h.addSearch(v, n)
+}
+
+func (h *H) count(b int, v float64, n uint64) {
+	h.counts[b] += n
+	h.n += n
+	h.sum += v * float64(n)
+	if v > h.max {
+		h.max = v
+	}
+}
+
+// addSearch is AddN finding v's bucket: the bucket before the last one's
+// (a loaded run's gaps alternate between two places, steps with a prompt
+// chunk and steps without), then a search.
+func (h *H) addSearch(v float64, n uint64) {
 	if n == 0 {
 		return
 	}
@@ -110,29 +131,18 @@ func (h *H) AddN(v float64, n uint64) {
 		h.counts = make([]uint64, perDecade*maxDecades)
 		h.lower = lower()
 	}
-	b := h.lastB
-	if v != h.lastV || h.n == 0 {
-		// A loaded run's gaps alternate between two places (steps with a
-		// prompt chunk and steps without): the last bucket, the one
-		// before it, then a search.
-		t := h.lower
-		switch {
-		case t[b] <= v && v < t[b+1]:
-		case t[h.prevB] <= v && v < t[h.prevB+1]:
-			b, h.prevB = h.prevB, b
-		default:
-			if nb := bucketNear(t, v, b); nb != b {
-				b, h.prevB = nb, b
-			}
+	b, t := h.lastB, h.lower
+	switch {
+	case t[b] <= v && v < t[b+1]:
+	case t[h.prevB] <= v && v < t[h.prevB+1]:
+		b, h.prevB = h.prevB, b
+	default:
+		if nb := bucketNear(t, v, b); nb != b {
+			b, h.prevB = nb, b
 		}
-		h.lastV, h.lastB = v, b
 	}
-	h.counts[b] += n
-	h.n += n
-	h.sum += v * float64(n)
-	if v > h.max {
-		h.max = v
-	}
+	h.lastB, h.lo, h.hi = b, t[b], t[b+1]
+	h.count(b, v, n)
 }
 
 // N, Mean and Max describe the samples exactly.

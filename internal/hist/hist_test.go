@@ -107,3 +107,23 @@ func BenchmarkLowerBounds(b *testing.B) {
 		lower()
 	}
 }
+
+// BenchmarkAddN adds a run's pattern of gaps: decode steps whose gap grows
+// slowly as contexts do, and now and then a step with a prompt chunk.
+func BenchmarkAddN(b *testing.B) {
+	gaps := make([]float64, 4096)
+	g := 0.0075
+	for i := range gaps {
+		g *= 1.0001
+		gaps[i] = g
+		if i%12 == 0 {
+			gaps[i] = 0.03 + g
+		}
+	}
+	var h H
+	for b.Loop() {
+		for _, v := range gaps {
+			h.AddN(v, 16)
+		}
+	}
+}
