@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
-	"sync"
 	"testing"
 )
 
@@ -28,14 +27,15 @@ func TestQuantilesCloseToExact(t *testing.T) {
 	}
 }
 
-// TestLowerBoundsMatchTheLogarithm: finding a bucket between the lower
-// bounds gives the logarithm's bucket for every float within 300 ulps of
-// every bound (where the logarithm's rounding, a few ulps, could make
-// bucket not monotone; farther away it cannot cross an integer), from
-// whichever bucket the search starts, and for random samples over the
-// whole range.
+// TestLowerBoundsMatchTheLogarithm: finding a bucket from the table and
+// the lower bounds gives the logarithm's bucket for every float within
+// 300 ulps of every bound (where the logarithm's rounding, a few ulps,
+// could make bucket not monotone; farther away it cannot cross an
+// integer), at every cell's edges, and for random samples over the whole
+// range.
 func TestLowerBoundsMatchTheLogarithm(t *testing.T) {
-	lo := lower()
+	bd := table()
+	lo := bd.lower
 	for b := 1; b < nBuckets; b++ {
 		if !(lo[b] > lo[b-1]) {
 			t.Fatalf("bound %d (%g) not above bound %d (%g)", b, lo[b], b-1, lo[b-1])
@@ -43,26 +43,28 @@ func TestLowerBoundsMatchTheLogarithm(t *testing.T) {
 		bits := math.Float64bits(lo[b])
 		for d := uint64(0); d <= 600; d++ {
 			v := math.Float64frombits(bits - 300 + d)
-			want := bucket(v)
-			for _, from := range []int{b - 1, b, max(b-40, 0), min(b+40, nBuckets-2), 0, nBuckets - 2} {
-				if got := bucketNear(lo, v, from); got != want {
-					t.Fatalf("%v (bound %d %+d ulps) from bucket %d: %d, the logarithm's %d", v, b, int(d)-300, from, got, want)
-				}
+			if got, want := bd.find(v), bucket(v); got != want {
+				t.Fatalf("%v (bound %d %+d ulps): %d, the logarithm's %d", v, b, int(d)-300, got, want)
+			}
+		}
+	}
+	for c := range uint64(len(bd.first)) {
+		for _, bits := range []uint64{(bd.base + c) << cellShift, (bd.base+c+1)<<cellShift - 1} {
+			v := math.Float64frombits(bits)
+			if got, want := bd.find(v), bucket(v); got != want {
+				t.Fatalf("%v (cell %d): %d, the logarithm's %d", v, c, got, want)
 			}
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	prev := 0
 	for range 200_000 {
 		v := minV * math.Pow(10, 13*rng.Float64()-0.5)
-		want := bucket(v)
-		if got := bucketNear(lo, v, prev); got != want {
-			t.Fatalf("%v from bucket %d: %d, the logarithm's %d", v, prev, got, want)
+		if got, want := bd.find(v), bucket(v); got != want {
+			t.Fatalf("%v: %d, the logarithm's %d", v, got, want)
 		}
-		prev = want
 	}
 	for _, v := range []float64{0, -1, minV, math.Inf(1), math.MaxFloat64, 1e300, math.NaN()} {
-		if got, want := bucketNear(lo, v, 7), bucket(v); got != want || got < 0 || got >= nBuckets {
+		if got, want := bd.find(v), bucket(v); got != want || got < 0 || got >= nBuckets {
 			t.Fatalf("%v: %d, the logarithm's %d", v, got, want)
 		}
 	}
@@ -101,29 +103,43 @@ func TestAddCountsByTheLogarithm(t *testing.T) {
 	}
 }
 
+// BenchmarkLowerBounds is the table's cost, paid once a process.
 func BenchmarkLowerBounds(b *testing.B) {
 	for b.Loop() {
-		lower = sync.OnceValue(lowerBounds)
-		lower()
+		newBounds()
 	}
 }
 
 // BenchmarkAddN adds a run's pattern of gaps: decode steps whose gap grows
-// slowly as contexts do, and now and then a step with a prompt chunk.
+// slowly as contexts do, and now and then a step with a prompt chunk
+// (steady); and gaps scattered over two decades (an overloaded run's
+// steps, whose prompt chunks vary).
 func BenchmarkAddN(b *testing.B) {
-	gaps := make([]float64, 4096)
+	steady := make([]float64, 4096)
 	g := 0.0075
-	for i := range gaps {
+	for i := range steady {
 		g *= 1.0001
-		gaps[i] = g
+		steady[i] = g
 		if i%12 == 0 {
-			gaps[i] = 0.03 + g
+			steady[i] = 0.03 + g
 		}
 	}
-	var h H
-	for b.Loop() {
-		for _, v := range gaps {
-			h.AddN(v, 16)
-		}
+	rng := rand.New(rand.NewPCG(3, 4))
+	scattered := make([]float64, 4096)
+	for i := range scattered {
+		scattered[i] = 0.005 * math.Pow(10, 2*rng.Float64())
+	}
+	for _, c := range []struct {
+		name string
+		gaps []float64
+	}{{"steady", steady}, {"scattered", scattered}} {
+		b.Run(c.name, func(b *testing.B) {
+			var h H
+			for b.Loop() {
+				for _, v := range c.gaps {
+					h.AddN(v, 16)
+				}
+			}
+		})
 	}
 }
