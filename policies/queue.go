@@ -140,7 +140,11 @@ func (q *waitQueue) Pop() *Seq {
 		}
 		s := q.items[0]
 		q.items[0] = nil
-		q.items = q.items[1:] // append reallocates, dropping the spent prefix
+		if len(q.items) == 1 {
+			q.items = q.items[:0] // drained: the next push reuses the room
+		} else {
+			q.items = q.items[1:] // append reallocates, dropping the spent prefix
+		}
 		return s
 	}
 	return q.removeAt(0)

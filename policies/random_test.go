@@ -107,3 +107,35 @@ func randomWorkloads(t *testing.T, caching bool) {
 		}
 	}
 }
+
+// A sums-only core under a light load gives each new request a finished
+// one's Seq: once warm, a request's whole life (arrival, prefill, decode,
+// finish, record) allocates nothing, and each record is still its own.
+func TestLightLoadReusesFinishedRequests(t *testing.T) {
+	pol, _ := New("fcfs", RerankPause)
+	s, err := NewScheduler(Config{MaxBatchedTokens: 64, MaxSeqs: 4, BlockSize: 4, NumBlocks: 64, MaxModelLen: 256, PredictionInterval: 8, PrefixCaching: true}, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SumsOnly = true
+	var recs []Record
+	i := 0
+	life := func() {
+		s.Add(Request{ID: "r", Index: i, PromptTokens: 10, OutputTokens: 5}, float64(i))
+		for !s.Idle() {
+			s.Next(float64(i))
+			s.Complete(float64(i) + 0.5)
+		}
+		recs = s.AppendFinished(recs[:0])
+		if len(recs) != 1 || recs[0].Index != i || recs[0].Generated != 5 || recs[0].Finish < 0 {
+			t.Fatalf("request %d: records %+v", i, recs)
+		}
+		i++
+	}
+	for range 10 {
+		life()
+	}
+	if a := testing.AllocsPerRun(100, life); a != 0 {
+		t.Errorf("%v allocations a request, want 0", a)
+	}
+}

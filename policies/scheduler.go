@@ -35,6 +35,8 @@ type Scheduler struct {
 	frontOrder int64
 	batch      Batch
 	finished   []Record
+	// ended holds finished requests' Seqs for Add to reuse (reuses).
+	ended []*Seq
 
 	bounds   []*Seq       // running requests at a window (boundary), in running order
 	aging    []agingEntry // waiting requests by the step they started waiting
@@ -223,7 +225,7 @@ func (s *Scheduler) blocksFor(tokens int) int {
 // served (longer than the model's context or the whole KV cache) is
 // rejected at once and its record is ready in TakeFinished.
 func (s *Scheduler) Add(r Request, now float64) {
-	q := newSeq(r, s.nextOrder)
+	q := s.newSeq(r)
 	q.serial = uint64(s.nextOrder)
 	if s.kv.caching {
 		q.shared = s.kv.sharedBlocks(q)
@@ -1021,6 +1023,41 @@ func (s *Scheduler) finish(q *Seq, now float64) {
 	s.kv.forget(q)
 	s.stats.Finished++
 	s.finished = append(s.finished, q.record())
+	if s.reuses() && len(s.ended) < maxEnded {
+		s.ended = append(s.ended, q)
+	}
+}
+
+// maxEnded bounds the finished Seqs kept for reuse: a light load reuses
+// them as fast as they end, and an overloaded run's waiting requests
+// stay fresh ones, laid out in the order admission walks them.
+const maxEnded = 1024
+
+// reuses reports whether Add may give a new request a finished one's Seq:
+// a fresh one costs the first touch of its memory (in a light-load run of
+// 100k requests, a tenth of the simulator's time). Only where nothing but
+// the running list and the queue holds a request while it runs (a core
+// whose driver reads sums only, whose policy reads no prediction, with no
+// guard, aging or slot) and a stale entry of the steady set's is told by
+// its epoch, which a reused Seq keeps moving on.
+func (s *Scheduler) reuses() bool {
+	return s.SumsOnly && !s.pol.Predictive() && s.cfg.Guard == (Guard{}) && !s.cfg.Slots
+}
+
+// newSeq is a new request's Seq, a finished one's when the core reuses
+// them and one is there (while few wait: see maxEnded).
+func (s *Scheduler) newSeq(r Request) *Seq {
+	k := len(s.ended)
+	if k == 0 || s.waiting.Len() > maxEnded {
+		return newSeq(r, s.nextOrder)
+	}
+	q := s.ended[k-1]
+	s.ended[k-1] = nil
+	s.ended = s.ended[:k-1]
+	epoch := q.sEpoch
+	newSeqAt(q, r, s.nextOrder)
+	q.sEpoch = epoch + 1
+	return q
 }
 
 // dropEnded takes the requests that finished or left for resubmission
@@ -1120,6 +1157,11 @@ func (s *Scheduler) AppendFinished(dst []Record) []Record {
 func (s *Scheduler) CheckInvariants() error {
 	if err := s.checkSteady(); err != nil {
 		return fmt.Errorf("step %d: %w", s.step, err)
+	}
+	for _, q := range s.ended {
+		if q.state != stFinished {
+			return fmt.Errorf("step %d: request %s kept for reuse in state %d", s.step, q.ID, q.state)
+		}
 	}
 	var holders []*Seq
 	for _, q := range s.running {

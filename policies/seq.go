@@ -99,7 +99,12 @@ func (s *Seq) BlockTable() []int32 {
 }
 
 func newSeq(r Request, order int64) *Seq {
-	s := &Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), heapIdx: -1, order: order}
+	return newSeqAt(new(Seq), r, order)
+}
+
+// newSeqAt makes s a new request's Seq.
+func newSeqAt(s *Seq, r Request, order int64) *Seq {
+	*s = Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), heapIdx: -1, order: order}
 	s.rec = measured{firstScheduled: -1, firstToken: -1, finish: -1}
 	return s
 }
