@@ -259,10 +259,10 @@ func (p *rooflineRun) StretchEnds(ends []float64, b *policies.Batch, t float64, 
 	for range k {
 		ctx += n
 		e := t + p.r.priceShapeWith(sh, p.attn.price(b.DecodeSeqs, ctx, b.PrefillTokens, b.PrefillAttn))
+		ends = append(ends, e)
 		if !(until > e) {
 			break
 		}
-		ends = append(ends, e)
 		t = e
 	}
 	return ends
@@ -276,7 +276,8 @@ type StretchCoster interface {
 	StepCoster
 	// StretchEnds appends to ends the ends of up to k steps run back to
 	// back from t, the first b with each decode one token longer, up to
-	// the first that would not end before until.
+	// the first that does not end before until (the step in which
+	// something happens at until).
 	StretchEnds(ends []float64, b *policies.Batch, t float64, k int, until float64) []float64
 }
 
@@ -293,10 +294,10 @@ func stretchEnds(c StepCoster, ends []float64, b *policies.Batch, t float64, k i
 	for range k {
 		step.DecodeContext += int64(step.DecodeSeqs)
 		e := t + c.StepTime(&step)
+		ends = append(ends, e)
 		if !(until > e) {
 			break
 		}
-		ends = append(ends, e)
 		t = e
 	}
 	return ends

@@ -9,8 +9,9 @@ import (
 )
 
 // A stretch priced in one call ends each step where the roofline's own
-// StepTime, step after step, would: same bits, same stop before the
-// limit, for ForRun's pricer and for a model priced step by step.
+// StepTime, step after step, would: same bits, same stop at the step that
+// reaches the limit, for ForRun's pricer and for a model priced step by
+// step.
 func TestStretchEndsAsStepByStep(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	r, err := NewRoofline("llama-3.1-8b", "h100", 1)
@@ -37,10 +38,10 @@ func TestStretchEndsAsStepByStep(t *testing.T) {
 			for range k {
 				step.DecodeContext += int64(step.DecodeSeqs)
 				e := at + m.ref.StepTime(&step)
+				want = append(want, e)
 				if !(until > e) {
 					break
 				}
-				want = append(want, e)
 				at = e
 			}
 			if len(got) != len(want) {

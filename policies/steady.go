@@ -528,8 +528,9 @@ func (s *Scheduler) steadyStep(gap float64) {
 // rule 22), which Advance runs without building them one by one. It is 0
 // unless the core keeps steady decodes, its policy reads no prediction
 // and no guard acts, nothing waits or is asked, and the step decodes the
-// steady requests alone; the stretch ends before a step that would finish
-// one, start more blocks than are free, or fill a block others may share.
+// steady requests alone; the stretch ends with the first step that
+// finishes a request, and before one that would start more blocks than
+// are free or fill a block others may share.
 func (s *Scheduler) Stretch(max int) int {
 	f := &s.steady
 	b := &s.batch
@@ -539,11 +540,12 @@ func (s *Scheduler) Stretch(max int) int {
 		len(s.answered) > 0 || len(s.asking) > 0 || len(s.bounds) > 0 || len(f.gone) > 0 {
 		return 0
 	}
-	// Step j (built at dec+j) must not finish anyone as it ends, nor
-	// start blocks beyond the free ones, nor fill a shared block.
+	// Copy j (built at dec+j) must not start blocks beyond the free ones
+	// nor fill a shared block, and only the last may finish anyone as it
+	// ends (the driver completes that one as any step).
 	last := int64(math.MaxInt64)
 	if len(f.ends) > 0 {
-		last = f.ends[0].at - f.dec - 2 // the step before the finish's
+		last = f.ends[0].at - f.dec - 1 // the first finish's
 	}
 	gi := s.below(f.phase) // step 1's bucket; each next one's is one lower
 	free := s.kv.free
@@ -562,30 +564,29 @@ func (s *Scheduler) Stretch(max int) int {
 	return k
 }
 
-// Advance completes the step Next built at ends[0] and, for each later
-// end, builds the stretch's next step (Stretch: len(ends)-1 of them at
-// most) and completes it there, as Next and Complete would at each end.
-// The driver then calls Next as after Complete. Nothing may arrive
-// before the last end.
+// Advance completes the step Next built at ends[0] and each of the
+// stretch's next len(ends)-1 copies at its end, then builds the copy
+// after them (len(ends) of the Stretch's copies at most), as Next and
+// Complete would have step by step. The driver completes that last copy
+// as any step (Complete): requests may arrive during it, and it may
+// finish some. Nothing may arrive before ends' last.
 func (s *Scheduler) Advance(ends []float64) {
 	f := &s.steady
 	n := f.n
-	k := len(ends) - 1
-	if k > 0 {
-		// Step j (1..k) is built at phase below^j of the one now: their
-		// starting blocks come from the queue's head in one take, which
-		// takes the same blocks in the same order as k takes would.
-		gi, need := f.phase, 0
-		for range k {
-			gi = s.below(gi)
-			need += f.live[gi]
-		}
-		s.kv.takeUnnamed(need)
-		gi = f.phase
-		for range min(k, len(f.buckets)) {
-			gi = s.below(gi)
-			s.compactBucket(gi)
-		}
+	k := len(ends)
+	// Copy j (1..k) is built at phase below^j of the one now: their
+	// starting blocks come from the queue's head in one take, which
+	// takes the same blocks in the same order as k takes would.
+	gi, need := f.phase, 0
+	for range k {
+		gi = s.below(gi)
+		need += f.live[gi]
+	}
+	s.kv.takeUnnamed(need)
+	gi = f.phase
+	for range min(k, len(f.buckets)) {
+		gi = s.below(gi)
+		s.compactBucket(gi)
 	}
 	// Each step ends in turn: the counter, the gap marks, the gaps.
 	prev := s.completed
@@ -598,16 +599,14 @@ func (s *Scheduler) Advance(ends []float64) {
 		}
 	}
 	s.completed = prev
-	f.inStep = false
-	if k > 0 {
-		// The batch is the last step built, as Next would have built it.
-		s.clock = ends[k-1]
-		s.step += int64(k)
-		s.stats.Steps += int64(k)
-		b := &s.batch
-		b.reset(s.step)
-		b.Lazy, b.DecodeSeqs, b.DecodeContext = n, n, f.sumBase+int64(n)*(f.dec-1)
-	}
+	// The last copy, as Next would have built it.
+	s.clock = prev
+	s.step += int64(k)
+	s.stats.Steps += int64(k)
+	b := &s.batch
+	b.reset(s.step)
+	b.Lazy, b.DecodeSeqs, b.DecodeContext = n, n, f.sumBase+int64(n)*f.dec
+	f.inStep = true
 }
 
 // steadyResubmit re-enqueues, in running order, the steady requests that

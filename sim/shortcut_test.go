@@ -16,9 +16,10 @@ import (
 // setups -- every policy and ISRTF mode, the guards, lazy, eager and
 // asynchronous predictions, routers over several engines, prefix caching
 // on and off with shared prefixes and sessions, KV pressure, chunked
-// prefill, overheads -- a run whose core keeps steady decodes lazily
-// gives the records, counters, gap histogram and makespan of the run that
-// visits every request of every step.
+// prefill, overheads, rejections -- a run whose core keeps steady decodes
+// lazily gives the records (streamed: in the same order), counters, gap
+// histogram and makespan of the run that visits every request of every
+// step.
 func TestShortcutsChangeNothing(t *testing.T) {
 	pols := []string{"fcfs", "isrtf", "sjf", "srpt-oracle", "priority", "sjf-oracle"}
 	modes := []policies.Rerank{policies.RerankPause, policies.RerankNone, policies.RerankResubmit}
@@ -42,6 +43,9 @@ func TestShortcutsChangeNothing(t *testing.T) {
 		eng := policies.Config{MaxBatchedTokens: 64 << rng.IntN(7), MaxSeqs: 1 + rng.IntN(64), BlockSize: []int{1, 8, 16, 32}[rng.IntN(4)],
 			MaxModelLen: 4096, PredictionInterval: 1 + rng.IntN(80), PrefixCaching: rng.IntN(3) > 0,
 			LazyPredictions: rng.IntN(2) == 0, AsyncPredictions: rng.IntN(4) == 0}
+		if seed%4 == 3 {
+			eng.MaxModelLen = 1024 // some requests are rejected as they arrive
+		}
 		eng.NumBlocks = (4096/eng.BlockSize + 1) * (1 + rng.IntN(6)) // from a single request's room to plenty
 		if rng.IntN(3) == 0 {
 			eng.LongPrefillThreshold = 32 + rng.IntN(256)
@@ -65,14 +69,27 @@ func TestShortcutsChangeNothing(t *testing.T) {
 		}
 		cfg.Check = seed%10 == 0 // the core's invariants, the steady set's included, after every step
 		name := fmt.Sprintf("seed %d: %s/%v, %d workers (%s), engine %+v", seed, cfg.Policy, cfg.Mode, cfg.Workers, cfg.Router, eng)
+		// Half the runs stream their records: the order they come in is
+		// compared too.
+		var stream []policies.Record
+		streams := seed%2 == 1
+		if streams {
+			cfg.OnRecord = func(r *policies.Record) error { stream = append(stream, *r); return nil }
+		}
 		fast, err := Run(tr, cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		if streams {
+			fast.Records, stream = stream, nil
 		}
 		cfg.TokenByToken = true
 		ref, err := Run(tr, cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		if streams {
+			ref.Records = stream
 		}
 		if a, b := runBytes(t, fast), runBytes(t, ref); a != b {
 			t.Fatalf("%s: the shortcut changed the run:\n%s\nstepped:\n%s", name, first(a, b), first(b, a))

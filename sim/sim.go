@@ -225,11 +225,12 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		w.busy = true
 		w.until = end(w, now, b)
 		if quiet {
-			// Look no further ahead than the next arrival is likely to
-			// allow (steps grow as contexts do: the pricing stops there).
+			// Look no further ahead than the step in which the next
+			// request is likely to arrive (steps grow as contexts do: the
+			// pricing stops there).
 			limit := maxStretch
 			if d := w.until - now; d > 0 && nextAt-w.until < d*maxStretch {
-				limit = int((nextAt-w.until)/d) + 1
+				limit = int((nextAt-w.until)/d) + 2
 			}
 			if w.stretch = w.core.Stretch(limit); w.stretch > 0 {
 				w.built = *b
@@ -315,15 +316,17 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		w := ws[wi]
 		if w.stretch > 0 {
 			// Price the stretch's steps as start would (end), up to the
-			// step in which the next request arrives (that one ends one
-			// by one), and run them at once.
+			// step in which the next request arrives, run all but the
+			// last at once, and let the core build the last: it ends as
+			// any step does (a request may arrive in it, or it may finish
+			// some).
 			ends = cost.StretchEnds(w.price, append(ends[:0], tEnd), &w.built, tEnd, w.stretch, nextAt)
-			tEnd = ends[len(ends)-1]
-			w.stretch = 0
-			w.core.Advance(ends)
-		} else {
-			w.core.Complete(tEnd)
+			k := len(ends) - 1
+			w.core.Advance(ends[:k])
+			w.stretch, w.until = 0, ends[k]
+			continue
 		}
+		w.core.Complete(tEnd)
 		last = math.Max(last, tEnd)
 		collect(w)
 		if err := start(w, tEnd); err != nil {
