@@ -3,6 +3,7 @@ package cost
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/elis-sim/elis-sim/policies"
@@ -108,24 +109,57 @@ func (r *Roofline) attention(decodeSeqs int, decodeCtx int64, prefillTokens int,
 // and work a token of attention does, each with its rate.
 type attnTerms struct {
 	kvPerTok, kvRate, flopsPerTok, flopRate, launch float64
+	// bound says which of decode attention's two times is the longer at
+	// every context: +1 its reads, -1 its work, 0 either. Their ratio is
+	// the same at every context, and one at least 1e-9 from 1 is one
+	// that rounding (an ulp or two a time) cannot turn, so a price
+	// divides once and is the max to the bit.
+	bound int
 }
 
 func (r *Roofline) attnTerms() attnTerms {
 	a, e := &r.Arch, &r.GPU.Eff
 	tp := float64(r.TP)
-	return attnTerms{
+	t := attnTerms{
 		kvPerTok:    float64(2*a.KVHeads*a.HeadDim()*a.DtypeBytes) / tp,
 		kvRate:      r.GPU.MemBW * e.AttnBW,
 		flopsPerTok: 4 * float64(a.Heads*a.HeadDim()) / tp,
 		flopRate:    r.GPU.PeakFLOPS * e.AttnFLOP,
 		launch:      e.AttnLaunch,
 	}
+	t.setBound()
+	return t
+}
+
+func (a *attnTerms) setBound() {
+	a.bound = 0
+	ok := func(v float64) bool { return v > 0 && !math.IsInf(v, 1) }
+	if ok(a.kvPerTok) && ok(a.kvRate) && ok(a.flopsPerTok) && ok(a.flopRate) {
+		switch ratio := (a.kvPerTok / a.kvRate) / (a.flopsPerTok / a.flopRate); {
+		case ratio > 1+1e-9:
+			a.bound = 1
+		case ratio < 1-1e-9:
+			a.bound = -1
+		}
+	}
+}
+
+// decode is decode attention's time over ctx context tokens, before its
+// launch: the longer of its reads and its work.
+func (a *attnTerms) decode(ctx float64) float64 {
+	switch a.bound {
+	case 1:
+		return a.kvPerTok * ctx / a.kvRate
+	case -1:
+		return a.flopsPerTok * ctx / a.flopRate
+	}
+	return max(a.kvPerTok*ctx/a.kvRate, a.flopsPerTok*ctx/a.flopRate)
 }
 
 func (a *attnTerms) price(decodeSeqs int, decodeCtx int64, prefillTokens int, prefillAttn float64) float64 {
 	t := 0.0
 	if decodeSeqs > 0 {
-		t += max(a.kvPerTok*float64(decodeCtx)/a.kvRate, a.flopsPerTok*float64(decodeCtx)/a.flopRate) + a.launch
+		t += a.decode(float64(decodeCtx)) + a.launch
 	}
 	if prefillTokens > 0 {
 		t += a.flopsPerTok*prefillAttn/a.flopRate + a.launch

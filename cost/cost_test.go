@@ -1,12 +1,65 @@
 package cost
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/elis-sim/elis-sim/policies"
 )
+
+// Decode attention divides once where one of its two times is the longer
+// at every context, and gives the max of both to the bit: every preset
+// model on every GPU at tensor parallelism 1 to 8, contexts from none to
+// a billion tokens, and constants made to tie.
+func TestAttentionDividesOnceAsTheMax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	check := func(name string, a attnTerms) {
+		for range 5000 {
+			ctx := float64(rng.Int64N(1 << rng.IntN(31)))
+			want := max(a.kvPerTok*ctx/a.kvRate, a.flopsPerTok*ctx/a.flopRate)
+			if got := a.decode(ctx); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("%s, bound %d, context %v: %v, the max %v", name, a.bound, ctx, got, want)
+			}
+		}
+	}
+	bounds := map[int]int{}
+	for _, m := range ArchNames() {
+		for _, g := range GPUNames() {
+			for _, tp := range []int{1, 2, 4, 8} {
+				r, err := NewRoofline(m, g, tp)
+				if err != nil {
+					continue
+				}
+				a := r.attnTerms()
+				bounds[a.bound]++
+				check(fmt.Sprintf("%s/%s tp %d", m, g, tp), a)
+			}
+		}
+	}
+	if bounds[1] == 0 {
+		t.Fatalf("no preset is bound by its reads: %v", bounds)
+	}
+	// Near a tie, and where a constant is zero, the max is taken; far
+	// from one, either side may be the longer.
+	for _, c := range []struct {
+		a     attnTerms
+		bound int
+	}{
+		{attnTerms{kvPerTok: 3, kvRate: 7, flopsPerTok: 3 * (1 + 1e-12), flopRate: 7}, 0},
+		{attnTerms{kvPerTok: 3, kvRate: 7, flopsPerTok: 3, flopRate: 7}, 0},
+		{attnTerms{kvPerTok: 3, kvRate: 0, flopsPerTok: 3, flopRate: 7}, 0},
+		{attnTerms{kvPerTok: 3, kvRate: 7, flopsPerTok: 3 * (1 + 1e-6), flopRate: 7}, -1},
+		{attnTerms{kvPerTok: 3 * (1 + 1e-6), kvRate: 7, flopsPerTok: 3, flopRate: 7}, 1},
+	} {
+		c.a.setBound()
+		if c.a.bound != c.bound {
+			t.Fatalf("%+v: bound %d, want %d", c.a, c.a.bound, c.bound)
+		}
+		check(fmt.Sprintf("%+v", c.a), c.a)
+	}
+}
 
 // A stretch priced in one call ends each step where the roofline's own
 // StepTime, step after step, would: same bits, same stop at the step that

@@ -583,21 +583,33 @@ func (s *Scheduler) Advance(ends []float64) {
 		need += f.live[gi]
 	}
 	s.kv.takeUnnamed(need)
+	phase := gi // the counter's after k steps
 	gi = f.phase
 	for range min(k, len(f.buckets)) {
 		gi = s.below(gi)
 		s.compactBucket(gi)
 	}
-	// Each step ends in turn: the counter, the gap marks, the gaps.
+	// Each step ends in turn: the counter, the gap marks (steadyStep's,
+	// whose first member stays the same), the gaps.
 	prev := s.completed
+	from, marks, dec := s.running[0].sFrom, f.gaps, f.dec
 	for _, now := range ends {
 		gap := now - prev
 		prev = now
-		s.steadyStep(gap)
+		dec++
+		for len(marks) > 0 && marks[len(marks)-1].gap <= gap {
+			marks = marks[:len(marks)-1]
+		}
+		marks = append(marks, gapMark{dec, gap})
+		for len(marks) > 1 && marks[0].dec <= from {
+			marks = marks[1:]
+		}
 		if s.OnGap != nil {
 			s.OnGap(gap, n)
 		}
 	}
+	f.gaps, f.dec = marks, dec
+	f.phase = phase
 	s.completed = prev
 	// The last copy, as Next would have built it.
 	s.clock = prev
