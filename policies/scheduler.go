@@ -82,6 +82,11 @@ type Scheduler struct {
 	// step's decodes mostly share one), so a driver counting millions of
 	// tokens makes a call a run, not a token.
 	OnGap func(gap float64, n int)
+	// OnGaps, when set, takes a quiet stretch's gaps (Advance) in one
+	// call, in step order, each that of n tokens; OnGap takes them one
+	// by one otherwise.
+	OnGaps func(gaps []float64, n int)
+	gapBuf []float64
 
 	// Config.Slots: each slot's occupied KV cells (kept after its request
 	// ends, until the next one replaces them), whether a request holds it,

@@ -593,6 +593,7 @@ func (s *Scheduler) Advance(ends []float64) {
 	// whose first member stays the same), the gaps.
 	prev := s.completed
 	from, marks, dec := s.running[0].sFrom, f.gaps, f.dec
+	gaps := s.gapBuf[:0]
 	for _, now := range ends {
 		gap := now - prev
 		prev = now
@@ -604,11 +605,17 @@ func (s *Scheduler) Advance(ends []float64) {
 		for len(marks) > 1 && marks[0].dec <= from {
 			marks = marks[1:]
 		}
-		if s.OnGap != nil {
-			s.OnGap(gap, n)
+		gaps = append(gaps, gap)
+	}
+	f.gaps, f.dec, s.gapBuf = marks, dec, gaps
+	switch {
+	case s.OnGaps != nil:
+		s.OnGaps(gaps, n)
+	case s.OnGap != nil:
+		for _, g := range gaps {
+			s.OnGap(g, n)
 		}
 	}
-	f.gaps, f.dec = marks, dec
 	f.phase = phase
 	s.completed = prev
 	// The last copy, as Next would have built it.

@@ -162,6 +162,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		// every request.
 		core.SumsOnly = !cfg.TokenByToken
 		core.OnGap = func(g float64, n int) { res.Gaps.AddN(g, uint64(n)) }
+		core.OnGaps = func(gs []float64, n int) { res.Gaps.AddEach(gs, uint64(n)) }
 		ws[i] = &worker{id: i, core: core, price: cost.ForRun(cfg.Cost)}
 	}
 	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), pred)

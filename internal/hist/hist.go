@@ -121,6 +121,21 @@ func (h *H) AddN(v float64, n uint64) {
 	h.addSearch(v, n)
 }
 
+// AddEach records n samples of each value in vs, in order (a run of
+// steps whose tokens shared their steps' gaps): AddN's, a call a run.
+func (h *H) AddEach(vs []float64, n uint64) {
+	if n == 0 {
+		return
+	}
+	for _, v := range vs {
+		if h.lo <= v && v < h.hi {
+			h.count(h.lastB, v, n)
+			continue
+		}
+		h.addSearch(v, n)
+	}
+}
+
 func (h *H) count(b int, v float64, n uint64) {
 	h.counts[b] += n
 	h.n += n

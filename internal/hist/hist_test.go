@@ -143,3 +143,34 @@ func BenchmarkAddN(b *testing.B) {
 		})
 	}
 }
+
+// AddEach is AddN of each value in turn: the same counts, and the same
+// sum to the bit (its order is theirs).
+func TestAddEachIsAddNInTurn(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var each, one H
+	for range 200 {
+		vs := make([]float64, rng.IntN(40))
+		g := 0.005 + 0.05*rng.Float64()
+		for i := range vs {
+			g *= 1 + 1e-3*rng.Float64()
+			vs[i] = g
+			if rng.IntN(8) == 0 {
+				vs[i] = minV * math.Pow(10, 13*rng.Float64()-0.5)
+			}
+		}
+		n := uint64(rng.IntN(300))
+		each.AddEach(vs, n)
+		for _, v := range vs {
+			one.AddN(v, n)
+		}
+	}
+	if each.n != one.n || math.Float64bits(each.sum) != math.Float64bits(one.sum) || each.max != one.max {
+		t.Fatalf("AddEach: n %d sum %v max %v; AddN: n %d sum %v max %v", each.n, each.sum, each.max, one.n, one.sum, one.max)
+	}
+	for b := range one.counts {
+		if each.counts[b] != one.counts[b] {
+			t.Fatalf("bucket %d: %d, AddN's %d", b, each.counts[b], one.counts[b])
+		}
+	}
+}
