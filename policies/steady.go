@@ -512,14 +512,30 @@ func (s *Scheduler) steadyStep(gap float64) {
 	f := &s.steady
 	f.dec++
 	f.phase = s.below(f.phase)
-	for len(f.gaps) > 0 && f.gaps[len(f.gaps)-1].gap <= gap {
-		f.gaps = f.gaps[:len(f.gaps)-1]
+	f.gaps = markGap(f.gaps, f.dec, gap, s.firstFrom())
+}
+
+// firstFrom is when the steady set's first member joined (the earliest of
+// all), or the least counter with none.
+func (s *Scheduler) firstFrom() int64 {
+	if s.steady.n == 0 {
+		return math.MinInt64
 	}
-	f.gaps = append(f.gaps, gapMark{f.dec, gap})
-	// Marks no member reads go: the first member joined before the rest.
-	for len(f.gaps) > 1 && f.n > 0 && f.gaps[0].dec <= s.running[0].sFrom {
-		f.gaps = f.gaps[1:]
+	return s.running[0].sFrom
+}
+
+// markGap is marks, the largest gaps since each step (each mark's gap is
+// larger than every later one's), after step dec's gap: the marks it
+// outdoes go, and so do those no member reads (before from but the last).
+func markGap(marks []gapMark, dec int64, gap float64, from int64) []gapMark {
+	for len(marks) > 0 && marks[len(marks)-1].gap <= gap {
+		marks = marks[:len(marks)-1]
 	}
+	marks = append(marks, gapMark{dec, gap})
+	for len(marks) > 1 && marks[0].dec <= from {
+		marks = marks[1:]
+	}
+	return marks
 }
 
 // Stretch is how many steps after the one Next just built are copies of
@@ -589,22 +605,16 @@ func (s *Scheduler) Advance(ends []float64) {
 		gi = s.below(gi)
 		s.compactBucket(gi)
 	}
-	// Each step ends in turn: the counter, the gap marks (steadyStep's,
-	// whose first member stays the same), the gaps.
+	// Each step ends in turn: the counter, the gap marks (as steadyStep
+	// keeps them; the first member stays the same), the gaps.
 	prev := s.completed
-	from, marks, dec := s.running[0].sFrom, f.gaps, f.dec
+	from, marks, dec := s.firstFrom(), f.gaps, f.dec
 	gaps := s.gapBuf[:0]
 	for _, now := range ends {
 		gap := now - prev
 		prev = now
 		dec++
-		for len(marks) > 0 && marks[len(marks)-1].gap <= gap {
-			marks = marks[:len(marks)-1]
-		}
-		marks = append(marks, gapMark{dec, gap})
-		for len(marks) > 1 && marks[0].dec <= from {
-			marks = marks[1:]
-		}
+		marks = markGap(marks, dec, gap, from)
 		gaps = append(gaps, gap)
 	}
 	f.gaps, f.dec, s.gapBuf = marks, dec, gaps
