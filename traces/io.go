@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"unsafe"
 
 	segjson "github.com/segmentio/encoding/json"
 
@@ -333,6 +334,7 @@ func parseRequestLines(data []byte, first int, name string) ([]Request, error) {
 	// requests (a million of them, holding pointers) are never copied
 	// again but to close the gaps blank lines leave.
 	all := make([]Request, total)
+	touch(all)
 	off := 0
 	for i := range parts {
 		n := bytes.Count(parts[i].data, []byte{'\n'}) + 1
@@ -376,6 +378,18 @@ func parseRequestLines(data []byte, first int, name string) ([]Request, error) {
 	}
 	clear(all[n:])
 	return all[:n:n], nil
+}
+
+// touch writes to every page of rs, fresh memory, from one thread before
+// the pieces decode into it. Page faults taken by two threads at once cost
+// several times one thread's on the development VM: a million-request
+// trace decoded in 0.35-0.41 s into untouched memory, in 0.16-0.18 s with
+// this first (touching 152 MB took 0.08 s of that).
+func touch(rs []Request) {
+	const stride = max(1, 4096/int(unsafe.Sizeof(Request{}))) // writes less than a page apart
+	for i := 0; i < len(rs); i += stride {
+		rs[i].PromptTokens = 0
+	}
 }
 
 // Encode writes t in the native format: JSON with one request per line, or
