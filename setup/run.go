@@ -81,6 +81,7 @@ func (s *Sim) ToRun(p *Policy, desc string, res *sim.Result, sigma float64) *rep
 func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy, sigma float64, st *Stream) (*report.Run, error) {
 	label := s.Label(p)
 	z := report.NewSummarizer(s.SLO)
+	z.Grow(len(tr.Requests))
 	var rw *report.RunWriter
 	if st.Out != "" {
 		path := report.RunPath(st.Out, label, len(s.Policies))
