@@ -2,6 +2,7 @@ package policies
 
 import (
 	"cmp"
+	"fmt"
 	"iter"
 	"math"
 	"slices"
@@ -22,17 +23,29 @@ import (
 //
 // The keyed form exists for scale too: ordered by predicted remainder
 // (ISRTF, SRPT), a heap of hundreds of thousands compared two scattered
-// requests through the policy at every level; keyed, the heap keeps each
-// request's key beside it (keys[i] is items[i]'s), compared in place. A
-// request's key is read when it is pushed and when it is fixed, which the
-// core does whenever it changes a waiting request's key.
+// requests through the policy at every level; keyed (keyedQueue), each
+// request's key is kept beside it, compared in place, and the requests
+// are bucketed by prediction. A request's key is read when it is pushed
+// and when it is fixed, which the core does whenever it changes a waiting
+// request's key.
+//
+// A heap finds a request by its queue slot, a small number the request
+// holds while queued (freed slots are reused): pos maps slots to heap
+// indices, and slots heap indices back. A sift moves requests level by
+// level, and each move must say where the request went: written into the
+// request itself, that was a cache miss at every level at hundreds of
+// thousands queued; written into pos, it lands in a table of a few
+// megabytes that mostly stays in cache.
 type waitQueue struct {
 	items []*Seq // the heap; FIFO: arrivals, ascending order, items[0] next
 	front []*Seq // FIFO only: descending order, the last next
 	less  func(a, b *Seq) bool
 	fifo  bool
-	keyed bool      // by predicted remainder: basic's order with byPredicted
-	keys  []waitKey // keyed only
+	keyed bool       // by predicted remainder: basic's order with byPredicted
+	kq    keyedQueue // keyed only
+	slots []int32    // heaps: slots[i] is items[i]'s queue slot
+	pos   []int32    // heaps: pos[slot] is the slot's index in items
+	free  []int32    // heaps: queue slots not held
 }
 
 // waitKey is what a keyed heap orders a request by, as basic.Less does
@@ -79,34 +92,50 @@ func (a *waitKey) less(b *waitKey) bool {
 	return a.order < b.order
 }
 
-func (q *waitQueue) Len() int { return len(q.items) + len(q.front) }
+func (q *waitQueue) Len() int {
+	if q.keyed {
+		return q.kq.Len()
+	}
+	return len(q.items) + len(q.front)
+}
 
 func (q *waitQueue) Peek() *Seq {
+	if q.keyed {
+		return q.kq.Peek()
+	}
 	if n := len(q.front); n > 0 {
 		return q.front[n-1]
 	}
 	return q.items[0]
 }
 
-func (q *waitQueue) lessAt(i, j int) bool {
-	if q.keyed {
-		return q.keys[i].less(&q.keys[j])
-	}
-	return q.less(q.items[i], q.items[j])
-}
-
 func (q *waitQueue) Push(s *Seq) {
-	if q.fifo {
+	switch {
+	case q.fifo:
 		q.pushFIFO(s)
 		return
+	case q.keyed:
+		q.kq.Push(s)
+		return
 	}
-	s.heapIdx = len(q.items)
+	var slot int32
+	if n := len(q.free); n > 0 {
+		slot = q.free[n-1]
+		q.free = q.free[:n-1]
+	} else {
+		slot = int32(len(q.pos))
+		q.pos = append(q.pos, 0)
+	}
+	s.queueSlot = slot
+	i := len(q.items)
+	q.pos[slot] = int32(i)
 	q.items = append(q.items, s)
-	if q.keyed {
-		q.keys = append(q.keys, keyOf(s))
-	}
-	q.up(s.heapIdx)
+	q.slots = append(q.slots, slot)
+	q.up(i)
 }
+
+// at is the heap index of s, which must be queued in a heap.
+func (q *waitQueue) at(s *Seq) int { return int(q.pos[s.queueSlot]) }
 
 // pushFIFO inserts s in order, keeping every order in front below every
 // order in items. In each case the scheduler makes (a new arrival, a
@@ -131,6 +160,9 @@ func (q *waitQueue) pushFIFO(s *Seq) {
 func cmpOrder(a, b *Seq) int { return cmp.Compare(a.order, b.order) }
 
 func (q *waitQueue) Pop() *Seq {
+	if q.keyed {
+		return q.kq.Pop()
+	}
 	if q.fifo {
 		if n := len(q.front); n > 0 {
 			s := q.front[n-1]
@@ -152,8 +184,12 @@ func (q *waitQueue) Pop() *Seq {
 
 // Remove takes s, which must be queued, out of the queue.
 func (q *waitQueue) Remove(s *Seq) {
+	if q.keyed {
+		q.kq.Remove(s)
+		return
+	}
 	if !q.fifo {
-		q.removeAt(s.heapIdx)
+		q.removeAt(q.at(s))
 		return
 	}
 	if i := slices.Index(q.front, s); i >= 0 {
@@ -166,40 +202,44 @@ func (q *waitQueue) Remove(s *Seq) {
 func (q *waitQueue) removeAt(i int) *Seq {
 	n := len(q.items) - 1
 	s := q.items[i]
+	q.free = append(q.free, q.slots[i])
 	if i != n {
 		q.move(n, i)
 	}
 	q.items[n] = nil
 	q.items = q.items[:n]
-	if q.keyed {
-		q.keys = q.keys[:n]
-	}
+	q.slots = q.slots[:n]
 	if i != n {
 		if !q.down(i) {
 			q.up(i)
 		}
 	}
-	s.heapIdx = -1
+	s.queueSlot = -1
 	return s
 }
 
 // Fix restores order after s's key changed.
 func (q *waitQueue) Fix(s *Seq) {
-	if q.fifo {
+	switch {
+	case q.fifo:
 		q.Remove(s)
 		q.pushFIFO(s)
 		return
+	case q.keyed:
+		q.kq.Fix(s)
+		return
 	}
-	if q.keyed {
-		q.keys[s.heapIdx] = keyOf(s)
-	}
-	if !q.down(s.heapIdx) {
-		q.up(s.heapIdx)
+	i := q.at(s)
+	if !q.down(i) {
+		q.up(i)
 	}
 }
 
 // All yields the queued requests, in no particular order.
 func (q *waitQueue) All() iter.Seq[*Seq] {
+	if q.keyed {
+		return q.kq.All()
+	}
 	return func(yield func(*Seq) bool) {
 		for _, run := range [][]*Seq{q.front, q.items} {
 			for _, s := range run {
@@ -213,58 +253,39 @@ func (q *waitQueue) All() iter.Seq[*Seq] {
 
 // The heap is 4-ary, and a sift moves a hole rather than swapping: at
 // hundreds of thousands queued, half the levels of a binary heap, and
-// one write of a request's heap index a level rather than two.
+// one write of a request's position a level rather than two.
 const arity = 4
 
-// below reports whether s, with key k (keyed heaps), is ordered before
-// the request at j.
-func (q *waitQueue) below(s *Seq, k *waitKey, j int) bool {
-	if q.keyed {
-		return k.less(&q.keys[j])
-	}
-	return q.less(s, q.items[j])
-}
-
-// put places s, with key k, at i.
-func (q *waitQueue) put(i int, s *Seq, k *waitKey) {
+// put places s, with queue slot slot, at i.
+func (q *waitQueue) put(i int, s *Seq, slot int32) {
 	q.items[i] = s
-	s.heapIdx = i
-	if q.keyed {
-		q.keys[i] = *k
-	}
+	q.slots[i] = slot
+	q.pos[slot] = int32(i)
 }
 
 // move moves the request at from to to.
 func (q *waitQueue) move(from, to int) {
 	q.items[to] = q.items[from]
-	q.items[to].heapIdx = to
-	if q.keyed {
-		q.keys[to] = q.keys[from]
-	}
-}
-
-func (q *waitQueue) held(i int) (*Seq, waitKey) {
-	if q.keyed {
-		return q.items[i], q.keys[i]
-	}
-	return q.items[i], waitKey{}
+	slot := q.slots[from]
+	q.slots[to] = slot
+	q.pos[slot] = int32(to)
 }
 
 func (q *waitQueue) up(j int) {
-	s, k := q.held(j)
+	s, slot := q.items[j], q.slots[j]
 	for j > 0 {
 		i := (j - 1) / arity
-		if !q.below(s, &k, i) {
+		if !q.less(s, q.items[i]) {
 			break
 		}
 		q.move(i, j)
 		j = i
 	}
-	q.put(j, s, &k)
+	q.put(j, s, slot)
 }
 
 func (q *waitQueue) down(i0 int) bool {
-	s, k := q.held(i0)
+	s, slot := q.items[i0], q.slots[i0]
 	i, n := i0, len(q.items)
 	for {
 		c := arity*i + 1
@@ -273,16 +294,36 @@ func (q *waitQueue) down(i0 int) bool {
 		}
 		m := c
 		for x := c + 1; x < min(c+arity, n); x++ {
-			if q.lessAt(x, m) {
+			if q.less(q.items[x], q.items[m]) {
 				m = x
 			}
 		}
-		if q.keyed && !q.keys[m].less(&k) || !q.keyed && !q.less(q.items[m], s) {
+		if !q.less(q.items[m], s) {
 			break
 		}
 		q.move(m, i)
 		i = m
 	}
-	q.put(i, s, &k)
+	q.put(i, s, slot)
 	return i > i0
+}
+
+// check verifies a heap's or the keyed queue's structure: the order, and
+// each request's queue slot saying where it is.
+func (q *waitQueue) check() error {
+	switch {
+	case q.keyed:
+		return q.kq.check()
+	case q.fifo:
+		return nil
+	}
+	for i, s := range q.items {
+		switch {
+		case s.queueSlot != q.slots[i] || q.pos[s.queueSlot] != int32(i):
+			return fmt.Errorf("waiting request %s at heap index %d holds queue slot %d, which says index %d", s.ID, i, s.queueSlot, q.pos[s.queueSlot])
+		case i > 0 && q.less(s, q.items[(i-1)/arity]):
+			return fmt.Errorf("waiting request %s is out of heap order", s.ID)
+		}
+	}
+	return nil
 }

@@ -65,7 +65,7 @@ func push(heap, fifo *waitQueue, twins map[*Seq]*Seq, queued *[]*Seq, order int6
 	if taken(*queued, order) {
 		return
 	}
-	a, b := &Seq{order: order, heapIdx: -1}, &Seq{order: order, heapIdx: -1}
+	a, b := &Seq{order: order, queueSlot: -1}, &Seq{order: order, queueSlot: -1}
 	twins[a] = b
 	heap.Push(a)
 	fifo.Push(b)
@@ -98,7 +98,7 @@ func TestFloatOrderIsCmpCompare(t *testing.T) {
 	}
 }
 
-// The keyed heap gives the order of a heap that asks the policy: random
+// The keyed queue gives the order of a heap that asks the policy: random
 // pushes, pops, removals, and new predictions and promotions (fixed),
 // with ties in predictions, arrivals and promotions, against ISRTF's Less.
 func TestKeyedQueueMatchesThePolicy(t *testing.T) {
@@ -114,9 +114,15 @@ func TestKeyedQueueMatchesThePolicy(t *testing.T) {
 		var queued []*Seq
 		order := int64(0)
 		draw := func(s *Seq) {
-			s.Predicted = float64(rng.IntN(6)) * 10
-			if rng.IntN(4) == 0 {
+			switch rng.IntN(8) {
+			case 0, 1:
 				s.Predicted = odd[rng.IntN(len(odd))]
+			case 2:
+				s.Predicted = 100 + rng.Float64() // one bucket
+			case 3:
+				s.Predicted = rng.ExpFloat64() * 300 // many
+			default:
+				s.Predicted = float64(rng.IntN(6)) * 10 // ties
 			}
 			s.promoted = 0
 			if rng.IntN(4) == 0 {
@@ -127,7 +133,7 @@ func TestKeyedQueueMatchesThePolicy(t *testing.T) {
 			switch op := rng.IntN(10); {
 			case op < 4:
 				order++
-				a := &Seq{order: order, heapIdx: -1}
+				a := &Seq{order: order, queueSlot: -1}
 				a.Arrival = float64(rng.IntN(5))
 				if rng.IntN(6) == 0 {
 					a.Arrival = odd[rng.IntN(len(odd))]
@@ -159,6 +165,12 @@ func TestKeyedQueueMatchesThePolicy(t *testing.T) {
 			}
 			if plain.Len() != keyed.Len() {
 				t.Fatalf("seed %d step %d: %d queued, the policy's heap %d", seed, step, keyed.Len(), plain.Len())
+			}
+			if err := keyed.check(); err != nil {
+				t.Fatalf("seed %d step %d: %v", seed, step, err)
+			}
+			if err := plain.check(); err != nil {
+				t.Fatalf("seed %d step %d: the policy's heap: %v", seed, step, err)
 			}
 		}
 	}

@@ -1181,10 +1181,8 @@ func (s *Scheduler) CheckInvariants() error {
 		}
 		holders = append(holders, q)
 	}
-	for i, q := range s.waiting.items {
-		if s.waiting.keyed && s.waiting.keys[i] != keyOf(q) {
-			return fmt.Errorf("step %d: waiting request %s is queued by key %+v, its key is %+v", s.step, q.ID, s.waiting.keys[i], keyOf(q))
-		}
+	if err := s.waiting.check(); err != nil {
+		return fmt.Errorf("step %d: %w", s.step, err)
 	}
 	for q := range s.waiting.All() {
 		if q.blocks != 0 && !q.paused {

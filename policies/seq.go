@@ -55,7 +55,7 @@ type Seq struct {
 	blocks    int     // KV blocks held
 	lastToken float64
 	order     int64 // queue position key: FIFO order, negative for front insertion
-	heapIdx   int   // index in the waiting heap, -1 when not queued
+	queueSlot int32 // its slot in the waiting heap (waitQueue), -1 when not queued
 	lastPred  int   // Generated at the last prediction
 	waitSince int64 // step at which it last entered the waiting queue (aging)
 	promoted  int64 // step until which aging promotes it; 0 when not promoted
@@ -104,7 +104,7 @@ func newSeq(r Request, order int64) *Seq {
 
 // newSeqAt makes s a new request's Seq.
 func newSeqAt(s *Seq, r Request, order int64) *Seq {
-	*s = Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), heapIdx: -1, order: order}
+	*s = Seq{Request: r, Predicted: math.Inf(1), Initial: math.Inf(1), queueSlot: -1, order: order}
 	s.rec = measured{firstScheduled: -1, firstToken: -1, finish: -1}
 	return s
 }
