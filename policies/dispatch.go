@@ -7,10 +7,17 @@ package policies
 // rejected or aborted). Load holds, per replica, the requests, their
 // tokens and their predicted output tokens still owed.
 //
+// A lone replica is not routed: every request goes to it without asking
+// the router (or the predictor), and no request's share of its load is
+// kept, so its Load stays zero. Nothing can read a choice there is not,
+// and a million-request run would otherwise write a record per request
+// and read it back in the order they finish, a cache miss each.
+//
 // Like the scheduler core, a Dispatcher is not safe for concurrent use:
 // a driver whose goroutines share one calls it under its own lock.
 type Dispatcher struct {
 	router Router
+	lone   bool // one replica: nothing is routed or kept
 	loads  []Load
 	// pred estimates a request's output tokens when the router reads
 	// Load.Work (least-predicted-work).
@@ -36,6 +43,10 @@ type routed struct {
 // client's max_tokens).
 func NewDispatcher(router Router, replicas, requests int, pred Predictor) *Dispatcher {
 	d := &Dispatcher{router: router, loads: make([]Load, replicas), pred: pred, reads: router.NeedsWork()}
+	if replicas == 1 {
+		d.lone = true
+		return d
+	}
 	if requests > 0 {
 		d.dense = make([]routed, requests)
 	} else {
@@ -46,6 +57,9 @@ func NewDispatcher(router Router, replicas, requests int, pred Predictor) *Dispa
 
 // Route picks r's replica and counts r as started there.
 func (d *Dispatcher) Route(r *Request) int {
+	if d.lone {
+		return 0
+	}
 	rt := routed{live: true, tokens: r.PromptTokens + r.OutputTokens}
 	switch {
 	case d.reads && d.pred != nil:
@@ -70,6 +84,9 @@ func (d *Dispatcher) Route(r *Request) int {
 // Done counts request index gone from its replica; a request not routed,
 // or already done, changes nothing.
 func (d *Dispatcher) Done(index int) {
+	if d.lone {
+		return
+	}
 	var rt routed
 	if d.dense != nil {
 		if index < 0 || index >= len(d.dense) || !d.dense[index].live {
@@ -90,8 +107,12 @@ func (d *Dispatcher) Done(index int) {
 	l.Work -= rt.work
 }
 
-// Replica is where request index was routed, while it has not been Done.
+// Replica is where request index was routed, while it has not been Done
+// (a lone replica's requests: always there).
 func (d *Dispatcher) Replica(index int) (int, bool) {
+	if d.lone {
+		return 0, true
+	}
 	if d.dense != nil {
 		if index < 0 || index >= len(d.dense) || !d.dense[index].live {
 			return 0, false

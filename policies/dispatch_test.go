@@ -40,3 +40,27 @@ func TestDispatcherKeepsLoads(t *testing.T) {
 		}
 	}
 }
+
+// A lone replica takes every request without a word to the router or
+// the predictor, and keeps no loads.
+func TestLoneReplicaIsNotRouted(t *testing.T) {
+	d := NewDispatcher(panicRouter{}, 1, 4, panicPredictor{})
+	for i := range 4 {
+		if w := d.Route(&Request{Index: i, OutputTokens: 9}); w != 0 {
+			t.Fatalf("request %d routed to %d", i, w)
+		}
+	}
+	d.Done(2)
+	if l := d.Loads(); l[0] != (Load{}) {
+		t.Fatalf("a lone replica's load: %+v", l[0])
+	}
+}
+
+type panicRouter struct{}
+
+func (panicRouter) Route(*Request, []Load) int { panic("routed") }
+func (panicRouter) NeedsWork() bool            { return true }
+
+type panicPredictor struct{}
+
+func (panicPredictor) Predict(*Request, int) float64 { panic("predicted") }
