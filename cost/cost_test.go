@@ -71,9 +71,13 @@ func TestStretchEndsAsStepByStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r4, err := NewRoofline("llama-2-70b", "a100-80g", 4) // tensor parallel: an all-reduce a layer
+	if err != nil {
+		t.Fatal(err)
+	}
 	lin := &Linear{Base: 0.004, PerDecodeSeq: 3e-5, PerDecodeContext: 2e-8, PerPrefillToken: 2e-5}
 	// Each pricer against the model that prices its steps one by one.
-	for _, m := range []struct{ c, ref StepCoster }{{ForRun(r), r}, {r, r}, {lin, lin}} {
+	for _, m := range []struct{ c, ref StepCoster }{{ForRun(r), r}, {ForRun(r4), r4}, {r, r}, {lin, lin}} {
 		c := m.c
 		for range 2000 {
 			n := rng.IntN(300)
