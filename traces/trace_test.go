@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -279,5 +280,18 @@ func TestParseNamesARepeatedID(t *testing.T) {
 	_, err := Parse([]byte(data), "t.jsonl", true)
 	if want := `trace t.jsonl: request 2: id "a" repeats request 0`; err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+// A million-request trace's ids, checked for repeats.
+func BenchmarkRepeatedID(b *testing.B) {
+	reqs := make([]Request, 1_000_000)
+	for i := range reqs {
+		reqs[i].ID = "r" + strconv.Itoa(i)
+	}
+	for b.Loop() {
+		if _, _, dup := repeatedID(reqs); dup {
+			b.Fatal("a repeat among unique ids")
+		}
 	}
 }
