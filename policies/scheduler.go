@@ -27,6 +27,7 @@ type Scheduler struct {
 
 	running []*Seq
 	waiting waitQueue
+	slab    []Seq  // FIFO queues: the rest of the slab new Seqs come from
 	paused  []*Seq // waiting requests that kept their KV blocks
 	kv      *kvPool
 
@@ -1049,12 +1050,28 @@ func (s *Scheduler) reuses() bool {
 	return s.SumsOnly && !s.pol.Predictive() && s.cfg.Guard == (Guard{}) && !s.cfg.Slots
 }
 
+// seqSlab is how many Seqs a FIFO core allocates at once.
+const seqSlab = 256
+
 // newSeq is a new request's Seq, a finished one's when the core reuses
 // them and one is there (while few wait: see maxEnded).
 func (s *Scheduler) newSeq(r Request) *Seq {
 	k := len(s.ended)
 	if k == 0 || s.waiting.Len() > maxEnded {
-		return newSeq(r, s.nextOrder)
+		if !s.waiting.fifo {
+			return newSeq(r, s.nextOrder)
+		}
+		// In queue order requests allocated together finish about
+		// together: a slab of them is one allocation, freed about at once
+		// (a million requests' allocations were 7% of an FCFS run). Other
+		// orders finish them scattered, and a slab would live as long as
+		// its last.
+		if len(s.slab) == 0 {
+			s.slab = make([]Seq, seqSlab)
+		}
+		q := &s.slab[0]
+		s.slab = s.slab[1:]
+		return newSeqAt(q, r, s.nextOrder)
 	}
 	q := s.ended[k-1]
 	s.ended[k-1] = nil
