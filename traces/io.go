@@ -56,7 +56,7 @@ func Parse(data []byte, name string, jsonl bool) (*Trace, error) {
 	if len(t.Requests) == 0 {
 		return nil, fmt.Errorf("trace %s: no requests; a run needs at least one", name)
 	}
-	if i, j, dup := repeatedID(t.Requests); dup {
+	if i, j, dup := repeatedID(len(t.Requests), func(i int) string { return t.Requests[i].ID }); dup {
 		return nil, fmt.Errorf("trace %s: request %d: id %q repeats request %d", name, i, t.Requests[i].ID, j)
 	}
 	t.SortByArrival()
@@ -72,34 +72,44 @@ const smallTrace = 4096
 // order), and neighbours with equal keys compared by hash, then by id: a
 // million-request trace's map of the strings was a fifth of its load, and
 // a sort by the whole hash twice this one.
-func repeatedID(reqs []Request) (i, j int, dup bool) {
-	n := len(reqs)
+func repeatedID(n int, id func(i int) string) (i, j int, dup bool) {
 	if n < smallTrace {
 		byID := make(map[string]int, n)
-		for i := range reqs {
-			if j, ok := byID[reqs[i].ID]; ok {
+		for i := range n {
+			if j, ok := byID[id(i)]; ok {
 				return i, j, true
 			}
-			byID[reqs[i].ID] = i
+			byID[id(i)] = i
 		}
 		return 0, 0, false
 	}
-	type keyed struct {
-		h uint64
-		i int32
-	}
-	a, b := make([]keyed, n), make([]keyed, n)
+	hs := make([]uint64, n)
 	seed := maphash.MakeSeed()
 	parts := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
 	for w := range parts {
 		wg.Go(func() {
 			for i := w * n / parts; i < (w+1)*n/parts; i++ {
-				a[i] = keyed{maphash.String(seed, reqs[i].ID), int32(i)}
+				hs[i] = maphash.String(seed, id(i))
 			}
 		})
 	}
 	wg.Wait()
+	return firstRepeat(hs, func(x, y int) bool { return id(x) == id(y) })
+}
+
+// firstRepeat finds the first item, by index, whose hash in hs an earlier
+// one's equals and same says is the same: i, and the earlier j.
+func firstRepeat(hs []uint64, same func(x, y int) bool) (i, j int, dup bool) {
+	n := len(hs)
+	type keyed struct {
+		h uint64
+		i int32
+	}
+	a, b := make([]keyed, n), make([]keyed, n)
+	for i, h := range hs {
+		a[i] = keyed{h, int32(i)}
+	}
 	// Three passes of 11 bits: the top 33 bits order the keys, and the
 	// scatter writes to 2048 places at a time, which stay in cache.
 	const bits, passes = 11, 3
@@ -133,7 +143,7 @@ func repeatedID(reqs []Request) (i, j int, dup bool) {
 		// ones before it (two different ids sharing a key are rare).
 		for x := s + 1; x < e; x++ {
 			for y := s; y < x; y++ {
-				if a[y].h == a[x].h && reqs[a[y].i].ID == reqs[a[x].i].ID {
+				if a[y].h == a[x].h && same(int(a[y].i), int(a[x].i)) {
 					if int(a[x].i) < i {
 						i, j = int(a[x].i), int(a[y].i)
 					}
@@ -275,6 +285,19 @@ func decodeOne(raw []byte, v any) error {
 	return nil
 }
 
+// parseHeader reads a JSONL trace's header, line line of name: the
+// trace's name.
+func parseHeader(b []byte, name string, line int) (string, error) {
+	var h header
+	if err := decodeOne(b, &h); err != nil {
+		return "", fmt.Errorf("trace %s line %d: header (valid fields: elis_trace, name): %w", name, line, err)
+	}
+	if err := checkVersion(&h, name, line); err != nil {
+		return "", err
+	}
+	return h.Name, nil
+}
+
 func parseJSONL(data []byte, name string) (*Trace, error) {
 	t := &Trace{}
 	line, off := 0, 0
@@ -290,14 +313,11 @@ func parseJSONL(data []byte, name string) (*Trace, error) {
 		if len(b) == 0 {
 			continue
 		}
-		var h header
-		if err := decodeOne(b, &h); err != nil {
-			return nil, fmt.Errorf("trace %s line %d: header (valid fields: elis_trace, name): %w", name, line, err)
-		}
-		if err := checkVersion(&h, name, line); err != nil {
+		n, err := parseHeader(b, name, line)
+		if err != nil {
 			return nil, err
 		}
-		t.Name = h.Name
+		t.Name = n
 		sawHeader = true
 	}
 	if !sawHeader {

@@ -268,7 +268,7 @@ func TestRepeatedIDAsAMap(t *testing.T) {
 			}
 			seen[reqs[i].ID] = i
 		}
-		if i, j, dup := repeatedID(reqs); dup != want || dup && (i != wi || j != wj) {
+		if i, j, dup := repeatedID(len(reqs), func(i int) string { return reqs[i].ID }); dup != want || dup && (i != wi || j != wj) {
 			t.Fatalf("round %d: (%d, %d, %v), the map (%d, %d, %v)", round, i, j, dup, wi, wj, want)
 		}
 	}
@@ -290,7 +290,7 @@ func BenchmarkRepeatedID(b *testing.B) {
 		reqs[i].ID = "r" + strconv.Itoa(i)
 	}
 	for b.Loop() {
-		if _, _, dup := repeatedID(reqs); dup {
+		if _, _, dup := repeatedID(len(reqs), func(i int) string { return reqs[i].ID }); dup {
 			b.Fatal("a repeat among unique ids")
 		}
 	}
