@@ -113,6 +113,111 @@ func PredictorFor(spec predictor.Spec, tr *traces.Trace, k int, seed uint64) (po
 
 // Run simulates tr under cfg.
 func Run(tr *traces.Trace, cfg Config) (*Result, error) {
+	return run(tr, newTraceArrivals(tr, cfg.Overheads), len(tr.Requests), cfg)
+}
+
+// RunStream simulates the requests of st, taken as the run goes: the
+// trace is never held whole. The run keeps no records, so cfg.OnRecord
+// must take them, and its predictor must need no whole trace (a noisy one
+// is given its sigma, not fitted to a target error: see PredictorFor), nor
+// its requests overheads before they join (they could reorder them).
+// After the run, st.Err says whether every request was read; a run that
+// ended early for want of them is no run of the trace.
+func RunStream(st *traces.Stream, cfg Config) (*Result, error) {
+	switch {
+	case cfg.OnRecord == nil:
+		return nil, fmt.Errorf("a streamed run keeps no records: Config.OnRecord must take them")
+	case NeedsTrace(cfg):
+		return nil, fmt.Errorf("predictor %s reads the whole trace: a streamed run cannot have it", cfg.Predictor.Kind)
+	case cfg.Overheads.PerRequest > 0 || cfg.Overheads.PerPromptToken > 0:
+		return nil, fmt.Errorf("overheads before joining can reorder requests: a streamed run cannot have them")
+	}
+	return run(nil, streamArrivals{st}, 0, cfg)
+}
+
+// NeedsTrace reports whether a run under cfg must have its whole trace
+// before it starts: its noisy predictor is fitted to a target error over
+// every request, or its predictions are recorded in the trace.
+func NeedsTrace(cfg Config) bool {
+	if !ReadsPredictor(cfg) {
+		return false
+	}
+	switch spec := cfg.Predictor; spec.Kind {
+	case "recorded":
+		return true
+	case "noisy":
+		return spec.MAE > 0
+	}
+	return false
+}
+
+// arrivals gives a run its requests in the order they join an engine.
+type arrivals interface {
+	// peek is the next: the request, its index (its trace position)
+	// and when it joins; ok is false when none is left.
+	peek() (r *traces.Request, index int, at float64, ok bool)
+	pop()
+}
+
+// traceArrivals are a trace's requests, each joining at its arrival or,
+// with overheads before joining, after them (order[k] is the k-th to
+// join, at joins[k]).
+type traceArrivals struct {
+	reqs  []traces.Request
+	next  int
+	order []int
+	joins []float64
+}
+
+func newTraceArrivals(tr *traces.Trace, oh cost.Overheads) *traceArrivals {
+	a := &traceArrivals{reqs: tr.Requests}
+	if oh.PerRequest > 0 || oh.PerPromptToken > 0 {
+		reqs := tr.Requests
+		a.order = make([]int, len(reqs))
+		a.joins = make([]float64, len(reqs))
+		for i := range a.order {
+			a.order[i] = i
+		}
+		at := func(i int) float64 {
+			return reqs[i].Arrival + oh.PerRequest + oh.PerPromptToken*float64(reqs[i].PromptTokens)
+		}
+		sort.SliceStable(a.order, func(x, y int) bool { return at(a.order[x]) < at(a.order[y]) })
+		for k, i := range a.order {
+			a.joins[k] = at(i)
+		}
+	}
+	return a
+}
+
+func (a *traceArrivals) peek() (*traces.Request, int, float64, bool) {
+	switch {
+	case a.next >= len(a.reqs):
+		return nil, 0, 0, false
+	case a.order == nil:
+		return &a.reqs[a.next], a.next, a.reqs[a.next].Arrival, true
+	}
+	i := a.order[a.next]
+	return &a.reqs[i], i, a.joins[a.next], true
+}
+
+func (a *traceArrivals) pop() { a.next++ }
+
+// streamArrivals are a stream's requests, each joining at its arrival.
+type streamArrivals struct{ st *traces.Stream }
+
+func (a streamArrivals) peek() (*traces.Request, int, float64, bool) {
+	r, ok := a.st.Peek()
+	if !ok {
+		return nil, 0, 0, false
+	}
+	return r, a.st.Taken(), r.Arrival, true
+}
+
+func (a streamArrivals) pop() { a.st.Pop() }
+
+// run simulates the requests src gives (n of them, 0 when unknown; tr
+// the whole trace when there is one) under cfg.
+func run(tr *traces.Trace, src arrivals, n int, cfg Config) (*Result, error) {
 	if cfg.Workers < 1 {
 		return nil, fmt.Errorf("workers %d: want >= 1", cfg.Workers)
 	}
@@ -148,7 +253,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 	}
 	res := &Result{Policy: pol.Name(), Sigma: sigma}
 	if cfg.OnRecord == nil {
-		res.Records = make([]policies.Record, len(tr.Requests))
+		res.Records = make([]policies.Record, n)
 	}
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {
@@ -165,7 +270,7 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		core.OnGaps = func(gs []float64, n int) { res.Gaps.AddEach(gs, uint64(n)) }
 		ws[i] = &worker{id: i, core: core, price: cost.ForRun(cfg.Cost)}
 	}
-	dispatch := policies.NewDispatcher(router, cfg.Workers, len(tr.Requests), pred)
+	dispatch := policies.NewDispatcher(router, cfg.Workers, n, pred)
 	var answers []float64
 	var req policies.Request
 
@@ -240,36 +345,13 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 		return nil
 	}
 
-	reqs := tr.Requests
-	next := 0
+	// The run's time starts at the first arrival (the first to join
+	// may be a later one, with overheads before joining).
 	t0 := 0.0
-	if len(reqs) > 0 {
-		t0 = reqs[0].Arrival
-	}
-	// A request joins its engine after the overheads before scheduling:
-	// order[k] is the k-th to join, at joins[k].
-	var order []int
-	var joins []float64
-	oh := cfg.Overheads
-	if oh.PerRequest > 0 || oh.PerPromptToken > 0 {
-		order = make([]int, len(reqs))
-		joins = make([]float64, len(reqs))
-		for i := range order {
-			order[i] = i
-		}
-		at := func(i int) float64 {
-			return reqs[i].Arrival + oh.PerRequest + oh.PerPromptToken*float64(reqs[i].PromptTokens)
-		}
-		sort.SliceStable(order, func(a, b int) bool { return at(order[a]) < at(order[b]) })
-		for k, i := range order {
-			joins[k] = at(i)
-		}
-	}
-	joinAt := func(k int) (int, float64) {
-		if order == nil {
-			return k, reqs[k].Arrival
-		}
-		return order[k], joins[k]
+	if tr != nil && len(tr.Requests) > 0 {
+		t0 = tr.Requests[0].Arrival
+	} else if r, _, _, ok := src.peek(); ok {
+		t0 = r.Arrival
 	}
 	last := t0
 	for {
@@ -280,25 +362,26 @@ func Run(tr *traces.Trace, cfg Config) (*Result, error) {
 			}
 		}
 		nextAt = math.Inf(1)
-		if next < len(reqs) {
-			_, nextAt = joinAt(next)
+		_, _, at, more := src.peek()
+		if more {
+			nextAt = at
 		}
-		if nextAt <= tEnd && next < len(reqs) {
+		if more && nextAt <= tEnd {
 			// Every request arriving at this instant joins before idle
 			// workers build their next step.
 			now := nextAt
-			for ; next < len(reqs); next++ {
-				i, at := joinAt(next)
-				if at != now {
+			for {
+				r, i, at, ok := src.peek()
+				if !ok || at != now {
 					break
 				}
-				r := &reqs[i]
 				// One variable for every request: routers see its address,
 				// which would move a fresh one to the heap each time.
 				req = policies.Request{ID: r.ID, Index: i, Arrival: r.Arrival, PromptTokens: r.PromptTokens, OutputTokens: r.OutputTokens, Priority: r.Priority,
 					Content: policies.NewContent(r.HashIDs, r.HashBlock, r.SessionKey())}
 				w := ws[dispatch.Route(&req)]
 				w.core.Add(req, now)
+				src.pop()
 				w.stretch = 0 // it waits: the next step may admit it
 				collect(w)    // rejections are final at once
 			}
