@@ -1,6 +1,7 @@
 package setup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,79 @@ import (
 type Stream struct {
 	Out        string
 	PlotMetric string
+}
+
+// Run simulates the trace args name (or the default workload) under each
+// policy in turn, as RunAll does. A JSONL trace is read as each run goes
+// (traces.Stream: the trace is never held whole) when the runs stream
+// their records and none needs the whole trace first (a predictor fitted
+// to a target error over it, recorded predictions, overheads before
+// joining); any other, or one a stream cannot vouch for
+// (traces.ErrReadWhole), is loaded first.
+func (s *Sim) Run(o Options, args []string, stream *Stream, each func(*report.Run) error) ([]*report.Run, error) {
+	if len(args) == 1 && traces.IsJSONL(args[0]) && s.streamable(stream) {
+		runs, err := s.streamAll(args[0], stream)
+		if !errors.Is(err, traces.ErrReadWhole) {
+			return runs, err
+		}
+	}
+	tr, desc, err := LoadTrace(o, args)
+	if err != nil {
+		return nil, err
+	}
+	return s.RunAll(tr, desc, stream, each)
+}
+
+// streamable reports whether every run can take its trace as a stream.
+func (s *Sim) streamable(stream *Stream) bool {
+	if stream == nil {
+		return false
+	}
+	for _, p := range s.Policies {
+		cfg := s.ConfigFor(s.Base, p)
+		if sim.NeedsTrace(cfg) || cfg.Overheads.PerRequest > 0 || cfg.Overheads.PerPromptToken > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// streamAll runs each policy on its own stream of the trace at path.
+func (s *Sim) streamAll(path string, stream *Stream) ([]*report.Run, error) {
+	// The summary's samples are sized for the most requests the file can
+	// hold (a request's line is at least 62 bytes), which costs address
+	// space only, up to a bound.
+	requests := 0
+	if fi, err := os.Stat(path); err == nil {
+		requests = int(min(fi.Size()/62, 1<<22))
+	}
+	var runs []*report.Run
+	for _, p := range s.Policies {
+		cfg := s.ConfigFor(s.Base, p)
+		run, err := s.streamRun(cfg, p, 0, requests, stream, func(cfg sim.Config) (*sim.Result, string, error) {
+			st, err := traces.OpenStream(path)
+			if err != nil {
+				return nil, "", Bad(err)
+			}
+			defer st.Close()
+			res, err := sim.RunStream(st, cfg)
+			if err != nil {
+				return nil, "", err
+			}
+			if err := st.Err(); err != nil {
+				if errors.Is(err, traces.ErrReadWhole) {
+					return nil, "", err
+				}
+				return nil, "", Bad(err)
+			}
+			return res, describe(path, st.Len(), st.Duration(), st.Rate()), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, run)
+	}
+	return runs, nil
 }
 
 // RunAll simulates tr under each policy in turn. With stream set, each
@@ -48,7 +122,10 @@ func (s *Sim) RunAll(tr *traces.Trace, desc string, stream *Stream, each func(*r
 	for _, p := range s.Policies {
 		cfg := s.ConfigFor(base, p)
 		if stream != nil {
-			run, err := s.streamRun(tr, desc, cfg, p, sigma, stream)
+			run, err := s.streamRun(cfg, p, sigma, len(tr.Requests), stream, func(cfg sim.Config) (*sim.Result, string, error) {
+				res, err := sim.Run(tr, cfg)
+				return res, desc, err
+			})
 			if err != nil {
 				return nil, err
 			}
@@ -77,18 +154,30 @@ func (s *Sim) ToRun(p *Policy, desc string, res *sim.Result, sigma float64) *rep
 }
 
 // streamRun simulates one policy with its records summarised, written to
-// their run file and sampled for the plot as they finish, never held.
-func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy, sigma float64, st *Stream) (*report.Run, error) {
+// their run file and sampled for the plot as they finish, never held:
+// simulate runs cfg and says what workload it ran (for the run's setup).
+// Its summary is sized for about requests requests.
+func (s *Sim) streamRun(cfg sim.Config, p *Policy, sigma float64, requests int, st *Stream, simulate func(sim.Config) (*sim.Result, string, error)) (*report.Run, error) {
 	label := s.Label(p)
 	z := report.NewSummarizer(s.SLO)
-	z.Grow(len(tr.Requests))
+	z.Grow(requests)
+	done := false // the run and its file, if any, are complete
 	var rw *report.RunWriter
 	if st.Out != "" {
 		path := report.RunPath(st.Out, label, len(s.Policies))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		made, err := makeDirs(filepath.Dir(path))
+		if err != nil {
 			return nil, fmt.Errorf("--out: %w", err)
 		}
-		var err error
+		// A run that fails leaves no directory it made (a streamed trace's
+		// bad line is found at the end of the first run).
+		defer func() {
+			if !done {
+				for i := len(made) - 1; i >= 0; i-- {
+					os.Remove(made[i]) // only if empty
+				}
+			}
+		}()
 		if rw, err = report.NewRunWriter(path); err != nil {
 			return nil, err
 		}
@@ -108,7 +197,7 @@ func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy
 		return nil
 	})
 	cfg.OnRecord = pipe.Add
-	res, err := sim.Run(tr, cfg)
+	res, desc, err := simulate(cfg)
 	if perr := pipe.Close(); err == nil {
 		err = perr
 	}
@@ -124,6 +213,7 @@ func (s *Sim) streamRun(tr *traces.Trace, desc string, cfg sim.Config, p *Policy
 			return nil, err
 		}
 	}
+	done = true
 	return run, nil
 }
 
@@ -200,4 +290,24 @@ func (p *recordPipe) Close() error {
 	}
 	close(p.full)
 	return <-p.done
+}
+
+// makeDirs makes dir and its missing parents, and returns those it made,
+// outermost first.
+func makeDirs(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	slices.Reverse(missing)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return missing, nil
 }

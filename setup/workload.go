@@ -122,8 +122,13 @@ func LoadTrace(o Options, args []string) (*traces.Trace, string, error) {
 		if err != nil {
 			return nil, "", Bad(err)
 		}
-		return t, fmt.Sprintf("%s: %d requests over %.0f s (%.3g req/s)", args[0], len(t.Requests), t.Duration(), t.Rate()), nil
+		return t, describe(args[0], len(t.Requests), t.Duration(), t.Rate()), nil
 	}
 	t, desc := DefaultWorkload(o.Uint64("seed"))
 	return t, desc, nil
+}
+
+// describe is a trace file's workload in words: the setup's "workload".
+func describe(path string, n int, duration, rate float64) string {
+	return fmt.Sprintf("%s: %d requests over %.0f s (%.3g req/s)", path, n, duration, rate)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,14 @@ func TestBadInputExits2AndWritesNothing(t *testing.T) {
 	emptyPT, textPT := write("empty.pt", ""), write("text.pt", "not a checkpoint\n")
 	rows := write("rows.jsonl", `{"prompt":"hi","generated":"","remaining":3}`+"\n")
 	notTokenizer := write("tokenizer.json", `{"model":{}}`)
+	// Read as the run goes (a stream): the error comes at the end.
+	var long strings.Builder
+	long.WriteString("{\"elis_trace\":1}\n")
+	for i := range 300 {
+		fmt.Fprintf(&long, "{\"id\":\"r%d\",\"arrival_s\":%d,\"prompt_tokens\":8,\"output_tokens\":4}\n", i, i)
+	}
+	badLate := write("late.jsonl", long.String()+"{\"id\":\"x\",\"arrival_s\":400,\"prompt_tokens\":8}\n")
+	repeated := write("repeated.jsonl", long.String()+"{\"id\":\"r7\",\"arrival_s\":400,\"prompt_tokens\":8,\"output_tokens\":4}\n")
 	cases := []struct {
 		name   string
 		args   []string
@@ -51,6 +60,8 @@ func TestBadInputExits2AndWritesNothing(t *testing.T) {
 		{"replay time scale 0", []string{"replay", trace, "--model", "tiny", "--time-scale", "0", "--out", p("r")}, "--time-scale 0", []string{p("r")}},
 		{"replay time scale -1", []string{"replay", trace, "--model", "tiny", "--time-scale", "-1"}, "--time-scale -1", nil},
 		{"empty trace", []string{"run", empty, "--out", p("e")}, "no requests", []string{p("e")}},
+		{"bad last line of a streamed trace", []string{"run", badLate, "--policy", "fcfs", "--out", p("bl.json")}, "late.jsonl line 302: field \"output_tokens\"", []string{p("bl.json")}},
+		{"repeated id in a streamed trace", []string{"run", repeated, "--policy", "fcfs,priority", "--out", p("rp")}, `request 300: id "r7" repeats request 7`, []string{p("rp")}},
 		{"negative cost coefficient", []string{"run", trace, "--cost-model", cost}, `field "linear.base_s": -1`, nil},
 		// Without efficiencies every step cost infinity: the run printed zeros and exited 0.
 		{"roofline without efficiencies", []string{"run", trace, "--cost-model", noEff, "--out", p("ne")}, `field "roofline.gpu.efficiency.gemm_flop": 0`, []string{p("ne")}},

@@ -31,16 +31,12 @@ func runAction(c *cli.Context) error {
 	if err := setup.CheckRunOutputs(c); err != nil {
 		return err
 	}
-	tr, desc, err := setup.LoadTrace(c, c.Args().Slice())
-	if err != nil {
-		return err
-	}
 	su, err := setup.ParseSim(c, c.NArg() == 0)
 	if err != nil {
 		return err
 	}
 	stream, each := su.Outputs(c)
-	runs, err := su.RunAll(tr, desc, stream, each)
+	runs, err := su.Run(c, c.Args().Slice(), stream, each)
 	if err != nil {
 		return err
 	}
