@@ -68,3 +68,76 @@ func sortFloats(x, scratch []float64) {
 		copy(x, src)
 	}
 }
+
+// sample is one metric's values as a summary takes them. Each full chunk
+// of sortChunk values is copied out and sorted as it fills, so that the
+// summary merges a few sorted runs at the end rather than sorting a
+// million values: a summarizer fed by a streaming run takes its records
+// on a goroutine of its own, so the chunks sort beside the simulation (the
+// five samples' sorts were the last 65 ms of a million-request run). The
+// values stay in arrival order too: with a NaN or a -0 among them the end
+// sorts them whole, as it always did (sort.Float64s, which sortFloats
+// then uses, places equal -0 and +0 by where they started).
+type sample struct {
+	x    []float64 // in arrival order
+	runs []float64 // x[:len(runs)], a sorted run a chunk
+	odd  bool      // x holds a NaN or a -0
+}
+
+const sortChunk = 1 << 17
+
+// add appends v, sorting the chunk it completes (scratch: sortFloats').
+func (s *sample) add(v float64, scratch *[]float64) {
+	s.x = append(s.x, v)
+	if v != v || v == 0 && math.Signbit(v) {
+		s.odd = true
+	}
+	if n := len(s.runs); len(s.x)-n == sortChunk && !s.odd {
+		if len(*scratch) < sortChunk {
+			*scratch = make([]float64, sortChunk)
+		}
+		s.runs = append(s.runs, s.x[n:]...)
+		sortFloats(s.runs[n:], *scratch)
+	}
+}
+
+// sort sorts x into sortFloats' order (scratch: room for all of x): the
+// chunks' runs merged pairwise, which without a NaN or a -0 is the one
+// sequence of bits a sorted sample is, however it was reached; with one,
+// x sorted whole. The runs' room is then spare.
+func (s *sample) sort(scratch []float64) {
+	k, n := len(s.runs), len(s.x)
+	if s.odd || k == 0 {
+		sortFloats(s.x, scratch)
+		s.runs = s.runs[:0]
+		return
+	}
+	src := append(s.runs, s.x[k:]...) // the runs, then the tail sorted
+	sortFloats(src[k:], scratch)
+	dst := s.x
+	for w := sortChunk; w < n; w *= 2 {
+		for lo := 0; lo < n; lo += 2 * w {
+			mid, hi := min(lo+w, n), min(lo+2*w, n)
+			mergeFloats(dst[lo:hi], src[lo:mid], src[mid:hi])
+		}
+		src, dst = dst, src
+	}
+	s.x, s.runs = src, dst[:0]
+}
+
+// mergeFloats merges sorted a and b into dst, a's first among equals.
+func mergeFloats(dst, a, b []float64) {
+	i, j, k := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		if b[j] < a[i] {
+			dst[k] = b[j]
+			j++
+		} else {
+			dst[k] = a[i]
+			i++
+		}
+		k++
+	}
+	k += copy(dst[k:], a[i:])
+	copy(dst[k:], b[j:])
+}

@@ -67,3 +67,44 @@ func BenchmarkSortFloats(b *testing.B) {
 		}
 	})
 }
+
+// A sample sorted a chunk at a time as it fills, then merged, is what
+// sorting its values whole in place (the summary's way before) gives, to
+// the bit: over sizes around the chunk, with and without a NaN or a -0
+// among the values, and sorted again after more values come.
+func TestSampleSortsAsSortFloats(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{0, 1, 300, sortChunk - 1, sortChunk, sortChunk + 1, 3*sortChunk + 777} {
+		for _, odd := range []float64{1, math.NaN(), math.Copysign(0, -1)} {
+			var s sample
+			var scratch []float64
+			var whole []float64 // sorted whole, in place, at each check
+			add := func(k int) {
+				for i := range k {
+					v := math.Round(rng.ExpFloat64()*1e4) / 1e3 // ties too
+					if i == k/2 && odd != 1 && rng.IntN(2) == 0 {
+						v = odd
+					}
+					s.add(v, &scratch)
+					whole = append(whole, v)
+				}
+			}
+			check := func() {
+				sortFloats(whole, nil)
+				s.sort(make([]float64, len(s.x)))
+				if len(s.x) != len(whole) {
+					t.Fatalf("%d values after sorting, want %d", len(s.x), len(whole))
+				}
+				for i := range whole {
+					if math.Float64bits(s.x[i]) != math.Float64bits(whole[i]) && !(whole[i] != whole[i] && s.x[i] != s.x[i]) {
+						t.Fatalf("n %d (odd %v): value %d is %v, sorted whole %v", len(whole), odd, i, s.x[i], whole[i])
+					}
+				}
+			}
+			add(n)
+			check()
+			add(sortChunk + 5)
+			check()
+		}
+	}
+}

@@ -95,7 +95,8 @@ type Summarizer struct {
 	notSent                      int
 	met, tokens                  int
 	first, last                  float64
-	ttft, tpot, jct, queue, norm []float64
+	ttft, tpot, jct, queue, norm sample
+	scratch                      []float64 // for sorting a sample's chunk
 	errs                         policies.PredictionErrors
 	computed, hit                int64
 }
@@ -109,8 +110,9 @@ func NewSummarizer(slo SLO) *Summarizer {
 // its records into the summary appends without reallocating (a million
 // records' samples grown by doubling touch twice the memory).
 func (z *Summarizer) Grow(n int) {
-	for _, x := range []*[]float64{&z.ttft, &z.tpot, &z.jct, &z.queue, &z.norm} {
-		*x = slices.Grow(*x, n)
+	for _, x := range []*sample{&z.ttft, &z.tpot, &z.jct, &z.queue, &z.norm} {
+		x.x = slices.Grow(x.x, n)
+		x.runs = slices.Grow(x.runs, n)
 	}
 }
 
@@ -141,14 +143,14 @@ func (z *Summarizer) Add(r *policies.Record) {
 	z.preem += r.Preemptions
 	z.tokens += r.Generated
 	z.last = math.Max(z.last, r.Finish)
-	z.ttft = append(z.ttft, r.FirstToken-r.Arrival)
-	z.jct = append(z.jct, r.Finish-r.Arrival)
+	z.ttft.add(r.FirstToken-r.Arrival, &z.scratch)
+	z.jct.add(r.Finish-r.Arrival, &z.scratch)
 	if r.FirstScheduled >= 0 { // a client (bench) cannot see it
-		z.queue = append(z.queue, r.FirstScheduled-r.Arrival)
+		z.queue.add(r.FirstScheduled-r.Arrival, &z.scratch)
 	}
-	z.norm = append(z.norm, (r.Finish-r.Arrival)/float64(r.Generated))
+	z.norm.add((r.Finish-r.Arrival)/float64(r.Generated), &z.scratch)
 	if r.Generated > 1 {
-		z.tpot = append(z.tpot, (r.Finish-r.FirstToken)/float64(r.Generated-1))
+		z.tpot.add((r.Finish-r.FirstToken)/float64(r.Generated-1), &z.scratch)
 	}
 }
 
@@ -162,10 +164,10 @@ func (z *Summarizer) Summary(gaps *hist.H, errs *policies.PredictionErrors) Summ
 	// of a million values).
 	type job struct {
 		dst *Dist
-		x   []float64
+		x   *sample
 	}
 	jobs := make(chan job, 5)
-	for _, j := range []job{{&s.TTFT, z.ttft}, {&s.TPOT, z.tpot}, {&s.JCT, z.jct}, {&s.Queue, z.queue}, {&s.NormLatency, z.norm}} {
+	for _, j := range []job{{&s.TTFT, &z.ttft}, {&s.TPOT, &z.tpot}, {&s.JCT, &z.jct}, {&s.Queue, &z.queue}, {&s.NormLatency, &z.norm}} {
 		jobs <- j
 	}
 	close(jobs)
@@ -176,10 +178,11 @@ func (z *Summarizer) Summary(gaps *hist.H, errs *policies.PredictionErrors) Summ
 			defer wg.Done()
 			var scratch []float64
 			for j := range jobs {
-				if len(scratch) < len(j.x) {
-					scratch = make([]float64, len(j.x))
+				if len(scratch) < len(j.x.x) {
+					scratch = make([]float64, len(j.x.x))
 				}
-				*j.dst = dist(j.x, scratch)
+				j.x.sort(scratch)
+				*j.dst = dist(j.x.x)
 			}
 		}()
 	}
@@ -188,7 +191,7 @@ func (z *Summarizer) Summary(gaps *hist.H, errs *policies.PredictionErrors) Summ
 	if z.computed > 0 {
 		s.PrefixCache = &CacheUse{Computed: z.computed, Hit: z.hit, HitRate: float64(z.hit) / float64(z.hit+z.computed)}
 	}
-	s.JainJCT = jain(z.norm)
+	s.JainJCT = jain(z.norm.x)
 	if gaps != nil && gaps.N() > 0 {
 		s.ITL = Dist{N: int(gaps.N()), Mean: gaps.Mean(), P50: gaps.Quantile(0.5), P90: gaps.Quantile(0.9),
 			P95: gaps.Quantile(0.95), P99: gaps.Quantile(0.99), Max: gaps.Max()}
@@ -217,12 +220,11 @@ func (z *Summarizer) Summary(gaps *hist.H, errs *policies.PredictionErrors) Summ
 	return s
 }
 
-// dist sorts x (using scratch) and summarises it.
-func dist(x, scratch []float64) Dist {
+// dist summarises x, sorted.
+func dist(x []float64) Dist {
 	if len(x) == 0 {
 		return Dist{}
 	}
-	sortFloats(x, scratch)
 	q := func(p float64) float64 { return stat.Quantile(p, stat.Empirical, x, nil) }
 	return Dist{N: len(x), Mean: stat.Mean(x, nil), P50: q(0.5), P90: q(0.9), P95: q(0.95), P99: q(0.99), Max: x[len(x)-1]}
 }
