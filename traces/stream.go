@@ -176,7 +176,8 @@ func (s *Stream) read(f *os.File, r *bufio.Reader, line int) {
 func (s *Stream) Peek() (*Request, bool) {
 	for s.at >= len(s.cur) {
 		if s.cur != nil {
-			clear(s.cur) // its strings and slices are the run's now, or garbage
+			// Not cleared: the reader overwrites each request it reuses,
+			// and clearing was a tenth of a megabyte a chunk.
 			select {
 			case s.free <- s.cur[:0]:
 			default:
