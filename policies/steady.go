@@ -8,8 +8,8 @@ package policies
 // prediction window, a preemption. The steady head of the running list
 // keeps its token counts as offsets of one counter; its block events come
 // from buckets by block phase, its windows from buckets by window phase
-// and its finishes from a heap, all in running order, and the step's sums
-// from two running totals. A step visits the requests with an event, and
+// and its finishes from a ring of buckets by step, all in running order,
+// and the step's sums from two running totals. A step visits the requests with an event, and
 // the others (prompts being computed) as before. What needs the
 // per-request pass (an abort, a victim choice that asks) first writes
 // every steady request out (settle), so the per-request core stays the
@@ -23,6 +23,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 )
@@ -46,7 +47,8 @@ type steadySet struct {
 	buckets [][]steadyRef
 	live    []int         // by bucket: its members still in the set (the rest are skipped)
 	fills   [][]steadyRef // the members whose output blocks others may share (sessions), alike
-	ends    endHeap       // members by the dec at which they finish
+	ends    endRing       // members by the dec at which they finish
+	due     []endEntry    // scratch: the members a step finishes
 	// windows holds the members by the phase of their prediction windows
 	// (every PredictionInterval steps: at dec = phase mod the interval),
 	// in running order, as buckets holds them by block phase.
@@ -208,7 +210,7 @@ func (s *Scheduler) joinSteady() {
 		if s.kv.caching && q.shared == math.MaxInt32 {
 			f.fills[r] = append(f.fills[r], steadyRef{q, q.sKey, q.sEpoch})
 		}
-		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q, epoch: q.sEpoch})
+		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q, epoch: q.sEpoch}, f.dec)
 		if s.pol.Predictive() {
 			k := int64(s.cfg.PredictionInterval)
 			if len(f.windows) == 0 {
@@ -241,8 +243,7 @@ func (s *Scheduler) settle() {
 		clear(f.fills[i])
 		f.fills[i] = f.fills[i][:0]
 	}
-	clear(f.ends)
-	f.ends = f.ends[:0]
+	f.ends.reset()
 	for i := range f.windows {
 		clear(f.windows[i])
 		f.windows[i] = f.windows[i][:0]
@@ -456,8 +457,8 @@ func (s *Scheduler) steadyComplete(now, prev float64, queued bool) (gap float64,
 	n = s.batch.Lazy
 	gap = now - prev
 	s.steadyStep(gap)
-	for len(f.ends) > 0 && f.ends[0].at <= f.dec {
-		e := f.ends.pop()
+	f.due = f.ends.takeDue(f.dec, f.due[:0])
+	for _, e := range f.due {
 		q := e.q
 		if e.epoch != q.sEpoch {
 			continue // it left the set
@@ -560,8 +561,8 @@ func (s *Scheduler) Stretch(max int) int {
 	// nor fill a shared block, and only the last may finish anyone as it
 	// ends (the driver completes that one as any step).
 	last := int64(math.MaxInt64)
-	if len(f.ends) > 0 {
-		last = f.ends[0].at - f.dec - 1 // the first finish's
+	if at, ok := f.ends.first(); ok {
+		last = at - f.dec - 1 // the first finish's
 	}
 	gi := s.below(f.phase) // step 1's bucket; each next one's is one lower
 	free := s.kv.free
@@ -671,56 +672,152 @@ func (s *Scheduler) dropSteadyGone() {
 	f.gone = f.gone[:0]
 }
 
-// endHeap is a min-heap of steady requests by the dec at which they
-// finish, then running order. It is written out, not built on
-// container/heap as capHeap is, so that a push (one a request) does not
-// box its entry.
-type endHeap []endEntry
+// endRing holds steady requests by the dec at which they finish, then by
+// running order: a ring of buckets by dec, each a list, in the order its
+// members joined (joinSteady pushes them in key order), through a small
+// pool of entries. A member finishes at most its remaining output tokens
+// after it joins, so a ring a few thousand long holds them all; a step's
+// finishes are one bucket's list, where a heap sifted at every pop (6% of
+// an overloaded FCFS run, mostly mispredicted branches), and the lists'
+// ends and the pool stay in cache (a bucket a slice missed it at a push).
+type endRing struct {
+	head, tail []int32  // by at mod their length, a power of two: a bucket's first and last entry, -1 if none
+	full       []uint64 // bit i: bucket i holds entries
+	pool       []endEntry
+	free       int32 // the pool's free entries, linked by next; -1 when none
+	lo         int64 // every entry's at is in [lo, lo+len(head))
+	n          int
+}
 
 type endEntry struct {
 	at, key int64
 	q       *Seq
 	epoch   uint32 // stale once q left the set
+	next    int32  // the next entry in its bucket, or free; -1 at the end
 }
 
-func (h endHeap) less(i, j int) bool {
-	return h[i].at < h[j].at || (h[i].at == h[j].at && h[i].key < h[j].key)
+// push adds e, which finishes after dec, the set's counter now.
+func (r *endRing) push(e endEntry, dec int64) {
+	if r.n == 0 {
+		r.lo = dec + 1
+	}
+	for e.at-r.lo >= int64(len(r.head)) {
+		r.grow()
+	}
+	var i int32
+	if r.free >= 0 {
+		i = r.free
+		r.free = r.pool[i].next
+	} else {
+		i = int32(len(r.pool))
+		r.pool = append(r.pool, endEntry{})
+	}
+	e.next = -1
+	r.pool[i] = e
+	b := e.at & int64(len(r.head)-1)
+	if r.head[b] < 0 {
+		r.head[b] = i
+		r.full[b>>6] |= 1 << (b & 63)
+	} else {
+		r.pool[r.tail[b]].next = i
+	}
+	r.tail[b] = i
+	r.n++
 }
 
-func (h *endHeap) push(e endEntry) {
-	*h = append(*h, e)
-	a := *h
-	for i := len(a) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !a.less(i, p) {
-			break
+// grow doubles the ring. Each at in [lo, lo+len) has a bucket of its
+// own in either ring, so every list moves whole.
+func (r *endRing) grow() {
+	oldHead, oldTail := r.head, r.tail
+	m := max(1024, 2*len(oldHead))
+	r.head, r.tail = make([]int32, m), make([]int32, m)
+	for i := range r.head {
+		r.head[i], r.tail[i] = -1, -1
+	}
+	r.full = make([]uint64, m/64)
+	if oldHead == nil {
+		r.free = -1 // a new ring: its pool is empty
+	}
+	for b, h := range oldHead {
+		if h >= 0 {
+			i := r.pool[h].at & int64(m-1)
+			r.head[i], r.tail[i] = h, oldTail[b]
+			r.full[i>>6] |= 1 << (i & 63)
 		}
-		a[i], a[p] = a[p], a[i]
-		i = p
 	}
 }
 
-func (h *endHeap) pop() endEntry {
-	a := *h
-	top := a[0]
-	last := len(a) - 1
-	a[0] = a[last]
-	a[last] = endEntry{}
-	a = a[:last]
-	for i := 0; ; {
-		c := 2*i + 1
-		if c >= len(a) {
-			break
-		}
-		if c+1 < len(a) && a.less(c+1, c) {
-			c++
-		}
-		if !a.less(c, i) {
-			break
-		}
-		a[i], a[c] = a[c], a[i]
-		i = c
+// first is the smallest at of an entry, stale ones included.
+func (r *endRing) first() (int64, bool) {
+	if r.n == 0 {
+		return 0, false
 	}
-	*h = a
-	return top
+	mask := int64(len(r.head) - 1)
+	start := r.lo & mask
+	words := len(r.full)
+	for k := 0; k <= words; k++ {
+		w := (int(start>>6) + k) % words
+		x := r.full[w]
+		if k == 0 {
+			x &= ^uint64(0) << (start & 63)
+		}
+		if x != 0 {
+			return r.pool[r.head[w<<6+bits.TrailingZeros64(x)]].at, true
+		}
+	}
+	panic("policies: an end ring with entries and no full bucket")
+}
+
+// takeDue appends to buf the entries whose at is dec or before, by at
+// then key (stale ones included), and drops them.
+func (r *endRing) takeDue(dec int64, buf []endEntry) []endEntry {
+	if r.lo == dec {
+		// The usual step: the counter moved one on from the last, so only
+		// dec's bucket can be due, and it holds dec's alone.
+		if r.n > 0 {
+			buf = r.takeBucket(dec&int64(len(r.head)-1), buf)
+		}
+		r.lo = dec + 1
+		return buf
+	}
+	for {
+		at, ok := r.first()
+		if !ok || at > dec {
+			break
+		}
+		buf = r.takeBucket(at&int64(len(r.head)-1), buf)
+		r.lo = at + 1
+	}
+	r.lo = max(r.lo, dec+1)
+	return buf
+}
+
+// takeBucket appends bucket b's list to buf and frees it.
+func (r *endRing) takeBucket(b int64, buf []endEntry) []endEntry {
+	for i := r.head[b]; i >= 0; {
+		e := &r.pool[i]
+		buf = append(buf, *e)
+		next := e.next
+		e.q, e.next = nil, r.free
+		r.free = i
+		r.n--
+		i = next
+	}
+	r.head[b], r.tail[b] = -1, -1
+	r.full[b>>6] &^= 1 << (b & 63)
+	return buf
+}
+
+// reset empties the ring, keeping its room.
+func (r *endRing) reset() {
+	for w, x := range r.full {
+		for ; x != 0; x &= x - 1 {
+			i := w<<6 + bits.TrailingZeros64(x)
+			r.head[i], r.tail[i] = -1, -1
+		}
+	}
+	clear(r.full)
+	clear(r.pool)
+	r.pool, r.free = r.pool[:0], -1
+	r.n, r.lo = 0, 0
 }
