@@ -8,5 +8,7 @@
 // request; a lone worker runs a quiet stretch of decode steps in one go
 // (Scheduler.Stretch and Advance), pricing each of its steps from their
 // sums. Either way it writes the bytes that visiting every request at
-// every step (Config.TokenByToken) gives.
+// every step (Config.TokenByToken) gives. It takes its requests from a
+// whole trace (Run) or from a traces.Stream as the run goes (RunStream),
+// the same run either way.
 package sim

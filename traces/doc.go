@@ -15,5 +15,7 @@
 //
 // As JSONL the first line is a header object {"elis_trace": 1, "name": ...}
 // and every following line is one request object. Requests are kept in
-// arrival order; readers sort stably by arrival time.
+// arrival order; readers sort stably by arrival time. A JSONL trace in
+// arrival order can also be read as a run takes its requests (Stream),
+// never whole.
 package traces
