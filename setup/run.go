@@ -27,10 +27,10 @@ type Stream struct {
 // (traces.Stream: the trace is never held whole) when the runs stream
 // their records and none needs the whole trace first (a predictor fitted
 // to a target error over it, recorded predictions, overheads before
-// joining); any other, or one a stream cannot vouch for
-// (traces.ErrReadWhole), is loaded first.
+// joining) and the trace is a regular file; any other, or one a stream
+// cannot vouch for (traces.ErrReadWhole), is loaded first.
 func (s *Sim) Run(o Options, args []string, stream *Stream, each func(*report.Run) error) ([]*report.Run, error) {
-	if len(args) == 1 && traces.IsJSONL(args[0]) && s.streamable(stream) {
+	if len(args) == 1 && traces.IsJSONL(args[0]) && regular(args[0]) && s.streamable(stream) {
 		runs, err := s.streamAll(args[0], stream)
 		if !errors.Is(err, traces.ErrReadWhole) {
 			return runs, err
@@ -41,6 +41,13 @@ func (s *Sim) Run(o Options, args []string, stream *Stream, each func(*report.Ru
 		return nil, err
 	}
 	return s.RunAll(tr, desc, stream, each)
+}
+
+// regular reports whether path is a regular file: each run streams it
+// anew, which a pipe could not give twice.
+func regular(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // streamable reports whether every run can take its trace as a stream.
