@@ -564,6 +564,26 @@ func (s *Scheduler) Stretch(max int) int {
 	if at, ok := f.ends.first(); ok {
 		last = at - f.dec - 1 // the first finish's
 	}
+	if last < 1 || max < 1 {
+		return 0
+	}
+	// Most stretches are short of blocks by far, and fill none that others
+	// may share: then nothing but max and the first finish ends them, and
+	// no step need be looked at. A run of bs steps starts a block for
+	// every member at most once.
+	steps := int64(max)
+	if last < steps {
+		steps = last
+	}
+	fills, members := false, 0
+	for r := range f.live {
+		members += f.live[r]
+		fills = fills || s.kv.caching && len(f.fills[r]) > 0
+	}
+	bs := int64(s.cfg.BlockSize)
+	if !fills && int64(members)*((steps+bs-1)/bs) <= int64(s.kv.free) {
+		return int(steps)
+	}
 	gi := s.below(f.phase) // step 1's bucket; each next one's is one lower
 	free := s.kv.free
 	k := 0
