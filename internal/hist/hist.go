@@ -127,12 +127,31 @@ func (h *H) AddEach(vs []float64, n uint64) {
 	if n == 0 {
 		return
 	}
-	for _, v := range vs {
-		if h.lo <= v && v < h.hi {
-			h.count(h.lastB, v, n)
+	// The run's samples mostly fall in one bucket (a stretch's gaps grow
+	// slowly): its count, the sum and the max are kept in registers
+	// while they do, the sum taking each sample in turn as AddN would.
+	fn := float64(n)
+	for i := 0; i < len(vs); {
+		if !(h.lo <= vs[i] && vs[i] < h.hi) {
+			h.addSearch(vs[i], n)
+			i++
 			continue
 		}
-		h.addSearch(v, n)
+		lo, hi := h.lo, h.hi
+		sum, mx := h.sum, h.max
+		j := i
+		for ; j < len(vs) && lo <= vs[j] && vs[j] < hi; j++ {
+			v := vs[j]
+			sum += v * fn
+			if v > mx {
+				mx = v
+			}
+		}
+		k := uint64(j - i)
+		h.counts[h.lastB] += k * n
+		h.n += k * n
+		h.sum, h.max = sum, mx
+		i = j
 	}
 }
 
