@@ -575,13 +575,12 @@ func (s *Scheduler) Stretch(max int) int {
 	if last < steps {
 		steps = last
 	}
-	fills, members := false, 0
-	for r := range f.live {
-		members += f.live[r]
-		fills = fills || s.kv.caching && len(f.fills[r]) > 0
+	fills := false
+	for r := 0; s.kv.caching && r < len(f.fills) && !fills; r++ {
+		fills = len(f.fills[r]) > 0
 	}
 	bs := int64(s.cfg.BlockSize)
-	if !fills && int64(members)*((steps+bs-1)/bs) <= int64(s.kv.free) {
+	if !fills && int64(f.n)*((steps+bs-1)/bs) <= int64(s.kv.free) { // f.n: the buckets' live members
 		return int(steps)
 	}
 	gi := s.below(f.phase) // step 1's bucket; each next one's is one lower
