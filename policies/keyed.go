@@ -24,11 +24,9 @@ type keyedQueue struct {
 	full     []uint64      // bit b set: bucket b holds requests
 	lo       int           // no bucket below lo holds requests
 	n        int
-	// By queue slot (a small number a queued request holds, reused after):
-	// its heap, and its index there.
+	// By queue slot: its heap, and its index there (pos).
 	heapOf []int32 // a bucket, or promotedHeap
-	pos    []int32
-	free   []int32
+	queueSlots
 }
 
 // bucketBits is how many leading bits of a prediction's order (sign,
@@ -109,13 +107,8 @@ func (q *keyedQueue) Peek() *Seq {
 }
 
 func (q *keyedQueue) Push(s *Seq) {
-	var slot int32
-	if n := len(q.free); n > 0 {
-		slot = q.free[n-1]
-		q.free = q.free[:n-1]
-	} else {
-		slot = int32(len(q.pos))
-		q.pos = append(q.pos, 0)
+	slot := q.takeSlot()
+	if int(slot) == len(q.heapOf) {
 		q.heapOf = append(q.heapOf, 0)
 	}
 	s.queueSlot = slot
@@ -147,7 +140,7 @@ func (q *keyedQueue) take(h *keyHeap, at int32, i int) *Seq {
 	if at != promotedHeap && len(h.items) == 0 {
 		q.full[at>>6] &^= 1 << (at & 63)
 	}
-	q.free = append(q.free, slot)
+	q.giveSlot(slot)
 	s.queueSlot = -1
 	q.n--
 	return s

@@ -37,16 +37,38 @@ import (
 // thousands queued; written into pos, it lands in a table of a few
 // megabytes that mostly stays in cache.
 type waitQueue struct {
-	items []*Seq // the heap; FIFO: arrivals, ascending order, items[0] next
-	front []*Seq // FIFO only: descending order, the last next
-	less  func(a, b *Seq) bool
-	fifo  bool
-	keyed bool       // by predicted remainder: basic's order with byPredicted
-	kq    keyedQueue // keyed only
-	slots []int32    // heaps: slots[i] is items[i]'s queue slot
-	pos   []int32    // heaps: pos[slot] is the slot's index in items
-	free  []int32    // heaps: queue slots not held
+	items      []*Seq // the heap; FIFO: arrivals, ascending order, items[0] next
+	front      []*Seq // FIFO only: descending order, the last next
+	less       func(a, b *Seq) bool
+	fifo       bool
+	keyed      bool       // by predicted remainder: basic's order with byPredicted
+	kq         keyedQueue // keyed only
+	slots      []int32    // heaps: slots[i] is items[i]'s queue slot
+	queueSlots            // heaps: pos[slot] is the slot's index in items
 }
+
+// queueSlots hands out the queue slots a heap finds its requests by: pos
+// maps each to where its request is (an index the heap gives it meaning
+// of); freed slots are handed out again first, so pos stays as small as
+// the queue's peak.
+type queueSlots struct {
+	pos  []int32
+	free []int32
+}
+
+// takeSlot is a slot not held.
+func (t *queueSlots) takeSlot() int32 {
+	if n := len(t.free); n > 0 {
+		slot := t.free[n-1]
+		t.free = t.free[:n-1]
+		return slot
+	}
+	t.pos = append(t.pos, 0)
+	return int32(len(t.pos) - 1)
+}
+
+// giveSlot frees slot.
+func (t *queueSlots) giveSlot(slot int32) { t.free = append(t.free, slot) }
 
 // waitKey is what a keyed heap orders a request by, as basic.Less does
 // with byPredicted: promotion, prediction, arrival, queue order. The two
@@ -118,14 +140,7 @@ func (q *waitQueue) Push(s *Seq) {
 		q.kq.Push(s)
 		return
 	}
-	var slot int32
-	if n := len(q.free); n > 0 {
-		slot = q.free[n-1]
-		q.free = q.free[:n-1]
-	} else {
-		slot = int32(len(q.pos))
-		q.pos = append(q.pos, 0)
-	}
+	slot := q.takeSlot()
 	s.queueSlot = slot
 	i := len(q.items)
 	q.pos[slot] = int32(i)
@@ -202,7 +217,7 @@ func (q *waitQueue) Remove(s *Seq) {
 func (q *waitQueue) removeAt(i int) *Seq {
 	n := len(q.items) - 1
 	s := q.items[i]
-	q.free = append(q.free, q.slots[i])
+	q.giveSlot(q.slots[i])
 	if i != n {
 		q.move(n, i)
 	}
