@@ -107,3 +107,42 @@ func ExampleParseSim() {
 	// fcfs: policy fcfs, mode paper, sync calls false, 8 seqs
 	// isrtf/patch+sync: policy isrtf, mode patch, sync calls true, 8 seqs
 }
+
+// run streams a trace exactly when every run can take it so: its records
+// streamed, and no run needing the trace whole (a noisy predictor fitted
+// to a target error, recorded predictions).
+func TestStreamableRuns(t *testing.T) {
+	for _, c := range []struct {
+		policy, predictor string
+		streamed          bool
+		want              bool
+	}{
+		{"fcfs,priority,sjf-oracle", "", true, true},
+		{"fcfs", "", false, false},                        // records kept (--log-predictions)
+		{"fcfs,isrtf", "", true, false},                   // the default noisy:mae=19.9 is fitted
+		{"fcfs,isrtf", "noisy:sigma=0.3", true, true},     // given its sigma
+		{"isrtf", "recorded", true, false},                // predictions in the trace
+		{"fcfs,sjf-oracle", "noisy:mae=19.9", true, true}, // nothing reads it
+	} {
+		v := NewValues()
+		if err := v.Set("policy", c.policy); err != nil {
+			t.Fatal(err)
+		}
+		if c.predictor != "" {
+			if err := v.Set("predictor", c.predictor); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := ParseSim(v, false)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.policy, c.predictor, err)
+		}
+		var st *Stream
+		if c.streamed {
+			st = &Stream{}
+		}
+		if got := s.streamable(st); got != c.want {
+			t.Errorf("--policy %s --predictor %q, streamed %v: streamable %v, want %v", c.policy, c.predictor, c.streamed, got, c.want)
+		}
+	}
+}
