@@ -283,16 +283,46 @@ func (p *rooflineRun) shape(tokens, seqs int) *shapeTerms {
 }
 
 // StretchEnds prices a stretch's steps with the shape looked up once:
-// only attention changes as the contexts grow.
+// only attention changes as the contexts grow. A stretch of decodes alone
+// whose attention one side bounds (the usual one) keeps every term of
+// the price in registers and sums them in priceShapeWith's order, to its
+// bits (a stretch's step cost a few nanoseconds, a third of them here).
 func (p *rooflineRun) StretchEnds(ends []float64, b *policies.Batch, t float64, k int, until float64) []float64 {
 	if b.Tokens() == 0 {
 		return stretchEnds(p, ends, b, t, k, until)
 	}
 	sh := p.shape(b.Tokens(), b.Seqs())
 	ctx, n := b.DecodeContext, int64(b.DecodeSeqs)
+	if n == 0 || b.PrefillTokens > 0 || p.attn.bound == 0 {
+		for range k {
+			ctx += n
+			e := t + p.r.priceShapeWith(sh, p.attn.price(b.DecodeSeqs, ctx, b.PrefillTokens, b.PrefillAttn))
+			ends = append(ends, e)
+			if !(until > e) {
+				break
+			}
+			t = e
+		}
+		return ends
+	}
+	// Attention is the bound side's per-token amount over its rate
+	// (attnTerms.decode), and its price 0 + that + launch, which is that
+	// + launch: neither is -0 (both positive, or a sum that cancels to +0).
+	per, rate := p.attn.kvPerTok, p.attn.kvRate
+	if p.attn.bound < 0 {
+		per, rate = p.attn.flopsPerTok, p.attn.flopRate
+	}
+	launch := p.attn.launch
+	pre, post := sh.pre, sh.post
+	allReduce, tp := sh.allReduce, p.r.TP > 1
+	layers, head, overhead := float64(p.r.Arch.Layers), sh.head, sh.overhead
 	for range k {
 		ctx += n
-		e := t + p.r.priceShapeWith(sh, p.attn.price(b.DecodeSeqs, ctx, b.PrefillTokens, b.PrefillAttn))
+		layer := pre + (per*float64(ctx)/rate + launch) + post[0] + post[1] + post[2] + post[3] + post[4]
+		if tp {
+			layer += allReduce
+		}
+		e := t + (layers*layer + head + overhead)
 		ends = append(ends, e)
 		if !(until > e) {
 			break

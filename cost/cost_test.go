@@ -75,9 +75,22 @@ func TestStretchEndsAsStepByStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Decode attention bound by its work, and by neither side.
+	work, even := *r, *r
+	work.GPU.MemBW *= 1e4
+	terms := r.attnTerms()
+	even.GPU.MemBW = terms.kvPerTok * terms.flopRate / (terms.flopsPerTok * r.GPU.Eff.AttnBW)
+	for _, c := range []struct {
+		r     *Roofline
+		bound int
+	}{{r, 1}, {&work, -1}, {&even, 0}} {
+		if got := c.r.attnTerms().bound; got != c.bound {
+			t.Fatalf("attention bound %d, want %d", got, c.bound)
+		}
+	}
 	lin := &Linear{Base: 0.004, PerDecodeSeq: 3e-5, PerDecodeContext: 2e-8, PerPrefillToken: 2e-5}
 	// Each pricer against the model that prices its steps one by one.
-	for _, m := range []struct{ c, ref StepCoster }{{ForRun(r), r}, {ForRun(r4), r4}, {r, r}, {lin, lin}} {
+	for _, m := range []struct{ c, ref StepCoster }{{ForRun(r), r}, {ForRun(r4), r4}, {ForRun(&work), &work}, {ForRun(&even), &even}, {r, r}, {lin, lin}} {
 		c := m.c
 		for range 2000 {
 			n := rng.IntN(300)

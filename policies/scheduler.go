@@ -86,8 +86,9 @@ type Scheduler struct {
 	// OnGaps, when set, takes a quiet stretch's gaps (Advance) in one
 	// call, in step order, each that of n tokens; OnGap takes them one
 	// by one otherwise.
-	OnGaps func(gaps []float64, n int)
-	gapBuf []float64
+	OnGaps  func(gaps []float64, n int)
+	gapBuf  []float64
+	markBuf []gapMark // markGaps' scratch
 
 	// Config.Slots: each slot's occupied KV cells (kept after its request
 	// ends, until the next one replaces them), whether a request holds it,

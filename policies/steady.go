@@ -45,7 +45,10 @@ type steadySet struct {
 	// (their epoch moved on) and dropped when their bucket is next walked,
 	// or once they are most of it.
 	buckets [][]steadyRef
-	live    []int         // by bucket: its members still in the set (the rest are skipped)
+	live    []int // by bucket: its members still in the set (the rest are skipped)
+	// compact has bit gi set when bucket gi may be mostly members that
+	// left (compactBucket's test), so a stretch walks only those.
+	compact []uint64
 	fills   [][]steadyRef // the members whose output blocks others may share (sessions), alike
 	ends    endRing       // members by the dec at which they finish
 	due     []endEntry    // scratch: the members a step finishes
@@ -149,6 +152,7 @@ func (s *Scheduler) checkSteady() error {
 	if bs := int64(s.cfg.BlockSize); f.phase != ((-f.dec%bs)+bs)%bs {
 		return fmt.Errorf("steady step %d: block phase %d", f.dec, f.phase)
 	}
+	members := 0
 	for gi, bucket := range f.buckets {
 		n := 0
 		for _, r := range bucket {
@@ -158,6 +162,15 @@ func (s *Scheduler) checkSteady() error {
 		}
 		if n != f.live[gi] {
 			return fmt.Errorf("steady bucket %d holds %d members, counts %d", gi, n, f.live[gi])
+		}
+		members += n
+	}
+	if members != f.n { // Advance counts a round of buckets as the set
+		return fmt.Errorf("steady buckets hold %d members, the set %d", members, f.n)
+	}
+	for gi, bucket := range f.buckets {
+		if len(bucket) > 2*f.live[gi]+staleCompact-1 && f.compact[gi>>6]&(1<<(gi&63)) == 0 {
+			return fmt.Errorf("steady bucket %d is mostly members that left, and not marked for compaction", gi)
 		}
 	}
 	return nil
@@ -193,6 +206,7 @@ func (s *Scheduler) joinSteady() {
 	bs := int64(s.cfg.BlockSize)
 	if len(f.buckets) == 0 {
 		f.buckets, f.fills, f.live = make([][]steadyRef, bs), make([][]steadyRef, bs), make([]int, bs)
+		f.compact = make([]uint64, (bs+63)/64)
 	}
 	for f.n < len(s.running) {
 		q := s.running[f.n]
@@ -237,6 +251,7 @@ func (s *Scheduler) settle() {
 		q.sEpoch++
 	}
 	clear(f.live)
+	clear(f.compact)
 	for i := range f.buckets {
 		clear(f.buckets[i])
 		f.buckets[i] = f.buckets[i][:0]
@@ -377,10 +392,12 @@ func (s *Scheduler) startBlocks(gi int64) {
 }
 
 // compactBucket drops the members that left bucket gi when they are most
-// of it.
+// of it (and at least staleCompact).
+const staleCompact = 9
+
 func (s *Scheduler) compactBucket(gi int64) {
 	f := &s.steady
-	if grow := f.buckets[gi]; len(grow) > 2*f.live[gi]+8 {
+	if grow := f.buckets[gi]; len(grow) > 2*f.live[gi]+staleCompact-1 {
 		kept := grow[:0]
 		for _, r := range grow {
 			if r.epoch == r.q.sEpoch {
@@ -390,6 +407,7 @@ func (s *Scheduler) compactBucket(gi int64) {
 		clear(grow[len(kept):])
 		f.buckets[gi] = kept
 	}
+	f.compact[gi>>6] &^= 1 << (gi & 63)
 }
 
 // mayPreempt reports whether a step could run short of blocks: the
@@ -427,7 +445,11 @@ func (s *Scheduler) lazyRunning() bool {
 func (s *Scheduler) leaveSteady(q *Seq) {
 	f := &s.steady
 	s.materialize(q)
-	f.live[s.bucketOf(q)]--
+	gi := s.bucketOf(q)
+	f.live[gi]--
+	if len(f.buckets[gi]) > 2*f.live[gi]+staleCompact-1 {
+		f.compact[gi>>6] |= 1 << (gi & 63)
+	}
 	q.steady = false
 	q.sEpoch++
 	f.n--
@@ -539,6 +561,63 @@ func markGap(marks []gapMark, dec int64, gap float64, from int64) []gapMark {
 	return marks
 }
 
+// markGaps is markGap after the steps that end at ends in turn (those
+// of steps dec+1, dec+2, ...; the one before them ended at prev), their
+// gaps written to gaps, found backwards: a gap keeps its mark when it is
+// above every later one (markGap drops a mark when a gap at least as
+// large comes), an earlier mark when it is above them all, and those no
+// member reads go last, as markGap lets them. A stretch's gaps mostly
+// grow, so the walk back keeps one: a comparison a step, where markGap
+// wrote one.
+func (s *Scheduler) markGaps(marks []gapMark, dec int64, prev float64, ends, gaps []float64, from int64) []gapMark {
+	k := len(ends)
+	if k == 0 {
+		return marks
+	}
+	gaps = gaps[:k]
+	gaps[0] = ends[0] - prev
+	g := gaps[0]
+	if k > 1 {
+		g = ends[k-1] - ends[k-2]
+		gaps[k-1] = g
+	}
+	kept := s.markBuf[:0] // backwards
+	kept = append(kept, gapMark{dec + int64(k), g})
+	mx, nan := g, g != g
+	for j := k - 2; j >= 0; j-- {
+		if j > 0 {
+			g = ends[j] - ends[j-1]
+			gaps[j] = g
+		} else {
+			g = gaps[0]
+		}
+		if g > mx {
+			mx = g
+			kept = append(kept, gapMark{dec + int64(j) + 1, g})
+		} else if g != g {
+			nan = true
+		}
+	}
+	s.markBuf = kept
+	if nan {
+		// A NaN orders with nothing: markGap's own order, step by step.
+		for i, g := range gaps {
+			marks = markGap(marks, dec+int64(i)+1, g, from)
+		}
+		return marks
+	}
+	for len(marks) > 0 && marks[len(marks)-1].gap <= mx {
+		marks = marks[:len(marks)-1]
+	}
+	for i := len(kept) - 1; i >= 0; i-- {
+		marks = append(marks, kept[i])
+	}
+	for len(marks) > 1 && marks[0].dec <= from {
+		marks = marks[1:]
+	}
+	return marks
+}
+
 // Stretch is how many steps after the one Next just built are copies of
 // it but for their contexts (each decode's one token longer a step), were
 // nothing to arrive, at most max: steps of a quiet stretch (DESIGN.md
@@ -612,32 +691,33 @@ func (s *Scheduler) Advance(ends []float64) {
 	k := len(ends)
 	// Copy j (1..k) is built at phase below^j of the one now: their
 	// starting blocks come from the queue's head in one take, which
-	// takes the same blocks in the same order as k takes would.
-	gi, need := f.phase, 0
-	for range k {
+	// takes the same blocks in the same order as k takes would. The
+	// phases come round every BlockSize steps, each round starting a
+	// block for every member.
+	bs := len(f.live)
+	need := (k / bs) * f.n
+	gi := f.phase
+	for range k % bs {
 		gi = s.below(gi)
 		need += f.live[gi]
 	}
 	s.kv.takeUnnamed(need)
 	phase := gi // the counter's after k steps
-	gi = f.phase
-	for range min(k, len(f.buckets)) {
-		gi = s.below(gi)
-		s.compactBucket(gi)
+	if slices.ContainsFunc(f.compact, func(bits uint64) bool { return bits != 0 }) {
+		gi = f.phase
+		for range min(k, bs) {
+			if gi = s.below(gi); f.compact[gi>>6]&(1<<(gi&63)) != 0 {
+				s.compactBucket(gi)
+			}
+		}
 	}
-	// Each step ends in turn: the counter, the gap marks (as steadyStep
-	// keeps them; the first member stays the same), the gaps.
-	prev := s.completed
-	from, marks, dec := s.firstFrom(), f.gaps, f.dec
-	gaps := s.gapBuf[:0]
-	for _, now := range ends {
-		gap := now - prev
-		prev = now
-		dec++
-		marks = markGap(marks, dec, gap, from)
-		gaps = append(gaps, gap)
-	}
-	f.gaps, f.dec, s.gapBuf = marks, dec, gaps
+	// Each step ends in turn: its gap, and the gap marks as steadyStep
+	// keeps them (the first member stays the same).
+	gaps := slices.Grow(s.gapBuf[:0], k)[:k]
+	f.gaps = s.markGaps(f.gaps, f.dec, s.completed, ends, gaps, s.firstFrom())
+	f.dec += int64(k)
+	s.gapBuf = gaps
+	prev := ends[k-1]
 	switch {
 	case s.OnGaps != nil:
 		s.OnGaps(gaps, n)
@@ -773,9 +853,9 @@ func (r *endRing) first() (int64, bool) {
 	}
 	mask := int64(len(r.head) - 1)
 	start := r.lo & mask
-	words := len(r.full)
+	words := len(r.full) // a power of two
 	for k := 0; k <= words; k++ {
-		w := (int(start>>6) + k) % words
+		w := (int(start>>6) + k) & (words - 1)
 		x := r.full[w]
 		if k == 0 {
 			x &= ^uint64(0) << (start & 63)
