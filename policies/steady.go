@@ -591,11 +591,13 @@ func (s *Scheduler) markGaps(marks []gapMark, dec int64, prev float64, ends, gap
 		} else {
 			g = gaps[0]
 		}
-		if g > mx {
+		if !(g <= mx) { // mostly not: going back, a stretch's gaps shrink
+			if g != g {
+				nan = true
+				continue
+			}
 			mx = g
 			kept = append(kept, gapMark{dec + int64(j) + 1, g})
-		} else if g != g {
-			nan = true
 		}
 	}
 	s.markBuf = kept
