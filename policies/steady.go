@@ -307,9 +307,14 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 		fill = f.fills[fi]
 	}
 	g, a := 0, 0
-	if f.live[gi] <= s.kv.free {
-		// No block can run short: the members filling blocks that others
-		// may share name them below.
+	// Where no block can run short, the blocks started are taken in one go,
+	// unless a member fills a block others may share: naming it and taking
+	// a block (which may evict a free one of the same name) do not commute,
+	// so the two go in running order, as the per-request pass has them.
+	// (With blocks of one token the members that start a block fill it: the
+	// fill bucket is the start one.)
+	names := s.kv.caching && len(f.fills[fi]) > 0
+	if f.live[gi] <= s.kv.free && !names {
 		s.startBlocks(gi)
 		grow = nil // done
 	}
@@ -380,11 +385,11 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 }
 
 // startBlocks takes from the pool the blocks the members of bucket gi
-// start at this step, in one go (a steady pool counts unnamed blocks, and
-// no member fills a block that others may share as it starts one), when
-// the pool holds as many: their own counts are written when they are
-// visited (blocksOf). The bucket drops the members that left when they
-// are most of it.
+// start at this step, in one go (a steady pool counts unnamed blocks), when
+// the pool holds as many and no member names a block others may share in
+// the step: their own counts are written when they are visited
+// (blocksOf). The bucket drops the members that left when they are most of
+// it.
 func (s *Scheduler) startBlocks(gi int64) {
 	f := &s.steady
 	s.kv.takeUnnamed(f.live[gi])

@@ -39,6 +39,9 @@ func TestShortcutsChangeNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if rng.IntN(3) == 0 {
+			addSessions(tr, rng)
+		}
 		r, _ := cost.NewRoofline("llama-3.1-8b", "h100", 1)
 		eng := policies.Config{MaxBatchedTokens: 64 << rng.IntN(7), MaxSeqs: 1 + rng.IntN(64), BlockSize: []int{1, 8, 16, 32}[rng.IntN(4)],
 			MaxModelLen: 4096, PredictionInterval: 1 + rng.IntN(80), PrefixCaching: rng.IntN(3) > 0,
@@ -93,6 +96,17 @@ func TestShortcutsChangeNothing(t *testing.T) {
 		}
 		if a, b := runBytes(t, fast), runBytes(t, ref); a != b {
 			t.Fatalf("%s: the shortcut changed the run:\n%s\nstepped:\n%s", name, first(a, b), first(b, a))
+		}
+	}
+}
+
+// addSessions puts about half of tr's requests that name no shared
+// prefix into one of five conversations, whose streams a prefix cache
+// shares (a session's output blocks are named as they fill).
+func addSessions(tr *traces.Trace, rng *rand.Rand) {
+	for i := range tr.Requests {
+		if r := &tr.Requests[i]; len(r.HashIDs) == 0 && rng.IntN(2) == 0 {
+			r.Session = fmt.Sprint("s", rng.IntN(5))
 		}
 	}
 }
