@@ -261,8 +261,10 @@ func ForRun(c StepCoster) StepCoster {
 type rooflineRun struct {
 	r      *Roofline
 	attn   attnTerms
-	shapes [64]shapeTerms
+	shapes [1 << shapeBits]shapeTerms
 }
+
+const shapeBits = 6
 
 func (p *rooflineRun) StepTime(b *policies.Batch) float64 {
 	tokens := b.Tokens()
@@ -275,7 +277,10 @@ func (p *rooflineRun) StepTime(b *policies.Batch) float64 {
 // shape is the terms of a step of tokens tokens and seqs sequences, from
 // the table when they are there.
 func (p *rooflineRun) shape(tokens, seqs int) *shapeTerms {
-	t := &p.shapes[uint(tokens*7+seqs)%uint(len(p.shapes))]
+	// Fibonacci hashing of both: a decode step has tokens == seqs, and a
+	// sum of small multiples of them left most of the table unused.
+	h := (uint64(tokens)<<32 | uint64(uint32(seqs))) * 0x9e3779b97f4a7c15
+	t := &p.shapes[h>>(64-shapeBits)]
 	if t.tokens != float64(tokens) || t.seqs != seqs { // an empty slot has 0 tokens
 		p.r.shape(t, float64(tokens), seqs)
 	}

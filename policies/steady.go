@@ -50,6 +50,7 @@ type steadySet struct {
 	// left (compactBucket's test), so a stretch walks only those.
 	compact []uint64
 	fills   [][]steadyRef // the members whose output blocks others may share (sessions), alike
+	nFills  int           // the fills' entries, stale ones included
 	ends    endRing       // members by the dec at which they finish
 	due     []endEntry    // scratch: the members a step finishes
 	// windows holds the members by the phase of their prediction windows
@@ -168,6 +169,13 @@ func (s *Scheduler) checkSteady() error {
 	if members != f.n { // Advance counts a round of buckets as the set
 		return fmt.Errorf("steady buckets hold %d members, the set %d", members, f.n)
 	}
+	fills := 0
+	for _, r := range f.fills {
+		fills += len(r)
+	}
+	if fills != f.nFills {
+		return fmt.Errorf("steady fills hold %d entries, the set counts %d", fills, f.nFills)
+	}
 	for gi, bucket := range f.buckets {
 		if len(bucket) > 2*f.live[gi]+staleCompact-1 && f.compact[gi>>6]&(1<<(gi&63)) == 0 {
 			return fmt.Errorf("steady bucket %d is mostly members that left, and not marked for compaction", gi)
@@ -223,6 +231,7 @@ func (s *Scheduler) joinSteady() {
 		f.live[r]++
 		if s.kv.caching && q.shared == math.MaxInt32 {
 			f.fills[r] = append(f.fills[r], steadyRef{q, q.sKey, q.sEpoch})
+			f.nFills++
 		}
 		f.ends.push(endEntry{at: f.dec + int64(q.OutputTokens-q.Generated), key: q.sKey, q: q, epoch: q.sEpoch}, f.dec)
 		if s.pol.Predictive() {
@@ -258,6 +267,7 @@ func (s *Scheduler) settle() {
 		clear(f.fills[i])
 		f.fills[i] = f.fills[i][:0]
 	}
+	f.nFills = 0
 	f.ends.reset()
 	for i := range f.windows {
 		clear(f.windows[i])
@@ -374,6 +384,7 @@ func (s *Scheduler) steadyPass(budget int) (preempted, stop, ok bool) {
 	}
 	if fill != nil {
 		clear(fill[len(keptF):])
+		f.nFills -= len(fill) - len(keptF)
 		f.fills[fi] = keptF
 	}
 	f.inStep = true
@@ -661,10 +672,7 @@ func (s *Scheduler) Stretch(max int) int {
 	if last < steps {
 		steps = last
 	}
-	fills := false
-	for r := 0; s.kv.caching && r < len(f.fills) && !fills; r++ {
-		fills = len(f.fills[r]) > 0
-	}
+	fills := s.kv.caching && f.nFills > 0
 	bs := int64(s.cfg.BlockSize)
 	if !fills && int64(f.n)*((steps+bs-1)/bs) <= int64(s.kv.free) { // f.n: the buckets' live members
 		return int(steps)
