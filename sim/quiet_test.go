@@ -54,28 +54,6 @@ func TestQuietStretchesChangeNothing(t *testing.T) {
 		}
 		cfg.Check = seed%5 == 0
 		name := fmt.Sprintf("seed %d: %s, sessions %v, engine %+v", seed, cfg.Policy, sessions, eng)
-		var stream []policies.Record
-		streams := seed%2 == 1
-		if streams {
-			cfg.OnRecord = func(r *policies.Record) error { stream = append(stream, *r); return nil }
-		}
-		fast, err := Run(tr, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if streams {
-			fast.Records, stream = stream, nil
-		}
-		cfg.TokenByToken = true
-		ref, err := Run(tr, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if streams {
-			ref.Records = stream
-		}
-		if a, b := runBytes(t, fast), runBytes(t, ref); a != b {
-			t.Fatalf("%s: the shortcut changed the run:\n%s\nstepped:\n%s", name, first(a, b), first(b, a))
-		}
+		sameAsStepped(t, name, tr, cfg, seed%2 == 1)
 	}
 }

@@ -74,29 +74,36 @@ func TestShortcutsChangeNothing(t *testing.T) {
 		name := fmt.Sprintf("seed %d: %s/%v, %d workers (%s), engine %+v", seed, cfg.Policy, cfg.Mode, cfg.Workers, cfg.Router, eng)
 		// Half the runs stream their records: the order they come in is
 		// compared too.
-		var stream []policies.Record
-		streams := seed%2 == 1
-		if streams {
-			cfg.OnRecord = func(r *policies.Record) error { stream = append(stream, *r); return nil }
-		}
-		fast, err := Run(tr, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if streams {
-			fast.Records, stream = stream, nil
-		}
-		cfg.TokenByToken = true
-		ref, err := Run(tr, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if streams {
-			ref.Records = stream
-		}
-		if a, b := runBytes(t, fast), runBytes(t, ref); a != b {
-			t.Fatalf("%s: the shortcut changed the run:\n%s\nstepped:\n%s", name, first(a, b), first(b, a))
-		}
+		sameAsStepped(t, name, tr, cfg, seed%2 == 1)
+	}
+}
+
+// sameAsStepped runs tr under cfg as the simulator does and visiting every
+// request of every step (streaming the records when streams), and fails
+// where the two runs differ in a byte.
+func sameAsStepped(t *testing.T, name string, tr *traces.Trace, cfg Config, streams bool) {
+	t.Helper()
+	var stream []policies.Record
+	if streams {
+		cfg.OnRecord = func(r *policies.Record) error { stream = append(stream, *r); return nil }
+	}
+	fast, err := Run(tr, cfg)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if streams {
+		fast.Records, stream = stream, nil
+	}
+	cfg.TokenByToken = true
+	ref, err := Run(tr, cfg)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if streams {
+		ref.Records = stream
+	}
+	if a, b := runBytes(t, fast), runBytes(t, ref); a != b {
+		t.Fatalf("%s: the shortcut changed the run:\n%s\nstepped:\n%s", name, first(a, b), first(b, a))
 	}
 }
 
