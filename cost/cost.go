@@ -291,7 +291,7 @@ func (p *rooflineRun) shape(tokens, seqs int) *shapeTerms {
 // only attention changes as the contexts grow. A stretch of decodes alone
 // whose attention one side bounds (the usual one) keeps every term of
 // the price in registers and sums them in priceShapeWith's order, to its
-// bits (a stretch's step cost a few nanoseconds, a third of them here).
+// bits (a stretch's step costs a few nanoseconds, about half of them here).
 func (p *rooflineRun) StretchEnds(ends []float64, b *policies.Batch, t float64, k int, until float64) []float64 {
 	if b.Tokens() == 0 {
 		return stretchEnds(p, ends, b, t, k, until)

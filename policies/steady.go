@@ -407,10 +407,12 @@ func (s *Scheduler) startBlocks(gi int64) {
 	s.compactBucket(gi)
 }
 
-// compactBucket drops the members that left bucket gi when they are most
-// of it (and at least staleCompact).
+// staleCompact is the fewest entries of members that left for which a
+// bucket is compacted.
 const staleCompact = 9
 
+// compactBucket drops the members that left bucket gi when they are most
+// of it (and at least staleCompact).
 func (s *Scheduler) compactBucket(gi int64) {
 	f := &s.steady
 	if grow := f.buckets[gi]; len(grow) > 2*f.live[gi]+staleCompact-1 {
@@ -704,6 +706,9 @@ func (s *Scheduler) Advance(ends []float64) {
 	f := &s.steady
 	n := f.n
 	k := len(ends)
+	if k == 0 {
+		return
+	}
 	// Copy j (1..k) is built at phase below^j of the one now: their
 	// starting blocks come from the queue's head in one take, which
 	// takes the same blocks in the same order as k takes would. The
